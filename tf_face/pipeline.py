@@ -1,0 +1,138 @@
+"""The geometry pipeline: photo -> detection -> landmarks -> fit (Eq. 1) -> UV sample.
+
+``GeometryPipeline`` holds everything that is loaded once (face model, UV atlas,
+TFLite interpreters) and runs one photo at a time::
+
+    pipe = GeometryPipeline("default")
+    result = pipe.run(load_image("face.jpg"))
+    result.sample.texture      # [256, 256, 3] UV texture I_t(UV)
+
+Landmarks come from MediaPipe's 468-point model unless the caller passes
+landmarks read from a file (68-point iBUG or 5-point). Models that are not
+driven by all 468 points (BFM, ICT, ...) get the 68 iBUG landmarks through the
+default model's 468 -> 68 correspondence.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Optional
+
+import numpy as np
+
+from tf_face.errors import LandmarkError, NoFaceError
+from tf_face.types import Detection, FittedFace, UVSample
+
+# Below this face-presence score the landmark model is not looking at a face it
+# can handle (heavy occlusion, extreme pose beyond ~70 deg yaw, not a face).
+MIN_LANDMARK_SCORE = 0.5
+
+
+@dataclasses.dataclass
+class PipelineResult:
+    detections: list            # all faces found, largest first ([] with a landmark file)
+    face_index: int
+    landmarks: np.ndarray       # [468,3] MediaPipe points, or [68,2] / [5,2] from a file
+    landmark_source: str        # "mediapipe" or "file"
+    landmark_score: float       # face-presence score of the landmark model (1.0 for files)
+    fitted: FittedFace
+    sample: UVSample
+    timings_ms: dict
+
+    def fit_json(self) -> dict:
+        out = self.fitted.to_json()
+        out.update({
+            "landmark_source": self.landmark_source,
+            "landmark_score": float(self.landmark_score),
+            "num_faces": len(self.detections),
+            "face_index": self.face_index,
+            "timings_ms": {k: round(v, 3) for k, v in self.timings_ms.items()},
+            "visible_texels": int(self.sample.mask.sum()),
+        })
+        if self.detections:
+            det = self.detections[self.face_index]
+            out["detection"] = {"box": np.round(det.box, 2).tolist(), "score": float(det.score)}
+        return out
+
+
+class GeometryPipeline:
+    """Loads a face model, its UV atlas and the TFLite models once; runs photos."""
+
+    def __init__(self, model: str = "default", uv_size: int = 256, min_cos: float = 0.2,
+                 fit_options=None):
+        from tf_face.facemodel import default_model, load_face_model
+        from tf_face.fitting import FitOptions
+        from tf_face.uv import get_atlas
+
+        t0 = time.perf_counter()
+        self.model = load_face_model(model)
+        self.default = default_model()
+        self.atlas = get_atlas(self.model, size=uv_size)
+        self.min_cos = float(min_cos)
+        self.fit_options = fit_options if fit_options is not None else FitOptions()
+        self._detector = None
+        self._landmarker = None
+        self.load_ms = (time.perf_counter() - t0) * 1e3
+
+    @property
+    def detector(self):
+        if self._detector is None:
+            from tf_face.landmarks import FaceDetector
+            self._detector = FaceDetector()
+        return self._detector
+
+    @property
+    def landmarker(self):
+        if self._landmarker is None:
+            from tf_face.landmarks import FaceMeshLandmarker
+            self._landmarker = FaceMeshLandmarker()
+        return self._landmarker
+
+    def _fit_landmarks(self, landmarks: np.ndarray, source: str) -> np.ndarray:
+        """The landmark array the model's fit expects."""
+        if source == "file" or self.model.observed_shape:
+            return landmarks
+        # 468 MediaPipe points -> 68 iBUG points via the default model's correspondence
+        return landmarks[self.default.landmarks68, :2]
+
+    def run(self, image: np.ndarray, landmarks: Optional[np.ndarray] = None,
+            face_index: int = 0) -> PipelineResult:
+        """Run one RGB uint8 image [H,W,3]; ``landmarks`` from a file skip detection."""
+        from tf_face.fitting import fit_face
+        from tf_face.uv import unwrap
+
+        timings: dict[str, float] = {}
+        detections: list[Detection] = []
+        score = 1.0
+        if landmarks is None:
+            t = time.perf_counter()
+            detections = self.detector(image)
+            timings["detect"] = (time.perf_counter() - t) * 1e3
+            if not detections:
+                raise NoFaceError("no face found in the image")
+            if not 0 <= face_index < len(detections):
+                raise NoFaceError(
+                    f"--face_index={face_index} but only {len(detections)} face(s) were found "
+                    f"(valid: 0..{len(detections) - 1}, largest first)")
+            t = time.perf_counter()
+            landmarks = self.landmarker(image, detections[face_index])
+            score = float(getattr(self.landmarker, "last_score", 1.0))
+            timings["landmarks"] = (time.perf_counter() - t) * 1e3
+            if score < MIN_LANDMARK_SCORE:
+                raise LandmarkError(
+                    f"landmark model confidence {score:.2f} < {MIN_LANDMARK_SCORE}: the face is "
+                    "too occluded, too small or turned too far (beyond ~70 deg) to fit")
+            source = "mediapipe"
+        else:
+            source = "file"
+        t = time.perf_counter()
+        fitted = fit_face(self.model, self._fit_landmarks(landmarks, source),
+                          image_size=image.shape[:2], options=self.fit_options)
+        timings["fit"] = (time.perf_counter() - t) * 1e3
+        t = time.perf_counter()
+        sample = unwrap(image, fitted, self.model, self.atlas, min_cos=self.min_cos)
+        timings["unwrap"] = (time.perf_counter() - t) * 1e3
+        timings["total"] = sum(timings.values())
+        return PipelineResult(detections, face_index, landmarks, source, score, fitted,
+                              sample, timings)
