@@ -1,0 +1,29 @@
+"""Shared test fixtures: where ../shared is, and skipping when it is absent."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+FACES = SHARED / "data" / "faces"
+ICT_NPZ = SHARED / "data" / "ict_face_model.npz"
+
+
+def require_shared(path: Path) -> Path:
+    if not path.exists():
+        pytest.skip(f"{path} is absent (../shared is not checked out beside the repo)")
+    return path
+
+
+@pytest.fixture
+def faces_dir() -> Path:
+    return require_shared(FACES)
+
+
+@pytest.fixture
+def ict_npz() -> Path:
+    return require_shared(ICT_NPZ)
