@@ -1,0 +1,125 @@
+"""MediaPipe Face Mesh: 468 3D landmarks from ``face_landmark.tflite``.
+
+Model: input ``1x192x192x3`` float32 RGB in **[0, 1]** (current MediaPipe;
+[-1, 1] also gives plausible points, a mirror-consistency check favoured
+[0, 1]); outputs ``[1,1,1,1404]`` = 468 x (x, y, z) in crop pixels and a
+face-presence logit ``[1,1,1,1]``.
+
+Crop (``face_crop``): a square of side ``scale * max(box w, box h)``
+(scale 1.5) centred on the detection box, rotated so that the line from the
+subject's right eye keypoint to the left eye keypoint is the crop's +x axis
+(roll removed).  The crop -> image map is the affine
+``p_img = centre + (side / 192) * [e, e_perp] @ (p_crop - 96)`` with ``e`` the
+unit eye direction and ``e_perp = (-e_y, e_x)`` (y down); the crop is sampled
+with ``cv2.warpAffine`` (bilinear, border replicated).
+
+Output (``FaceMeshLandmarker.__call__``): ``[468, 3]`` float32 in image
+pixels: x = column, y = row, z = depth on the same pixel scale (crop z times
+``side / 192``), **negative towards the camera**, roughly zero-mean over the
+face (nose tip ~ -0.12 x crop side).  Landmark order is MediaPipe's canonical
+face-mesh order (e.g. 1 = nose tip, 33/133 = subject's right eye corners,
+263/362 = left eye corners, 13/14 = inner lips).
+
+``refine=True`` (default) runs the model a second time on a crop computed from
+the first pass's landmarks (box of the landmarks, roll from the eye corners
+33 -> 263), as MediaPipe does when tracking; it makes the result much less
+dependent on the rough BlazeFace box and keypoints (rotation and mirror
+consistency tests measure it).
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from tf_face.landmarks.tflite_model import TFLiteModel
+from tf_face.types import Detection
+
+INPUT_SIZE = 192
+NUM_LANDMARKS = 468
+RIGHT_EYE_OUTER, LEFT_EYE_OUTER = 33, 263
+NOSE_TIP = 1
+
+
+def crop_affine(centre, eye_dir, side: float, size: int = INPUT_SIZE) -> np.ndarray:
+    """2x3 affine mapping crop pixels (u, v) in [0, size] to image pixels."""
+    e = np.asarray(eye_dir, np.float64)
+    norm = np.linalg.norm(e)
+    e = e / norm if norm > 1e-9 else np.array([1.0, 0.0])
+    k = side / size
+    a = np.array([[e[0], -e[1]], [e[1], e[0]]]) * k   # columns: e, e_perp
+    t = np.asarray(centre, np.float64) - a @ np.array([size / 2, size / 2])
+    return np.concatenate([a, t[:, None]], axis=1)
+
+
+def face_crop(detection: Detection, scale: float = 1.5) -> np.ndarray:
+    """Crop affine from a BlazeFace detection (box centre, eye keypoints)."""
+    b = np.asarray(detection.box, np.float64)
+    kp = np.asarray(detection.keypoints, np.float64)
+    centre = ((b[0] + b[2]) / 2, (b[1] + b[3]) / 2)
+    side = scale * max(b[2] - b[0], b[3] - b[1])
+    return crop_affine(centre, kp[1] - kp[0], side)
+
+
+def landmark_crop(landmarks: np.ndarray, scale: float = 1.5) -> np.ndarray:
+    """Crop affine from landmarks: rotated bounding box of the points, squared."""
+    pts = np.asarray(landmarks, np.float64)[:, :2]
+    e = pts[LEFT_EYE_OUTER] - pts[RIGHT_EYE_OUTER]
+    e = e / max(np.linalg.norm(e), 1e-9)
+    rot = np.array([[e[0], e[1]], [-e[1], e[0]]])      # image -> upright frame
+    q = pts @ rot.T
+    lo, hi = q.min(0), q.max(0)
+    centre = rot.T @ ((lo + hi) / 2)
+    side = scale * float(np.max(hi - lo))
+    return crop_affine(centre, e, side)
+
+
+class FaceMeshLandmarker:
+    """468 landmarks for one detected face.
+
+    Args:
+      scale: crop side relative to the detection box (MediaPipe: 1.5).
+      refine: second pass on a crop from the first pass's landmarks.
+      num_threads: TFLite threads.
+
+    ``__call__(image, detection)`` -> ``[468, 3]`` float32 image-pixel
+    landmarks (see module docstring); ``last_score`` is the face-presence
+    probability of the last model run, ``last_affine`` its crop -> image map.
+    """
+
+    def __init__(self, scale: float = 1.5, refine: bool = True,
+                 num_threads: int | None = None):
+        self.scale = float(scale)
+        self.refine = bool(refine)
+        self.model = TFLiteModel("face_landmark.tflite", num_threads)
+        self._crop = np.zeros((INPUT_SIZE, INPUT_SIZE, 3), np.uint8)
+        self._input = np.zeros((1, INPUT_SIZE, INPUT_SIZE, 3), np.float32)
+        self.last_score = float("nan")
+        self.last_affine = None
+
+    def run_crop(self, image: np.ndarray, affine: np.ndarray) -> np.ndarray:
+        """Run the model on the crop given by ``affine`` (crop -> image)."""
+        cv2.warpAffine(image, affine, (INPUT_SIZE, INPUT_SIZE), dst=self._crop,
+                       flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                       borderMode=cv2.BORDER_REPLICATE)
+        np.multiply(self._crop, 1.0 / 255.0, out=self._input[0], casting="unsafe")
+        outs = self.model(self._input)
+        pts = next(o for o in outs if o.size == NUM_LANDMARKS * 3)
+        logit = float(next(o for o in outs if o.size == 1).reshape(()))
+        self.last_score = float(1.0 / (1.0 + np.exp(-np.clip(logit, -100, 100))))
+        self.last_affine = affine
+        crop = pts.reshape(NUM_LANDMARKS, 3).astype(np.float64)
+        out = np.empty((NUM_LANDMARKS, 3), np.float32)
+        out[:, :2] = crop[:, :2] @ affine[:, :2].T + affine[:, 2]
+        k = np.sqrt(abs(np.linalg.det(affine[:, :2])))     # side / 192
+        out[:, 2] = crop[:, 2] * k
+        return out
+
+    def __call__(self, image: np.ndarray, detection: Detection) -> np.ndarray:
+        image = np.asarray(image)
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise ValueError(f"expected a uint8 [H, W, 3] RGB image, got {image.dtype} {image.shape}")
+        pts = self.run_crop(image, face_crop(detection, self.scale))
+        if self.refine:
+            pts = self.run_crop(image, landmark_crop(pts, self.scale))
+        return pts
