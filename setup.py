@@ -1,0 +1,102 @@
+"""Package tf_face and build its custom TensorFlow ops.
+
+``python setup.py build_ext --inplace`` (what ``make ops`` runs) compiles
+``ops/cc/*.cc`` into ``tf_face/render/_tf_face_ops*.so`` with the compiler
+flags TensorFlow reports (``tf.sysconfig``). When ``nvcc`` is on PATH (or
+``$CUDA_HOME/bin``) and the TF wheel ships its CUDA headers
+(``tensorflow/include/third_party/gpus/cuda/include``), the CUDA kernels
+(``ops/cuda/*.cu.cc``) are compiled too and the GPU kernels are registered
+(``-DGOOGLE_CUDA=1``); no CUDA runtime is linked: libtensorflow_framework
+exports the cudart symbols. ``TF_FACE_NO_CUDA=1`` skips CUDA;
+``TF_FACE_CUDA_ARCHS="80;90"`` picks the GPU architectures.
+
+If the build fails, tf_face still imports and uses the pure-TF reference.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+
+from setuptools import Extension, find_packages, setup
+from setuptools.command.build_ext import build_ext
+
+ROOT = os.path.dirname(os.path.abspath(__file__))
+CPU_SOURCES = ["ops/cc/tf_face_ops.cc"]
+GPU_REGISTRATION = "ops/cc/tf_face_ops_gpu.cc"
+CUDA_SOURCES = ["ops/cuda/tf_face_kernels.cu.cc"]
+
+
+def _tf_flags():
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    return tf.sysconfig.get_compile_flags(), tf.sysconfig.get_link_flags(), tf.sysconfig.get_include()
+
+
+def _find_nvcc():
+    if os.environ.get("TF_FACE_NO_CUDA"):
+        return None
+    nvcc = shutil.which("nvcc")
+    if nvcc is None and os.environ.get("CUDA_HOME"):
+        cand = os.path.join(os.environ["CUDA_HOME"], "bin", "nvcc")
+        nvcc = cand if os.path.exists(cand) else None
+    return nvcc
+
+
+class BuildTfOps(build_ext):
+    """Compiles the op library with TF's flags instead of distutils' defaults."""
+
+    def build_extension(self, ext):
+        compile_flags, link_flags, tf_include = _tf_flags()
+        out = self.get_ext_fullpath(ext.name)
+        tmp = os.path.join(self.build_temp, "tf_face_ops")
+        os.makedirs(tmp, exist_ok=True)
+        os.makedirs(os.path.dirname(out), exist_ok=True)
+        cxx = os.environ.get("CXX", "g++")
+        common = ["-O3", "-fPIC", "-w", f"-I{ROOT}"] + compile_flags
+
+        cuda_include = os.path.join(tf_include, "third_party", "gpus", "cuda", "include")
+        nvcc = _find_nvcc()
+        use_cuda = nvcc is not None and os.path.isdir(cuda_include)
+        jobs = [[cxx, "-c", os.path.join(ROOT, src), "-o", os.path.join(tmp, os.path.basename(src) + ".o")]
+                + common for src in CPU_SOURCES]
+        if use_cuda:
+            archs = os.environ.get("TF_FACE_CUDA_ARCHS", "80;90").split(";")
+            gencode = [f"-gencode=arch=compute_{a},code=sm_{a}" for a in archs if a]
+            for src in CUDA_SOURCES:
+                jobs.append([nvcc, "-c", "-x", "cu", os.path.join(ROOT, src), "-o",
+                             os.path.join(tmp, os.path.basename(src) + ".o"), "-O3",
+                             "-std=c++17", "-DGOOGLE_CUDA=1", "--expt-relaxed-constexpr",
+                             "-Xcompiler", "-fPIC", f"-I{ROOT}", f"-I{cuda_include}"] + gencode)
+            jobs.append([cxx, "-c", os.path.join(ROOT, GPU_REGISTRATION), "-o",
+                         os.path.join(tmp, "tf_face_ops_gpu.o"), "-DGOOGLE_CUDA=1",
+                         f"-I{cuda_include}"] + common)
+        else:
+            print("tf_face ops: building CPU kernels only (no nvcc or no TF CUDA headers)")
+        with ThreadPoolExecutor(max_workers=max(1, min(len(jobs), os.cpu_count() or 1))) as pool:
+            results = list(pool.map(lambda cmd: (cmd, subprocess.run(cmd, capture_output=True, text=True)), jobs))
+        for cmd, res in results:
+            if res.returncode != 0:
+                sys.stderr.write(res.stdout + res.stderr)
+                raise RuntimeError(f"tf_face ops: compile failed: {' '.join(cmd[:4])} ...")
+        objects = [cmd[cmd.index("-o") + 1] for cmd, _ in results]
+        link = [cxx, "-shared", "-o", out] + objects + link_flags
+        res = subprocess.run(link, capture_output=True, text=True)
+        if res.returncode != 0:
+            sys.stderr.write(res.stdout + res.stderr)
+            raise RuntimeError("tf_face ops: link failed")
+        print(f"tf_face ops: built {os.path.relpath(out, ROOT)} ({'CPU+CUDA' if use_cuda else 'CPU'})")
+
+
+setup(
+    name="tf_face",
+    version="0.1.0",
+    description="One face photo -> 3D face, UV albedo and detail (TensorFlow)",
+    packages=find_packages(include=["tf_face", "tf_face.*", "train", "train.*", "eval", "eval.*"]),
+    python_requires=">=3.10",
+    ext_modules=[Extension("tf_face.render._tf_face_ops", sources=CPU_SOURCES)],
+    cmdclass={"build_ext": BuildTfOps},
+    zip_safe=False,
+)

@@ -1,0 +1,86 @@
+"""Second-order real spherical harmonics with Lambertian convolution (pure TF).
+
+Convention (shared with the C++/CUDA kernels, ``ops/kernels/sh_math.h``):
+normals are in the tf_face camera frame (x right, y up, z towards the camera)
+and are normalised before evaluating the basis. The nine basis functions,
+ordered l = 0; l = 1 (m = -1, 0, 1); l = 2 (m = -2 .. 2), already multiplied by
+the Lambertian kernel's band factors A_0 = pi, A_1 = 2 pi / 3, A_2 = pi / 4
+(Ramamoorthi & Hanrahan 2001), are::
+
+    H0 = pi    * 1/(2 sqrt(pi))                        = 0.886227
+    H1 = 2pi/3 * sqrt(3)/(2 sqrt(pi))  * y             = 1.023327 y
+    H2 = 2pi/3 * sqrt(3)/(2 sqrt(pi))  * z             = 1.023327 z
+    H3 = 2pi/3 * sqrt(3)/(2 sqrt(pi))  * x             = 1.023327 x
+    H4 = pi/4  * sqrt(15)/(2 sqrt(pi)) * x y           = 0.858086 xy
+    H5 = pi/4  * sqrt(15)/(2 sqrt(pi)) * y z           = 0.858086 yz
+    H6 = pi/4  * sqrt(5)/(4 sqrt(pi))  * (3 z^2 - 1)   = 0.247708 (3z^2 - 1)
+    H7 = pi/4  * sqrt(15)/(2 sqrt(pi)) * x z           = 0.858086 xz
+    H8 = pi/4  * sqrt(15)/(4 sqrt(pi)) * (x^2 - y^2)   = 0.429043 (x^2 - y^2)
+
+Shading is ``I_c = albedo_c * sum_i sh[i, c] * H_i(n_hat)`` (``sh`` is
+``[B, 9, 3]``: 9 coefficients per RGB channel). With ``sh[0] = 1/H0`` and the
+rest zero the shading is the albedo itself (ambient light of irradiance 1).
+A zero normal has ``n_hat = 0`` and zero gradient.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import tensorflow as tf
+
+SH_NUM_COEFFS = 9
+
+#: Band factors of the clamped-cosine (Lambertian) kernel.
+LAMBERT_BAND = (math.pi, 2.0 * math.pi / 3.0, math.pi / 4.0)
+
+#: Real SH normalisation constants c_lm (before the Lambertian factor).
+SH_C0 = 0.5 * math.sqrt(1.0 / math.pi)
+SH_C1 = math.sqrt(3.0 / (4.0 * math.pi))
+SH_C2 = 0.5 * math.sqrt(15.0 / math.pi)
+SH_C3 = 0.25 * math.sqrt(5.0 / math.pi)
+SH_C4 = 0.25 * math.sqrt(15.0 / math.pi)
+
+#: The five distinct products A_l * c_lm used by ``sh_basis``.
+SH_K = (
+    LAMBERT_BAND[0] * SH_C0,
+    LAMBERT_BAND[1] * SH_C1,
+    LAMBERT_BAND[2] * SH_C2,
+    LAMBERT_BAND[2] * SH_C3,
+    LAMBERT_BAND[2] * SH_C4,
+)
+
+
+def normalize_normals(normals: tf.Tensor) -> tf.Tensor:
+    """n / |n| on the last axis; a zero vector stays zero (zero gradient)."""
+    sq = tf.reduce_sum(tf.square(normals), axis=-1, keepdims=True)
+    positive = sq > 0
+    inv = tf.where(positive, tf.math.rsqrt(tf.where(positive, sq, tf.ones_like(sq))),
+                   tf.zeros_like(sq))
+    return normals * inv
+
+
+def sh_basis(normals: tf.Tensor, normalize: bool = True) -> tf.Tensor:
+    """Lambertian-convolved SH basis ``[..., 9]`` of normals ``[..., 3]``."""
+    n = normalize_normals(normals) if normalize else normals
+    x, y, z = n[..., 0], n[..., 1], n[..., 2]
+    k0, k1, k2, k3, k4 = (tf.constant(k, n.dtype) for k in SH_K)
+    return tf.stack([
+        k0 * tf.ones_like(x),
+        k1 * y,
+        k1 * z,
+        k1 * x,
+        k2 * x * y,
+        k2 * y * z,
+        k3 * (3.0 * z * z - 1.0),
+        k2 * x * z,
+        k4 * (x * x - y * y),
+    ], axis=-1)
+
+
+def ambient_sh(batch: int, irradiance: float = 1.0, dtype=np.float32) -> np.ndarray:
+    """``[batch, 9, 3]`` SH whose shading is ``irradiance * albedo`` everywhere."""
+    sh = np.zeros((batch, SH_NUM_COEFFS, 3), dtype)
+    sh[:, 0, :] = irradiance / SH_K[0]
+    return sh
