@@ -1,0 +1,189 @@
+"""Loss terms of B-Net, FAN and DRN (METHOD.md (b)-(f)); pure TF, differentiable.
+
+Conventions:
+* images / maps are NHWC float32 ``[B, H, W, C]``; masks are ``[B, H, W, 1]``
+  or ``[B, H, W]`` with 1 = visible texel (soft values in [0, 1] act as
+  weights); the mask is broadcast over channels.
+* masked means are normalised by the mask mass: ``sum(m * e) / (C * sum(m))``
+  over the whole batch, i.e. the mean absolute error per visible
+  texel-channel (*ours: the paper writes |I_t - I_syn| without saying how it
+  averages). A batch whose mask is all zero gives 0 (not NaN).
+* every function returns a scalar float32 tensor.
+* E_smooth (mesh-Laplacian smoothness of Δd on the detail mesh) is not here:
+  it comes from ``tf_face.render.mesh_laplacian_smoothness``; the trainer adds
+  ``w_smooth * E_smooth``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import tensorflow as tf
+
+GAN_KINDS = ("lsgan", "nonsaturating", "log")
+
+
+@dataclasses.dataclass(frozen=True)
+class LossWeights:
+    """Loss weights; defaults are the paper's (METHOD.md).
+
+    ``near_frontal()`` gives the paper's second FAN setting for near-frontal,
+    unoccluded faces. ``w_gan`` (weight of the generator's GAN term) is 1 in
+    Eq. 5 and exposed for tuning.
+    """
+
+    w_a: float = 1.0          # B-Net albedo regulariser E_a
+    w_pixel: float = 0.005    # FAN pixel loss
+    w_percep: float = 0.3     # FAN perceptual loss
+    w_gan: float = 1.0        # FAN adversarial term
+    w_grad: float = 0.5       # DRN gradient loss
+    w_const: float = 1.0      # DRN displacement magnitude
+    w_smooth: float = 20.0    # DRN Laplacian smoothness
+
+    @classmethod
+    def near_frontal(cls, **overrides) -> "LossWeights":
+        return cls(**{"w_pixel": 0.008, "w_percep": 0.7, **overrides})
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def _as_mask(mask, like: tf.Tensor) -> tf.Tensor:
+    """[B,H,W] or [B,H,W,1] mask -> [B,H,W,1] in ``like``'s dtype."""
+    mask = tf.convert_to_tensor(mask)
+    if mask.shape.rank == 3:
+        mask = mask[..., None]
+    if mask.shape.rank != 4 or (mask.shape[-1] is not None and mask.shape[-1] != 1):
+        raise ValueError(f"mask must be [B,H,W] or [B,H,W,1], got shape {mask.shape}")
+    if like.shape.rank == 4 and mask.shape[1:3].is_fully_defined() \
+            and like.shape[1:3].is_fully_defined() and mask.shape[1:3] != like.shape[1:3]:
+        raise ValueError(f"mask spatial shape {mask.shape[1:3]} != image {like.shape[1:3]}")
+    return tf.cast(mask, like.dtype)
+
+
+def _pair(target, pred, what: str):
+    target = tf.convert_to_tensor(target, tf.float32)
+    pred = tf.convert_to_tensor(pred, tf.float32)
+    if target.shape.rank != 4 or pred.shape.rank != 4:
+        raise ValueError(f"{what}: expected NHWC rank-4 maps, got {target.shape} and {pred.shape}")
+    if target.shape.is_fully_defined() and pred.shape.is_fully_defined() \
+            and target.shape != pred.shape:
+        raise ValueError(f"{what}: target shape {target.shape} != prediction {pred.shape}")
+    return target, pred
+
+
+def _masked_mean(err: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
+    """sum(mask * err) / (C * sum(mask)); 0 for an empty mask."""
+    channels = tf.cast(tf.shape(err)[-1], err.dtype)
+    return tf.math.divide_no_nan(tf.reduce_sum(err * mask), channels * tf.reduce_sum(mask))
+
+
+def pixel_loss(target, pred, mask) -> tf.Tensor:
+    """E_pixel: l1 |target - pred| averaged over visible texel-channels."""
+    target, pred = _pair(target, pred, "pixel_loss")
+    return _masked_mean(tf.abs(target - pred), _as_mask(mask, pred))
+
+
+def albedo_reg(p_a) -> tf.Tensor:
+    """E_a = ||p_a||^2 per sample ([B, K]), mean over the batch."""
+    p_a = tf.convert_to_tensor(p_a, tf.float32)
+    if p_a.shape.rank != 2:
+        raise ValueError(f"albedo_reg: expected p_a [B, K], got shape {p_a.shape}")
+    return tf.reduce_mean(tf.reduce_sum(tf.square(p_a), axis=-1))
+
+
+def gradient_loss(target, pred, mask) -> tf.Tensor:
+    """E_grad = |∇target - ∇pred| with forward differences, masked.
+
+    ∇_x I = I[:, :, w+1] - I[:, :, w], ∇_y I = I[:, h+1] - I[:, h]; a difference
+    counts only if both of its texels are valid (mask product). The l1 errors
+    of x and y differences are pooled and divided by C * (number of valid x
+    pairs + valid y pairs).
+    """
+    target, pred = _pair(target, pred, "gradient_loss")
+    m = _as_mask(mask, pred)
+    diff = target - pred  # ∇ is linear: ∇t - ∇p = ∇(t - p)
+    dx = diff[:, :, 1:] - diff[:, :, :-1]
+    dy = diff[:, 1:] - diff[:, :-1]
+    mx = m[:, :, 1:] * m[:, :, :-1]
+    my = m[:, 1:] * m[:, :-1]
+    channels = tf.cast(tf.shape(diff)[-1], diff.dtype)
+    num = tf.reduce_sum(tf.abs(dx) * mx) + tf.reduce_sum(tf.abs(dy) * my)
+    return tf.math.divide_no_nan(num, channels * (tf.reduce_sum(mx) + tf.reduce_sum(my)))
+
+
+def _safe_norm(x: tf.Tensor) -> tf.Tensor:
+    """Euclidean norm over the last axis with a zero (not NaN) gradient at 0."""
+    sq = tf.reduce_sum(tf.square(x), axis=-1, keepdims=True)
+    nonzero = sq > 0
+    return tf.where(nonzero, tf.sqrt(tf.where(nonzero, sq, tf.ones_like(sq))), tf.zeros_like(sq))
+
+
+def displacement_const(delta, mask=None) -> tf.Tensor:
+    """E_const = |Δd|: mean Euclidean length of the displacement per texel.
+
+    ``delta`` is [B, H, W, 3] (Δd = r_d n) or [B, H, W, 1] (r_d itself; with
+    unit normals ‖r_d n‖ = |r_d|). With ``mask`` the mean is over valid texels.
+    """
+    delta = tf.convert_to_tensor(delta, tf.float32)
+    if delta.shape.rank != 4:
+        raise ValueError(f"displacement_const: expected [B,H,W,3|1], got shape {delta.shape}")
+    length = _safe_norm(delta)
+    if mask is None:
+        return tf.reduce_mean(length)
+    return _masked_mean(length, _as_mask(mask, length))
+
+
+def perceptual_distance(features_a, features_b) -> tf.Tensor:
+    """E_percep (Eq. 8): mean_j ||F_j(a) - F_j(b)||_2 / (H_j W_j C_j), batch mean.
+
+    The norm is the plain (not squared) Frobenius norm of each sample's
+    feature difference, as written in the paper.
+    """
+    if len(features_a) != len(features_b) or not features_a:
+        raise ValueError("perceptual_distance: need two equally long, non-empty feature lists")
+    terms = []
+    for fa, fb in zip(features_a, features_b):
+        fa = tf.convert_to_tensor(fa, tf.float32)
+        fb = tf.convert_to_tensor(fb, tf.float32)
+        diff = tf.reshape(fa - fb, [tf.shape(fa)[0], -1])
+        size = tf.cast(tf.shape(diff)[1], tf.float32)
+        terms.append(tf.reduce_mean(_safe_norm(diff)) / size)
+    return tf.add_n(terms) / float(len(terms))
+
+
+def _check_kind(kind: str) -> None:
+    if kind not in GAN_KINDS:
+        raise ValueError(f"unknown GAN loss kind {kind!r}; use one of {GAN_KINDS}")
+
+
+def gan_d_loss(real_logits, fake_logits, kind: str = "lsgan") -> tf.Tensor:
+    """Discriminator loss on raw logits (means over patches and batch).
+
+    lsgan: mean((D(x) - 1)^2) + mean(D(G(z))^2)  (least squares, D's raw output).
+    log / nonsaturating: -mean(log σ(D(x))) - mean(log(1 - σ(D(G(z))))), i.e.
+    D maximises Eq. 6; both kinds train D the same way.
+    Not halved (pix2pix halves D's loss; scale the D learning rate instead).
+    """
+    _check_kind(kind)
+    real = tf.convert_to_tensor(real_logits, tf.float32)
+    fake = tf.convert_to_tensor(fake_logits, tf.float32)
+    if kind == "lsgan":
+        return tf.reduce_mean(tf.square(real - 1.0)) + tf.reduce_mean(tf.square(fake))
+    return tf.reduce_mean(tf.nn.softplus(-real)) + tf.reduce_mean(tf.nn.softplus(fake))
+
+
+def gan_g_loss(fake_logits, kind: str = "lsgan") -> tf.Tensor:
+    """Generator loss on D's logits of fakes.
+
+    lsgan: mean((D(G(z)) - 1)^2); nonsaturating: -mean(log σ(D(G(z))));
+    log: mean(log(1 - σ(D(G(z))))), the literal minimax term of Eq. 6
+    (saturates early in training; kept for fidelity to the paper).
+    """
+    _check_kind(kind)
+    fake = tf.convert_to_tensor(fake_logits, tf.float32)
+    if kind == "lsgan":
+        return tf.reduce_mean(tf.square(fake - 1.0))
+    if kind == "nonsaturating":
+        return tf.reduce_mean(tf.nn.softplus(-fake))
+    return -tf.reduce_mean(tf.nn.softplus(fake))
