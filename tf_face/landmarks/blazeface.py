@@ -32,8 +32,11 @@ score is the best one.
 input (centred, black = -1 padding), runs short range first, then full range
 when nothing was found or the largest face is small in the frame, and, when
 still nothing was found, full range on overlapping tiles (2x2, 3x3, 4x4) so
-that faces of ~40 px in a photo of ~1000 px are found.  Detections are
-returned in original-image pixels, largest first.
+that faces of ~40 px in a photo of up to ``max_side`` (1280) px are found
+(larger photos are downscaled first, so there the limit is ~3% of the long
+side).  Detections are returned in original-image pixels, largest first, with
+pixel centres at integer coordinates (the model's normalised outputs are
+continuous coordinates, pixel i spanning [i, i+1); we subtract 0.5).
 """
 
 from __future__ import annotations
@@ -235,10 +238,13 @@ class FaceDetector:
         if len(scores) == 0:
             return []
         boxes, kps, scores = weighted_nms(boxes, kps, scores, self.iou_threshold)
-        boxes[:, [0, 2]] *= fx
-        boxes[:, [1, 3]] *= fy
-        kps[..., 0] *= fx
-        kps[..., 1] *= fy
+        # continuous coordinates (pixel i spans [i, i+1)) of the working image
+        # -> original image, then to the integer-centre convention (pixel i's
+        # centre at i) that cv2.warpAffine / remap and the rest of tf_face use
+        boxes[:, [0, 2]] = boxes[:, [0, 2]] * fx - 0.5
+        boxes[:, [1, 3]] = boxes[:, [1, 3]] * fy - 0.5
+        kps[..., 0] = kps[..., 0] * fx - 0.5
+        kps[..., 1] = kps[..., 1] * fy - 0.5
         dets = [Detection(box=b.astype(np.float32), keypoints=k.astype(np.float32),
                           score=float(s)) for b, k, s in zip(boxes, kps, scores)]
         dets.sort(key=lambda d: -d.size)

@@ -9,12 +9,14 @@ Crop (``face_crop``): a square of side ``scale * max(box w, box h)``
 (scale 1.5) centred on the detection box, rotated so that the line from the
 subject's right eye keypoint to the left eye keypoint is the crop's +x axis
 (roll removed).  The crop -> image map is the affine
-``p_img = centre + (side / 192) * [e, e_perp] @ (p_crop - 96)`` with ``e`` the
+``p_img = centre + (side / 192) * [e, e_perp] @ (p_crop - 95.5)`` with ``e`` the
 unit eye direction and ``e_perp = (-e_y, e_x)`` (y down); the crop is sampled
 with ``cv2.warpAffine`` (bilinear, border replicated).
 
 Output (``FaceMeshLandmarker.__call__``): ``[468, 3]`` float32 in image
-pixels: x = column, y = row, z = depth on the same pixel scale (crop z times
+pixels with pixel centres at integer coordinates (the model's crop outputs
+are continuous coordinates, pixel i spanning [i, i+1), so 0.5 is subtracted
+before mapping; warpAffine samples crop pixel centres): x = column, y = row, z = depth on the same pixel scale (crop z times
 ``side / 192``), **negative towards the camera**, roughly zero-mean over the
 face (nose tip ~ -0.12 x crop side).  Landmark order is MediaPipe's canonical
 face-mesh order (e.g. 1 = nose tip, 33/133 = subject's right eye corners,
@@ -42,13 +44,14 @@ NOSE_TIP = 1
 
 
 def crop_affine(centre, eye_dir, side: float, size: int = INPUT_SIZE) -> np.ndarray:
-    """2x3 affine mapping crop pixels (u, v) in [0, size] to image pixels."""
+    """2x3 affine mapping crop pixel centres (u, v) in 0..size-1 to image pixels."""
     e = np.asarray(eye_dir, np.float64)
     norm = np.linalg.norm(e)
     e = e / norm if norm > 1e-9 else np.array([1.0, 0.0])
     k = side / size
     a = np.array([[e[0], -e[1]], [e[1], e[0]]]) * k   # columns: e, e_perp
-    t = np.asarray(centre, np.float64) - a @ np.array([size / 2, size / 2])
+    c = (size - 1) / 2     # crop pixel centres are 0..size-1
+    t = np.asarray(centre, np.float64) - a @ np.array([c, c])
     return np.concatenate([a, t[:, None]], axis=1)
 
 
@@ -109,6 +112,7 @@ class FaceMeshLandmarker:
         self.last_score = float(1.0 / (1.0 + np.exp(-np.clip(logit, -100, 100))))
         self.last_affine = affine
         crop = pts.reshape(NUM_LANDMARKS, 3).astype(np.float64)
+        crop[:, :2] -= 0.5     # continuous crop coords -> integer pixel centres
         out = np.empty((NUM_LANDMARKS, 3), np.float32)
         out[:, :2] = crop[:, :2] @ affine[:, :2].T + affine[:, 2]
         k = np.sqrt(abs(np.linalg.det(affine[:, :2])))     # side / 192
