@@ -1,0 +1,308 @@
+"""Fitting (Eq. 1): recovery of known pose/coefficients, sliding contours,
+the 468-point similarity fit, and bad inputs."""
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tf_face.errors import FitError, LandmarkError, TfFaceError
+from tf_face.facemodel.base import FaceModel
+from tf_face.fitting import FitOptions, fit_face
+from tf_face.fitting.contour import horizontal_candidates
+from tf_face.fitting.rotation import euler_ypr, rotation_angle
+from tf_face.types import model_to_image
+
+ICT_NPZ = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ict_face_model.npz"
+IMAGE = (480, 640)
+
+
+# ---------------------------------------------------------------- helpers
+def synthetic_model(rng, n_vertices=300, ks=6, ke=4, name="synthetic"):
+    """Random face-like model: points on a front half-ellipsoid, random
+    std-scaled bases, 68 random landmark ids with eyes on the right sides."""
+    u = rng.uniform(-1, 1, (n_vertices, 2)) * [0.8, 1.0]
+    z = np.sqrt(np.clip(1.0 - (u ** 2).sum(1), 0.05, None))
+    mean = np.c_[u[:, 0] * 7, u[:, 1] * 9, z * 8].astype(np.float32)
+    tri = np.array([[0, 1, 2]], np.int32)
+    ids = rng.choice(n_vertices, 68, replace=False)
+    right = np.flatnonzero(mean[:, 0] < -2)
+    left = np.flatnonzero(mean[:, 0] > 2)
+    rest = np.setdiff1d(np.arange(n_vertices), np.r_[right[:6], left[:6]])
+    ids = rng.choice(rest, 68, replace=False)
+    ids[36:42], ids[42:48] = right[:6], left[:6]
+    return FaceModel(
+        name=name, mean_shape=mean, triangles=tri,
+        uv=np.zeros((n_vertices, 2), np.float32), landmarks68=ids.astype(np.int32),
+        shape_basis=(rng.standard_normal((n_vertices, 3, ks)) * 0.3).astype(np.float32) if ks else None,
+        expr_basis=(rng.standard_normal((n_vertices, 3, ke)) * 0.3).astype(np.float32) if ke else None,
+    ).validate()
+
+
+def project68(model, shape, scale, rot, trans):
+    return model_to_image(shape, scale, rot, trans)[model.landmarks68, :2]
+
+
+def iod68(lm):
+    return float(np.linalg.norm(lm[36:42].mean(0) - lm[42:48].mean(0)))
+
+
+def vertex_normals(v, tri):
+    fn = np.cross(v[tri[:, 1]] - v[tri[:, 0]], v[tri[:, 2]] - v[tri[:, 0]])
+    n = np.zeros_like(v)
+    for c in range(3):
+        np.add.at(n, tri[:, c], fn)
+    return n / np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-12)
+
+
+@pytest.fixture(scope="module")
+def ict():
+    if not ICT_NPZ.is_file():
+        pytest.skip(f"{ICT_NPZ} is absent (../shared is not checked out beside the repo)")
+    with np.load(ICT_NPZ, allow_pickle=False) as d:
+        n = d["mean"].shape[0]
+        uv = d["uv"].astype(np.float32)
+        uv[:, 1] = 1.0 - uv[:, 1]
+        model = FaceModel(
+            name="ict", mean_shape=d["mean"].astype(np.float32),
+            triangles=d["triangles"].astype(np.int32), uv=uv,
+            landmarks68=d["landmarks68"].astype(np.int32),
+            shape_basis=(d["id_basis"] * d["id_std"]).reshape(n, 3, -1).astype(np.float32),
+            expr_basis=d["exp_basis"].reshape(n, 3, -1).astype(np.float32)).validate()
+        narrow = d["narrow_face_vertex_mask"].astype(bool)
+    # our own horizontal candidate lines (front of the face -> ear), see contour.py
+    jaw = {k: int(model.landmarks68[k]) for k in list(range(8)) + list(range(9, 17))}
+    model.contour_candidates = horizontal_candidates(model.mean_shape, jaw, band=0.3,
+                                                     vertex_mask=narrow)
+    return model
+
+
+def detector_landmarks(model, shape, scale, rot, trans):
+    """68 landmarks as a 2D annotator marks them: jaw points on the visible
+    outline (the candidate furthest out in the image along the side's
+    direction), except on a side turned > 30 deg towards the camera, where the
+    jaw line itself is visible."""
+    img = model_to_image(shape, scale, rot, trans)
+    ids = model.landmarks68.astype(np.int64).copy()
+    for k, cand in model.contour_candidates.items():
+        side = -1.0 if k < 8 else 1.0
+        axis = rot @ np.array([side, 0.0, 0.0])          # camera frame (z to camera)
+        if axis[2] > np.sin(np.radians(30)):
+            continue
+        direction = axis[:2] * [1.0, -1.0]                  # image-plane direction
+        ids[k] = cand[np.argmax(img[cand, :2] @ direction)]
+    return img[ids, :2], ids
+
+
+def random_ict_face(model, rng):
+    alpha = rng.standard_normal(model.num_shape)
+    beta = np.clip(rng.uniform(-0.6, 0.5, model.num_expr), 0.0, 1.0)
+    return alpha, beta, model.shape(alpha, beta)
+
+
+# ------------------------------------------------------- synthetic model
+def test_synthetic_exact_recovery_without_noise():
+    rng = np.random.default_rng(1)
+    model = synthetic_model(rng)
+    alpha, beta = rng.standard_normal(6), rng.standard_normal(4)
+    rot = euler_ypr(25, -10, 8)
+    lm = project68(model, model.shape(alpha, beta), 12.5, rot, np.array([320.0, 260.0]))
+    opts = FitOptions(w_shape=1e-10, w_expr=1e-10, sliding_contour=False, lm_iterations=50)
+    fit = fit_face(model, lm, IMAGE, opts)
+    assert rotation_angle(rot, fit.rotation) < 1e-3
+    assert abs(fit.scale / 12.5 - 1) < 1e-5
+    np.testing.assert_allclose(fit.translation, [320.0, 260.0], atol=1e-3)
+    np.testing.assert_allclose(fit.shape_coeffs, alpha, atol=1e-3)
+    np.testing.assert_allclose(fit.expr_coeffs, beta, atol=1e-3)
+    assert fit.landmark_rmse_iod < 1e-6
+    # the posed mesh is the model's shape under the fitted pose
+    np.testing.assert_allclose(
+        fit.vertices_image, model_to_image(fit.vertices_model, fit.scale, fit.rotation,
+                                           fit.translation), atol=1e-3)
+    assert fit.vertices_image.shape == (model.num_vertices, 3)
+    np.testing.assert_array_equal(fit.landmark_vertices, model.landmarks68)
+
+
+@pytest.mark.parametrize("noise", [0.01, 0.03])
+def test_synthetic_recovery_with_noise(noise):
+    rng = np.random.default_rng(2)
+    model = synthetic_model(rng)
+    alpha, beta = rng.standard_normal(6), rng.standard_normal(4)
+    rot = euler_ypr(-30, 12, -5)
+    lm = project68(model, model.shape(alpha, beta), 10.0, rot, np.array([300.0, 250.0]))
+    sigma = noise * iod68(lm)
+    errs, rot_errs = [], []
+    for _ in range(5):
+        obs = lm + rng.standard_normal(lm.shape) * sigma
+        fit = fit_face(model, obs, IMAGE, FitOptions(w_shape=1e-4, w_expr=1e-4))
+        errs.append(fit.landmark_rmse_iod)
+        rot_errs.append(rotation_angle(rot, fit.rotation))
+        assert np.abs(fit.shape_coeffs - alpha).max() < 60 * noise + 0.05
+    # RMS of a 2D error with per-axis sigma is sqrt(2) sigma, minus what the
+    # 16 parameters absorb of 136 residuals
+    expect = np.sqrt(2) * noise * np.sqrt(1 - 16 / 136)
+    assert 0.6 * expect < np.mean(errs) < 1.3 * expect
+    assert np.mean(rot_errs) < 100 * noise
+
+
+def test_pose_only_model_and_five_points():
+    rng = np.random.default_rng(3)
+    full = synthetic_model(rng)
+    model = dataclasses.replace(full, shape_basis=None, expr_basis=None)
+    rot = euler_ypr(15, 5, -12)
+    img = model_to_image(model.mean_shape, 8.0, rot, np.array([200.0, 210.0]))
+    lm = model.landmarks68
+    five = np.stack([img[lm[36:42], :2].mean(0), img[lm[42:48], :2].mean(0),
+                     img[lm[30], :2], img[lm[48], :2], img[lm[54], :2]])
+    for pts in (img[lm, :2], five):
+        fit = fit_face(model, pts, IMAGE, FitOptions(lm_iterations=50))
+        assert rotation_angle(rot, fit.rotation) < 1e-3
+        assert abs(fit.scale / 8.0 - 1) < 1e-5
+        assert fit.shape_coeffs.size == 0 and fit.expr_coeffs.size == 0
+        assert fit.landmark_rmse_iod < 1e-6
+    assert fit.landmark_vertices.shape == (5,)
+
+
+# ------------------------------------------------- observed-shape model
+def test_observed_shape_similarity_is_exact():
+    rng = np.random.default_rng(4)
+    n = 468
+    mean = rng.standard_normal((n, 3)).astype(np.float32) * [5, 6, 3]
+    model = FaceModel(name="observed", mean_shape=mean.astype(np.float32),
+                      triangles=np.array([[0, 1, 2]], np.int32),
+                      uv=np.zeros((n, 2), np.float32), observed_shape=True).validate()
+    mean = model.mean_shape.astype(np.float64)
+    face = mean + rng.standard_normal((n, 3)) * 0.2          # a non-mean face
+    rot, s, t = euler_ypr(-35, 20, 10), 7.5, np.array([250.0, 180.0])
+    obs = model_to_image(face, s, rot, t) + [0.0, 0.0, 123.0]   # arbitrary z origin
+    fit = fit_face(model, obs, IMAGE)
+    # exact similarity: the *same* transform applied to the mean
+    obs_mean = model_to_image(mean, s, rot, t) + [0.0, 0.0, -40.0]
+    fit_mean = fit_face(model, obs_mean, IMAGE)
+    np.testing.assert_allclose(fit_mean.rotation, rot, atol=1e-9)
+    assert abs(fit_mean.scale / s - 1) < 1e-9
+    np.testing.assert_allclose(fit_mean.translation, t, atol=1e-6)
+    np.testing.assert_allclose(fit_mean.vertices_model, mean, atol=1e-4)
+    assert fit_mean.landmark_rmse_iod < 1e-8
+    # non-mean face: x, y are the observations, pose ~ truth, rmse > 0
+    np.testing.assert_allclose(fit.vertices_image[:, :2], obs[:, :2], atol=1e-3)
+    np.testing.assert_allclose(
+        fit.vertices_image, model_to_image(fit.vertices_model, fit.scale, fit.rotation,
+                                           fit.translation), atol=1e-3)
+    assert rotation_angle(rot, fit.rotation) < 1.0
+    assert fit.landmark_rmse_iod > 1e-4
+    assert np.linalg.det(fit.rotation) == pytest.approx(1.0)
+
+
+# ----------------------------------------------------------- bad inputs
+def test_bad_inputs_raise_one_line_errors():
+    rng = np.random.default_rng(5)
+    model = synthetic_model(rng)
+    lm = project68(model, model.mean_shape, 10.0, np.eye(3), np.array([300.0, 200.0]))
+    nan = lm.copy()
+    nan[3, 1] = np.nan
+    collinear = np.c_[np.linspace(0, 100, 68), np.linspace(0, 50, 68)]
+    cases = [(nan, LandmarkError), (np.full((68, 2), 7.0), FitError),
+             (collinear, FitError), (lm[:67], LandmarkError),
+             (lm.ravel(), LandmarkError), ([["a", "b"]] * 68, LandmarkError),
+             (np.zeros((468, 3)), LandmarkError)]
+    for pts, err in cases:
+        with pytest.raises(err) as info:
+            fit_face(model, pts, IMAGE)
+        assert "\n" not in str(info.value) and str(info.value)
+    no_lm = dataclasses.replace(model, landmarks68=None)
+    with pytest.raises(FitError):
+        fit_face(no_lm, lm, IMAGE)
+    with pytest.raises(TfFaceError):
+        fit_face(model, lm, (0, 640))
+    observed = dataclasses.replace(model, shape_basis=None, expr_basis=None,
+                                   observed_shape=True)
+    with pytest.raises(LandmarkError):
+        fit_face(observed, np.zeros((model.num_vertices, 2)), IMAGE)
+    with pytest.raises(FitError):
+        fit_face(observed, np.zeros((model.num_vertices, 3)), IMAGE)
+
+
+# ------------------------------------------------------------ ICT model
+@pytest.mark.parametrize("noise", [0.0, 0.01, 0.03])
+def test_ict_recovers_pose_and_shape(ict, noise):
+    rng = np.random.default_rng(10)
+    pose_err, shape_err, mean_err, rmse, image_err = [], [], [], [], []
+    for i in range(3):
+        alpha, beta, shape = random_ict_face(ict, rng)
+        rot = euler_ypr(rng.uniform(-35, 35), rng.uniform(-15, 15), rng.uniform(-15, 15))
+        trans = np.array([320.0, 240.0])
+        lm, _ = detector_landmarks(ict, shape, 9.0, rot, trans)
+        obs = lm + rng.standard_normal(lm.shape) * noise * iod68(lm)
+        fit = fit_face(ict, obs, IMAGE)
+        posed = model_to_image(shape, 9.0, rot, trans)
+        image_err.append(np.sqrt(((fit.vertices_image[:, :2] - posed[:, :2]) ** 2).sum(1).mean())
+                         / iod68(lm))
+        pose_err.append(rotation_angle(rot, fit.rotation))
+        shape_err.append(np.sqrt(((fit.vertices_model - shape) ** 2).sum(1).mean()))
+        mean_err.append(np.sqrt(((ict.mean_shape - shape) ** 2).sum(1).mean()))
+        rmse.append(fit.landmark_rmse_iod)
+        assert fit.expr_coeffs.min() >= 0.0 and fit.expr_coeffs.max() <= 1.0
+    print(f"noise {noise}: rot {np.mean(pose_err):.2f} deg, dense {np.mean(shape_err):.3f} cm "
+          f"(mean shape {np.mean(mean_err):.3f}), image {np.mean(image_err):.3f} IOD, "
+          f"rmse {np.mean(rmse):.4f} IOD")
+    assert np.mean(pose_err) < 2.0 + 50 * noise
+    # the whole posed mesh (not only the landmarks) lands where the true one is
+    assert np.mean(image_err) < 0.1 + 2 * noise
+    # the fit explains the face better than the mean shape does
+    assert np.mean(shape_err) < 0.85 * np.mean(mean_err)
+    # the residual is about the noise (regularisation adds ~1 % IOD)
+    assert np.mean(rmse) < np.sqrt(2) * noise + 0.02
+    if noise:
+        assert np.mean(rmse) > 0.5 * np.sqrt(2) * noise
+
+
+def test_ict_sliding_contour_at_60_degrees_yaw(ict):
+    rng = np.random.default_rng(11)
+    _, _, shape = random_ict_face(ict, rng)
+    rot = euler_ypr(60, 5, 0)       # face turned to its left: left side (9..16) is far
+    s, t = 9.0, np.array([320.0, 240.0])
+    img = model_to_image(shape, s, rot, t)
+    normals_cam = vertex_normals(shape, ict.triangles) @ rot.T      # camera frame
+    far = list(range(9, 17))
+    lm_ids = ict.landmarks68.astype(np.int64).copy()
+    truth = {}
+    for k in far:   # the detector marks the visible outline: max image x in the line
+        cand = ict.contour_candidates[k]
+        truth[k] = int(cand[np.argmax(img[cand, 0])])
+        lm_ids[k] = truth[k]
+    # the scene is as intended: fixed far-side jaw vertices face away, the
+    # outline vertices are grazing
+    assert np.median(normals_cam[ict.landmarks68[far], 2]) < -0.2
+    assert np.median(np.abs(normals_cam[list(truth.values()), 2])) < 0.3
+    obs = img[lm_ids, :2] + rng.standard_normal((68, 2)) * 0.005 * iod68(img[lm_ids, :2])
+
+    fit = fit_face(ict, obs, IMAGE)
+    fixed = fit_face(ict, obs, IMAGE, FitOptions(sliding_contour=False))
+    chosen = fit.landmark_vertices[far]
+    # chosen vertices are silhouette vertices of the true face: normals
+    # near-perpendicular to the view direction, and close to the truth
+    assert np.median(np.abs(normals_cam[chosen, 2])) < 0.3
+    dist = np.linalg.norm(shape[chosen] - shape[[truth[k] for k in far]], axis=1)
+    assert np.median(dist) < 0.6        # cm; ICT edges are ~0.3 cm
+    # near side (turned towards the camera by 60 deg > 30 deg): fixed jaw vertices
+    np.testing.assert_array_equal(fit.landmark_vertices[:8], ict.landmarks68[:8])
+    # and sliding matters: pose and residual are much better than with fixed ids
+    assert rotation_angle(rot, fit.rotation) < 3.0
+    assert fit.landmark_rmse_iod < 0.5 * fixed.landmark_rmse_iod
+    assert rotation_angle(rot, fit.rotation) < rotation_angle(rot, fixed.rotation)
+
+
+def test_ict_five_points_pose_only_coefficients_stay_small(ict):
+    rng = np.random.default_rng(12)
+    rot = euler_ypr(20, -10, 6)
+    img = model_to_image(ict.mean_shape, 11.0, rot, np.array([300.0, 260.0]))
+    lm = ict.landmarks68
+    five = np.stack([img[lm[36:42], :2].mean(0), img[lm[42:48], :2].mean(0),
+                     img[lm[30], :2], img[lm[48], :2], img[lm[54], :2]])
+    five += rng.standard_normal(five.shape) * 0.3
+    fit = fit_face(ict, five, IMAGE)
+    assert rotation_angle(rot, fit.rotation) < 5.0
+    assert abs(fit.scale / 11.0 - 1) < 0.05
+    assert np.abs(fit.shape_coeffs).max() < 3.0   # 10 equations: the prior decides
