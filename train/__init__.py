@@ -1,0 +1,1 @@
+"""absl-flag training entry points: preprocess, B-Net, FAN, DRN."""
