@@ -37,6 +37,9 @@ class FaceModel:
     albedo_mean: Optional[np.ndarray] = None
     albedo_basis: Optional[np.ndarray] = None
     albedo_space: str = "vertex"
+    # Optional [Ka] standard deviations the albedo basis columns were scaled by
+    # (basis / std is orthonormal in the prior's inner product).
+    albedo_std: Optional[np.ndarray] = None
     # Sliding jaw contour: landmark slot (0..16) -> candidate vertex ids ordered
     # from the front of the face outwards (ear side); empty dict = no sliding.
     contour_candidates: dict = dataclasses.field(default_factory=dict)
@@ -45,6 +48,8 @@ class FaceModel:
     # the 468 MediaPipe points are the mesh), so the fit is a similarity only.
     observed_shape: bool = False
     units: str = ""
+    # Names of the expression components (ICT blendshapes); may be empty.
+    expr_names: list = dataclasses.field(default_factory=list)
 
     @property
     def num_vertices(self) -> int:
