@@ -80,9 +80,15 @@ def sh_shade(albedo, normals, sh, backend: str = "auto"):
 
 def uv_render(vertex_normals, albedo, sh, tri_id, bary, triangles, mask,
               backend: str = "auto"):
-    """The training UV renderer: ``sh_shade(albedo, uv_interpolate(normals), sh)``."""
+    """The training UV renderer: ``sh_shade(albedo, uv_interpolate(normals), sh)``.
+
+    vertex_normals [B, V, 3] (camera frame), albedo [B, H, W, 3], sh [B, 9, 3];
+    texels outside ``mask & (tri_id >= 0)`` are zero. Returns [B, H, W, 3].
+    """
     normal_map = uv_interpolate(vertex_normals, tri_id, bary, triangles, mask, backend)
-    return sh_shade(albedo, normal_map, sh, backend)
+    shaded = sh_shade(albedo, normal_map, sh, backend)
+    drawn = tf.logical_and(tf.convert_to_tensor(mask, tf.bool), tf.convert_to_tensor(tri_id, tf.int32) >= 0)
+    return shaded * tf.cast(drawn, shaded.dtype)[..., None]
 
 
 def mesh_laplacian_smoothness(values, row_ptr, col_idx, backend: str = "auto"):
