@@ -306,3 +306,45 @@ def test_ict_five_points_pose_only_coefficients_stay_small(ict):
     assert rotation_angle(rot, fit.rotation) < 5.0
     assert abs(fit.scale / 11.0 - 1) < 0.05
     assert np.abs(fit.shape_coeffs).max() < 3.0   # 10 equations: the prior decides
+
+
+def test_jacobian_matches_finite_differences():
+    from tf_face.fitting import eq1
+    rng = np.random.default_rng(6)
+    l, k = 20, 7
+    prob = eq1.Problem(obs=rng.standard_normal((l, 2)), mean_v=rng.standard_normal((l, 3)),
+                       basis_v=rng.standard_normal((l, 3, k)),
+                       idx=np.arange(l)[:, None], wts=np.ones((l, 1)),
+                       reg=np.full(k, 0.1), lo=np.full(k, -np.inf), hi=np.full(k, np.inf),
+                       free=np.ones(k, bool))
+    st = eq1.State(s=1.7, r=euler_ypr(20, -30, 10), t=np.array([0.3, -0.2]),
+                   c=rng.standard_normal(k))
+    mean_l, basis_l = eq1.landmark_rows(prob)
+    r0, y = eq1.residual(st, mean_l, basis_l, prob)
+    jac = eq1.jacobian(st, y, basis_l, prob)
+    eps = 1e-6
+    num = np.zeros_like(jac)
+    for i in range(6 + k):
+        d = np.zeros(6 + k)
+        d[i] = eps
+        rp, _ = eq1.residual(eq1.apply_step(st, d, prob), mean_l, basis_l, prob)
+        d[i] = -eps
+        rm, _ = eq1.residual(eq1.apply_step(st, d, prob), mean_l, basis_l, prob)
+        num[:, i] = (rp - rm).ravel() / (2 * eps)
+    np.testing.assert_allclose(jac, num, atol=1e-6)
+
+
+def test_pca_expressions_are_unbounded_and_ict_blendshapes_bounded():
+    from tf_face.fitting.options import resolve_expr_bounds
+    rng = np.random.default_rng(7)
+    model = synthetic_model(rng)
+    assert resolve_expr_bounds(model, FitOptions()) is None
+    assert resolve_expr_bounds(dataclasses.replace(model, name="ict"), FitOptions()) == (0.0, 1.0)
+    assert resolve_expr_bounds(model, FitOptions(expr_bounds=(0, 1))) == (0.0, 1.0)
+    # a bounded fit of a face with negative expression weights stays in bounds
+    beta = np.array([-1.5, 0.5, 2.0, 0.2])
+    lm = project68(model, model.shape(np.zeros(6), beta), 10.0, np.eye(3), np.array([300.0, 200.0]))
+    free = fit_face(model, lm, IMAGE, FitOptions(w_shape=1e-8, w_expr=1e-8, lm_iterations=50))
+    np.testing.assert_allclose(free.expr_coeffs, beta, atol=1e-3)
+    boxed = fit_face(model, lm, IMAGE, FitOptions(expr_bounds=(0.0, 1.0)))
+    assert boxed.expr_coeffs.min() >= 0.0 and boxed.expr_coeffs.max() <= 1.0

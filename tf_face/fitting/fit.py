@@ -188,9 +188,8 @@ def _fit_2d(model, xy: np.ndarray, spec, size, options: FitOptions) -> FittedFac
         cand_pos = np.searchsorted(used, table.ids)
 
     def reselect(st) -> bool:
-        pts3 = mean_v[cand_pos]
-        if basis_v.shape[2]:
-            pts3 = pts3 + basis_v[cand_pos] @ st.c
+        pos = mean_v + basis_v @ st.c if basis_v.shape[2] else mean_v   # [U, 3]
+        pts3 = pos[cand_pos]
         chosen = np.searchsorted(used, table.select(pts3, st.r, options.contour_near_yaw_deg))
         changed = bool(np.any(prob.idx[table.rows, 0] != chosen))
         prob.idx[table.rows, 0] = chosen

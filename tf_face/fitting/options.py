@@ -39,7 +39,7 @@ from typing import Optional, Tuple, Union
 @dataclasses.dataclass
 class FitOptions:
     w_shape: float = 1e-3          # w_s of Eq. 1 (data term in IOD units)
-    w_expr: float = 1e-3           # w_e of Eq. 1
+    w_expr: float = 1e-2           # w_e of Eq. 1
     rounds: int = 3                # alternations pose <-> coefficients
     lm_iterations: int = 10        # joint Levenberg-Marquardt steps
     lm_damping: float = 1e-3       # initial lambda (relative, Marquardt scaling)
