@@ -77,8 +77,8 @@ def test_astronaut_landmarks_in_the_right_regions(astro_result, landmarker):
     assert 0.3 * iod < pts[CHEEK_R, 2] - pts[NOSE_TIP, 2] < 2.0 * iod
 
 
-@pytest.mark.parametrize("angle", [30, 60])
-def test_rotation_is_undone(detector, landmarker, astronaut, astro_result, angle):
+@pytest.mark.parametrize("angle, tol", [(30, 0.015), (60, 0.03)])
+def test_rotation_is_undone(detector, landmarker, astronaut, astro_result, angle, tol):
     det, ref = astro_result
     cx, cy = det.keypoints[2]
     rot = cv2.getRotationMatrix2D((float(cx), float(cy)), angle, 1.0)
@@ -89,7 +89,7 @@ def test_rotation_is_undone(detector, landmarker, astronaut, astro_result, angle
     back = pts[:, :2] @ cv2.invertAffineTransform(rot)[:, :2].T + cv2.invertAffineTransform(rot)[:, 2]
     err = np.linalg.norm(back - ref[:, :2], axis=1) / _iod(ref)
     print(f"\nrotation {angle}: mean {err.mean():.4f} max {err.max():.4f} x IOD")
-    assert err.mean() < 0.02 and err.max() < 0.08
+    assert err.mean() < tol and err.max() < 0.08
     assert np.abs(pts[:, 2] - ref[:, 2]).mean() < 0.03 * _iod(ref)   # depth is roll-invariant
 
 
@@ -236,3 +236,23 @@ def test_missing_or_binary_landmark_file(tmp_path):
     (tmp_path / "bin.pts").write_bytes(b"\xff\xfe\x00\x81" * 10)
     with pytest.raises(LandmarkError):
         read_landmark_file(tmp_path / "bin.pts")
+
+
+def test_false_positive_is_skipped_by_presence_score(detector, landmarker, astronaut):
+    """A detection on a face-free patch is rejected; the real face is returned."""
+    from tf_face.types import Detection
+    real = detector(astronaut)[0]
+    fake = Detection(box=np.array([300, 300, 500, 500], np.float32),   # the suit, no face
+                     keypoints=np.array([[350, 350], [450, 350], [400, 400], [400, 450],
+                                         [310, 360], [490, 360]], np.float32), score=0.6)
+
+    class Fixed:
+        def __call__(self, image):
+            return [fake, real]
+
+    det, pts, n = detect_landmarks(astronaut, Fixed(), landmarker)
+    assert det is real and n == 2
+    landmarker(astronaut, fake)
+    assert landmarker.last_score < 0.5
+    with pytest.raises(NoFaceError, match="only 1 face"):
+        detect_landmarks(astronaut, Fixed(), landmarker, face_index=1)

@@ -30,7 +30,8 @@ score is the best one.
 
 ``FaceDetector`` letterboxes the (possibly downscaled) photo to the square
 input (centred, black = -1 padding), runs short range first, then full range
-when nothing was found or the largest face is small in the frame, and, when
+unless short range found exactly one face that is not small in the frame
+(>= 15% of the long side), and, when
 still nothing was found, full range on overlapping tiles (2x2, 3x3, 4x4) so
 that faces of ~40 px in a photo of up to ``max_side`` (1280) px are found
 (larger photos are downscaled first, so there the limit is ~3% of the long
@@ -144,15 +145,19 @@ class _BlazeFaceRunner:
         self._f32 = np.zeros((1, n, n, 3), np.float32)
 
     def run(self, image: np.ndarray, min_score: float):
-        """Detect in ``image`` (uint8 RGB); boxes/keypoints in its pixels."""
+        """Detect in ``image`` (uint8 RGB); boxes/keypoints in its pixels.
+
+        Coordinates are continuous (pixel i spans [i, i+1)).
+        """
         n = self.spec.input_size
-        h, w = image.shape[:2]
+        small, f = area_downscale(image, max(1, max(image.shape[:2]) // n))
+        h, w = small.shape[:2]
         s = n / max(h, w)
         nw, nh = max(1, round(w * s)), max(1, round(h * s))
         ox, oy = (n - nw) // 2, (n - nh) // 2
-        interp = cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR
         self._u8.fill(0)
-        self._u8[oy:oy + nh, ox:ox + nw] = cv2.resize(image, (nw, nh), interpolation=interp)
+        self._u8[oy:oy + nh, ox:ox + nw] = cv2.resize(small, (nw, nh),
+                                                      interpolation=cv2.INTER_LINEAR)
         np.multiply(self._u8, 2.0 / 255.0, out=self._f32[0], casting="unsafe")
         self._f32 -= 1.0
         outs = self.model(self._f32)
@@ -160,7 +165,7 @@ class _BlazeFaceRunner:
         raw_scores = next(o for o in outs if o.shape[-1] == 1)
         boxes, kps, scores = decode(raw_boxes, raw_scores, self.anchors, n, min_score)
         # undo the letterbox: input px -> image px (separate x/y factors)
-        sx, sy = nw / w, nh / h
+        sx, sy = nw / (w * f), nh / (h * f)
         boxes = boxes * n
         boxes[:, [0, 2]] = (boxes[:, [0, 2]] - ox) / sx
         boxes[:, [1, 3]] = (boxes[:, [1, 3]] - oy) / sy
@@ -177,11 +182,12 @@ class FaceDetector:
       min_score: score threshold of the short-range model (MediaPipe: 0.5).
       full_range_min_score: threshold of the full-range model (MediaPipe: 0.6).
       iou_threshold: weighted-NMS overlap threshold.
-      max_side: photos larger than this are downscaled (INTER_AREA) for
-        detection only; results are mapped back to the original pixels.
-      small_face_fraction: if the largest short-range face is smaller than
-        this fraction of the photo's long side, full range runs too (to find
-        further small faces, e.g. in group photos).
+      max_side: photos larger than this are downscaled by an integer factor
+        (block average) for detection only; results are mapped back to the
+        original pixels.
+      small_face_fraction: full range runs too unless short range found
+        exactly one face of at least this fraction of the photo's long side
+        (several faces hint at a group photo with further small faces).
       tiles: also run full range on overlapping tiles when the whole-photo
         passes find nothing (small faces in big photos).
       num_threads: TFLite threads per model.
@@ -193,7 +199,7 @@ class FaceDetector:
 
     def __init__(self, min_score: float = 0.5, full_range_min_score: float = 0.6,
                  iou_threshold: float = 0.3, max_side: int = 1280,
-                 small_face_fraction: float = 0.2, tiles: bool = True,
+                 small_face_fraction: float = 0.15, tiles: bool = True,
                  num_threads: int | None = None):
         self.min_score = float(min_score)
         self.full_range_min_score = float(full_range_min_score)
@@ -208,20 +214,15 @@ class FaceDetector:
     def __call__(self, image: np.ndarray) -> list[Detection]:
         image = _check_image(image)
         h, w = image.shape[:2]
-        scale = 1.0
-        work = image
-        if max(h, w) > self.max_side:
-            scale = self.max_side / max(h, w)
-            work = cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))),
-                              interpolation=cv2.INTER_AREA)
-        # exact per-axis factors back to the original pixels
-        fx, fy = w / work.shape[1], h / work.shape[0]
+        work, f = area_downscale(image, -(-max(h, w) // self.max_side))
+        fx = fy = float(f)
         found = []
         self.last_passes = ["short"]
         found.append(self.short.run(work, self.min_score))
         long_side = max(work.shape[:2])
-        biggest = _max_size(found[0][0])
-        if biggest < self.small_face_fraction * long_side:
+        short_faces = weighted_nms(*found[0], self.iou_threshold)[0]
+        if (len(short_faces) != 1
+                or _max_size(short_faces) < self.small_face_fraction * long_side):
             self.last_passes.append("full")
             found.append(self.full.run(work, self.full_range_min_score))
             if self.tiles and not any(len(f[2]) for f in found):
@@ -265,6 +266,22 @@ class FaceDetector:
                     k = k + [tx, ty]
                     out.append((b, k, s))
         return out
+
+
+def area_downscale(image: np.ndarray, factor: int) -> tuple[np.ndarray, int]:
+    """Average ``factor x factor`` pixel blocks (OpenCV's fast integer INTER_AREA).
+
+    The last ``< factor`` rows/columns are dropped so that the map is exact:
+    continuous coordinate x in the result is x * factor in ``image``.
+    """
+    factor = int(factor)
+    if factor <= 1:
+        return image, 1
+    h, w = image.shape[0] // factor, image.shape[1] // factor
+    if h < 1 or w < 1:
+        return image, 1
+    return cv2.resize(image[:h * factor, :w * factor], (w, h),
+                      interpolation=cv2.INTER_AREA), factor
 
 
 def _tile_starts(length: int, side: int, grid: int) -> list[int]:

@@ -8,17 +8,31 @@ from tf_face.errors import NoFaceError
 from tf_face.types import Detection
 
 
-def detect_landmarks(image: np.ndarray, detector, landmarker,
-                     face_index: int = 0) -> tuple[Detection, np.ndarray, int]:
-    """Return ``(detection, landmarks [468, 3], number of faces)``.
+def detect_landmarks(image: np.ndarray, detector, landmarker, face_index: int = 0,
+                     min_presence: float = 0.5) -> tuple[Detection, np.ndarray, int]:
+    """Return ``(detection, landmarks [468, 3], number of detections)``.
 
-    ``face_index`` counts faces largest first.  Raises ``NoFaceError`` when
-    there is no face or ``face_index`` is out of range (one-line messages).
+    Detections are taken largest first; one whose landmark face-presence
+    score (``landmarker.last_score``) is below ``min_presence`` is treated as
+    a false positive and skipped (BlazeFace's 0.5 threshold lets a few
+    through, e.g. on strongly rotated photos), so ``face_index`` counts
+    verified faces.  Only the faces up to ``face_index`` are landmarked.
+    Raises ``NoFaceError`` (one-line message) when there is no such face.
     """
+    if face_index < 0:
+        raise NoFaceError(f"face_index must be >= 0, got {face_index}")
     dets = detector(image)
     if not dets:
         raise NoFaceError("no face found in the image")
-    if not 0 <= face_index < len(dets):
-        raise NoFaceError(f"face_index={face_index} but only {len(dets)} face(s) found")
-    det = dets[face_index]
-    return det, landmarker(image, det), len(dets)
+    verified = 0
+    for det in dets:
+        pts = landmarker(image, det)
+        if landmarker.last_score < min_presence:
+            continue
+        if verified == face_index:
+            return det, pts, len(dets)
+        verified += 1
+    if verified == 0:
+        raise NoFaceError(f"no face found in the image ({len(dets)} detection(s) "
+                          f"rejected by the landmark model)")
+    raise NoFaceError(f"face_index={face_index} but only {verified} face(s) found")
