@@ -256,3 +256,16 @@ def test_false_positive_is_skipped_by_presence_score(detector, landmarker, astro
     assert landmarker.last_score < 0.5
     with pytest.raises(NoFaceError, match="only 1 face"):
         detect_landmarks(astronaut, Fixed(), landmarker, face_index=1)
+
+
+def test_upscaled_photo_gives_scaled_landmarks(detector, landmarker, astronaut, astro_result):
+    """Pixel-centre convention and the large-crop prefilter: x_big = k x + (k - 1) / 2."""
+    _, ref = astro_result
+    k = 3
+    big = cv2.resize(astronaut, None, fx=k, fy=k, interpolation=cv2.INTER_CUBIC)
+    pts = landmarker(big, detector(big)[0])
+    expect = ref[:, :2] * k + (k - 1) / 2
+    err = np.linalg.norm(pts[:, :2] - expect, axis=1) / (k * _iod(ref))
+    assert err.mean() < 0.01
+    assert np.abs((pts[:, :2] - expect).mean(0)).max() < 0.1 * k     # no half-pixel bias
+    np.testing.assert_allclose(np.std(pts[:, 2]) / np.std(ref[:, 2]), k, rtol=0.03)

@@ -11,7 +11,9 @@ subject's right eye keypoint to the left eye keypoint is the crop's +x axis
 (roll removed).  The crop -> image map is the affine
 ``p_img = centre + (side / 192) * [e, e_perp] @ (p_crop - 95.5)`` with ``e`` the
 unit eye direction and ``e_perp = (-e_y, e_x)`` (y down); the crop is sampled
-with ``cv2.warpAffine`` (bilinear, border replicated).
+with ``cv2.warpAffine`` (bilinear, border replicated); when the crop shrinks
+the face by 2x or more, its region is first block-averaged by that integer
+factor so that large faces (10000 px photos) do not alias.
 
 Output (``FaceMeshLandmarker.__call__``): ``[468, 3]`` float32 in image
 pixels with pixel centres at integer coordinates (the model's crop outputs
@@ -34,6 +36,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from tf_face.landmarks.blazeface import area_downscale
 from tf_face.landmarks.tflite_model import TFLiteModel
 from tf_face.types import Detection
 
@@ -77,6 +80,32 @@ def landmark_crop(landmarks: np.ndarray, scale: float = 1.5) -> np.ndarray:
     return crop_affine(centre, e, side)
 
 
+def _prefilter(image: np.ndarray, affine: np.ndarray):
+    """Block-average the crop's region first when the crop shrinks it >= 2x.
+
+    Bilinear warping alone would alias (a 4000 px face squeezed into 192 px).
+    Returns the source to warp and the crop -> source affine.
+    """
+    k = np.sqrt(abs(np.linalg.det(affine[:, :2])))       # image px per crop px
+    f = int(k)
+    if f < 2:
+        return image, affine
+    h, w = image.shape[:2]
+    corners = np.array([[0, 0], [INPUT_SIZE - 1, 0], [0, INPUT_SIZE - 1],
+                        [INPUT_SIZE - 1, INPUT_SIZE - 1]], np.float64)
+    pts = corners @ affine[:, :2].T + affine[:, 2]
+    x0, y0 = np.clip(np.floor(pts.min(0)) - f, 0, [w - 1, h - 1]).astype(int)
+    x1, y1 = np.clip(np.ceil(pts.max(0)) + f + 1, 1, [w, h]).astype(int)
+    if x1 - x0 < 2 * f or y1 - y0 < 2 * f:
+        return image, affine
+    small, f = area_downscale(image[y0:y1, x0:x1], f)
+    a = affine.copy()
+    a[:, :2] /= f
+    # image integer coords -> sub-image -> continuous /f -> small pixel centres
+    a[:, 2] = (affine[:, 2] - [x0, y0] + 0.5) / f - 0.5
+    return small, a
+
+
 class FaceMeshLandmarker:
     """468 landmarks for one detected face.
 
@@ -102,7 +131,8 @@ class FaceMeshLandmarker:
 
     def run_crop(self, image: np.ndarray, affine: np.ndarray) -> np.ndarray:
         """Run the model on the crop given by ``affine`` (crop -> image)."""
-        cv2.warpAffine(image, affine, (INPUT_SIZE, INPUT_SIZE), dst=self._crop,
+        src, src_affine = _prefilter(image, affine)
+        cv2.warpAffine(src, src_affine, (INPUT_SIZE, INPUT_SIZE), dst=self._crop,
                        flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
                        borderMode=cv2.BORDER_REPLICATE)
         np.multiply(self._crop, 1.0 / 255.0, out=self._input[0], casting="unsafe")
