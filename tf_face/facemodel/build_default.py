@@ -7,10 +7,12 @@ prints a report. Steps:
    (``skimage.data.astronaut()``, always) and of every photo under
    ``--photos`` (default ``../shared/data/faces`` when present), every face of
    at least 80 px.
-2. All faces are aligned (generalised 3-D similarity Procrustes) and the mirror
-   map is found on all of them together (``meanshape.mirror_map``).
+2. All faces are aligned (generalised 3-D similarity Procrustes); their mean
+   is put in a canonical frame (x from the right to the left eye centroid, z
+   the face-oval plane normal), and the mirror map is found on all faces
+   together (``meanshape.mirror_map``), refining frame and map twice.
 3. The reference shape is the Procrustes mean of the near-frontal faces
-   (rotation from the all-face mean < 18 degrees) with a closed mouth (inner
+   (rotation from the canonical frame < 18 degrees) with a closed mouth (inner
    lip gap < 8% of the outer-eye-corner distance); the astronaut is always
    included. It is made symmetric (``meanshape.symmetrise``), turned so the
    face-oval plane faces +z, centred, and scaled to unit RMS radius.
@@ -34,7 +36,7 @@ import numpy as np
 
 from tf_face.facemodel.ibug68 import compute_ibug68
 from tf_face.facemodel.mesh import face_normals, fit_unit_square, topology_report  # noqa: F401
-from tf_face.facemodel.meanshape import (REFLECT, face_frontal, generalised_procrustes,
+from tf_face.facemodel.meanshape import (REFLECT, canonical_frame, face_frontal, generalised_procrustes,
                                          image_to_model, mirror_map, normalise,
                                          similarity_align, symmetrise)
 from tf_face.facemodel.uvlayout import edge_chains, signed_area_2d, texel_density, triangulate
@@ -108,11 +110,16 @@ def build(landmarks: dict[str, np.ndarray], conns: dict) -> tuple[dict, dict]:
     """(asset arrays, report) from the collected landmarks."""
     names = sorted(landmarks)
     shapes = [image_to_model(landmarks[n]) for n in names]
+    oval = max(edge_chains(conns["FACEMESH_FACE_OVAL"]), key=len)
+    eyes = [max(edge_chains(conns[n]), key=len)
+            for n in ("FACEMESH_RIGHT_EYE", "FACEMESH_LEFT_EYE")]
     mean_all, _ = generalised_procrustes(shapes)
-    mean_all -= mean_all.mean(0)
-    frame = symmetrise(mean_all, mirror_map(mean_all))       # rough mirror frame
-    aligned = [similarity_align(s, frame)[3] for s in shapes]
-    mirror = mirror_map([a - a.mean(0) for a in aligned])
+    frame = canonical_frame(mean_all, oval, *eyes)           # rough mirror frame
+    for _ in range(2):                                       # refine frame and map
+        aligned = [similarity_align(s, frame)[3] for s in shapes]
+        aligned = [a - a.mean(0) for a in aligned]
+        mirror = mirror_map(aligned)
+        frame = symmetrise(frame, mirror)                    # mirror plane -> x = 0
 
     keep = []
     for n, s in zip(names, shapes):
@@ -124,7 +131,6 @@ def build(landmarks: dict[str, np.ndarray], conns: dict) -> tuple[dict, dict]:
             keep.append(n)
     mean_sel, resid = generalised_procrustes([shapes[names.index(n)] for n in keep])
     mean_sel = similarity_align(mean_sel, frame)[3]
-    oval = max(edge_chains(conns["FACEMESH_FACE_OVAL"]), key=len)
     x = symmetrise(mean_sel, mirror)
     x = face_frontal(x, oval)
     x = normalise(x)

@@ -24,6 +24,7 @@ scan-derived model.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from pathlib import Path
 
@@ -80,10 +81,52 @@ def load_default_geometry() -> FaceModel:
         observed_shape=True, units=str(d["units"])).validate()
 
 
+class _LazyAlbedo:
+    """Data descriptor: the UV albedo prior is built on first access (~1 s).
+
+    ``default_model()`` is called by code that needs only the geometry (the
+    468 -> 68 map, the mesh); building the 256^2 x 100 basis (78 MB) there
+    would cost time and memory for nothing.
+    """
+
+    def __init__(self, index: int):
+        self.index = index
+
+    def __set_name__(self, owner, name):
+        self.slot = "_" + name
+
+    def __get__(self, obj, objtype=None):
+        if obj is None:
+            return None
+        val = obj.__dict__.get(self.slot)
+        if val is None and obj.__dict__.get("_albedo_pending"):
+            obj.__dict__["_albedo_pending"] = False
+            mean, basis, std, _ = default_albedo_prior()
+            obj.__dict__.update(_albedo_mean=mean, _albedo_basis=basis, _albedo_std=std)
+            val = obj.__dict__.get(self.slot)
+        return val
+
+    def __set__(self, obj, value):
+        obj.__dict__[self.slot] = value
+
+
+class DefaultFaceModel(FaceModel):
+    """``FaceModel`` whose UV albedo prior is computed lazily (same fields)."""
+
+    albedo_mean = _LazyAlbedo(0)
+    albedo_basis = _LazyAlbedo(1)
+    albedo_std = _LazyAlbedo(2)
+
+
 @functools.lru_cache(maxsize=1)
 def default_model() -> FaceModel:
-    """The default model with its UV albedo prior (256^2, K = 100). Cached."""
-    m = load_default_geometry()
-    mean, basis, std, _ = default_albedo_prior()
-    m.albedo_mean, m.albedo_basis, m.albedo_std, m.albedo_space = mean, basis, std, "uv"
-    return m.validate()
+    """The default model with its UV albedo prior (256^2, K = 100). Cached.
+
+    Geometry is ready at once; ``albedo_mean`` / ``albedo_basis`` /
+    ``albedo_std`` are built on first access (``default_albedo_prior``).
+    """
+    g = load_default_geometry()
+    m = DefaultFaceModel(**{f.name: getattr(g, f.name) for f in dataclasses.fields(FaceModel)})
+    m.albedo_space = "uv"
+    m.__dict__["_albedo_pending"] = True
+    return m

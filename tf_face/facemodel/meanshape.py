@@ -118,3 +118,21 @@ def face_frontal(shape: np.ndarray, oval: np.ndarray) -> np.ndarray:
     angle = np.arctan2(n[1], n[2])          # rotation about x taking n to (nx, 0, *)
     r = Rotation.from_rotvec([angle, 0.0, 0.0]).as_matrix()
     return shape @ r.T
+
+
+def canonical_frame(shape: np.ndarray, oval, right_eye, left_eye) -> np.ndarray:
+    """Rotate/centre a shape so +x runs from the right to the left eye centroid
+    and +z is the face-oval plane's normal (pointing out of the face).
+
+    Gives a rough mirror frame without any mirror map (used before the first
+    Hungarian matching, so a yawed first photo cannot bias it).
+    """
+    c = shape - shape.mean(0)
+    ex = c[list(left_eye)].mean(0) - c[list(right_eye)].mean(0)
+    n = plane_normal(c[list(oval)])
+    if np.median(c @ n) < 0:   # most face points lie in front of the oval plane
+        n = -n
+    ex = ex - (ex @ n) * n
+    ex /= np.linalg.norm(ex)
+    ey = np.cross(n, ex)
+    return c @ np.stack([ex, ey, n], 1)

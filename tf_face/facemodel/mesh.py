@@ -129,8 +129,9 @@ def contour_candidates(vertices: np.ndarray, triangles: np.ndarray,
     x relative to the midline) that lie at or beyond p going round a vertical
     axis (angle atan2(|x|, z - z_c) >= that of p, z_c = the mesh's mean depth)
     and whose vertex normal does not point backwards (n_z > -0.3). The band is
-    cut into angle bins of one edge length; per bin the vertex nearest p's
-    height is kept. Ordered front -> ear, p first. ``extra`` (slot -> ids)
+    cut into arc-length bins (half an edge length, or wider so that at most
+    ``max_candidates`` bins cover the band); per bin the vertex nearest p's
+    height is kept (ties: the front-most). Ordered front -> ear, p first. ``extra`` (slot -> ids)
     adds model-provided candidates (ICT's jawline lists; those within 1.5
     edge lengths of p's height) before binning.
     Slot 8 (chin) does not slide.
@@ -160,12 +161,16 @@ def contour_candidates(vertices: np.ndarray, triangles: np.ndarray,
         cand = np.array(sorted(cand), dtype=np.int64)
         chosen = [p]
         if len(cand):
-            bins = np.floor((ang[cand] - ang[p]) * radius / edge_len).astype(int)
+            arc = (ang[cand] - ang[p]) * radius
+            width = max(0.5 * edge_len, arc.max() / max_candidates)
+            bins = np.floor(arc / width).astype(int)
+            dy = np.abs(v[cand, 1] - v[p, 1])
             for b in np.unique(bins):
                 if b <= 0:
                     continue
-                inb = cand[bins == b]
-                chosen.append(int(inb[np.argmin(np.abs(v[inb, 1] - v[p, 1]))]))
+                inb = np.flatnonzero(bins == b)
+                best = inb[np.lexsort((ang[cand[inb]], dy[inb]))[0]]  # nearest height, then front-most
+                chosen.append(int(cand[best]))
         chosen = chosen[:max_candidates]
         out[slot] = np.array(chosen, dtype=np.int32)
     return out
