@@ -40,7 +40,7 @@ from typing import Optional, Tuple, Union
 class FitOptions:
     w_shape: float = 1e-3          # w_s of Eq. 1 (data term in IOD units)
     w_expr: float = 1e-2           # w_e of Eq. 1
-    rounds: int = 3                # alternations pose <-> coefficients
+    rounds: int = 2                # alternations pose <-> coefficients
     lm_iterations: int = 10        # joint Levenberg-Marquardt steps
     lm_damping: float = 1e-3       # initial lambda (relative, Marquardt scaling)
     sliding_contour: bool = True   # choose jaw landmarks on the silhouette
@@ -48,7 +48,7 @@ class FitOptions:
     expr_bounds: Union[str, None, Tuple[float, float]] = "auto"
     fit_shape: bool = True         # False: keep alpha = 0 (pose/expression only)
     fit_expr: bool = True          # False: keep beta = 0
-    lm_tolerance: float = 1e-6     # stop when the relative cost decrease is below
+    lm_tolerance: float = 1e-4     # stop when the relative cost decrease is below
 
     def validate(self) -> "FitOptions":
         from tf_face.errors import FitError
