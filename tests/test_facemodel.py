@@ -391,3 +391,16 @@ def test_contour_candidates_symmetric_on_symmetric_mesh():
     cc = contour_candidates(VERTS, TRIS, lm)
     for j in range(8):
         assert [mirror_id(i) for i in cc[j]] == cc[16 - j].tolist()
+
+
+def test_ict_obj_expression_list_from_vertex_indices(tmp_path):
+    face = np.array([[0.0, 0, 0], [1, 0, 0], [0, 1, 0]])
+    write_obj(tmp_path / "generic_neutral_mesh.obj", face, [(0, 1, 2)], face[:, :2])
+    for name in ("b", "a", "extra"):
+        write_obj(tmp_path / f"{name}.obj", face + 0.1)
+    (tmp_path / "vertex_indices.json").write_text('{"expressions": ["b", "a"]}')
+    m = load_face_model(f"ict:{tmp_path}")
+    assert m.expr_names == ["b", "a"] and m.num_expr == 2
+    (tmp_path / "vertex_indices.json").write_text('{"expressions": ["b", "zz"]}')
+    with pytest.raises(FaceModelError, match="zz.obj"):
+        load_face_model(f"ict:{tmp_path}")

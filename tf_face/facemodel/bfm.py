@@ -13,7 +13,8 @@ files themselves, they are registration-gated and not redistributable):
 * **BFM 2017 / 2019** ``.h5`` (Statismo layout): ``shape/model/{mean,
   pcaBasis, pcaVariance}``, ``expression/model/...``, ``color/model/...`` and
   ``shape/representer/{points [3,V], cells [3,T] 0-based}``; units mm, colour
-  in [0, 1]. ``pcaVariance`` holds variances; Statismo stores ``pcaBasis``
+  in [0, 1]. The expression model's mean is added to the shape mean when it
+  is a small offset (a delta), ignored when it is a full shape. ``pcaVariance`` holds variances; Statismo stores ``pcaBasis``
   with orthonormal columns, so the std-scaled basis is ``pcaBasis *
   sqrt(pcaVariance)``. If a file's columns are not unit length but already
   have norm sqrt(variance), they are taken as already scaled (checked per
@@ -170,8 +171,8 @@ def load_bfm2017(path: str | Path) -> FaceModel:
     tri = _triangles(need(d, "shape/representer/cells", what), n, what, one_based=False)
     mean, shape_b = _statismo_part(d, "shape", n, what, required=True)
     e_mean, expr_b = _statismo_part(d, "expression", n, what, required=False)
-    if e_mean is not None:
-        mean = mean + e_mean  # Statismo expression models may carry a mean offset
+    if e_mean is not None and np.linalg.norm(e_mean) < np.linalg.norm(e_mean - mean):
+        mean = mean + e_mean  # a small expression offset (delta), not a full shape
     c_mean, col_b = _statismo_part(d, "color", n, what, required=False)
     return _finish("bfm2017", mean, tri, shape_b, expr_b, c_mean, col_b,
                    _sidecar_landmarks(Path(path).expanduser(), n, what), "mm")

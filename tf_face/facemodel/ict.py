@@ -9,7 +9,8 @@
   Identity OBJs are ``neutral + sigma_k u_k`` (u_k unit over the full head),
   so the std-scaled basis is simply ``identity_k - neutral`` on the kept
   vertices; expression deltas ``expr - neutral`` are blendshapes with weights
-  in [0, 1]. The OBJ folder has no iBUG-68 list: a ``landmarks68.txt`` (68
+  in [0, 1]; the expression list and order come from ``vertex_indices.json``
+  (``expressions``) when present. The OBJ folder has no iBUG-68 list: a ``landmarks68.txt`` (68
   0-based vertex ids) in the folder is used when present.
 * ``ict_npz:PATH`` — the compact face-area file described in
   ``../shared/data/ict_face_model.README.md``: ``mean`` [V,3] cm,
@@ -24,6 +25,7 @@ the face), units centimetres. No albedo model.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -81,6 +83,25 @@ def _parse_obj(path: Path, want_faces: bool, what: str):
     return v, f, t, vt, g
 
 
+def _expression_files(root: Path, ids: list[Path]) -> list[Path]:
+    """Expression OBJs: the ``expressions`` list of vertex_indices.json when
+    present (ICT's own list, in its order), else every other OBJ by name."""
+    meta = root / "vertex_indices.json"
+    if meta.is_file():
+        try:
+            names = json.loads(meta.read_text()).get("expressions")
+        except (ValueError, UnicodeDecodeError, AttributeError):
+            names = None
+        if isinstance(names, list) and all(isinstance(n, str) for n in names):
+            files = [root / f"{Path(n).stem}.obj" for n in names]
+            missing = [f.name for f in files if not f.is_file()]
+            if missing:
+                raise FaceModelError(f"ict: expression OBJ {missing[0]} listed in "
+                                     "vertex_indices.json is missing")
+            return files
+    return sorted(p for p in root.glob("*.obj") if p.name != NEUTRAL_OBJ and p not in ids)
+
+
 def load_ict_obj_folder(folder: str | Path) -> FaceModel:
     what = "ict"
     root = Path(folder).expanduser()
@@ -116,7 +137,7 @@ def load_ict_obj_folder(folder: str | Path) -> FaceModel:
         return np.stack(cols, -1) if cols else None
 
     ids = sorted(root.glob("identity*.obj"))
-    exprs = sorted(p for p in root.glob("*.obj") if p.name != NEUTRAL_OBJ and p not in ids)
+    exprs = _expression_files(root, ids)
     lm = None
     side = root / "landmarks68.txt"
     if side.is_file():
