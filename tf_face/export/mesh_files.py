@@ -1,0 +1,362 @@
+"""Mesh file writers and readers: Wavefront OBJ + MTL, and binary glTF 2.0 (GLB).
+
+Conventions
+-----------
+* Geometry is written as given: the caller chooses the frame. The recommended
+  export frame is the **model frame** of ``tf_face.types`` (right-handed,
+  +y up, +z out of the face), which is exactly glTF's frame (+y up, a viewer
+  looking down -z sees the face from the front). Posed meshes in the image
+  frame go through ``image_to_export`` first (the camera frame: a proper
+  rotation of the image frame, also +y up and +z towards the viewer).
+* Triangles are counter-clockwise seen from outside (``tf_face`` convention),
+  which is what both OBJ viewers and glTF (front face = CCW) expect.
+* UV: ``tf_face`` uses v *down* (texel row = v * H). OBJ's ``vt`` has v up, so
+  ``write_obj`` writes ``vt = (u, 1 - v)`` and ``read_obj`` returns the file's
+  values untouched. glTF's TEXCOORD_0 has its origin at the top-left of the
+  image with v down, the same as ``tf_face``: ``write_glb`` writes uv as is.
+* One UV per vertex (seams are split vertices), so OBJ faces are ``a/a/a``.
+* Units are those of the input (glTF nominally means metres; viewers frame the
+  model, so the scale only matters when combining files).
+
+``read_obj`` / ``read_glb`` are small readers used by the tests; they parse
+only what the writers produce (plus polygon faces and negative indices in OBJ).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import struct
+from pathlib import Path
+
+import numpy as np
+
+from tf_face.types import IMAGE_FLIP
+
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+
+# glTF constants.
+_FLOAT = 5126
+_UINT32 = 5125
+_ARRAY_BUFFER = 34962
+_ELEMENT_ARRAY_BUFFER = 34963
+_LINEAR = 9729
+_LINEAR_MIPMAP_LINEAR = 9987
+_CLAMP_TO_EDGE = 33071
+_GLB_MAGIC = 0x46546C67   # b"glTF"
+_CHUNK_JSON = 0x4E4F534A  # b"JSON"
+_CHUNK_BIN = 0x004E4942   # b"BIN\0"
+
+
+def image_to_export(vertices_image, center: bool = True) -> np.ndarray:
+    """Image-frame vertices -> camera frame (x right, y up, z to viewer), centred.
+
+    ``camera = image * [1, -1, -1]`` is a 180-degree rotation about x, so the
+    winding (CCW from outside) is preserved. With ``center`` the bounding-box
+    centre moves to the origin (viewers orbit about it).
+    """
+    v = np.asarray(vertices_image, np.float64) * IMAGE_FLIP
+    if center and len(v):
+        v = v - 0.5 * (v.min(0) + v.max(0))
+    return v
+
+
+def _check_name(name: str, what: str) -> str:
+    if not _SAFE_NAME.match(name or "") or name in (".", ".."):
+        raise ValueError(f"{what} must be a plain file name ([A-Za-z0-9_.-]), got {name!r}")
+    return name
+
+
+def _check_mesh(vertices, triangles, uv, normals):
+    v = np.asarray(vertices, np.float64)
+    t = np.asarray(triangles)
+    if v.ndim != 2 or v.shape[1] != 3:
+        raise ValueError(f"vertices must be [V,3], got {v.shape}")
+    if t.ndim != 2 or t.shape[1] != 3:
+        raise ValueError(f"triangles must be [T,3], got {t.shape}")
+    t = t.astype(np.int64)
+    if t.size and (t.min() < 0 or t.max() >= len(v)):
+        raise ValueError(f"triangle ids outside [0, {len(v)})")
+    if not np.isfinite(v).all():
+        raise ValueError("vertices contain NaN or inf")
+    tex = None
+    if uv is not None:
+        tex = np.asarray(uv, np.float64)
+        if tex.shape != (len(v), 2):
+            raise ValueError(f"uv must be [{len(v)},2], got {tex.shape}")
+    nrm = None
+    if normals is not None:
+        nrm = np.asarray(normals, np.float64)
+        if nrm.shape != v.shape:
+            raise ValueError(f"normals must be [{len(v)},3], got {nrm.shape}")
+        length = np.linalg.norm(nrm, axis=1, keepdims=True)
+        nrm = np.where(length > 1e-12, nrm / np.maximum(length, 1e-12), [0.0, 0.0, 1.0])
+    return v, t, tex, nrm
+
+
+def _rows(fmt_prefix: str, arr: np.ndarray, fmt: str, groups: int | None = None) -> str:
+    """One line per row: ``prefix`` + ``groups`` copies of ``fmt`` (default: one per column)."""
+    if not len(arr):
+        return ""
+    line = fmt_prefix + " " + " ".join([fmt] * (groups or arr.shape[1]))
+    return "\n".join(line % tuple(r) for r in arr.tolist()) + "\n"
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".part")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def write_obj(path, vertices, triangles, uv=None, normals=None, mtl_name=None,
+              texture_name=None, material: str = "face") -> Path:
+    """Write a Wavefront OBJ (and its MTL when a texture or MTL name is given).
+
+    Args:
+      path: output ``.obj`` path.
+      vertices: [V, 3]; triangles: [T, 3] CCW from outside; uv: [V, 2] in the
+        tf_face convention (v down; written as ``vt u 1-v``); normals: [V, 3]
+        optional (normalised on writing).
+      mtl_name: file name of the MTL beside the OBJ (default ``<stem>.mtl``
+        when ``texture_name`` is given). Plain names only.
+      texture_name: file name of the diffuse texture beside the OBJ, written
+        as ``map_Kd`` (e.g. ``albedo.png``).
+      material: material name used by ``usemtl``.
+    Returns the OBJ path.
+    """
+    path = Path(path)
+    v, t, tex, nrm = _check_mesh(vertices, triangles, uv, normals)
+    if texture_name is not None:
+        _check_name(texture_name, "texture_name")
+        if mtl_name is None:
+            mtl_name = path.stem + ".mtl"
+    if mtl_name is not None:
+        _check_name(mtl_name, "mtl_name")
+    _check_name(material, "material")
+    out = ["# tf_face mesh: %d vertices, %d triangles; vt = (u, 1 - v)\n" % (len(v), len(t))]
+    if mtl_name is not None:
+        out.append(f"mtllib {mtl_name}\n")
+    out.append(_rows("v", v, "%.6f"))
+    if tex is not None:
+        out.append(_rows("vt", np.stack([tex[:, 0], 1.0 - tex[:, 1]], 1), "%.6f"))
+    if nrm is not None:
+        out.append(_rows("vn", nrm, "%.6f"))
+    if mtl_name is not None:
+        out.append(f"usemtl {material}\n")
+    f = t + 1
+    if tex is not None and nrm is not None:
+        rows = np.repeat(f, 3, axis=1)
+        out.append(_rows("f", rows, "%d/%d/%d", 3))
+    elif tex is not None:
+        out.append(_rows("f", np.repeat(f, 2, axis=1), "%d/%d", 3))
+    elif nrm is not None:
+        out.append(_rows("f", np.repeat(f, 2, axis=1), "%d//%d", 3))
+    else:
+        out.append(_rows("f", f, "%d"))
+    _atomic_write(path, "".join(out).encode("ascii"))
+    if mtl_name is not None:
+        mtl = [f"# tf_face material\nnewmtl {material}\n",
+               "Ka 1.000000 1.000000 1.000000\nKd 1.000000 1.000000 1.000000\n",
+               "Ks 0.000000 0.000000 0.000000\nNs 1.000000\nd 1.000000\nillum 1\n"]
+        if texture_name is not None:
+            mtl.append(f"map_Kd {texture_name}\n")
+        _atomic_write(path.with_name(mtl_name), "".join(mtl).encode("ascii"))
+    return path
+
+
+def read_obj(path) -> dict:
+    """Parse an OBJ: ``v [V,3]``, ``vt [N,2]`` (file values, v up), ``vn [N,3]``,
+    ``faces_v / faces_vt / faces_vn [T,3]`` (0-based; -1 where absent; polygons
+    fan-triangulated), ``mtllib`` (list) and ``usemtl`` (list)."""
+    v, vt, vn, fv, ft, fn, mtllib, usemtl = [], [], [], [], [], [], [], []
+    with open(path, "r", encoding="ascii") as fh:
+        for line in fh:
+            parts = line.split()
+            if not parts or parts[0].startswith("#"):
+                continue
+            key = parts[0]
+            if key == "v":
+                v.append([float(x) for x in parts[1:4]])
+            elif key == "vt":
+                vt.append([float(x) for x in parts[1:3]])
+            elif key == "vn":
+                vn.append([float(x) for x in parts[1:4]])
+            elif key == "f":
+                corners = []
+                for c in parts[1:]:
+                    ids = (c.split("/") + ["", ""])[:3]
+                    corners.append([_obj_index(s, n) for s, n in
+                                    zip(ids, (len(v), len(vt), len(vn)))])
+                for k in range(1, len(corners) - 1):
+                    tri = [corners[0], corners[k], corners[k + 1]]
+                    fv.append([c[0] for c in tri])
+                    ft.append([c[1] for c in tri])
+                    fn.append([c[2] for c in tri])
+            elif key == "mtllib":
+                mtllib.append(" ".join(parts[1:]))
+            elif key == "usemtl":
+                usemtl.append(" ".join(parts[1:]))
+    return {
+        "v": np.asarray(v, np.float64).reshape(-1, 3),
+        "vt": np.asarray(vt, np.float64).reshape(-1, 2),
+        "vn": np.asarray(vn, np.float64).reshape(-1, 3),
+        "faces_v": np.asarray(fv, np.int64).reshape(-1, 3),
+        "faces_vt": np.asarray(ft, np.int64).reshape(-1, 3),
+        "faces_vn": np.asarray(fn, np.int64).reshape(-1, 3),
+        "mtllib": mtllib,
+        "usemtl": usemtl,
+    }
+
+
+def _obj_index(s: str, count: int) -> int:
+    if not s:
+        return -1
+    i = int(s)
+    return i - 1 if i > 0 else count + i
+
+
+def read_mtl(path) -> dict:
+    """Parse an MTL into ``{material: {key: value string}}``."""
+    out, cur = {}, None
+    with open(path, "r", encoding="ascii") as fh:
+        for line in fh:
+            parts = line.split(None, 1)
+            if not parts or parts[0].startswith("#"):
+                continue
+            value = parts[1].strip() if len(parts) > 1 else ""
+            if parts[0] == "newmtl":
+                cur = out.setdefault(value, {})
+            elif cur is not None:
+                cur[parts[0]] = value
+    return out
+
+
+def _pad4(data: bytes, fill: bytes) -> bytes:
+    return data + fill * ((-len(data)) % 4)
+
+
+def write_glb(path, vertices, triangles, uv, texture_png_bytes: bytes, normals=None,
+              name: str = "face") -> Path:
+    """Write a binary glTF 2.0 file with the texture embedded.
+
+    One mesh, one primitive (TRIANGLES): POSITION (with min/max), optional
+    NORMAL, TEXCOORD_0 (tf_face uv as is: glTF's v is down too), uint32
+    indices; one PBR material (baseColorTexture, metallic 0, roughness 1); the
+    PNG lives in a bufferView (``image/png``) with a linear/clamp sampler.
+    Every bufferView starts on a 4-byte boundary; the JSON chunk is padded with
+    spaces and the BIN chunk with zeros. Give vertices in a +y-up frame (model
+    frame, or ``image_to_export(vertices_image)``).
+    """
+    path = Path(path)
+    v, t, tex, nrm = _check_mesh(vertices, triangles, uv, normals)
+    if tex is None:
+        raise ValueError("write_glb needs uv")
+    png = bytes(texture_png_bytes)
+    if png[:8] != b"\x89PNG\r\n\x1a\n":
+        raise ValueError("texture_png_bytes is not a PNG file")
+    pos32 = v.astype("<f4")
+    blobs, views, accessors = [], [], []
+    offset = 0
+
+    def add_view(data: bytes, target=None) -> int:
+        nonlocal offset
+        view = {"buffer": 0, "byteOffset": offset, "byteLength": len(data)}
+        if target is not None:
+            view["target"] = target
+        views.append(view)
+        padded = _pad4(data, b"\x00")
+        blobs.append(padded)
+        offset += len(padded)
+        return len(views) - 1
+
+    def add_accessor(arr: np.ndarray, ctype: int, atype: str, target: int,
+                     minmax: bool = False) -> int:
+        acc = {"bufferView": add_view(arr.tobytes(), target), "componentType": ctype,
+               "count": int(arr.shape[0]), "type": atype}
+        if minmax:
+            acc["min"] = [float(x) for x in arr.min(0)]
+            acc["max"] = [float(x) for x in arr.max(0)]
+        accessors.append(acc)
+        return len(accessors) - 1
+
+    attrs = {"POSITION": add_accessor(pos32, _FLOAT, "VEC3", _ARRAY_BUFFER, minmax=True)}
+    if nrm is not None:
+        attrs["NORMAL"] = add_accessor(nrm.astype("<f4"), _FLOAT, "VEC3", _ARRAY_BUFFER)
+    attrs["TEXCOORD_0"] = add_accessor(tex.astype("<f4"), _FLOAT, "VEC2", _ARRAY_BUFFER)
+    idx = t.astype("<u4").reshape(-1, 1)
+    indices = add_accessor(idx, _UINT32, "SCALAR", _ELEMENT_ARRAY_BUFFER, minmax=True)
+    image_view = add_view(png)
+    gltf = {
+        "asset": {"version": "2.0", "generator": "tf_face.export.mesh_files"},
+        "scene": 0,
+        "scenes": [{"nodes": [0]}],
+        "nodes": [{"mesh": 0, "name": name}],
+        "meshes": [{"name": name, "primitives": [
+            {"attributes": attrs, "indices": indices, "material": 0, "mode": 4}]}],
+        "materials": [{"name": name, "pbrMetallicRoughness": {
+            "baseColorTexture": {"index": 0, "texCoord": 0},
+            "metallicFactor": 0.0, "roughnessFactor": 1.0}}],
+        "textures": [{"sampler": 0, "source": 0}],
+        "samplers": [{"magFilter": _LINEAR, "minFilter": _LINEAR_MIPMAP_LINEAR,
+                      "wrapS": _CLAMP_TO_EDGE, "wrapT": _CLAMP_TO_EDGE}],
+        "images": [{"bufferView": image_view, "mimeType": "image/png"}],
+        "accessors": accessors,
+        "bufferViews": views,
+        "buffers": [{"byteLength": offset}],
+    }
+    json_chunk = _pad4(json.dumps(gltf, separators=(",", ":")).encode("utf-8"), b" ")
+    bin_chunk = b"".join(blobs)
+    total = 12 + 8 + len(json_chunk) + 8 + len(bin_chunk)
+    data = b"".join([
+        struct.pack("<III", _GLB_MAGIC, 2, total),
+        struct.pack("<II", len(json_chunk), _CHUNK_JSON), json_chunk,
+        struct.pack("<II", len(bin_chunk), _CHUNK_BIN), bin_chunk,
+    ])
+    _atomic_write(path, data)
+    return path
+
+
+_NUM_COMPONENTS = {"SCALAR": 1, "VEC2": 2, "VEC3": 3, "VEC4": 4}
+_DTYPES = {_FLOAT: "<f4", _UINT32: "<u4", 5123: "<u2", 5121: "u1"}
+
+
+def read_glb(path) -> tuple[dict, bytes]:
+    """Parse a GLB into ``(gltf_json, bin_chunk)``; checks header and chunk lengths."""
+    data = Path(path).read_bytes()
+    if len(data) < 20:
+        raise ValueError("GLB too short")
+    magic, version, total = struct.unpack_from("<III", data, 0)
+    if magic != _GLB_MAGIC or version != 2 or total != len(data):
+        raise ValueError("not a glTF 2.0 binary file (bad header)")
+    jlen, jtype = struct.unpack_from("<II", data, 12)
+    if jtype != _CHUNK_JSON or 20 + jlen > len(data):
+        raise ValueError("GLB: first chunk is not JSON")
+    gltf = json.loads(data[20:20 + jlen].decode("utf-8"))
+    binary = b""
+    pos = 20 + jlen
+    if pos < len(data):
+        blen, btype = struct.unpack_from("<II", data, pos)
+        if btype != _CHUNK_BIN or pos + 8 + blen != len(data):
+            raise ValueError("GLB: bad BIN chunk")
+        binary = data[pos + 8:pos + 8 + blen]
+    return gltf, binary
+
+
+def glb_accessor(gltf: dict, binary: bytes, index: int) -> np.ndarray:
+    """The data of accessor ``index`` as an array ``[count, components]``."""
+    acc = gltf["accessors"][index]
+    view = gltf["bufferViews"][acc["bufferView"]]
+    ncomp = _NUM_COMPONENTS[acc["type"]]
+    dtype = np.dtype(_DTYPES[acc["componentType"]])
+    start = view.get("byteOffset", 0) + acc.get("byteOffset", 0)
+    count = acc["count"]
+    arr = np.frombuffer(binary, dtype, count * ncomp, start)
+    return arr.reshape(count, ncomp)
+
+
+def glb_image_bytes(gltf: dict, binary: bytes, index: int = 0) -> bytes:
+    """The bytes of embedded image ``index``."""
+    view = gltf["bufferViews"][gltf["images"][index]["bufferView"]]
+    start = view.get("byteOffset", 0)
+    return binary[start:start + view["byteLength"]]
