@@ -1,0 +1,191 @@
+"""Unwrap a photo into the UV space of a fitted face model.
+
+``unwrap`` returns a ``UVSample``: the texture sampled from the photo, the
+mask of texels actually seen, and camera-frame normal and position maps.
+
+Choices (the paper is silent on them):
+
+* Sampling: texel -> surface point (atlas triangle + barycentrics) -> image
+  point by interpolating ``fitted.vertices_image``; the photo is sampled there
+  bilinearly with ``cv2.remap`` (pixel (r, c) centre = image point (c, r), the
+  convention of ``tf_face.render.zbuffer``).  Texels outside the atlas are
+  sent far outside the image, so they read 0 and never pixel (0, 0).
+* Visibility mask = atlas mask
+  AND the image point lies inside the photo (``0 <= x <= W-1``,
+  ``0 <= y <= H-1``, so bilinear sampling never mixes in the border)
+  AND the texel's triangle is front facing
+  AND the interpolated vertex normal faces the camera with
+  ``cos(normal, view) > min_cos`` (default 0.2, about 78 degrees: texels seen
+  at grazing angles carry background, hair or ears and are badly sampled)
+  AND the texel is not occluded: the posed mesh is z-buffered in image space;
+  at each of the 4 pixels of the texel's bilinear footprint the z-buffer
+  must hold a triangle whose plane, evaluated at the texel's exact image
+  point, is not nearer than the texel's depth minus ``depth_tol * face size``
+  (default 0.02; face size = the larger side of the projected mesh's bounding
+  box).  Evaluating the plane at the exact point means a texel is never
+  hidden by its own triangle or a coplanar neighbour; checking the whole
+  footprint drops texels whose bilinear sample would mix in an occluder or,
+  at the mesh outline, whatever lies beyond the mesh (a 1-pixel band).  The
+  z-buffer covers only the mesh's bounding box, at most ``2 * atlas.size``
+  pixels across (downscaled for big faces; the occlusion boundary is then
+  accurate to a z-buffer pixel).
+* ``texture`` is zero outside the visibility mask; ``normals`` and
+  ``position`` cover the whole atlas mask (zero outside it).
+* Camera frame: ``camera = image * [1, -1, -1]`` (x right, y up, z towards
+  the camera, pixels).  Under weak perspective the view direction is +z, so
+  the viewing-angle cosine is the camera-frame normal's z.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from tf_face.render.zbuffer import rasterize
+from tf_face.types import IMAGE_FLIP, FittedFace, UVSample
+from tf_face.uv.atlas import UVAtlas
+
+DEFAULT_MIN_COS = 0.2
+DEFAULT_DEPTH_TOL = 0.02
+
+
+def vertex_normals(vertices, triangles) -> np.ndarray:
+    """Area-weighted unit vertex normals [V, 3] (float64; 0 for unused vertices).
+
+    Outward for triangles counter-clockwise seen from outside in a
+    right-handed frame (face normal ``(b - a) x (c - a)``).
+    """
+    v = np.asarray(vertices, np.float64)
+    t = np.asarray(triangles, np.int64)
+    fn = np.cross(v[t[:, 1]] - v[t[:, 0]], v[t[:, 2]] - v[t[:, 0]])  # |fn| = 2 area
+    idx = t.reshape(-1)
+    n = np.empty_like(v)
+    for k in range(3):
+        n[:, k] = np.bincount(idx, weights=np.repeat(fn[:, k], 3), minlength=v.shape[0])
+    norm = np.linalg.norm(n, axis=1, keepdims=True)
+    return np.divide(n, norm, out=np.zeros_like(n), where=norm > 0)
+
+
+def _as_float_image(image) -> np.ndarray:
+    img = np.asarray(image)
+    if img.ndim == 2:
+        img = img[:, :, None]
+    if img.ndim != 3 or img.shape[2] not in (1, 3, 4) or img.shape[0] < 1 or img.shape[1] < 1:
+        raise ValueError(f"image must be [H,W,3], got {img.shape}")
+    if img.shape[2] == 1:
+        img = np.repeat(img, 3, axis=2)
+    elif img.shape[2] == 4:
+        img = img[:, :, :3]
+    if img.dtype == np.uint8:
+        return img.astype(np.float32) / 255.0
+    if img.dtype == np.uint16:
+        return img.astype(np.float32) / 65535.0
+    return np.ascontiguousarray(img, dtype=np.float32)
+
+
+def _footprint_visible(vi: np.ndarray, triangles: np.ndarray, pts: np.ndarray,
+                       max_extent: float, tol: float) -> np.ndarray:
+    """Occlusion test of image-frame points ``pts`` [M, 3] on the mesh ``vi``.
+
+    The mesh is z-buffered over its bounding box (downscaled so the box is
+    at most ``max_extent`` pixels across).  A point is visible when, at each
+    of the (up to) 4 z-buffer pixels of its bilinear footprint, some triangle
+    covers the pixel and that triangle's plane, evaluated at the point's exact
+    (x, y), is not nearer than the point's depth minus ``tol``.  Uncovered
+    footprint pixels (the mesh outline) make the point invisible: a bilinear
+    sample there mixes in whatever lies beyond the mesh.
+    """
+    lo = np.floor(vi[:, :2].min(0)) - 2.0
+    hi = np.ceil(vi[:, :2].max(0)) + 2.0
+    extent = float((hi - lo).max())
+    scale = min(1.0, max_extent / max(extent, 1.0))
+    w, h = (np.ceil((hi - lo) * scale).astype(int) + 1)
+    zv = np.empty_like(vi)
+    zv[:, :2] = (vi[:, :2] - lo) * scale
+    zv[:, 2] = vi[:, 2]
+    tri_id, _, _ = rasterize(zv, triangles, h, w)
+    # Plane of each triangle: z = z_a + w1 * (z_b - z_a) + w2 * (z_c - z_a).
+    a, b, c = vi[triangles[:, 0]], vi[triangles[:, 1]], vi[triangles[:, 2]]
+    e1, e2 = b - a, c - a
+    det = e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0]
+    det = np.where(np.abs(det) < 1e-12, 1e-12, det)
+    q = (pts[:, :2] - lo) * scale
+    f = np.floor(q).astype(np.int64)
+    visible = np.ones(pts.shape[0], bool)
+    for dx, dy in ((0, 0), (1, 0), (0, 1), (1, 1)):
+        cc = np.clip(f[:, 0] + dx, 0, w - 1)
+        rr = np.clip(f[:, 1] + dy, 0, h - 1)
+        tid = tri_id[rr, cc]
+        covered = tid >= 0
+        t = np.where(covered, tid, 0)
+        d = pts[:, :2] - a[t, :2]
+        w1 = (d[:, 0] * e2[t, 1] - d[:, 1] * e2[t, 0]) / det[t]
+        w2 = (e1[t, 0] * d[:, 1] - e1[t, 1] * d[:, 0]) / det[t]
+        surface_z = a[t, 2] + w1 * e1[t, 2] + w2 * e2[t, 2]
+        visible &= covered & (pts[:, 2] <= surface_z + tol)
+    return visible
+
+
+def unwrap(image, fitted: FittedFace, model, atlas: UVAtlas,
+           min_cos: float = DEFAULT_MIN_COS,
+           depth_tol: float = DEFAULT_DEPTH_TOL) -> UVSample:
+    """Unwrap ``image`` (uint8 or float in [0,1], [H,W,3]) into UV space.
+
+    Returns float32 texture/normals/position [S,S,3] and a bool mask [S,S]
+    (see the module docstring for the visibility rule).
+    """
+    img = _as_float_image(image)
+    himg, wimg = img.shape[:2]
+    tris = np.asarray(model.triangles, np.int64)
+    vi = np.asarray(fitted.vertices_image, np.float64)
+    if vi.shape != (atlas.num_vertices, 3) or tris.shape != atlas.triangles.shape:
+        raise ValueError(f"atlas ({atlas.num_vertices} vertices, {len(atlas.triangles)} "
+                         f"triangles) does not match the fitted mesh {vi.shape} / model "
+                         f"{tris.shape}")
+    size_h, size_w = atlas.shape
+    ntex = size_h * size_w
+    texels = atlas.texel_index
+
+    # Per-texel image-frame position and camera-frame normal.
+    p_img = atlas.interpolate_texels(vi)                    # [M, 3] float64
+    vc = vi * IMAGE_FLIP
+    n_cam = atlas.interpolate_texels(vertex_normals(vc, tris))
+    nn = np.linalg.norm(n_cam, axis=1, keepdims=True)
+    n_cam = np.divide(n_cam, nn, out=np.zeros_like(n_cam), where=nn > 0)
+
+    # Bilinear texture sample (cv2.remap: pixel (r, c) centre at (c, r)).
+    far = -10.0 - 2.0 * max(himg, wimg)
+    mapx = np.full(ntex, far, np.float32)
+    mapy = np.full(ntex, far, np.float32)
+    mapx[texels] = p_img[:, 0]
+    mapy[texels] = p_img[:, 1]
+    tex = cv2.remap(img, mapx.reshape(size_h, size_w), mapy.reshape(size_h, size_w),
+                    interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
+                    borderValue=(0.0, 0.0, 0.0))
+
+    # Visibility.
+    x, y = p_img[:, 0], p_img[:, 1]
+    vis = (x >= 0) & (x <= wimg - 1) & (y >= 0) & (y <= himg - 1)
+    a, b, c = vi[tris[:, 0]], vi[tris[:, 1]], vi[tris[:, 2]]
+    cross_z = (b[:, 0] - a[:, 0]) * (c[:, 1] - a[:, 1]) - (b[:, 1] - a[:, 1]) * (c[:, 0] - a[:, 0])
+    front = cross_z < 0                                      # outward normal towards -z
+    vis &= front[atlas.tri_id.reshape(-1)[texels]]
+    vis &= n_cam[:, 2] > min_cos
+    cand = np.flatnonzero(vis)
+    if cand.size:
+        face_size = float(np.ptp(vi[:, :2], axis=0).max())
+        vis[cand] = _footprint_visible(vi, tris, p_img[cand], 2.0 * max(size_h, size_w),
+                                       depth_tol * face_size)
+
+    mask = np.zeros(ntex, bool)
+    mask[texels[vis]] = True
+    texture = tex.reshape(ntex, 3)
+    texture[~mask] = 0.0
+    normals = np.zeros((ntex, 3), np.float32)
+    normals[texels] = n_cam
+    position = np.zeros((ntex, 3), np.float32)
+    position[texels] = p_img * IMAGE_FLIP
+    shp = (size_h, size_w)
+    return UVSample(texture=np.clip(texture, 0.0, 1.0).reshape(shp + (3,)).astype(np.float32),
+                    mask=mask.reshape(shp), normals=normals.reshape(shp + (3,)),
+                    position=position.reshape(shp + (3,)))
