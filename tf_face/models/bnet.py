@@ -25,7 +25,10 @@ module only fixes the order.
 Initialisation (*): the head is drawn with a small std (1e-3), so a fresh
 B-Net outputs p_a ~ 0 (the mean albedo) and gamma ~ 0; ``split_bnet_output``
 then adds ``ambient`` (default 0.8) to gamma[0, :], i.e. a grey ambient light,
-so early shading is ``albedo * 0.8 * H_0`` instead of black. The offset lives
+so early shading is ``albedo * 0.8 * H_0`` instead of black (with
+``tf_face.render.sh``'s Lambert-convolved basis H_0 = 0.886: irradiance 0.71;
+``ambient = 1 / H_0`` would make the initial shading the albedo itself).
+The (l, m) order above is ``tf_face.render.sh``'s (H1..H3 = y, z, x). The offset lives
 in the split helper (not in the weights), so it is part of every consumer's
 maths and must be used by both training and inference.
 """

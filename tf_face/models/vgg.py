@@ -115,13 +115,18 @@ class VGGPerceptual(keras.layers.Layer):
     def call(self, inputs):
         return self.extractor(self._preprocess(inputs), training=False)
 
-    def perceptual_loss(self, a, b):
-        """E_percep between two [B, H, W, 3] images in [0, 1] (scalar, batch mean)."""
+    def perceptual_loss(self, target, pred):
+        """E_percep(target, pred) for [B, H, W, 3] images in [0, 1]: scalar, batch mean.
+
+        ``target`` (I_t, data) is a constant: no gradient flows into it, and
+        VGG's backward pass runs over ``pred``'s batch only (two forward calls
+        instead of one concatenated batch; the backward of a concatenated call
+        would cost the full 2B batch).
+        """
         from tf_face.losses import perceptual_distance
 
-        batch = keras.ops.shape(a)[0]
-        feats = self(keras.ops.concatenate([a, b], axis=0))
-        return perceptual_distance([f[:batch] for f in feats], [f[batch:] for f in feats])
+        feats_t = self(keras.ops.stop_gradient(target))
+        return perceptual_distance([keras.ops.stop_gradient(f) for f in feats_t], self(pred))
 
     def get_config(self):
         config = super().get_config()
