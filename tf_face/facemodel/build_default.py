@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from tf_face.facemodel.ibug68 import compute_ibug68
-from tf_face.facemodel.mesh import face_normals, fit_unit_square, topology_report  # noqa: F401
+from tf_face.facemodel.mesh import face_normals, topology_report
 from tf_face.facemodel.meanshape import (REFLECT, canonical_frame, face_frontal, generalised_procrustes,
                                          image_to_model, mirror_map, normalise,
                                          similarity_align, symmetrise)

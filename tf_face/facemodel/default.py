@@ -89,9 +89,6 @@ class _LazyAlbedo:
     would cost time and memory for nothing.
     """
 
-    def __init__(self, index: int):
-        self.index = index
-
     def __set_name__(self, owner, name):
         self.slot = "_" + name
 
@@ -113,9 +110,9 @@ class _LazyAlbedo:
 class DefaultFaceModel(FaceModel):
     """``FaceModel`` whose UV albedo prior is computed lazily (same fields)."""
 
-    albedo_mean = _LazyAlbedo(0)
-    albedo_basis = _LazyAlbedo(1)
-    albedo_std = _LazyAlbedo(2)
+    albedo_mean = _LazyAlbedo()
+    albedo_basis = _LazyAlbedo()
+    albedo_std = _LazyAlbedo()
 
 
 @functools.lru_cache(maxsize=1)

@@ -7,12 +7,11 @@
   are **not** cut out (the mesh is a closed disk, Euler characteristic 1):
   an open mouth or eye then still has texels in UV (teeth, eyeball), and the
   photo-unwrap can mask them with the region masks if it wants to.
-* ``harmonic_uv``: the UV layout proper. Boundary (the face oval) fixed on
-  the cylindrical projection's boundary (``mesh.cylindrical_uv``, axis at the
-  back-most depth so nothing wraps past 90 degrees), interior vertices
-  placed by a harmonic map with mean-value weights (Floater), which keeps the
-  triangles un-flipped for a star-shaped boundary and evens out the
-  compression the cylinder gives the steep sides of the face.
+* The UV layout itself is ``build_default.profile_uv`` (a cylinder whose
+  u is arc length along the face's mean horizontal profile). A harmonic
+  (mean-value) map with the oval on a circle/superellipse was tried and
+  rejected: same texel-density spread (p95/p5 ~3.4 vs ~2.9), and it crowded
+  the nose tip while squeezing forehead and chin.
 * ``texel_density``: per triangle, UV area / 3-D area (normalised by the
   ratio of the totals); its spread says how uneven the texel budget is.
 """
@@ -20,8 +19,6 @@
 from __future__ import annotations
 
 import numpy as np
-import scipy.sparse as sp
-import scipy.sparse.linalg as spla
 from scipy.spatial import Delaunay
 
 
@@ -80,46 +77,6 @@ def triangulate(uv: np.ndarray, oval_loop: list[int]) -> np.ndarray:
     neg = signed_area_2d(uv, tri) < 0
     tri[neg] = tri[neg][:, [0, 2, 1]]
     return tri
-
-
-def _mean_value_laplacian(x: np.ndarray, tri: np.ndarray) -> sp.csr_matrix:
-    """Row-normalised mean-value weights (Floater 2003) on the 3-D mesh."""
-    n = len(x)
-    rows, cols, vals = [], [], []
-    for k in range(3):
-        i, j, l = tri[:, k], tri[:, (k + 1) % 3], tri[:, (k + 2) % 3]
-        eij, eil = x[j] - x[i], x[l] - x[i]
-        nij = np.linalg.norm(eij, axis=1)
-        nil = np.linalg.norm(eil, axis=1)
-        cosang = np.clip((eij * eil).sum(1) / (nij * nil), -1, 1)
-        t = np.tan(np.arccos(cosang) / 2)
-        # angle at i of this triangle contributes tan(a/2)/|e| to both edges
-        rows += [i, i]
-        cols += [j, l]
-        vals += [t / nij, t / nil]
-    w = sp.coo_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
-                      shape=(n, n)).tocsr()
-    d = np.asarray(w.sum(1)).ravel()
-    return sp.diags(1.0 / np.maximum(d, 1e-300)) @ w
-
-
-def harmonic_uv(x: np.ndarray, tri: np.ndarray, boundary: list[int],
-                boundary_uv: np.ndarray) -> np.ndarray:
-    """Interior UVs from mean-value coordinates with the boundary fixed."""
-    n = len(x)
-    w = _mean_value_laplacian(np.asarray(x, np.float64), tri)
-    lap = sp.eye(n, format="csr") - w
-    is_b = np.zeros(n, bool)
-    is_b[boundary] = True
-    inner = np.flatnonzero(~is_b)
-    out = np.zeros((n, 2))
-    out[boundary] = boundary_uv
-    a = lap[inner][:, inner].tocsc()
-    rhs = -lap[inner][:, boundary] @ boundary_uv
-    solve = spla.factorized(a)
-    out[inner, 0] = solve(np.asarray(rhs[:, 0]).ravel())
-    out[inner, 1] = solve(np.asarray(rhs[:, 1]).ravel())
-    return out
 
 
 def texel_density(x: np.ndarray, uv: np.ndarray, tri: np.ndarray) -> np.ndarray:
