@@ -185,3 +185,31 @@ def test_real_photos_two_workers_cli(tmp_path):
     assert r2.returncode == 0, r2.stderr[-3000:]
     assert "(2 already done, 0 written)" in r2.stderr
     assert json.loads((out / "failures.json").read_text()) == failures
+
+
+def test_sidecar_extras_are_stored_and_checked(tmp_path):
+    src, out = tmp_path / "photos", tmp_path / "out"
+    rng = np.random.default_rng(4)
+    truth = {}
+    for i in range(4):
+        write_photo(src / f"f{i}.png", 80 + 20 * i)
+        if i != 2:  # f2 lacks its ground truth
+            truth[f"f{i}.png"] = {"sh": rng.normal(size=(9, 3)),
+                                  "albedo": rng.random((UV, UV, 3)),
+                                  "occlusion": rng.random((UV, UV)) > 0.5}
+            np.savez(src / f"f{i}.extras.npz", **truth[f"f{i}.png"])
+    s = run_preprocess(src, out, shard_size=2, workers=0, uv_size=UV, progress=False,
+                       pipeline_factory=fake_factory)
+    failures = json.loads((out / "failures.json").read_text())
+    assert [(f["image"], "no extras sidecar" in f["error"]) for f in failures] == [
+        ("f2.png", True)]
+    assert s.records == 3
+    ds, report = make_dataset_with_report(out, 4, shuffle=False)
+    assert report.extras["sh"] == {"kind": "float", "shape": [9, 3]}
+    b = next(iter(ds))
+    for j, image_id in enumerate(b["image_id"].numpy()):
+        t = truth[image_id.decode()]
+        np.testing.assert_allclose(b["extras"]["sh"][j].numpy(), t["sh"], atol=1e-6)
+        assert np.abs(b["extras"]["albedo"][j].numpy() - t["albedo"]).max() < 1e-4
+        np.testing.assert_array_equal(b["extras"]["occlusion"][j].numpy()[..., 0],
+                                      t["occlusion"])

@@ -17,6 +17,13 @@
   index (size + sha256) and it was made from the same image ids, model and
   uv size; anything else (no index after a kill, a damaged file, another
   photo list) is redone. Stale temp files of a killed run are removed;
+* extras (ground truth of synthetic faces): a photo ``NAME.ext`` may have a
+  sidecar ``NAME.extras.npz`` (numeric/bool/str arrays, read with
+  ``allow_pickle=False``) whose arrays are stored as the record's extras
+  (kinds inferred by ``records.extras_spec``). The first photo in id order
+  decides: if it has a sidecar, every photo must have one with the same keys
+  and shapes (else that photo fails with the reason); if it has none,
+  sidecars are ignored. ``sidecar_extras=False`` ignores them always;
 * ``failures.json`` lists every failed photo (``image`` id, ``path``,
   ``error``, ``type``, ``shard``), rebuilt after every shard from all shard
   indexes, so it merges runs; ``dataset.json`` (model spec, uv size, counts,
@@ -40,12 +47,44 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from tf_face.data.collection import list_collection, shard_name, shard_plan
-from tf_face.data.records import FORMAT_VERSION, encode_example, fit_params
+import numpy as np
+
+from tf_face.data.records import FORMAT_VERSION, encode_example, extras_spec, fit_params
 from tf_face.data.shards import (ShardWriter, check_shard, index_path, remove_stale_temp_files,
                                  write_json_atomic)
 from tf_face.errors import TfFaceError
 
 log = logging.getLogger(__name__)
+
+
+EXTRAS_SUFFIX = ".extras.npz"
+
+
+def sidecar_path(photo) -> Path:
+    p = Path(photo)
+    return p.with_name(p.stem + EXTRAS_SUFFIX)
+
+
+def load_sidecar_extras(photo) -> Optional[dict]:
+    """The arrays of ``NAME.extras.npz`` beside ``photo``, or None without one."""
+    p = sidecar_path(photo)
+    if not p.is_file():
+        return None
+    try:
+        with np.load(p, allow_pickle=False) as z:
+            out = {}
+            for k in z.files:
+                v = z[k]
+                if v.dtype.kind == "U":
+                    out[k] = str(v.item()) if v.ndim == 0 else "\n".join(v.ravel().tolist())
+                elif v.dtype.kind in "biuf":
+                    out[k] = np.array(v)
+                else:
+                    raise ValueError(f"array {k!r} has unsupported dtype {v.dtype}")
+            extras_spec(out)  # validates names and layouts
+            return out
+    except Exception as e:  # noqa: BLE001 - any problem of the file is the user's
+        raise TfFaceError(f"{p}: unreadable extras sidecar ({e})") from None
 
 
 def default_pipeline_factory(model: str, uv_size: int):
@@ -59,12 +98,13 @@ def default_pipeline_factory(model: str, uv_size: int):
 _STATE: dict = {}
 
 
-def _init_worker(model: str, uv_size: int, factory: Callable, ignore_sigint: bool) -> None:
+def _init_worker(model: str, uv_size: int, factory: Callable, ignore_sigint: bool,
+                 extras: Optional[dict] = None) -> None:
     if ignore_sigint:  # the parent handles Ctrl-C and terminates the pool
         signal.signal(signal.SIGINT, signal.SIG_IGN)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     _STATE.clear()
-    _STATE.update(model=model, uv_size=uv_size, factory=factory, pipe=None)
+    _STATE.update(model=model, uv_size=uv_size, factory=factory, pipe=None, extras=extras or {})
 
 
 def _process(task: tuple) -> tuple:
@@ -80,8 +120,17 @@ def _process(task: tuple) -> tuple:
             return k, pos, None, (describe_error(e), type(e).__name__), True
     try:
         image = load_image(path)
+        extras = None
+        if _STATE["extras"]:
+            extras = load_sidecar_extras(path)
+            if extras is None:
+                raise TfFaceError(f"no extras sidecar {sidecar_path(path).name} (the dataset's "
+                                  "first photo has one)")
+            spec = extras_spec(extras)
+            if spec != _STATE["extras"]:
+                raise TfFaceError(f"extras {spec} differ from the dataset's {_STATE['extras']}")
         result = _STATE["pipe"].run(image)
-        record = encode_example(result.sample, fit_params(result.fitted), image_id,
+        record = encode_example(result.sample, fit_params(result.fitted), image_id, extras,
                                 source_path=str(path))
         return k, pos, record, None, False
     except Exception as e:  # noqa: BLE001 - one bad photo never stops the job
@@ -106,7 +155,7 @@ def _settings(model: str, uv_size: int, shard_size: int) -> dict:
     return {"model": model, "uv_size": int(uv_size), "shard_size": int(shard_size)}
 
 
-def _shard_is_done(path: Path, ids: list, model: str, uv_size: int) -> bool:
+def _shard_is_done(path: Path, ids: list, model: str, uv_size: int, extras: dict) -> bool:
     st = check_shard(path, verify=True)
     if st.status != "ok":
         if path.exists():
@@ -114,7 +163,7 @@ def _shard_is_done(path: Path, ids: list, model: str, uv_size: int) -> bool:
         return False
     meta = st.index.get("meta") or {}
     return (meta.get("image_ids") == ids and meta.get("model") == model
-            and st.index.get("uv_size") == uv_size)
+            and st.index.get("uv_size") == uv_size and st.index.get("extras") == extras)
 
 
 def _collect_failures(output: Path, names: list) -> list:
@@ -148,7 +197,7 @@ def _prepare_output(output: Path, settings: dict, overwrite: bool) -> None:
 
 def run_preprocess(input_path, output, shard_size: int = 256, workers: int = 2,
                    model: str = "default", uv_size: int = 256, overwrite: bool = False,
-                   progress: bool = True,
+                   progress: bool = True, sidecar_extras: bool = True,
                    pipeline_factory: Callable = default_pipeline_factory) -> PreprocessSummary:
     """Run the job (see the module docstring). Returns counts of what it did.
 
@@ -166,6 +215,10 @@ def run_preprocess(input_path, output, shard_size: int = 256, workers: int = 2,
         raise TfFaceError(f"no images ({', '.join(sorted(_suffixes()))}) found at {input_path}")
     settings = _settings(model, uv_size, shard_size)
     _prepare_output(output, settings, overwrite)
+    expected_extras: dict = {}
+    if sidecar_extras:
+        first = load_sidecar_extras(items[0][1])
+        expected_extras = extras_spec(first) if first else {}
     plan = shard_plan(items, shard_size)
     names = [shard_name(k) for k in range(len(plan))]
     planned = set(names)
@@ -177,7 +230,8 @@ def run_preprocess(input_path, output, shard_size: int = 256, workers: int = 2,
     summary = PreprocessSummary(photos=len(items), shards=len(plan), output=str(output))
     todo = []
     for k, chunk in enumerate(plan):
-        if _shard_is_done(output / names[k], [i for i, _ in chunk], model, uv_size):
+        if _shard_is_done(output / names[k], [i for i, _ in chunk], model, uv_size,
+                          expected_extras):
             summary.shards_skipped += 1
         else:
             todo.append(k)
@@ -193,9 +247,9 @@ def run_preprocess(input_path, output, shard_size: int = 256, workers: int = 2,
         failures = [{"image": image_id, "path": str(path), "error": err[0], "type": err[1],
                      "shard": names[k]}
                     for (image_id, path), (record, err) in zip(chunk, res) if record is None]
-        with ShardWriter(output / names[k], uv_size=uv_size, meta={
-                "image_ids": [i for i, _ in chunk], "model": model,
-                "failures": failures}) as w:
+        meta = {"image_ids": [i for i, _ in chunk], "model": model, "failures": failures}
+        with ShardWriter(output / names[k], uv_size=uv_size, extras=expected_extras,
+                         meta=meta) as w:
             for record, _ in res:
                 if record is not None:
                     w.write(record)
@@ -218,7 +272,7 @@ def run_preprocess(input_path, output, shard_size: int = 256, workers: int = 2,
         for k in [k for k in todo if pending[k] == 0]:
             finish_shard(k)
         if tasks and workers <= 1:
-            _init_worker(model, uv_size, pipeline_factory, ignore_sigint=False)
+            _init_worker(model, uv_size, pipeline_factory, False, expected_extras)
             try:
                 consume(map(_process, tasks))
             finally:
@@ -226,7 +280,8 @@ def run_preprocess(input_path, output, shard_size: int = 256, workers: int = 2,
         elif tasks:
             ctx = mp.get_context("spawn")
             with ctx.Pool(min(workers, len(tasks)), initializer=_init_worker,
-                          initargs=(model, uv_size, pipeline_factory, True)) as pool:
+                          initargs=(model, uv_size, pipeline_factory, True,
+                                    expected_extras)) as pool:
                 consume(pool.imap_unordered(_process, tasks, chunksize=1))
     finally:
         bar.close()
@@ -242,7 +297,7 @@ def run_preprocess(input_path, output, shard_size: int = 256, workers: int = 2,
         "format_version": FORMAT_VERSION, "settings": settings, "input": str(input_path),
         "uv_size": int(uv_size), "model": model, "num_images": len(items),
         "num_records": summary.records, "num_failed": len(failures),
-        "num_shards": len(names), "shards": counts, "extras": {},
+        "num_shards": len(names), "shards": counts, "extras": expected_extras,
     })
     return summary
 
