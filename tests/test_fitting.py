@@ -95,6 +95,17 @@ def detector_landmarks(model, shape, scale, rot, trans):
     return img[ids, :2], ids
 
 
+@pytest.fixture(scope="module")
+def ict_loaded():
+    """The project's loader (``ict_npz:``), with its own contour candidates."""
+    if not ICT_NPZ.is_file():
+        pytest.skip(f"{ICT_NPZ} is absent (../shared is not checked out beside the repo)")
+    loader = pytest.importorskip("tf_face.facemodel").__dict__.get("load_face_model")
+    if loader is None:
+        pytest.skip("tf_face.facemodel.load_face_model is not there yet")
+    return loader(f"ict_npz:{ICT_NPZ}")
+
+
 def random_ict_face(model, rng):
     alpha = rng.standard_normal(model.num_shape)
     beta = np.clip(rng.uniform(-0.6, 0.5, model.num_expr), 0.0, 1.0)
@@ -225,17 +236,24 @@ def test_bad_inputs_raise_one_line_errors():
 
 
 # ------------------------------------------------------------ ICT model
-@pytest.mark.parametrize("noise", [0.0, 0.01, 0.03])
-def test_ict_recovers_pose_and_shape(ict, noise):
+@pytest.mark.parametrize("noise,source", [(0.0, "ict"), (0.01, "ict"), (0.03, "ict"),
+                                          (0.01, "ict_loaded")])
+def test_ict_recovers_pose_and_shape(noise, source, request):
+    ict = request.getfixturevalue(source)
     rng = np.random.default_rng(10)
     pose_err, shape_err, mean_err, rmse, image_err = [], [], [], [], []
     for i in range(3):
         alpha, beta, shape = random_ict_face(ict, rng)
         rot = euler_ypr(rng.uniform(-35, 35), rng.uniform(-15, 15), rng.uniform(-15, 15))
         trans = np.array([320.0, 240.0])
-        lm, _ = detector_landmarks(ict, shape, 9.0, rot, trans)
+        if source == "ict":
+            lm, _ = detector_landmarks(ict, shape, 9.0, rot, trans)
+            opts = FitOptions()
+        else:   # the loader's model: fixed landmark ids (its candidates are its own)
+            lm = project68(ict, shape, 9.0, rot, trans)
+            opts = FitOptions(sliding_contour=False)
         obs = lm + rng.standard_normal(lm.shape) * noise * iod68(lm)
-        fit = fit_face(ict, obs, IMAGE)
+        fit = fit_face(ict, obs, IMAGE, opts)
         posed = model_to_image(shape, 9.0, rot, trans)
         image_err.append(np.sqrt(((fit.vertices_image[:, :2] - posed[:, :2]) ** 2).sum(1).mean())
                          / iod68(lm))
