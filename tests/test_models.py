@@ -148,9 +148,17 @@ def test_drn_shapes_params_and_range():
     assert np.all(np.abs(r) < 0.5)
 
 
+def test_unet_default_depth_gives_1x1_at_any_power_of_two():
+    model = build_fan(input_size=64, ngf=2)  # 6 stride-2 levels
+    assert model.get_layer("down6_conv").output.shape[1:] == (1, 1, 16)
+    assert model.count_params() == unet_params(2, 3, 3, [4, 4, 8, 16, 16, 16, 16])
+
+
 def test_unet_rejects_bad_sizes():
+    with pytest.raises(ValueError, match="power of two"):
+        build_fan(input_size=96)
     with pytest.raises(ValueError, match="multiple of 256"):
-        build_fan(input_size=128)
+        build_fan(input_size=128, num_downs=8)
     with pytest.raises(ValueError, match="normalisation"):
         build_fan(input_size=32, num_downs=5, norm="layer")
     with pytest.raises(ValueError, match="max_displacement"):

@@ -52,6 +52,8 @@ def build_patchgan(input_size: int = 256, ndf: int = 64, n_layers: int = 3,
                          f"n_layers={n_layers} (no output patch left)")
     if not isinstance(ndf, int) or ndf < 1:
         raise ValueError(f"build_patchgan: ndf must be a positive int, got {ndf!r}")
+    if not isinstance(in_channels, int) or in_channels < 1:
+        raise ValueError(f"build_patchgan: in_channels must be a positive int, got {in_channels!r}")
     check_norm(norm)
     init = keras.initializers.RandomNormal(stddev=0.02)
     use_bias = norm == "none"

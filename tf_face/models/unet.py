@@ -6,7 +6,8 @@ so that with 8 stride-2 downsamplings after the stride-1 first conv the deepest
 map is 1x1 at 256x256; "flip features": the first conv's output f0 is
 concatenated with its horizontal mirror (``FlipConcat``) before the UNet body.
 
-Channel plan (S = input size, n = num_downs = 8, ngf = 16 -> numbers in []):
+Channel plan (S = input size, n = num_downs = log2(S) by default, i.e. 8 at
+256, ngf = 16 -> numbers in []):
 
     first_conv  3x3/1  C_in -> ngf             S        [16 @ 256]
     flip        concat(f0, flip_w(f0))  = s0   S        [32 @ 256]
@@ -54,6 +55,12 @@ def unet_channels(ngf: int, num_downs: int) -> list[int]:
 def _build_unet(out_channels: int, head, input_size: int, ngf: int, in_channels: int,
                 num_downs: int, norm: str, name: str) -> keras.Model:
     what = f"build {name}"
+    if num_downs is None:  # as many levels as make the deepest map 1x1
+        if isinstance(input_size, bool) or not isinstance(input_size, int) or input_size < 2 \
+                or input_size & (input_size - 1):
+            raise ValueError(f"{what}: input_size must be a power of two >= 2 when num_downs "
+                             f"is not given, got {input_size!r}")
+        num_downs = input_size.bit_length() - 1
     if isinstance(num_downs, bool) or not isinstance(num_downs, int) or num_downs < 1:
         raise ValueError(f"{what}: num_downs must be an int >= 1, got {num_downs!r}")
     check_size(input_size, 2 ** num_downs, what)
@@ -95,22 +102,26 @@ def _build_unet(out_channels: int, head, input_size: int, ngf: int, in_channels:
 
 
 def build_fan(input_size: int = 256, ngf: int = 16, in_channels: int = 3,
-              num_downs: int = 8, norm: str = "instance", name: str = "fan") -> keras.Model:
+              num_downs: int | None = None, norm: str = "instance",
+              name: str = "fan") -> keras.Model:
     """FAN: texture [B, S, S, in_channels] in [0, 1] -> albedo [B, S, S, 3] in [0, 1].
 
-    ``input_size`` must be a multiple of 2**num_downs; the deepest map is
-    ``input_size / 2**num_downs`` (1x1 for the paper's 256 and 8).
+    ``num_downs`` (stride-2 levels) defaults to log2(input_size), so the
+    deepest map is 1x1 for any power-of-two size (8 levels at the paper's 256).
+    Given explicitly, ``input_size`` must be a multiple of 2**num_downs and the
+    deepest map is ``input_size / 2**num_downs``.
     """
     head = keras.layers.Activation("sigmoid", name="albedo")
     return _build_unet(3, head, input_size, ngf, in_channels, num_downs, norm, name)
 
 
 def build_drn(input_size: int = 256, ngf: int = 16, in_channels: int = 3,
-              num_downs: int = 8, norm: str = "instance", max_displacement: float = 1.0,
-              name: str = "drn") -> keras.Model:
+              num_downs: int | None = None, norm: str = "instance",
+              max_displacement: float = 1.0, name: str = "drn") -> keras.Model:
     """DRN: texture [B, S, S, in_channels] -> moving rate r_d [B, S, S, 1].
 
-    r_d = max_displacement * tanh(.) in (-max_displacement, max_displacement).
+    r_d = max_displacement * tanh(.) in (-max_displacement, max_displacement);
+    sizes as in ``build_fan``.
     """
     if not max_displacement > 0:
         raise ValueError(f"build_drn: max_displacement must be > 0, got {max_displacement!r}")
