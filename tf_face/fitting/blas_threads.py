@@ -24,9 +24,14 @@ def _functions():
     global _FUNCS
     if _FUNCS is None:
         funcs = []
-        import numpy
-        import scipy
-        for pkg in (numpy, scipy):
+        import importlib
+        pkgs = []
+        for name in ("numpy", "scipy"):
+            try:
+                pkgs.append(importlib.import_module(name))
+            except ImportError:
+                pass
+        for pkg in pkgs:
             libdir = os.path.join(os.path.dirname(os.path.dirname(pkg.__file__)),
                                   pkg.__name__ + ".libs")
             for path in sorted(glob.glob(os.path.join(libdir, "lib*openblas*.so*"))):

@@ -35,6 +35,7 @@ from tf_face.fitting.contour import ContourTable
 from tf_face.fitting.landmark_spec import (MEDIAPIPE_LEFT_EYE, MEDIAPIPE_RIGHT_EYE,
                                            eye_distance, spec_5, spec_68)
 from tf_face.fitting.options import FitOptions, resolve_expr_bounds
+from tf_face.fitting.rotation import project_to_so3
 from tf_face.fitting.similarity import umeyama_image
 from tf_face.types import FittedFace, model_to_image
 
@@ -217,6 +218,7 @@ def _fit_2d(model, xy: np.ndarray, spec, size, options: FitOptions) -> FittedFac
     if not (np.isfinite(st.s) and st.s > 0 and np.all(np.isfinite(res))):
         raise FitError("fit: the optimisation diverged")
     rmse = float(np.sqrt((res ** 2).sum(axis=1).mean()))
+    st.r = project_to_so3(st.r)       # remove the drift of composed updates
 
     ks = model.num_shape if (parts and model.shape_basis is not None) else 0
     alpha, beta = st.c[:ks], st.c[ks:]
