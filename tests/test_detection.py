@@ -212,3 +212,55 @@ def test_report_speed(detector, astronaut):
     print(f"\ndetect {t_det:.1f} ms ({detector.last_passes}), landmarks {t_lm:.1f} ms "
           f"(refine={lm.refine}) on {img.shape}")
     assert pts.shape == (468, 3)
+
+
+def _rot90_points(x, y, w, h, k):
+    """Integer pixel centres under np.rot90 (counter-clockwise) applied k times."""
+    for _ in range(k):
+        x, y = y, (w - 1) - x
+        h, w = w, h
+    return x, y
+
+
+@pytest.mark.parametrize("k", [1, 2, 3])
+def test_photo_turned_on_its_side_is_found(detector, astronaut, k):
+    ref = detector(astronaut)[0]
+    turned = np.ascontiguousarray(np.rot90(astronaut, k))
+    dets = detector(turned)
+    assert len(dets) == 1, f"rot90 k={k}: {len(dets)} faces"
+    cx, cy = _rot90_points((ref.box[0] + ref.box[2]) / 2, (ref.box[1] + ref.box[3]) / 2,
+                           astronaut.shape[1], astronaut.shape[0], k)
+    centre = (dets[0].box[:2] + dets[0].box[2:]) / 2
+    assert np.linalg.norm(centre - [cx, cy]) < 0.25 * ref.size
+    assert abs(dets[0].size / ref.size - 1) < 0.3
+
+
+@pytest.mark.parametrize("k", [1, 2, 3])
+def test_unrotate_inverts_rot90(k):
+    from tf_face.landmarks.blazeface import _unrotate
+    rng = np.random.default_rng(k)
+    h, w = 40, 70
+    kps = rng.random((2, 6, 2)) * [w, h]            # continuous coordinates in the photo
+    boxes = np.array([[5.0, 6.0, 20.0, 30.0], [30.0, 2.0, 60.0, 12.0]])
+    # continuous coords: rot90 maps (x, y) -> (y, w - x), once per turn
+    def fwd(x, y):
+        ww, hh = w, h
+        for _ in range(k):
+            x, y = y, ww - x
+            ww, hh = hh, ww
+        return x, y
+    rx, ry = fwd(kps[..., 0], kps[..., 1])
+    bx, by = fwd(boxes[:, [0, 2]], boxes[:, [1, 3]])
+    rboxes = np.stack([bx.min(1), by.min(1), bx.max(1), by.max(1)], axis=1)
+    b, kp, _ = _unrotate(rboxes, np.stack([rx, ry], -1), (h, w, 3), k)
+    np.testing.assert_allclose(kp, kps, atol=1e-9)
+    np.testing.assert_allclose(b, boxes, atol=1e-9)
+
+
+def test_upright_search_runs_only_when_nothing_is_found(detector, astronaut):
+    detector(astronaut)
+    assert not any(p.startswith("rot") for p in detector.last_passes)
+    y, x = np.mgrid[0:240, 0:320]
+    smooth = np.stack([x % 256, y % 256, (x + y) % 256], axis=2).astype(np.uint8)
+    detector(smooth)
+    assert {"rot90:short", "rot270:short", "rot180:short"} <= set(detector.last_passes)

@@ -35,7 +35,8 @@ unless short range found exactly one face that is not small in the frame
 still nothing was found, full range on overlapping tiles (2x2, 3x3, 4x4) so
 that faces of ~40 px in a photo of up to ``max_side`` (1280) px are found
 (larger photos are downscaled first, so there the limit is ~3% of the long
-side).  Detections are returned in original-image pixels, largest first, with
+side).  When nothing is found at all, the photo turned by 90/270/180 degrees
+is tried (faces with a roll beyond ~80 degrees, lost EXIF orientation).  Detections are returned in original-image pixels, largest first, with
 pixel centres at integer coordinates (the model's normalised outputs are
 continuous coordinates, pixel i spanning [i, i+1); we subtract 0.5).
 """
@@ -190,6 +191,9 @@ class FaceDetector:
         (several faces hint at a group photo with further small faces).
       tiles: also run full range on overlapping tiles when the whole-photo
         passes find nothing (small faces in big photos).
+      upright_search: when nothing is found, also try the photo turned by
+        90, 270 and 180 degrees (short + full range, no tiles); faces on
+        their side are then found and their keypoints map back.
       num_threads: TFLite threads per model.
 
     Models load lazily on first call and are reused; calls allocate little.
@@ -200,13 +204,14 @@ class FaceDetector:
     def __init__(self, min_score: float = 0.5, full_range_min_score: float = 0.6,
                  iou_threshold: float = 0.3, max_side: int = 1280,
                  small_face_fraction: float = 0.15, tiles: bool = True,
-                 num_threads: int | None = None):
+                 upright_search: bool = True, num_threads: int | None = None):
         self.min_score = float(min_score)
         self.full_range_min_score = float(full_range_min_score)
         self.iou_threshold = float(iou_threshold)
         self.max_side = int(max_side)
         self.small_face_fraction = float(small_face_fraction)
         self.tiles = bool(tiles)
+        self.upright_search = bool(upright_search)
         self.short = _BlazeFaceRunner(SHORT_RANGE, num_threads)
         self.full = _BlazeFaceRunner(FULL_RANGE, num_threads)
         self.last_passes: list[str] = []   # which passes ran on the last call
@@ -215,41 +220,99 @@ class FaceDetector:
         image = _check_image(image)
         h, w = image.shape[:2]
         work, f = area_downscale(image, -(-max(h, w) // self.max_side))
-        fx = fy = float(f)
+        self.last_passes = []
+        boxes, kps, scores = self._detect(work, self.tiles, "")
+        if len(scores) == 0 and self.upright_search:
+            # photo on its side or upside down (e.g. lost EXIF orientation)
+            for k in (1, 3, 2):
+                rotated = np.ascontiguousarray(np.rot90(work, k))
+                b, kp, s = self._detect(rotated, False, f"rot{90 * k}:")
+                if len(s):
+                    boxes, kps, scores = _unrotate(b, kp, work.shape, k)
+                    scores = s
+                    break
+        if len(scores) == 0:
+            return []
+        # continuous coordinates (pixel i spans [i, i+1)) of the working image
+        # -> original image, then to the integer-centre convention (pixel i's
+        # centre at i) that cv2.warpAffine / remap and the rest of tf_face use
+        boxes = boxes * f - 0.5
+        kps = kps * f - 0.5
+        dets = [Detection(box=b.astype(np.float32), keypoints=k.astype(np.float32),
+                          score=float(s)) for b, k, s in zip(boxes, kps, scores)]
+        dets.sort(key=lambda d: -d.size)
+        return dets
+
+    def fix_orientation(self, image: np.ndarray, detection: Detection,
+                        margin: float = 0.05) -> Detection:
+        """Re-detect one face in its 4 quarter turns and keep the upright one.
+
+        BlazeFace finds faces turned by 90-180 degrees but with misplaced
+        keypoints (it sees an upright face), which gives the landmark crop a
+        wrong roll; its score is highest when the face is upright.  A square
+        of 3x the face size around the detection is turned by 0/90/180/270
+        degrees (``np.rot90``, exact), short range runs on each, and the
+        detection from the best-scoring turn (if it beats turn 0 by
+        ``margin``) is mapped back.  Costs four short-range runs.
+        """
+        image = _check_image(image)
+        b = np.asarray(detection.box, np.float64)
+        cx, cy = (b[0] + b[2]) / 2 + 0.5, (b[1] + b[3]) / 2 + 0.5   # continuous
+        side = max(8, int(round(3 * detection.size)))
+        x0, y0 = int(round(cx - side / 2)), int(round(cy - side / 2))
+        h, w = image.shape[:2]
+        sub = image[max(y0, 0):min(y0 + side, h), max(x0, 0):min(x0 + side, w)]
+        crop = cv2.copyMakeBorder(sub, max(-y0, 0), max(y0 + side - h, 0),
+                                  max(-x0, 0), max(x0 + side - w, 0),
+                                  cv2.BORDER_CONSTANT, value=(0, 0, 0))
+        best, score0 = None, 0.0
+        for k in range(4):
+            turned = np.ascontiguousarray(np.rot90(crop, k))
+            bb, kk, ss = weighted_nms(*self.short.run(turned, 0.3), self.iou_threshold)
+            if not len(ss):
+                continue
+            centres = (bb[:, :2] + bb[:, 2:]) / 2
+            near = np.linalg.norm(centres - side / 2, axis=1) < 0.5 * detection.size
+            if not near.any():
+                continue
+            i = int(np.argmax(np.where(near, ss, -1)))
+            if k == 0:
+                score0 = ss[i]
+            if best is None or ss[i] > best[0]:
+                best = (ss[i], k, bb[i:i + 1], kk[i:i + 1])
+        if best is None or best[1] == 0:
+            return detection
+        score, k, bb, kk = best
+        if score < score0 + margin:
+            return detection
+        bb, kk, _ = _unrotate(bb, kk, (side, side), k)
+        shift = np.array([x0 - 0.5, y0 - 0.5])
+        return Detection(box=(bb[0] + np.tile(shift, 2)).astype(np.float32),
+                         keypoints=(kk[0] + shift).astype(np.float32), score=float(score))
+
+    def _detect(self, work: np.ndarray, tiles: bool, tag: str):
+        """Short range, then full range / tiles as needed; merged by NMS."""
         found = []
-        self.last_passes = ["short"]
+        self.last_passes.append(tag + "short")
         found.append(self.short.run(work, self.min_score))
         long_side = max(work.shape[:2])
         short_faces = weighted_nms(*found[0], self.iou_threshold)[0]
         if (len(short_faces) != 1
                 or _max_size(short_faces) < self.small_face_fraction * long_side):
-            self.last_passes.append("full")
+            self.last_passes.append(tag + "full")
             found.append(self.full.run(work, self.full_range_min_score))
-            if self.tiles and not any(len(f[2]) for f in found):
+            if tiles and not any(len(f[2]) for f in found):
                 for grid in (2, 3, 4):
                     if long_side / grid < FULL_RANGE.input_size:
                         break
-                    self.last_passes.append(f"tiles{grid}")
+                    self.last_passes.append(f"{tag}tiles{grid}")
                     found += self._run_tiles(work, grid)
                     if any(len(f[2]) for f in found):
                         break
         boxes = np.concatenate([f[0] for f in found])
         kps = np.concatenate([f[1] for f in found])
         scores = np.concatenate([f[2] for f in found])
-        if len(scores) == 0:
-            return []
-        boxes, kps, scores = weighted_nms(boxes, kps, scores, self.iou_threshold)
-        # continuous coordinates (pixel i spans [i, i+1)) of the working image
-        # -> original image, then to the integer-centre convention (pixel i's
-        # centre at i) that cv2.warpAffine / remap and the rest of tf_face use
-        boxes[:, [0, 2]] = boxes[:, [0, 2]] * fx - 0.5
-        boxes[:, [1, 3]] = boxes[:, [1, 3]] * fy - 0.5
-        kps[..., 0] = kps[..., 0] * fx - 0.5
-        kps[..., 1] = kps[..., 1] * fy - 0.5
-        dets = [Detection(box=b.astype(np.float32), keypoints=k.astype(np.float32),
-                          score=float(s)) for b, k, s in zip(boxes, kps, scores)]
-        dets.sort(key=lambda d: -d.size)
-        return dets
+        return weighted_nms(boxes, kps, scores, self.iou_threshold)
 
     def _run_tiles(self, work: np.ndarray, grid: int):
         """Full range on ``grid x grid`` square tiles overlapping by ~1/3."""
@@ -266,6 +329,23 @@ class FaceDetector:
                     k = k + [tx, ty]
                     out.append((b, k, s))
         return out
+
+
+def _unrotate(boxes, kps, shape, k):
+    """Map continuous coordinates in ``np.rot90(img, k)`` back to ``img``."""
+    h, w = shape[:2]
+
+    def back(x, y):
+        if k == 1:
+            return w - y, x
+        if k == 2:
+            return w - x, h - y
+        return y, h - x          # k == 3
+
+    kx, ky = back(kps[..., 0], kps[..., 1])
+    cx, cy = back(boxes[:, [0, 2, 0, 2]], boxes[:, [1, 1, 3, 3]])
+    new_boxes = np.stack([cx.min(1), cy.min(1), cx.max(1), cy.max(1)], axis=1)
+    return new_boxes, np.stack([kx, ky], axis=-1), None
 
 
 def area_downscale(image: np.ndarray, factor: int) -> tuple[np.ndarray, int]:

@@ -58,13 +58,20 @@ def crop_affine(centre, eye_dir, side: float, size: int = INPUT_SIZE) -> np.ndar
     return np.concatenate([a, t[:, None]], axis=1)
 
 
-def face_crop(detection: Detection, scale: float = 1.5) -> np.ndarray:
-    """Crop affine from a BlazeFace detection (box centre, eye keypoints)."""
+def face_crop(detection: Detection, scale: float = 1.5, turn_degrees: float = 0.0) -> np.ndarray:
+    """Crop affine from a BlazeFace detection (box centre, eye keypoints).
+
+    ``turn_degrees`` turns the crop's axes further (used to retry a crop when
+    the detector's eye keypoints are wrong on faces with a large roll).
+    """
     b = np.asarray(detection.box, np.float64)
     kp = np.asarray(detection.keypoints, np.float64)
     centre = ((b[0] + b[2]) / 2, (b[1] + b[3]) / 2)
     side = scale * max(b[2] - b[0], b[3] - b[1])
-    return crop_affine(centre, kp[1] - kp[0], side)
+    e = kp[1] - kp[0]
+    t = np.deg2rad(turn_degrees)
+    e = np.array([[np.cos(t), -np.sin(t)], [np.sin(t), np.cos(t)]]) @ e
+    return crop_affine(centre, e, side)
 
 
 def landmark_crop(landmarks: np.ndarray, scale: float = 1.5) -> np.ndarray:

@@ -9,7 +9,8 @@ from tf_face.types import Detection
 
 
 def detect_landmarks(image: np.ndarray, detector, landmarker, face_index: int = 0,
-                     min_presence: float = 0.5) -> tuple[Detection, np.ndarray, int]:
+                     min_presence: float = 0.5, orientation_below: float = 0.9
+                     ) -> tuple[Detection, np.ndarray, int]:
     """Return ``(detection, landmarks [468, 3], number of detections)``.
 
     Detections are taken largest first; one whose landmark face-presence
@@ -17,6 +18,10 @@ def detect_landmarks(image: np.ndarray, detector, landmarker, face_index: int = 
     a false positive and skipped (BlazeFace's 0.5 threshold lets a few
     through, e.g. on strongly rotated photos), so ``face_index`` counts
     verified faces.  Only the faces up to ``face_index`` are landmarked.
+    A detection scoring below ``orientation_below`` first goes through
+    ``detector.fix_orientation`` (faces turned by 90-180 degrees; upright
+    faces mostly score above 0.9, so this rarely costs anything); the
+    returned detection is the corrected one.
     Raises ``NoFaceError`` (one-line message) when there is no such face.
     """
     if face_index < 0:
@@ -26,6 +31,8 @@ def detect_landmarks(image: np.ndarray, detector, landmarker, face_index: int = 
         raise NoFaceError("no face found in the image")
     verified = 0
     for det in dets:
+        if det.score < orientation_below and hasattr(detector, "fix_orientation"):
+            det = detector.fix_orientation(image, det)
         pts = landmarker(image, det)
         if landmarker.last_score < min_presence:
             continue
