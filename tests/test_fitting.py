@@ -366,3 +366,17 @@ def test_pca_expressions_are_unbounded_and_ict_blendshapes_bounded():
     np.testing.assert_allclose(free.expr_coeffs, beta, atol=1e-3)
     boxed = fit_face(model, lm, IMAGE, FitOptions(expr_bounds=(0.0, 1.0)))
     assert boxed.expr_coeffs.min() >= 0.0 and boxed.expr_coeffs.max() <= 1.0
+
+
+def test_row_cache_never_serves_another_models_bases():
+    rng = np.random.default_rng(8)
+    model = synthetic_model(rng)
+    alpha = rng.standard_normal(6)
+    lm = project68(model, model.shape(alpha, np.zeros(4)), 10.0, np.eye(3), np.array([300.0, 200.0]))
+    opts = FitOptions(w_shape=1e-10, w_expr=1e-10, lm_iterations=50)
+    first = fit_face(model, lm, IMAGE, opts)
+    again = fit_face(model, lm, IMAGE, opts)
+    np.testing.assert_array_equal(first.shape_coeffs, again.shape_coeffs)
+    doubled = dataclasses.replace(model, shape_basis=model.shape_basis * 2)
+    fit2 = fit_face(doubled, lm, IMAGE, opts)
+    np.testing.assert_allclose(fit2.shape_coeffs, alpha / 2, atol=1e-3)

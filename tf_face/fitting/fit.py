@@ -26,6 +26,8 @@ centres.
 
 from __future__ import annotations
 
+import weakref
+
 import numpy as np
 
 from tf_face.errors import FitError, LandmarkError
@@ -160,6 +162,37 @@ def _full_shape(model, alpha, beta) -> np.ndarray:
     return out.reshape(-1, 3).astype(np.float64)
 
 
+_ROW_CACHE: list = []     # [(weakrefs of the arrays, used ids bytes, rows)], newest last
+_ROW_CACHE_SIZE = 8
+
+
+def _rows(model, parts, used):
+    """float64 rows [U,3] of the mean and [U,3,K] of the concatenated bases
+    for the vertex ids ``used``. Cached per (arrays, ids) because the same
+    model is fitted photo after photo; entries hold weak references to the
+    model's arrays, so a freed or replaced array never matches."""
+    arrays = [model.mean_shape] + list(parts)
+    key = used.tobytes()
+    for refs, k, rows in _ROW_CACHE:
+        if k == key and len(refs) == len(arrays) and all(
+                r() is a for r, a in zip(refs, arrays)):
+            return rows
+    mean_v = np.asarray(model.mean_shape, np.float64)[used]
+    if parts:
+        basis_v = np.concatenate([np.asarray(p[used], np.float64) for p in parts], axis=2)
+    else:
+        basis_v = np.zeros((len(used), 3, 0))
+    try:
+        refs = [weakref.ref(a) for a in arrays]
+    except TypeError:
+        return mean_v, basis_v
+    mean_v.setflags(write=False)
+    basis_v.setflags(write=False)
+    _ROW_CACHE.append((refs, key, (mean_v, basis_v)))
+    del _ROW_CACHE[:-_ROW_CACHE_SIZE]
+    return mean_v, basis_v
+
+
 def _fit_2d(model, xy: np.ndarray, spec, size, options: FitOptions) -> FittedFace:
     _spread_check(xy)
     iod = eye_distance(xy, spec)
@@ -175,11 +208,7 @@ def _fit_2d(model, xy: np.ndarray, spec, size, options: FitOptions) -> FittedFac
     if used.min() < 0 or used.max() >= model.num_vertices:
         raise FitError(f"fit: landmark vertex ids outside the model {model.name!r}")
     parts, regs, los, his, frees = _basis_parts(model, options)
-    mean_v = np.asarray(model.mean_shape, np.float64)[used]
-    if parts:
-        basis_v = np.concatenate([np.asarray(p[used], np.float64) for p in parts], axis=2)
-    else:
-        basis_v = np.zeros((len(used), 3, 0))
+    mean_v, basis_v = _rows(model, parts, used)
     cat = (lambda xs, dt=np.float64: np.concatenate(xs).astype(dt) if xs else np.zeros(0, dt))
     prob = eq1.Problem(obs=obs, mean_v=mean_v, basis_v=basis_v,
                        idx=np.searchsorted(used, spec.indices), wts=spec.weights.copy(),
