@@ -183,6 +183,8 @@ def solve_coefficients(st: State, prob: Problem) -> np.ndarray:
     fixed = ~prob.free
     for _ in range(4):
         f = ~fixed
+        if not f.any():
+            break
         rhs = atb[f] - ata[np.ix_(f, fixed)] @ c[fixed]
         c[f] = _spd_solve(ata[np.ix_(f, f)] + 1e-12 * np.eye(f.sum()), rhs)
         clipped = f & ((c < prob.lo) | (c > prob.hi))
