@@ -31,14 +31,16 @@ score is the best one.
 ``FaceDetector`` letterboxes the (possibly downscaled) photo to the square
 input (centred, black = -1 padding), runs short range first, then full range
 unless short range found exactly one face that is not small in the frame
-(>= 15% of the long side), and, when
-still nothing was found, full range on overlapping tiles (2x2, 3x3, 4x4) so
-that faces of ~40 px in a photo of up to ``max_side`` (1280) px are found
-(larger photos are downscaled first, so there the limit is ~3% of the long
-side).  When nothing is found at all, the photo turned by 90/270/180 degrees
-is tried (faces with a roll beyond ~80 degrees, lost EXIF orientation).  Detections are returned in original-image pixels, largest first, with
-pixel centres at integer coordinates (the model's normalised outputs are
-continuous coordinates, pixel i spanning [i, i+1); we subtract 0.5).
+(>= 15% of the long side), and, when still nothing was found, full range on
+overlapping tiles (2x2, 3x3, 4x4), so that faces of ~40 px in a photo of up
+to ``max_side`` (1280) px are found (larger photos are block-averaged first,
+so there the limit is ~3% of the long side).  When nothing is found at all,
+the photo turned by 90/270/180 degrees is tried.  ``fix_orientation`` re-checks
+one face in its four quarter turns (BlazeFace finds faces turned by 90-180
+degrees but misplaces their keypoints).  Detections are returned in
+original-image pixels, largest first, with pixel centres at integer
+coordinates (the model's normalised outputs are continuous coordinates,
+pixel i spanning [i, i+1); we subtract 0.5).
 """
 
 from __future__ import annotations

@@ -18,17 +18,21 @@ factor so that large faces (10000 px photos) do not alias.
 Output (``FaceMeshLandmarker.__call__``): ``[468, 3]`` float32 in image
 pixels with pixel centres at integer coordinates (the model's crop outputs
 are continuous coordinates, pixel i spanning [i, i+1), so 0.5 is subtracted
-before mapping; warpAffine samples crop pixel centres): x = column, y = row, z = depth on the same pixel scale (crop z times
-``side / 192``), **negative towards the camera**, roughly zero-mean over the
-face (nose tip ~ -0.12 x crop side).  Landmark order is MediaPipe's canonical
-face-mesh order (e.g. 1 = nose tip, 33/133 = subject's right eye corners,
-263/362 = left eye corners, 13/14 = inner lips).
+before mapping; warpAffine samples crop pixel centres): x = column,
+y = row, z = depth on the same pixel scale (crop z times ``side / 192``),
+**negative towards the camera**, roughly zero-mean over the face (nose tip
+~ -0.12 x crop side).  Landmark order is MediaPipe's canonical face-mesh
+order (e.g. 1 = nose tip, 33/133 = subject's right eye corners, 263/362 =
+left eye corners, 13/14 = inner lips; "right" = subject's right).
 
 ``refine=True`` (default) runs the model a second time on a crop computed from
-the first pass's landmarks (box of the landmarks, roll from the eye corners
-33 -> 263), as MediaPipe does when tracking; it makes the result much less
-dependent on the rough BlazeFace box and keypoints (rotation and mirror
-consistency tests measure it).
+the first pass's landmarks (their bounding box in the eye-aligned frame,
+roll from the eye corners 33 -> 263, scale 1.5), as MediaPipe does when
+tracking.  Measured on the astronaut: de-rotation error at 30 degrees of
+roll 0.8% -> 0.2-0.6% of the eye distance, at 60 degrees 2.6% -> 1.4-2.0%,
+sensitivity to a 10% box change 1.1% -> 0.5%; mirror consistency stays at
+~2% (more passes improve rotation further but worsen mirror consistency, so
+one refinement pass it is).  Costs a second model run (~1.5 ms).
 """
 
 from __future__ import annotations
