@@ -23,6 +23,7 @@
 // Laplacian gradient) are gathers over a CSR transpose built by a stable
 // counting sort. Results are bitwise reproducible run to run.
 
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
@@ -334,19 +335,29 @@ class UvInterpolateOp : public OpKernel {
     T* o = out->flat<T>().data();
     const int64 HW = H * W;
     ParallelFor(ctx, B * HW, 8 * C + 10, [&](int64 begin, int64 end) {
-      for (int64 p = begin; p < end; ++p) {
-        const int64 b = p / HW, t = p - b * HW;
-        T* op = o + p * C;
-        const int32_t f = tid[t];
-        if (!m[t] || f < 0) {
-          for (int64 c = 0; c < C; ++c) op[c] = T(0);
-          continue;
+      for (int64 p = begin; p < end;) {
+        const int64 b = p / HW;
+        const int64 stop = std::min(end, (b + 1) * HW);
+        const T* ab = a + b * V * C;
+        for (int64 t = p - b * HW; p < stop; ++p, ++t) {
+          T* op = o + p * C;
+          const int32_t f = tid[t];
+          if (!m[t] || f < 0) {
+            for (int64 c = 0; c < C; ++c) op[c] = T(0);
+            continue;
+          }
+          const T* a0 = ab + tri[3 * f] * C;
+          const T* a1 = ab + tri[3 * f + 1] * C;
+          const T* a2 = ab + tri[3 * f + 2] * C;
+          const T w0 = w[3 * t], w1 = w[3 * t + 1], w2 = w[3 * t + 2];
+          if (C == 3) {
+            op[0] = w0 * a0[0] + w1 * a1[0] + w2 * a2[0];
+            op[1] = w0 * a0[1] + w1 * a1[1] + w2 * a2[1];
+            op[2] = w0 * a0[2] + w1 * a1[2] + w2 * a2[2];
+          } else {
+            for (int64 c = 0; c < C; ++c) op[c] = w0 * a0[c] + w1 * a1[c] + w2 * a2[c];
+          }
         }
-        const T* a0 = a + (b * V + tri[3 * f]) * C;
-        const T* a1 = a + (b * V + tri[3 * f + 1]) * C;
-        const T* a2 = a + (b * V + tri[3 * f + 2]) * C;
-        const T w0 = w[3 * t], w1 = w[3 * t + 1], w2 = w[3 * t + 2];
-        for (int64 c = 0; c < C; ++c) op[c] = w0 * a0[c] + w1 * a1[c] + w2 * a2[c];
       }
     });
   }
@@ -427,12 +438,25 @@ class UvInterpolateGradOp : public OpKernel {
       std::vector<T> acc(C);
       for (int64 p = begin; p < end; ++p) {
         const int64 b = p / V, v = p - b * V;
-        for (int64 c = 0; c < C; ++c) acc[c] = T(0);
         const T* gb = g + b * HW * C;
+        if (C == 3) {
+          T s0 = T(0), s1 = T(0), s2 = T(0);
+          for (int32_t e = rp[v]; e < rp[v + 1]; ++e) {
+            const T wk = w[en[e]];
+            const T* gp = gb + static_cast<int64>(en[e] / 3) * 3;
+            s0 += wk * gp[0];
+            s1 += wk * gp[1];
+            s2 += wk * gp[2];
+          }
+          o[p * 3] = s0;
+          o[p * 3 + 1] = s1;
+          o[p * 3 + 2] = s2;
+          continue;
+        }
+        for (int64 c = 0; c < C; ++c) acc[c] = T(0);
         for (int32_t e = rp[v]; e < rp[v + 1]; ++e) {
-          const int64 t = en[e] / 3;
           const T wk = w[en[e]];
-          const T* gp = gb + t * C;
+          const T* gp = gb + static_cast<int64>(en[e] / 3) * C;
           for (int64 c = 0; c < C; ++c) acc[c] += wk * gp[c];
         }
         for (int64 c = 0; c < C; ++c) o[p * C + c] = acc[c];
@@ -478,16 +502,12 @@ class ShShadeOp : public OpKernel {
     const T* s = sh.flat<T>().data();
     T* o = out->flat<T>().data();
     ParallelFor(ctx, B * HW, 80, [&](int64 begin, int64 end) {
-      for (int64 p = begin; p < end; ++p) {
-        const T* sb = s + (p / HW) * 27;
-        T nh[3], h[9];
-        ShNormalize(n + 3 * p, nh);
-        ShBasis(nh, h);
-        for (int c = 0; c < 3; ++c) {
-          T l = T(0);
-          for (int i = 0; i < 9; ++i) l += sb[3 * i + c] * h[i];
-          o[3 * p + c] = a[3 * p + c] * l;
-        }
+      for (int64 p = begin; p < end;) {
+        const int64 b = p / HW;
+        const int64 stop = std::min(end, (b + 1) * HW);
+        T sb[27];  // local copy: no aliasing with the output
+        for (int j = 0; j < 27; ++j) sb[j] = s[b * 27 + j];
+        for (; p < stop; ++p) ShShadeTexel(a + 3 * p, n + 3 * p, sb, o + 3 * p);
       }
     });
   }
@@ -521,13 +541,15 @@ class ShShadeGradOp : public OpKernel {
     ParallelFor(ctx, B * nblk, kReduceBlock * 150, [&](int64 begin, int64 end) {
       for (int64 q = begin; q < end; ++q) {
         const int64 b = q / nblk, blk = q - b * nblk;
-        const T* sb = s + b * 27;
-        double* ps = partial.data() + q * 27;
+        T sb[27];
+        for (int j = 0; j < 27; ++j) sb[j] = s[b * 27 + j];
+        double acc[27] = {0.0};
         const int64 t1 = std::min(HW, (blk + 1) * kReduceBlock);
         for (int64 t = blk * kReduceBlock; t < t1; ++t) {
           const int64 p = b * HW + t;
-          ShGradTexel(g + 3 * p, a + 3 * p, n + 3 * p, sb, oa + 3 * p, on + 3 * p, ps);
+          ShGradTexel(g + 3 * p, a + 3 * p, n + 3 * p, sb, oa + 3 * p, on + 3 * p, acc);
         }
+        for (int j = 0; j < 27; ++j) partial[q * 27 + j] = acc[j];
       }
     });
     for (int64 b = 0; b < B; ++b)

@@ -1,0 +1,1 @@
+"""Benchmark and evaluation entry points (run as scripts: python eval/<name>.py)."""

@@ -1,0 +1,149 @@
+"""Benchmark of the custom render ops against their pure-TF reference.
+
+    python eval/bench_ops.py [--quick] [--json=PATH]
+
+Forward + backward (one tf.function per backend, gradients w.r.t. every float
+input), batch 8, 256x256 UV maps:
+
+* ``uv_render``: uv_interpolate(vertex normals) -> sh_shade(albedo, sh), for a
+  random mesh + atlas with V = 468 and V = 35,000 (``random_atlas``).
+* ``uv_interpolate`` and ``sh_shade`` alone (V = 35k), to show where time goes.
+* ``laplacian``: mesh_laplacian_smoothness of [8, 65536, 3] values on the
+  full 256x256 texel-grid detail mesh (6-neighbour 1-ring).
+
+Times are medians of warm runs in one process; speedup = reference / op from
+the same run (absolute times drift on shared machines). Writes
+``{"uv_render_speedup": (V=35k), "uv_render_speedup_v468": ...,
+"laplacian_speedup": ..., "cases": {...}}``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from absl import app, flags
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("json", None, "Write the results here.")
+flags.DEFINE_bool("quick", False, "Fewer repeats and cases (< 40 s).")
+flags.DEFINE_integer("batch", 8, "Batch size.")
+flags.DEFINE_integer("size", 256, "UV map height = width.")
+
+
+def _time(fn, repeats: int) -> float:
+    fn()  # trace + warm up
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        out = fn()
+        _ = [o.numpy() for o in out]
+        times.append(time.perf_counter() - start)
+    return float(np.median(times)) * 1e3
+
+
+def _uv_render_case(tf, render, atlas, batch, backend, what):
+    rng = np.random.default_rng(0)
+    v = len(atlas.uv)
+    size = atlas.mask.shape
+    normals = tf.constant(rng.normal(size=(batch, v, 3)).astype(np.float32))
+    albedo = tf.constant(rng.uniform(0.2, 0.9, size=(batch, *size, 3)).astype(np.float32))
+    sh = tf.constant(render.ambient_sh(batch) + rng.normal(scale=0.1, size=(batch, 9, 3)).astype(np.float32))
+    normal_map = tf.constant(rng.normal(size=(batch, *size, 3)).astype(np.float32))
+    upstream = tf.constant(rng.normal(size=(batch, *size, 3)).astype(np.float32))
+    geo = (atlas.tri_id, atlas.bary, atlas.triangles, atlas.mask)
+
+    @tf.function
+    def step():
+        with tf.GradientTape() as tape:
+            if what == "uv_render":
+                tape.watch([normals, albedo, sh])
+                out = render.uv_render(normals, albedo, sh, *geo, backend=backend)
+                sources = [normals, albedo, sh]
+            elif what == "uv_interpolate":
+                tape.watch(normals)
+                out = render.uv_interpolate(normals, *geo, backend=backend)
+                sources = [normals]
+            else:
+                tape.watch([albedo, normal_map, sh])
+                out = render.sh_shade(albedo, normal_map, sh, backend=backend)
+                sources = [albedo, normal_map, sh]
+            loss = tf.reduce_sum(out * upstream)
+        return [loss] + tape.gradient(loss, sources)
+
+    return step
+
+
+def _laplacian_case(tf, render, adj, batch, backend):
+    v = len(adj.row_ptr) - 1
+    values = tf.constant(np.random.default_rng(1).normal(size=(batch, v, 3)).astype(np.float32))
+    row_ptr, col_idx = tf.constant(adj.row_ptr), tf.constant(adj.col_idx)
+
+    @tf.function
+    def step():
+        with tf.GradientTape() as tape:
+            tape.watch(values)
+            energy = render.mesh_laplacian_smoothness(values, row_ptr, col_idx, backend=backend)
+            loss = tf.reduce_sum(energy)
+        return [loss, tape.gradient(loss, values)]
+
+    return step
+
+
+def main(argv):
+    del argv
+    import tensorflow as tf
+
+    from tf_face import render
+    from tf_face.render.random_atlas import random_atlas
+
+    if not render.ops_available():
+        print("custom-op library not built: run `make ops` first", file=sys.stderr)
+        return 1
+    batch, size = FLAGS.batch, FLAGS.size
+    repeats = 3 if FLAGS.quick else 10
+    t0 = time.perf_counter()
+    atlases = {468: random_atlas(468, size, size, seed=0), 35000: random_atlas(35000, size, size, seed=1)}
+    grid = render.grid_adjacency(np.ones((size, size), bool))
+    cases = [("uv_render", 468), ("uv_render", 35000), ("laplacian", len(grid.row_ptr) - 1)]
+    if not FLAGS.quick:
+        cases[2:2] = [("uv_interpolate", 35000), ("sh_shade", 35000)]
+    results = {}
+    print(f"batch {batch}, {size}x{size}, forward+backward, median of {repeats} warm runs, "
+          f"TF intra-op threads {tf.config.threading.get_intra_op_parallelism_threads() or os.cpu_count()}")
+    print(f"{'case':<16}{'V':>8}{'reference ms':>15}{'op ms':>10}{'speedup':>10}")
+    for what, v in cases:
+        ms = {}
+        for backend in ("reference", "op"):
+            if what == "laplacian":
+                fn = _laplacian_case(tf, render, grid, batch, backend)
+            else:
+                fn = _uv_render_case(tf, render, atlases[v], batch, backend, what)
+            ms[backend] = _time(fn, repeats)
+        speedup = ms["reference"] / ms["op"]
+        results[f"{what}_v{v}"] = {"reference_ms": ms["reference"], "op_ms": ms["op"], "speedup": speedup}
+        print(f"{what:<16}{v:>8}{ms['reference']:>15.1f}{ms['op']:>10.1f}{speedup:>9.1f}x")
+    summary = {
+        "uv_render_speedup": results["uv_render_v35000"]["speedup"],
+        "uv_render_speedup_v468": results["uv_render_v468"]["speedup"],
+        "laplacian_speedup": results[f"laplacian_v{len(grid.row_ptr) - 1}"]["speedup"],
+        "batch": batch, "size": size, "repeats": repeats, "quick": FLAGS.quick,
+        "cpu_count": os.cpu_count(), "cases": results,
+        "total_seconds": time.perf_counter() - t0,
+    }
+    print(f"total {summary['total_seconds']:.1f} s")
+    if FLAGS.json:
+        Path(FLAGS.json).write_text(json.dumps(summary, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    app.run(main)
