@@ -264,3 +264,14 @@ def test_upright_search_runs_only_when_nothing_is_found(detector, astronaut):
     smooth = np.stack([x % 256, y % 256, (x + y) % 256], axis=2).astype(np.uint8)
     detector(smooth)
     assert {"rot90:short", "rot270:short", "rot180:short"} <= set(detector.last_passes)
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 3), (8, 400, 3), (10000, 10, 3), (17, 3000, 3)])
+def test_tiny_and_extreme_aspect_images_do_not_crash(detector, shape):
+    img = np.random.default_rng(0).integers(0, 255, shape, dtype=np.uint8)
+    dets = detector(img)
+    assert isinstance(dets, list)
+    if min(shape[:2]) < 16:
+        assert dets == []
+    for d in dets:
+        assert np.isfinite(d.box).all() and np.isfinite(d.keypoints).all()
