@@ -276,7 +276,11 @@ def test_ict_recovers_pose_and_shape(noise, source, request):
         assert np.mean(rmse) > 0.5 * np.sqrt(2) * noise
 
 
-def test_ict_sliding_contour_at_60_degrees_yaw(ict):
+@pytest.mark.parametrize("source", ["ict", "ict_loaded"])
+def test_ict_sliding_contour_at_60_degrees_yaw(source, request):
+    """Also with the loader's own contour candidates (they reach in front of
+    the jaw vertex, where a far side's silhouette lies at 60 deg yaw)."""
+    ict = request.getfixturevalue(source)
     rng = np.random.default_rng(11)
     _, _, shape = random_ict_face(ict, rng)
     rot = euler_ypr(60, 5, 0)       # face turned to its left: left side (9..16) is far

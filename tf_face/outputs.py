@@ -98,8 +98,11 @@ def draw_overlay(image: np.ndarray, vertices_image: np.ndarray, triangles: np.nd
     return canvas[..., ::-1]
 
 
-def write_unwrap_outputs(directory, image: np.ndarray, result, triangles: np.ndarray) -> list:
-    """Write texture/mask/normals/position/overlay/fit.json of one PipelineResult."""
+def write_unwrap_outputs(directory, image: np.ndarray, result, model) -> list:
+    """Write texture/mask/normals/position/overlay/fit.json of one PipelineResult.
+
+    The overlay shows the fitted mesh and the landmarks the fit used (for the
+    468-point MediaPipe landmarks: their 68 iBUG points, for readability)."""
     d = Path(directory)
     s = result.sample
     write_png_rgb(d / "texture.png", np.where(s.mask[..., None], s.texture, 0.0))
@@ -107,9 +110,11 @@ def write_unwrap_outputs(directory, image: np.ndarray, result, triangles: np.nda
     write_png_rgb(d / "normals.png", normals_to_rgb(s.normals, np.any(s.normals != 0, axis=-1)))
     np.save(d / "position.npy", s.position.astype(np.float32))
     np.save(d / "normals.npy", s.normals.astype(np.float32))
-    lm = result.landmarks if result.landmark_source == "file" else result.fitted.landmarks_observed
+    lm = np.asarray(result.fitted.landmarks_observed)
+    if lm.shape[0] == model.num_vertices and model.landmarks68 is not None:
+        lm = lm[model.landmarks68]
     box = result.detections[result.face_index].box if result.detections else None
     write_png_rgb(d / "overlay.png", draw_overlay(image, result.fitted.vertices_image,
-                                                   triangles, lm, box))
+                                                   model.triangles, lm, box))
     write_json(d / "fit.json", result.fit_json())
     return sorted(p.name for p in d.iterdir())

@@ -40,7 +40,7 @@ def run_demo(out_dir: Path) -> None:
     result = pipe.run(photo)
     target = out_dir / "astronaut"
     with atomic_output_dir(target, overwrite=True) as tmp:
-        files = write_unwrap_outputs(tmp, photo, result, pipe.model.triangles)
+        files = write_unwrap_outputs(tmp, photo, result, pipe.model)
     fit = result.fit_json()
     print(f"      faces found: {fit['num_faces']}, landmark RMSE / inter-ocular distance: "
           f"{fit['landmark_rmse_iod']:.4f}, visible texels: {fit['visible_texels']}")

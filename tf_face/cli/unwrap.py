@@ -68,7 +68,7 @@ def unwrap_one(pipe, image_path, out_dir, landmarks_path=None, face_index=0,
     landmarks = read_landmark_file(landmarks_path) if landmarks_path else None
     result = pipe.run(image, landmarks=landmarks, face_index=face_index)
     with atomic_output_dir(out_dir, overwrite=overwrite) as tmp:
-        return write_unwrap_outputs(tmp, image, result, pipe.model.triangles)
+        return write_unwrap_outputs(tmp, image, result, pipe.model)
 
 
 def main(argv):

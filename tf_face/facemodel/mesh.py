@@ -121,17 +121,22 @@ def fit_unit_square(uv: np.ndarray, margin: float, centre_u: float | None = None
 
 def contour_candidates(vertices: np.ndarray, triangles: np.ndarray,
                        landmarks68: np.ndarray, extra: dict | None = None,
-                       max_candidates: int = 24) -> dict[int, np.ndarray]:
+                       max_candidates: int = 24,
+                       front_reach_deg: float = 45.0) -> dict[int, np.ndarray]:
     """Sliding-contour candidates for the jaw landmark slots 0-7 and 9-16.
 
     For slot j with landmark vertex p: the vertices in a horizontal band
     (|y - p_y| < one median edge length) on p's side of the face (same sign of
-    x relative to the midline) that lie at or beyond p going round a vertical
-    axis (angle atan2(|x|, z - z_c) >= that of p, z_c = the mesh's mean depth)
+    x relative to the midline) whose angle round a vertical axis
+    (atan2(|x|, z - z_c), z_c = the mesh's mean depth) is at most
+    ``front_reach_deg`` in front of p's or anywhere beyond it: a side turned
+    away from the camera has its silhouette *in front of* the frontal jaw
+    vertex, so the candidates must reach there (at 60 deg yaw, candidates that
+    only went from p towards the ear gave a 9 deg pose error)
     and whose vertex normal does not point backwards (n_z > -0.3). The band is
     cut into arc-length bins (half an edge length, or wider so that at most
     ``max_candidates`` bins cover the band); per bin the vertex nearest p's
-    height is kept (ties: the front-most). Ordered front -> ear, p first. ``extra`` (slot -> ids)
+    height is kept (ties: the front-most). p first, then the others ordered front -> ear. ``extra`` (slot -> ids)
     adds model-provided candidates (ICT's jawline lists; those within 1.5
     edge lengths of p's height) before binning.
     Slot 8 (chin) does not slide.
@@ -148,26 +153,26 @@ def contour_candidates(vertices: np.ndarray, triangles: np.ndarray,
     ang = np.arctan2(np.abs(v[:, 0] - cx), v[:, 2] - zc)
     radius = float(np.median(np.hypot(v[used, 0] - cx, v[used, 2] - zc)))
     out: dict[int, np.ndarray] = {}
+    reach = np.radians(front_reach_deg)
     for slot in list(range(0, 8)) + list(range(9, 17)):
         p = int(landmarks68[slot])
         side = np.sign(v[p, 0] - cx) or (-1.0 if slot < 8 else 1.0)
         sel = (used & (np.abs(v[:, 1] - v[p, 1]) < edge_len)
-               & (np.sign(v[:, 0] - cx) == side) & (ang >= ang[p]) & (normals[:, 2] > -0.3))
+               & (np.sign(v[:, 0] - cx) == side) & (ang >= ang[p] - reach)
+               & (normals[:, 2] > -0.3))
         cand = set(np.flatnonzero(sel).tolist())
         if extra and slot in extra:
-            cand |= {int(i) for i in extra[slot] if ang[int(i)] >= ang[p]
+            cand |= {int(i) for i in extra[slot] if ang[int(i)] >= ang[p] - reach
                      and abs(v[int(i), 1] - v[p, 1]) < 1.5 * edge_len}
         cand.discard(p)
         cand = np.array(sorted(cand), dtype=np.int64)
         chosen = [p]
         if len(cand):
-            arc = (ang[cand] - ang[p]) * radius
+            arc = (ang[cand] - ang[cand].min()) * radius
             width = max(0.5 * edge_len, arc.max() / max_candidates)
             bins = np.floor(arc / width).astype(int)
             dy = np.abs(v[cand, 1] - v[p, 1])
             for b in np.unique(bins):
-                if b <= 0:
-                    continue
                 inb = np.flatnonzero(bins == b)
                 best = inb[np.lexsort((ang[cand[inb]], dy[inb]))[0]]  # nearest height, then front-most
                 chosen.append(int(cand[best]))
