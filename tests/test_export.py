@@ -319,3 +319,27 @@ def test_ict_atlas_detail_mesh_is_outward():
     ref = nrm / np.maximum(np.linalg.norm(nrm, axis=-1, keepdims=True), 1e-12)
     agree = np.einsum("ij,ij->i", n[mask], ref[mask])
     assert np.median(agree) > 0.95
+
+
+def test_detail_normals_relative_to_smooth_base():
+    """With base positions, zero displacement gives the reference normals back exactly,
+    and a bump on a flat base gives the same normals as the plain grid normals."""
+    rng = np.random.default_rng(3)
+    h, w = 20, 24
+    pos, _ = _flat_maps(h, w)
+    pos[..., 2] = np.cumsum(rng.random((h, w)), axis=1) * 0.3       # a faceted, tilted base
+    smooth = np.zeros((h, w, 3))
+    smooth[..., 2] = 1.0
+    smooth[..., 0] = rng.normal(0, 0.05, (h, w))
+    mask = np.ones((h, w), bool)
+    smooth_unit = smooth / np.linalg.norm(smooth, axis=-1, keepdims=True)
+    n0 = dm.detail_normals(pos, mask, reference_normals=smooth, base_positions=pos)
+    np.testing.assert_allclose(n0, smooth_unit, atol=1e-6)
+    d, *_ = _bump(h, w, amp=2.0, sigma=3.0)
+    flat, nrm = _flat_maps(h, w)
+    moved = dm.displace(flat, nrm, d, mask)
+    np.testing.assert_allclose(
+        dm.detail_normals(moved, mask, reference_normals=nrm, base_positions=flat),
+        dm.detail_normals(moved, mask), atol=1e-6)
+    with pytest.raises(ValueError):
+        dm.detail_normals(moved, mask, base_positions=flat)

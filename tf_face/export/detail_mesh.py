@@ -147,7 +147,13 @@ def displace(position_map, normal_map, displacement, mask) -> np.ndarray:
     return np.where(mask[..., None], out, pos).astype(np.float32)
 
 
-def detail_normals(positions, mask, reference_normals=None) -> np.ndarray:
+def _grid_normals(pos: np.ndarray, mask: np.ndarray):
+    tris, texel_index = grid_triangles(mask)
+    verts = pos.reshape(-1, 3)[texel_index]
+    return _vertex_normals(verts, tris.astype(np.int64), len(texel_index)), texel_index
+
+
+def detail_normals(positions, mask, reference_normals=None, base_positions=None) -> np.ndarray:
     """Unit normal map ``[H,W,3]`` of the (displaced) grid; 0 outside ``mask``.
 
     Per-texel normal = normalised sum of the area-weighted normals of the grid
@@ -155,17 +161,27 @@ def detail_normals(positions, mask, reference_normals=None) -> np.ndarray:
     doc). With ``reference_normals [H,W,3]`` (e.g. the base normal map) the
     whole map is flipped if most texels disagree with it, and valid texels
     that belong to no triangle (isolated texels) take the reference normal.
+
+    With ``base_positions`` (the undisplaced position map) and
+    ``reference_normals`` (the smooth, interpolated base normals), only what
+    the displacement changes is kept: ``n = normalise(n_ref + n(positions) -
+    n(base_positions))``. The grid normals of a position map interpolated
+    linearly inside each base triangle are constant per base triangle, so
+    this removes the base mesh's facets from the shading while keeping the
+    detail; with zero displacement it returns the reference normals.
     """
-    mask, (pos, ref) = _check_maps(mask, positions, reference_normals)
-    tris, texel_index = grid_triangles(mask)
-    tris = tris.astype(np.int64)
-    verts = pos.reshape(-1, 3)[texel_index]
-    vn = _vertex_normals(verts, tris, len(texel_index))
+    mask, (pos, ref, base) = _check_maps(mask, positions, reference_normals, base_positions)
+    if base is not None and ref is None:
+        raise ValueError("base_positions needs reference_normals")
+    vn, texel_index = _grid_normals(pos, mask)
     if ref is not None:
         rv = _unit(ref.reshape(-1, 3)[texel_index])
         agree = np.einsum("ij,ij->i", vn, rv)
-        if np.sum(agree < 0) > np.sum(agree > 0):
-            vn = -vn
+        sign = -1.0 if np.sum(agree < 0) > np.sum(agree > 0) else 1.0
+        vn = sign * vn
+        if base is not None:
+            bn, _ = _grid_normals(base, mask)
+            vn = _unit(rv + vn - sign * bn)
         empty = ~np.any(vn != 0, axis=1)
         vn[empty] = rv[empty]
     out = np.zeros((mask.size, 3), np.float32)
