@@ -69,7 +69,7 @@ class BuildTfOps(build_ext):
                 jobs.append([nvcc, "-c", "-x", "cu", os.path.join(ROOT, src), "-o",
                              os.path.join(tmp, os.path.basename(src) + ".o"), "-O3",
                              "-std=c++17", "-DGOOGLE_CUDA=1", "--expt-relaxed-constexpr",
-                             "-Xcompiler", "-fPIC", f"-I{ROOT}", f"-I{cuda_include}"] + gencode)
+                             "-Xcompiler", "-fPIC", f"-I{ROOT}"] + gencode)
             jobs.append([cxx, "-c", os.path.join(ROOT, GPU_REGISTRATION), "-o",
                          os.path.join(tmp, "tf_face_ops_gpu.o"), "-DGOOGLE_CUDA=1",
                          f"-I{cuda_include}"] + common)

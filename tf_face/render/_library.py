@@ -27,7 +27,7 @@ class OpsUnavailableError(TfFaceError):
 
 def _candidates() -> list[str]:
     here = os.path.dirname(os.path.abspath(__file__))
-    return sorted(glob.glob(os.path.join(here, "_tf_face_ops*.so")))
+    return sorted(glob.glob(os.path.join(here, "_tf_face_ops*.so")), key=os.path.getmtime)
 
 
 def _register_gradients(lib) -> None:
