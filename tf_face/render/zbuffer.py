@@ -178,7 +178,7 @@ def _raster_chunk(ct, s, width, tri_buf, bary_buf, depth_buf):
     if not ok.all():
         keep = np.flatnonzero(ok)
         pix, w0, w1, w2, z = pix[keep], w0[keep], w1[keep], w2[keep], z[keep]
-        owner = np.repeat(np.arange(rows.size), cnt)[keep]
+        owner = np.repeat(np.arange(rows.size, dtype=np.int32), cnt)[keep]
     else:
         owner = None
     # Merge into the global buffers: nearer depth wins; on exact ties the
@@ -188,7 +188,9 @@ def _raster_chunk(ct, s, width, tri_buf, bary_buf, depth_buf):
     cand = np.flatnonzero((z == depth_buf[pix]) & (z < before))
     if cand.size == 0:
         return
-    crow = owner[cand] if owner is not None else np.searchsorted(start, cand, side="right") - 1
+    if owner is None:
+        owner = np.repeat(np.arange(rows.size, dtype=np.int32), cnt)
+    crow = owner[cand]
     cpix, cti = pix[cand], rt[crow].astype(np.int32)
     tri_buf[cpix] = _INT_MAX
     np.minimum.at(tri_buf, cpix, cti)

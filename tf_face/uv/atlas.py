@@ -67,24 +67,38 @@ class UVAtlas:
     def shape(self) -> tuple[int, int]:
         return self.tri_id.shape
 
+    def _matrix(self, dtype):
+        """Sparse [M, V] interpolation matrix (3 weights per row), built once per dtype."""
+        key = f"_sparse_{np.dtype(dtype).name}"
+        mat = self.__dict__.get(key)
+        if mat is None:
+            import scipy.sparse
+            m = self.texel_index.size
+            mat = scipy.sparse.csr_matrix(
+                (self.weights.reshape(-1).astype(dtype), self.vertex_ids.reshape(-1),
+                 np.arange(0, 3 * m + 1, 3)), shape=(m, self.num_vertices))
+            self.__dict__[key] = mat
+        return mat
+
     def interpolate_texels(self, vertex_values) -> np.ndarray:
-        """Interpolate per-vertex values at the mask texels only: [M, ...]."""
+        """Interpolate per-vertex values at the mask texels only: [M, ...].
+
+        float64 input is interpolated in float64, anything else in float32.
+        """
         vals = np.asarray(vertex_values)
         if vals.shape[0] != self.num_vertices:
             raise ValueError(f"expected {self.num_vertices} vertex values, got {vals.shape[0]}")
-        dtype = np.result_type(vals.dtype, np.float32)
-        w = self.weights.astype(dtype)
+        dtype = np.float64 if vals.dtype == np.float64 else np.float32
         flat = vals.reshape(vals.shape[0], -1).astype(dtype, copy=False)
-        out = (w[:, 0:1] * flat[self.vertex_ids[:, 0]] + w[:, 1:2] * flat[self.vertex_ids[:, 1]]
-               + w[:, 2:3] * flat[self.vertex_ids[:, 2]])
-        return out.reshape((-1,) + vals.shape[1:])
+        out = self._matrix(dtype) @ flat
+        return np.asarray(out, dtype).reshape((-1,) + vals.shape[1:])
 
     def interpolate(self, vertex_values) -> np.ndarray:
         """Barycentric interpolation of per-vertex values into UV space.
 
         ``[V]`` -> ``[H, W]``, ``[V, C]`` -> ``[H, W, C]`` (any trailing
-        shape is kept); zeros outside the mask.  The dtype is float32 unless
-        the input is float64.
+        shape is kept); zeros outside the mask.  The result is float64 for
+        float64 input, float32 otherwise.
         """
         vals = np.asarray(vertex_values)
         inner = self.interpolate_texels(vals)

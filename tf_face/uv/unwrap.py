@@ -22,13 +22,16 @@ Choices (the paper is silent on them):
   must hold a triangle whose plane, evaluated at the texel's exact image
   point, is not nearer than the texel's depth minus ``depth_tol * face size``
   (default 0.02; face size = the larger side of the projected mesh's bounding
-  box).  Evaluating the plane at the exact point means a texel is never
+  box) minus ``|grad z| * distance`` from the pixel centre to the point
+  (|grad z| of that triangle, capped at 10: extrapolating a neighbouring
+  facet's plane on a curved surface errs by about that much).  Evaluating the plane at the exact point means a texel is never
   hidden by its own triangle or a coplanar neighbour; checking the whole
   footprint drops texels whose bilinear sample would mix in an occluder or,
   at the mesh outline, whatever lies beyond the mesh (a 1-pixel band).  The
-  z-buffer covers only the mesh's bounding box, at most ``2 * atlas.size``
-  pixels across (downscaled for big faces; the occlusion boundary is then
-  accurate to a z-buffer pixel).
+  z-buffer covers only the mesh's bounding box, at most ``atlas.size`` pixels
+  across (downscaled for faces bigger than that: a texel then spans more than
+  a photo pixel anyway; the occlusion boundary is accurate to a z-buffer
+  pixel).
 * ``texture`` is zero outside the visibility mask; ``normals`` and
   ``position`` cover the whole atlas mask (zero outside it).
 * Camera frame: ``camera = image * [1, -1, -1]`` (x right, y up, z towards
@@ -47,6 +50,7 @@ from tf_face.uv.atlas import UVAtlas
 
 DEFAULT_MIN_COS = 0.2
 DEFAULT_DEPTH_TOL = 0.02
+MAX_SLOPE = 10.0   # cap on |grad z| used for the plane-extrapolation allowance
 
 
 def vertex_normals(vertices, triangles) -> np.ndarray:
@@ -104,25 +108,31 @@ def _footprint_visible(vi: np.ndarray, triangles: np.ndarray, pts: np.ndarray,
     zv[:, :2] = (vi[:, :2] - lo) * scale
     zv[:, 2] = vi[:, 2]
     tri_id, _, _ = rasterize(zv, triangles, h, w)
-    # Plane of each triangle: z = z_a + w1 * (z_b - z_a) + w2 * (z_c - z_a).
+    # Plane of each triangle in the image: z = pz + qx * x + qy * y.
     a, b, c = vi[triangles[:, 0]], vi[triangles[:, 1]], vi[triangles[:, 2]]
     e1, e2 = b - a, c - a
     det = e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0]
     det = np.where(np.abs(det) < 1e-12, 1e-12, det)
+    qx = (e2[:, 1] * e1[:, 2] - e1[:, 1] * e2[:, 2]) / det
+    qy = (e1[:, 0] * e2[:, 2] - e2[:, 0] * e1[:, 2]) / det
+    pz = a[:, 2] - qx * a[:, 0] - qy * a[:, 1]
     q = (pts[:, :2] - lo) * scale
-    f = np.floor(q).astype(np.int64)
+    fx = np.floor(q[:, 0]).astype(np.int64)
+    fy = np.floor(q[:, 1]).astype(np.int64)
+    slope = np.minimum(np.hypot(qx, qy), MAX_SLOPE)
+    x, y, zmax = pts[:, 0], pts[:, 1], pts[:, 2] - tol
+    tri_flat = tri_id.reshape(-1)
     visible = np.ones(pts.shape[0], bool)
     for dx, dy in ((0, 0), (1, 0), (0, 1), (1, 1)):
-        cc = np.clip(f[:, 0] + dx, 0, w - 1)
-        rr = np.clip(f[:, 1] + dy, 0, h - 1)
-        tid = tri_id[rr, cc]
-        covered = tid >= 0
-        t = np.where(covered, tid, 0)
-        d = pts[:, :2] - a[t, :2]
-        w1 = (d[:, 0] * e2[t, 1] - d[:, 1] * e2[t, 0]) / det[t]
-        w2 = (e1[t, 0] * d[:, 1] - e1[t, 1] * d[:, 0]) / det[t]
-        surface_z = a[t, 2] + w1 * e1[t, 2] + w2 * e2[t, 2]
-        visible &= covered & (pts[:, 2] <= surface_z + tol)
+        cx = np.clip(fx + dx, 0, w - 1)
+        cy = np.clip(fy + dy, 0, h - 1)
+        tid = tri_flat[cy * w + cx]
+        t = np.maximum(tid, 0)
+        # Extrapolating a neighbouring facet's plane from its pixel to the
+        # point errs by about slope x distance (always towards "nearer" on a
+        # convex surface): allow for it.
+        dist = np.hypot(x - (cx / scale + lo[0]), y - (cy / scale + lo[1]))
+        visible &= (tid >= 0) & (pz[t] + qx[t] * x + qy[t] * y + slope[t] * dist >= zmax)
     return visible
 
 
@@ -149,8 +159,8 @@ def unwrap(image, fitted: FittedFace, model, atlas: UVAtlas,
     # Per-texel image-frame position and camera-frame normal.
     p_img = atlas.interpolate_texels(vi)                    # [M, 3] float64
     vc = vi * IMAGE_FLIP
-    n_cam = atlas.interpolate_texels(vertex_normals(vc, tris))
-    nn = np.linalg.norm(n_cam, axis=1, keepdims=True)
+    n_cam = atlas.interpolate_texels(vertex_normals(vc, tris).astype(np.float32))
+    nn = np.sqrt(np.einsum("ij,ij->i", n_cam, n_cam))[:, None]
     n_cam = np.divide(n_cam, nn, out=np.zeros_like(n_cam), where=nn > 0)
 
     # Bilinear texture sample (cv2.remap: pixel (r, c) centre at (c, r)).
@@ -174,7 +184,7 @@ def unwrap(image, fitted: FittedFace, model, atlas: UVAtlas,
     cand = np.flatnonzero(vis)
     if cand.size:
         face_size = float(np.ptp(vi[:, :2], axis=0).max())
-        vis[cand] = _footprint_visible(vi, tris, p_img[cand], 2.0 * max(size_h, size_w),
+        vis[cand] = _footprint_visible(vi, tris, p_img[cand], float(max(size_h, size_w)),
                                        depth_tol * face_size)
 
     mask = np.zeros(ntex, bool)
