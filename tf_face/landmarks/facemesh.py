@@ -32,7 +32,10 @@ tracking.  Measured on the astronaut: de-rotation error at 30 degrees of
 roll 0.8% -> 0.2-0.6% of the eye distance, at 60 degrees 2.6% -> 1.4-2.0%,
 sensitivity to a 10% box change 1.1% -> 0.5%; mirror consistency stays at
 ~2% (more passes improve rotation further but worsen mirror consistency, so
-one refinement pass it is).  Costs a second model run (~1.5 ms).
+one refinement pass it is, plus more while the crop still turns by more than
+10 degrees per pass, i.e. only when the detector's roll was far off: the model
+under-corrects a large roll by about half per pass).  Costs a second model
+run (~1.5 ms) on most faces.
 """
 
 from __future__ import annotations
@@ -117,12 +120,22 @@ def _prefilter(image: np.ndarray, affine: np.ndarray):
     return small, a
 
 
+def _angle_between(a: np.ndarray, b: np.ndarray) -> float:
+    """Angle in degrees between the crop x-axes of two crop affines."""
+    u, v = a[:, 0], b[:, 0]
+    c = float(u @ v) / max(float(np.linalg.norm(u) * np.linalg.norm(v)), 1e-12)
+    return float(np.degrees(np.arccos(np.clip(c, -1.0, 1.0))))
+
+
 class FaceMeshLandmarker:
     """468 landmarks for one detected face.
 
     Args:
       scale: crop side relative to the detection box (MediaPipe: 1.5).
       refine: second pass on a crop from the first pass's landmarks.
+      reroll_degrees, max_passes: further refinement passes run while the
+        new crop is turned by more than ``reroll_degrees`` from the previous
+        one (the detector's roll was far off), up to ``max_passes`` runs.
       num_threads: TFLite threads.
 
     ``__call__(image, detection)`` -> ``[468, 3]`` float32 image-pixel
@@ -131,8 +144,11 @@ class FaceMeshLandmarker:
     """
 
     def __init__(self, scale: float = 1.5, refine: bool = True,
+                 reroll_degrees: float = 10.0, max_passes: int = 4,
                  num_threads: int | None = None):
         self.scale = float(scale)
+        self.reroll_degrees = float(reroll_degrees)
+        self.max_passes = max(2, int(max_passes))
         self.refine = bool(refine)
         self.model = TFLiteModel("face_landmark.tflite", num_threads)
         self._crop = np.zeros((INPUT_SIZE, INPUT_SIZE, 3), np.uint8)
@@ -166,5 +182,13 @@ class FaceMeshLandmarker:
             raise ValueError(f"expected a uint8 [H, W, 3] RGB image, got {image.dtype} {image.shape}")
         pts = self.run_crop(image, face_crop(detection, self.scale))
         if self.refine:
-            pts = self.run_crop(image, landmark_crop(pts, self.scale))
+            # One refinement pass; more while the crop keeps turning by more
+            # than reroll_degrees (the model under-corrects a large roll by
+            # about half per pass), at most max_passes model runs in all.
+            for _ in range(self.max_passes - 1):
+                previous = self.last_affine
+                crop = landmark_crop(pts, self.scale)
+                pts = self.run_crop(image, crop)
+                if _angle_between(previous, crop) <= self.reroll_degrees:
+                    break
         return pts
