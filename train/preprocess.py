@@ -8,7 +8,8 @@ and FFHQ ``00000/00000.png`` layouts as they are), or a glob (quote it).
 Writes ``DIR/shard-NNNNN.tfrecord`` + ``.index.json`` (atomically),
 ``DIR/failures.json`` (every photo that failed, with its reason) and
 ``DIR/dataset.json``. Re-running resumes: finished shards are skipped.
-Ctrl-C or a kill leaves only complete shards. Exit codes: 0 done (even with
+Ctrl-C or a kill (SIGTERM; SIGKILL too, but it may leave a hidden temp file
+that the next run removes) leaves only complete shards. Exit codes: 0 done (even with
 failed photos), 1 bad input/setup, 130 interrupted. See
 ``tf_face.data.preprocess`` for the details.
 """
@@ -16,6 +17,7 @@ failed photos), 1 bad input/setup, 130 interrupted. See
 from __future__ import annotations
 
 import os
+import signal
 import sys
 
 from absl import app, flags
@@ -51,6 +53,10 @@ def main(argv):
                                       workers=FLAGS.workers, model=FLAGS.model,
                                       uv_size=FLAGS.uv_size, overwrite=FLAGS.overwrite)
 
+    def on_term(signum, frame):  # a kill (SIGTERM) stops like Ctrl-C: pool ended, temp removed
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_term)
     try:
         code = run_single(job, debug=FLAGS.debug)
     except KeyboardInterrupt:

@@ -64,11 +64,19 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+def _umask_mode() -> int:
+    """0o666 minus the process umask: temp files get the mode a plain open() gives."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def write_json_atomic(path, data) -> None:
     """Write JSON to a temp file in the same folder, fsync, rename."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
     try:
+        os.fchmod(fd, _umask_mode())
         with os.fdopen(fd, "w") as f:
             json.dump(data, f, indent=1)
             f.flush()
@@ -140,6 +148,7 @@ class ShardWriter:
 
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.tmp-", dir=self.path.parent)
+        os.fchmod(fd, _umask_mode())
         os.close(fd)
         self._tmp = Path(tmp)
         self._writer = tf.io.TFRecordWriter(str(self._tmp))
