@@ -165,3 +165,20 @@ def test_exif_orientation_is_applied(tmp_path):
     assert out.shape == (40, 20, 3)            # displayed portrait
     assert out[:15, :, 0].mean() > 200         # red (left half) is now on top
     assert out[25:, :, 0].mean() < 50
+
+
+def test_odd_paths(tmp_path):
+    with pytest.raises(ImageError, match="cannot access"):
+        load_image(str(tmp_path / "a\0b.png"))
+    with pytest.raises(ImageError, match="must be a string"):
+        load_image(123)
+    with pytest.raises(ImageError, match="no such file"):
+        load_image(tmp_path / ".." / "does-not-exist" / "x.png")
+
+
+def test_message_stays_one_line_for_newline_in_name(tmp_path):
+    path = tmp_path / "bad\nname.jpg"
+    path.write_text("not an image")
+    with pytest.raises(ImageError) as e:
+        load_image(path)
+    _assert_one_line(e)

@@ -287,3 +287,10 @@ def test_landmarks_of_a_photo_turned_on_its_side(detector, landmarker, astronaut
     err = np.linalg.norm(np.stack([x, y], 1) - ref[:, :2], axis=1) / _iod(ref)
     print(f"\nrot90 k={k}: mean {err.mean():.4f} x IOD")
     assert err.mean() < 0.03
+
+
+def test_odd_landmark_paths(tmp_path):
+    with pytest.raises(LandmarkError, match="cannot access"):
+        read_landmark_file(str(tmp_path / "a\0b.pts"))
+    with pytest.raises(LandmarkError, match="must be a string"):
+        read_landmark_file(None)
