@@ -18,7 +18,7 @@ Conventions
   constants ``SH_K`` and order: 1, y, z, x, xy, yz, 3z^2-1, xz, x^2-y^2),
   evaluated here in numpy (``sh_basis_np``); ``sh`` is ``[9, 3]``.
 * UV maps are sampled at ``(u * W - 0.5, v * H - 0.5)`` in texel units (texel
-  centres at ``(c + 0.5) / W``, v down), bilinear (numpy), edges clamped. With a UV
+  centres at ``(c + 0.5) / W``, v down), bilinear (``cv2.remap``), edges clamped. With a UV
   mask the sampling is mask-weighted (texels outside the atlas do not bleed
   black into the border); where the normal map has no valid texel the
   interpolated vertex normal of the posed mesh is used.
@@ -161,17 +161,21 @@ def vertex_normals_camera(vertices_image, triangles) -> np.ndarray:
     return np.where(length > 0, acc / np.maximum(length, 1e-300), 0.0)
 
 
-def _bilinear(uv_map: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Bilinear samples ``[P, C]`` of ``[h, w, C]`` at texel coords, edges clamped."""
-    h, w = uv_map.shape[:2]
-    x = np.clip(x, 0.0, w - 1.0)
-    y = np.clip(y, 0.0, h - 1.0)
-    x0 = np.minimum(np.floor(x).astype(np.int64), w - 2) if w > 1 else np.zeros(len(x), np.int64)
-    y0 = np.minimum(np.floor(y).astype(np.int64), h - 2) if h > 1 else np.zeros(len(y), np.int64)
-    x1, y1 = np.minimum(x0 + 1, w - 1), np.minimum(y0 + 1, h - 1)
-    fx, fy = (x - x0)[:, None], (y - y0)[:, None]
-    return ((uv_map[y0, x0] * (1 - fx) + uv_map[y0, x1] * fx) * (1 - fy)
-            + (uv_map[y1, x0] * (1 - fx) + uv_map[y1, x1] * fx) * fy)
+_REMAP_COLS = 1024   # cv2.remap needs maps narrower than 32767: sample P points as rows
+
+
+def _remap(src: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Bilinear samples ``[P, C]`` of ``src [h, w, C]`` at texel coords, edges clamped."""
+    p = len(x)
+    rows = max(1, -(-p // _REMAP_COLS))
+    mx = np.zeros(rows * _REMAP_COLS, np.float32)
+    my = np.zeros(rows * _REMAP_COLS, np.float32)
+    mx[:p] = np.clip(x, 0.0, src.shape[1] - 1.0)
+    my[:p] = np.clip(y, 0.0, src.shape[0] - 1.0)
+    out = cv2.remap(np.ascontiguousarray(src, np.float32), mx.reshape(rows, _REMAP_COLS),
+                    my.reshape(rows, _REMAP_COLS), cv2.INTER_LINEAR,
+                    borderMode=cv2.BORDER_REPLICATE)
+    return out.reshape(rows * _REMAP_COLS, -1)[:p].astype(np.float64)
 
 
 def _sample(uv_map: np.ndarray, uv: np.ndarray, weight: Optional[np.ndarray]):
@@ -183,13 +187,12 @@ def _sample(uv_map: np.ndarray, uv: np.ndarray, weight: Optional[np.ndarray]):
     h, w = uv_map.shape[:2]
     x = uv[:, 0] * w - 0.5
     y = uv[:, 1] * h - 0.5
-    src = np.asarray(uv_map, np.float64)
     if weight is None:
-        return _bilinear(src, x, y), np.ones(len(uv))
-    wgt = np.asarray(weight, np.float64)[..., None]
-    s = _bilinear(src * wgt, x, y)
-    ws = _bilinear(wgt, x, y)[:, 0]
-    out = np.where(ws[:, None] > 1e-6, s / np.maximum(ws[:, None], 1e-6), 0.0)
+        return _remap(uv_map, x, y), np.ones(len(uv))
+    wgt = np.asarray(weight, np.float32)[..., None]
+    both = _remap(np.concatenate([uv_map * wgt, wgt], -1), x, y)
+    ws = both[:, -1]
+    out = np.where(ws[:, None] > 1e-6, both[:, :-1] / np.maximum(ws[:, None], 1e-6), 0.0)
     return out, ws
 
 
