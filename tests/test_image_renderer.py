@@ -179,3 +179,25 @@ def test_ict_face_left_light_brightens_image_left_cheek():
     assert out["image_left"][0] > out["image_left"][1] + 0.1
     assert out["image_right"][1] > out["image_right"][0] + 0.1
     assert out["image_left"][0] > out["image_right"][0] + 0.1
+
+
+def test_empty_view_and_bad_mask(cap):
+    v, t, uv = cap
+    far = v + [1000.0, 0.0, 0.0]                 # entirely outside the image
+    img, alpha = ir.render(far, t, uv, _grey(), ir.ambient_light(), H, W, background=(0.2, 0.3, 0.4))
+    assert (alpha == 0).all()
+    np.testing.assert_allclose(img, np.broadcast_to([0.2, 0.3, 0.4], img.shape), atol=1e-6)
+    with pytest.raises(ValueError):
+        ir.render(v, t, uv, _grey(size=64), ir.ambient_light(), H, W, uv_mask=np.ones((32, 32)))
+
+
+def test_uv_mask_stops_black_bleeding(cap):
+    v, t, uv = cap
+    tex = np.zeros((8, 8, 3))
+    tex[:, :4] = 0.9                              # valid left half, black (invalid) right half
+    mask = np.zeros((8, 8), bool)
+    mask[:, :4] = True
+    img_m, _ = ir.render(v, t, uv, tex, ir.ambient_light(), H, W, uv_mask=mask)
+    img_n, _ = ir.render(v, t, uv, tex, ir.ambient_light(), H, W)
+    # just left of the boundary (u slightly < 0.5) plain bilinear mixes in black
+    assert img_n[100, 95, 0] < 0.85 and img_m[100, 95, 0] == pytest.approx(0.9, abs=1e-5)

@@ -222,8 +222,10 @@ def render(vertices_image, triangles, uv, albedo_map, sh, height: int, width: in
       normal_map: optional [h', w', 3] camera-frame normal UV map for the
         photo's pose (detail normals). None: interpolated vertex normals of the
         posed mesh (the base shape, "without details").
-      uv_mask: optional [h, w] atlas mask for mask-weighted sampling (default:
-        texels with a non-zero normal for the normal map, all for the albedo).
+      uv_mask: optional [h, w] atlas mask (the albedo map's size) for
+        mask-weighted sampling of the albedo, and of the normal map when that
+        has the same size (default: all albedo texels; normal texels that are
+        non-zero).
       yaw_deg: novel view; the mesh is turned by ``rotate_yaw`` and the normal
         map's normals by the same rotation.
       background: None (black), an RGB colour, or an [H, W, 3] image (uint8 or
@@ -256,6 +258,9 @@ def render(vertices_image, triangles, uv, albedo_map, sh, height: int, width: in
     w = bary.reshape(-1, 3)[pix].astype(np.float64)
     corners = t[tid]                                            # [P, 3]
     uv_p = np.einsum("pk,pkc->pc", w, tex[corners])
+    if uv_mask is not None and np.asarray(uv_mask).shape != albedo.shape[:2]:
+        raise ValueError(f"uv_mask {np.asarray(uv_mask).shape} does not match the albedo "
+                         f"map {albedo.shape[:2]}")
     alb, _ = _sample(albedo[..., :3], uv_p, None if uv_mask is None else
                      np.asarray(uv_mask, np.float64))
     vn = vertex_normals_camera(v, t)
