@@ -205,3 +205,12 @@ def test_shard_without_index_is_ignored(tmp_path, caplog):
     assert "shard-00001" in caplog.text
     assert [p for p, _ in report.ignored] == [str(tmp_path / "shard-00001.tfrecord")]
     assert sorted(all_ids(ds)) == sorted(i for i in ids if i.startswith("s0/"))
+
+
+@pytest.mark.parametrize("n_shards", [1, 4])
+def test_input_context_partitions_the_records(tmp_path, n_shards):
+    ids = write_test_shards(tmp_path, n_shards=n_shards, per_shard=8 // n_shards, extras=False)
+    parts = [all_ids(make_dataset(tmp_path, 4, seed=1, input_context=tf.distribute.InputContext(
+        num_input_pipelines=2, input_pipeline_id=i, num_replicas_in_sync=2))) for i in range(2)]
+    assert len(parts[0]) == len(parts[1]) == 4
+    assert sorted(parts[0] + parts[1]) == sorted(ids)

@@ -154,7 +154,7 @@ def make_dataset_with_report(pattern_or_dir: Union[str, Path], batch_size: int,
                              on_corrupt: str = "skip", repeat: Union[bool, int] = False,
                              seed: Optional[int] = None, verify: bool = True,
                              shuffle_buffer: int = 256, drop_remainder: bool = False,
-                             cycle_length: int = 8):
+                             cycle_length: int = 8, input_context=None):
     """``make_dataset`` that also returns the ``DatasetReport``."""
     import tensorflow as tf
 
@@ -162,6 +162,13 @@ def make_dataset_with_report(pattern_or_dir: Union[str, Path], batch_size: int,
     autotune = tf.data.AUTOTUNE
     deterministic = (not shuffle) or seed is not None
     parts, weights = [], []
+    n_pipes, pipe_id = 1, 0
+    if input_context is not None:
+        n_pipes = int(input_context.num_input_pipelines)
+        pipe_id = int(input_context.input_pipeline_id)
+    by_file = n_pipes > 1 and len(ok_paths) >= n_pipes and not salvaged
+    if by_file:  # each input pipeline reads its own shards (sorted list, every n-th)
+        ok_paths = ok_paths[pipe_id::n_pipes]
     if ok_paths:
         files = tf.data.Dataset.from_tensor_slices(ok_paths)
         if shuffle:
@@ -181,6 +188,8 @@ def make_dataset_with_report(pattern_or_dir: Union[str, Path], batch_size: int,
         total = sum(weights)
         ds = tf.data.Dataset.sample_from_datasets(
             parts, weights=[w / total for w in weights], seed=seed, stop_on_empty_dataset=False)
+    if n_pipes > 1 and not by_file:  # too few shards: every n-th record instead
+        ds = ds.shard(n_pipes, pipe_id)
     if shuffle:
         ds = ds.shuffle(max(1, min(shuffle_buffer, report.records)), seed=seed,
                         reshuffle_each_iteration=True)
@@ -208,16 +217,22 @@ def make_dataset(pattern_or_dir: Union[str, Path], batch_size: int, shuffle: boo
                  augment: bool = False, on_corrupt: str = "skip",
                  repeat: Union[bool, int] = False, seed: Optional[int] = None,
                  verify: bool = True, shuffle_buffer: int = 256,
-                 drop_remainder: bool = False, cycle_length: int = 8):
+                 drop_remainder: bool = False, cycle_length: int = 8, input_context=None):
     """A batched ``tf.data.Dataset`` of UV samples from the shards at ``pattern_or_dir``.
 
     ``pattern_or_dir``: a folder (its ``*.tfrecord``) or a glob. ``repeat``:
     False = one pass, True = forever, n = n passes. ``seed`` makes shuffling and
     augmentation reproducible (and element order deterministic). ``on_corrupt``
     and ``verify``: see the module docstring. Element layout: module docstring.
+    ``input_context`` (a ``tf.distribute.InputContext``, e.g. from
+    ``strategy.distribute_datasets_from_function``): each input pipeline reads
+    every n-th shard (every n-th record when there are fewer shards than
+    pipelines or salvaged records); ``batch_size`` is then the per-replica
+    batch, the caller's choice. ``report.records`` counts all pipelines.
     """
     ds, _ = make_dataset_with_report(pattern_or_dir, batch_size, shuffle=shuffle,
                                      augment=augment, on_corrupt=on_corrupt, repeat=repeat,
                                      seed=seed, verify=verify, shuffle_buffer=shuffle_buffer,
-                                     drop_remainder=drop_remainder, cycle_length=cycle_length)
+                                     drop_remainder=drop_remainder, cycle_length=cycle_length,
+                                     input_context=input_context)
     return ds
