@@ -175,9 +175,11 @@ def main(argv):
         ("record size (KiB)", f"{result['bytes_per_record'] / 1024:.0f}"),
         ("read raw (records/s)", f"{result['read_records_per_s']:.0f}"),
         ("parse+decode (ms/record, 1 call)", f"{parse_ms:.2f}"),
-        (f"pipeline batch {FLAGS.batch_size} (batches/s)", f"{result['pipeline_batches_per_s']:.2f}"),
+        (f"pipeline batch {FLAGS.batch_size} (batches/s)",
+         f"{result['pipeline_batches_per_s']:.2f}"),
         (f"pipeline batch {FLAGS.batch_size} (ms/batch)", f"{ms_batch:.1f}"),
-        ("training step (ms)", f"{step_ms:.0f} ({step_src})" if step_ms else "n/a (give --step_ms)"),
+        ("training step (ms)",
+         f"{step_ms:.0f} ({step_src})" if step_ms else "n/a (give --step_ms)"),
         ("input share of a step", f"{100 * result['input_share_of_step']:.1f} %"
          if step_ms else "n/a"),
     ]

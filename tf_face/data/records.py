@@ -154,7 +154,8 @@ def _infer_extra(name: str, value) -> Extra:
     if arr.dtype == bool or arr.dtype == np.uint8:
         return Extra("png8", arr)
     if (np.issubdtype(arr.dtype, np.floating) and arr.ndim in (2, 3)
-            and min(arr.shape[:2]) >= _MIN_MAP_SIDE and (arr.ndim == 2 or arr.shape[2] in (1, 3, 4))):
+            and min(arr.shape[:2]) >= _MIN_MAP_SIDE
+            and (arr.ndim == 2 or arr.shape[2] in (1, 3, 4))):
         return Extra("map16", arr)
     return Extra("float", arr)
 
