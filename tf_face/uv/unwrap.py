@@ -8,8 +8,8 @@ Choices (the paper is silent on them):
 * Sampling: texel -> surface point (atlas triangle + barycentrics) -> image
   point by interpolating ``fitted.vertices_image``; the photo is sampled there
   bilinearly with ``cv2.remap`` (pixel (r, c) centre = image point (c, r), the
-  convention of ``tf_face.render.zbuffer``).  Texels outside the atlas are
-  sent far outside the image, so they read 0 and never pixel (0, 0).
+  convention of ``tf_face.render.zbuffer``).  Only visible texels are
+  sampled, so texels outside the atlas or the photo never read pixel (0, 0).
 * Visibility mask = atlas mask
   AND the image point lies inside the photo (``0 <= x <= W-1``,
   ``0 <= y <= H-1``, so bilinear sampling never mixes in the border)
@@ -22,9 +22,9 @@ Choices (the paper is silent on them):
   must hold a triangle whose plane, evaluated at the texel's exact image
   point, is not nearer than the texel's depth minus ``depth_tol * face size``
   (default 0.02; face size = the larger side of the projected mesh's bounding
-  box) minus ``|grad z| * distance`` from the pixel centre to the point
-  (|grad z| of that triangle, capped at 10: extrapolating a neighbouring
-  facet's plane on a curved surface errs by about that much).  Evaluating the plane at the exact point means a texel is never
+  box) minus ``|grad z| * sqrt(2)`` z-buffer pixels (|grad z| of that
+  triangle, capped at 10: extrapolating a neighbouring facet's plane across
+  the footprint on a curved surface errs by about that much).  Evaluating the plane at the exact point means a texel is never
   hidden by its own triangle or a coplanar neighbour; checking the whole
   footprint drops texels whose bilinear sample would mix in an occluder or,
   at the mesh outline, whatever lies beyond the mesh (a 1-pixel band).  The
@@ -70,21 +70,58 @@ def vertex_normals(vertices, triangles) -> np.ndarray:
     return np.divide(n, norm, out=np.zeros_like(n), where=norm > 0)
 
 
-def _as_float_image(image) -> np.ndarray:
+def _check_image(image) -> np.ndarray:
+    """[H, W, 3] view of the photo (grey repeated, alpha dropped); no copy."""
     img = np.asarray(image)
     if img.ndim == 2:
         img = img[:, :, None]
     if img.ndim != 3 or img.shape[2] not in (1, 3, 4) or img.shape[0] < 1 or img.shape[1] < 1:
         raise ValueError(f"image must be [H,W,3], got {img.shape}")
+    if img.shape[2] == 4:
+        img = img[:, :, :3]
+    return img
+
+
+def _to_float(img: np.ndarray) -> np.ndarray:
     if img.shape[2] == 1:
         img = np.repeat(img, 3, axis=2)
-    elif img.shape[2] == 4:
-        img = img[:, :, :3]
     if img.dtype == np.uint8:
-        return img.astype(np.float32) / 255.0
+        return img.astype(np.float32) * np.float32(1 / 255)
     if img.dtype == np.uint16:
-        return img.astype(np.float32) / 65535.0
+        return img.astype(np.float32) * np.float32(1 / 65535)
     return np.ascontiguousarray(img, dtype=np.float32)
+
+
+def _sample_bilinear(img: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Bilinear samples [M, 3] float32 of the photo at image points (x, y).
+
+    Only the bounding box of the points is converted to float (big photos
+    stay cheap); points outside the photo read 0 (``BORDER_CONSTANT``).
+    """
+    h, w = img.shape[:2]
+    out = np.zeros((x.size, 3), np.float32)
+    if x.size == 0:
+        return out
+    x0 = int(np.clip(np.floor(x.min()) - 1, 0, w))
+    x1 = int(np.clip(np.ceil(x.max()) + 2, 0, w))
+    y0 = int(np.clip(np.floor(y.min()) - 1, 0, h))
+    y1 = int(np.clip(np.ceil(y.max()) + 2, 0, h))
+    if x1 <= x0 or y1 <= y0:
+        return out
+    crop = _to_float(img[y0:y1, x0:x1])
+    # Points far outside are clamped to just outside (cv2 maps use 16-bit
+    # integer parts internally); they read the border value 0 either way.
+    # cv2 wants 2-D maps with sides < 32767: lay the points out 256 a row.
+    n = x.size
+    rows = -(-n // 256)
+    mx = np.full(rows * 256, -4.0, np.float32)
+    my = np.full(rows * 256, -4.0, np.float32)
+    mx[:n] = np.clip(x - x0, -4.0, x1 - x0 + 4.0)
+    my[:n] = np.clip(y - y0, -4.0, y1 - y0 + 4.0)
+    res = cv2.remap(crop, mx.reshape(rows, 256), my.reshape(rows, 256),
+                    interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
+                    borderValue=(0.0, 0.0, 0.0))
+    return res.reshape(-1, 3)[:n]
 
 
 def _footprint_visible(vi: np.ndarray, triangles: np.ndarray, pts: np.ndarray,
@@ -119,20 +156,18 @@ def _footprint_visible(vi: np.ndarray, triangles: np.ndarray, pts: np.ndarray,
     q = (pts[:, :2] - lo) * scale
     fx = np.floor(q[:, 0]).astype(np.int64)
     fy = np.floor(q[:, 1]).astype(np.int64)
-    slope = np.minimum(np.hypot(qx, qy), MAX_SLOPE)
+    # Extrapolating a neighbouring facet's plane from its pixel to the point
+    # errs by about slope x distance (always towards "nearer" on a convex
+    # surface); allow for it with the largest footprint distance.
+    reach = np.sqrt(2.0) / scale
+    pz = pz + np.minimum(np.hypot(qx, qy), MAX_SLOPE) * reach
     x, y, zmax = pts[:, 0], pts[:, 1], pts[:, 2] - tol
     tri_flat = tri_id.reshape(-1)
     visible = np.ones(pts.shape[0], bool)
     for dx, dy in ((0, 0), (1, 0), (0, 1), (1, 1)):
-        cx = np.clip(fx + dx, 0, w - 1)
-        cy = np.clip(fy + dy, 0, h - 1)
-        tid = tri_flat[cy * w + cx]
+        tid = tri_flat[np.clip(fy + dy, 0, h - 1) * w + np.clip(fx + dx, 0, w - 1)]
         t = np.maximum(tid, 0)
-        # Extrapolating a neighbouring facet's plane from its pixel to the
-        # point errs by about slope x distance (always towards "nearer" on a
-        # convex surface): allow for it.
-        dist = np.hypot(x - (cx / scale + lo[0]), y - (cy / scale + lo[1]))
-        visible &= (tid >= 0) & (pz[t] + qx[t] * x + qy[t] * y + slope[t] * dist >= zmax)
+        visible &= (tid >= 0) & (pz[t] + qx[t] * x + qy[t] * y >= zmax)
     return visible
 
 
@@ -144,7 +179,7 @@ def unwrap(image, fitted: FittedFace, model, atlas: UVAtlas,
     Returns float32 texture/normals/position [S,S,3] and a bool mask [S,S]
     (see the module docstring for the visibility rule).
     """
-    img = _as_float_image(image)
+    img = _check_image(image)
     himg, wimg = img.shape[:2]
     tris = np.asarray(model.triangles, np.int64)
     vi = np.asarray(fitted.vertices_image, np.float64)
@@ -163,16 +198,6 @@ def unwrap(image, fitted: FittedFace, model, atlas: UVAtlas,
     nn = np.sqrt(np.einsum("ij,ij->i", n_cam, n_cam))[:, None]
     n_cam = np.divide(n_cam, nn, out=np.zeros_like(n_cam), where=nn > 0)
 
-    # Bilinear texture sample (cv2.remap: pixel (r, c) centre at (c, r)).
-    far = -10.0 - 2.0 * max(himg, wimg)
-    mapx = np.full(ntex, far, np.float32)
-    mapy = np.full(ntex, far, np.float32)
-    mapx[texels] = p_img[:, 0]
-    mapy[texels] = p_img[:, 1]
-    tex = cv2.remap(img, mapx.reshape(size_h, size_w), mapy.reshape(size_h, size_w),
-                    interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
-                    borderValue=(0.0, 0.0, 0.0))
-
     # Visibility.
     x, y = p_img[:, 0], p_img[:, 1]
     vis = (x >= 0) & (x <= wimg - 1) & (y >= 0) & (y <= himg - 1)
@@ -189,13 +214,14 @@ def unwrap(image, fitted: FittedFace, model, atlas: UVAtlas,
 
     mask = np.zeros(ntex, bool)
     mask[texels[vis]] = True
-    texture = tex.reshape(ntex, 3)
-    texture[~mask] = 0.0
+    # Bilinear texture sample of the visible texels (pixel (r, c) centre at (c, r)).
+    texture = np.zeros((ntex, 3), np.float32)
+    texture[texels[vis]] = _sample_bilinear(img, x[vis], y[vis])
     normals = np.zeros((ntex, 3), np.float32)
     normals[texels] = n_cam
     position = np.zeros((ntex, 3), np.float32)
     position[texels] = p_img * IMAGE_FLIP
     shp = (size_h, size_w)
-    return UVSample(texture=np.clip(texture, 0.0, 1.0).reshape(shp + (3,)).astype(np.float32),
+    return UVSample(texture=np.clip(texture, 0.0, 1.0).reshape(shp + (3,)),
                     mask=mask.reshape(shp), normals=normals.reshape(shp + (3,)),
                     position=position.reshape(shp + (3,)))
