@@ -191,3 +191,29 @@ def test_ict_self_occlusion_at_60_degrees():
     # the nose pick up wrong colours: the z-buffer is what keeps them out.
     frac_no_occ, n_no_occ = bad_fraction(unwrap(image, fitted, model, atlas, depth_tol=1e6))
     assert n_no_occ > n_vis and frac_no_occ > 3 * frac + 0.005
+
+
+def test_image_formats_and_mismatched_atlas(two_spheres):
+    model, atlas = two_spheres
+    rot, trans = yaw(10.0), np.array([128.0, 128.0])
+    fitted = fitted_face(model.mean_shape.astype(np.float64), rot, trans)
+    image = render(fitted.vertices_image.astype(np.float64), model.triangles, model.uv)
+    ref = unwrap(image, fitted, model, atlas)
+    grey = image.mean(-1)
+    s_grey = unwrap(np.round(grey * 255).astype(np.uint8), fitted, model, atlas)
+    np.testing.assert_array_equal(s_grey.mask, ref.mask)
+    np.testing.assert_allclose(s_grey.texture[..., 0], s_grey.texture[..., 2])
+    rgba = np.concatenate([image, np.ones((H, W, 1))], -1)
+    np.testing.assert_allclose(unwrap(rgba, fitted, model, atlas).texture, ref.texture, atol=1e-6)
+    img16 = np.round(image * 65535).astype(np.uint16)
+    np.testing.assert_allclose(unwrap(img16, fitted, model, atlas).texture, ref.texture, atol=1e-4)
+    # Bright pixel (0, 0) never leaks into the texture (outside texels are 0).
+    bright = image.copy()
+    bright[:3, :3] = 1.0
+    s = unwrap(bright, fitted, model, atlas)
+    assert (s.texture[~s.mask] == 0).all()
+    other = build_atlas(model.uv[:10], np.array([[0, 1, 2]]), 16)
+    with pytest.raises(ValueError):
+        unwrap(image, fitted, model, other)
+    with pytest.raises(ValueError):
+        unwrap(np.zeros((4, 4, 2)), fitted, model, atlas)
