@@ -201,3 +201,33 @@ def test_uv_mask_stops_black_bleeding(cap):
     img_n, _ = ir.render(v, t, uv, tex, ir.ambient_light(), H, W)
     # just left of the boundary (u slightly < 0.5) plain bilinear mixes in black
     assert img_n[100, 95, 0] < 0.85 and img_m[100, 95, 0] == pytest.approx(0.9, abs=1e-5)
+
+
+def test_standard_renders_set(cap):
+    v, t, uv = cap
+    photo = np.full((H, W, 3), 0.25)
+    nmap = np.zeros((16, 16, 3))
+    nmap[..., 2] = 1.0
+    out = ir.standard_renders(v, t, uv, _grey(0.6), ir.ambient_light(1.0), photo=photo,
+                              normal_map=nmap, size=96, supersample=1)
+    names = set(out)
+    assert {"overlay", "overlay_base", "yaw_-30", "yaw_+30", "yaw_+30_base"} <= names
+    assert len([n for n in names if n.startswith("relit_") and not n.endswith("_base")]) >= 3
+    assert out["overlay"].shape == (H, W, 3) and out["yaw_+30"].shape == (96, 96, 3)
+    assert out["overlay"][0, 0] == pytest.approx([0.25] * 3)
+    for name, img in out.items():
+        assert img.std() > 0.02, name
+    # framed views fill the image with the face and keep a white border
+    cov = (out["relit_frontal"] < 0.99).any(-1)
+    rows, cols = np.nonzero(cov)
+    assert rows.min() > 2 and cols.min() > 2 and rows.max() < 93 and cols.max() < 93
+    assert cov.mean() > 0.4
+    # with a flat "detail" normal map and yaw, the normals turn with the mesh:
+    # a constant colour under directional light, equal to the turned normal's shading
+    sh = ir.sh_light_from("image_left")
+    out2 = ir.standard_renders(v, t, uv, _grey(0.6), sh, normal_map=nmap, lightings={},
+                               yaws=(30.0,), size=96, supersample=1)
+    img = out2["yaw_+30"]
+    inside = (img < 0.99).any(-1)
+    expect = 0.6 * ir.sh_shading(ir.yaw_rotation_camera(30.0) @ [0, 0, 1.0], sh)
+    np.testing.assert_allclose(img[inside].mean(0), expect, atol=0.02)
