@@ -24,12 +24,19 @@ Conventions
 * Degenerate triangles (zero area, non-finite vertices) produce no pixels.
 
 Algorithm: per-triangle integer bounding boxes, clipped to the image, are
-expanded into all (pixel, triangle) candidate pairs with ``np.repeat`` /
-``cumsum``; barycentrics and the inside test are evaluated on all pairs at
-once; depth is resolved with ``np.minimum.at`` (nearest depth, then lowest id
-among exact ties).  Work is split into chunks of at most ``max_candidates``
-pairs (consecutive triangle ranges) to bound memory; chunks are merged with
-the same rule, so the result does not depend on the chunking.
+expanded into (triangle, row) pairs and each row into the pixels of its exact
+span (from the three barycentric half-planes) with ``np.repeat`` /
+``cumsum``; barycentrics, the inside test and depth are evaluated on all
+(pixel, triangle) pairs at once; depth is resolved with ``np.minimum.at``
+(nearest depth, then lowest id among exact ties).  Work is split into chunks
+of at most ``max_candidates`` bounding-box pixels (consecutive triangle
+ranges; one triangle is never split, so a single triangle covering a huge
+image costs memory in proportion to its area); chunks are merged with the
+same rule, so the result does not depend on the chunking.
+
+Cost is about linear in the covered pixels (all layers) plus the rows of the
+bounding boxes: e.g. ~8 ms CPU for a 900-triangle face covering 250x300
+pixels of a 960x720 image on this project's 2-core machine.
 """
 
 from __future__ import annotations
