@@ -231,3 +231,13 @@ def test_standard_renders_set(cap):
     inside = (img < 0.99).any(-1)
     expect = 0.6 * ir.sh_shading(ir.yaw_rotation_camera(30.0) @ [0, 0, 1.0], sh)
     np.testing.assert_allclose(img[inside].mean(0), expect, atol=0.02)
+
+
+def test_frame_face_ignores_unused_vertices(cap):
+    v, t, _ = cap
+    extra = np.vstack([v, [[5000.0, -3000.0, 0.0]]])      # an unreferenced far vertex
+    framed = ir.frame_face(extra, 100, margin=0.1, triangles=t)[:-1]
+    lo, hi = framed[:, :2].min(0), framed[:, :2].max(0)
+    np.testing.assert_allclose(lo, [9.5, 9.5], atol=1e-9)
+    np.testing.assert_allclose(hi, [89.5, 89.5], atol=1e-9)
+    np.testing.assert_allclose(np.ptp(framed[:, 2]), np.ptp(v[:, 2]) * 80 / np.ptp(v[:, 0]))

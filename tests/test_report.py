@@ -247,3 +247,17 @@ def test_report_renders_the_mesh_in_headless_chromium(tmp_path):
     r, g, b = box[..., 0], box[..., 1], box[..., 2]
     orange = (r > 100) & (r > 1.3 * g) & (g > 1.3 * b)         # the texture's colour
     assert orange.mean() > 0.05, orange.mean()
+
+
+def test_save_images_round_trip(tmp_path, monkeypatch):
+    _fake_cache(tmp_path, monkeypatch, with_js=False)
+    img = np.zeros((8, 10, 3))
+    img[..., 0] = 1.0                                  # pure red, RGB order
+    rel = report.save_images(tmp_path, {"yaw +30/x": img, "u8": np.full((4, 4, 3), 7, np.uint8)})
+    assert rel == {"yaw +30/x": "renders/yaw_+30_x.png", "u8": "renders/u8.png"}
+    back = cv2.imread(str(tmp_path / rel["yaw +30/x"]))[..., ::-1]
+    assert back.shape == (8, 10, 3) and (back == [255, 0, 0]).all()
+    text = report.write_report(tmp_path, "t", rel, {}, {}).read_text()
+    assert 'src="renders/yaw_%2B30_x.png"' in text
+    with pytest.raises(ValueError):
+        report.save_images(tmp_path, {"a": img}, subdir="../up")

@@ -25,10 +25,14 @@ from __future__ import annotations
 import base64
 import html
 import os
+import re
 import shutil
 from pathlib import Path, PurePosixPath
 from typing import Optional
 from urllib.parse import quote
+
+import cv2
+import numpy as np
 
 from tf_face.export import viewer_assets
 
@@ -128,6 +132,31 @@ def _viewer(out_dir: Path, glb_name: str, title: str) -> str:
             "</model-viewer>\n"
             f'<p><a href="{_rel_path(glb_name)}">{html.escape(glb_name)}</a> '
             f"({size / 1024:.0f} KiB) &middot; drag to orbit, scroll to zoom</p>{note}")
+
+
+def save_images(out_dir, images: dict, subdir: str = "renders") -> dict:
+    """Write ``{name: RGB image}`` (float in [0, 1] or uint8) as PNGs under
+    ``out_dir/subdir``; return ``{name: relative path}`` for ``write_report``.
+    File names are the names with characters outside ``[A-Za-z0-9_+.-]``
+    replaced by ``_``."""
+    rel_dir = PurePosixPath(_rel_path(subdir)) if subdir else PurePosixPath()
+    folder = Path(out_dir) / str(rel_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    out = {}
+    for name, img in images.items():
+        arr = np.asarray(img)
+        if arr.dtype != np.uint8:
+            arr = np.clip(np.round(arr * 255.0), 0, 255).astype(np.uint8)
+        if arr.ndim != 3 or arr.shape[2] != 3:
+            raise ValueError(f"image {name!r} must be [H,W,3], got {arr.shape}")
+        fname = re.sub(r"[^A-Za-z0-9_+.-]", "_", str(name)).strip(".") or "image"
+        path = folder / f"{fname}.png"
+        tmp = path.with_name(path.name + ".part.png")
+        if not cv2.imwrite(str(tmp), np.ascontiguousarray(arr[..., ::-1])):
+            raise OSError(f"could not write {path}")
+        os.replace(tmp, path)
+        out[name] = str(rel_dir / path.name)
+    return out
 
 
 def write_report(out_dir, title: str, images: dict, maps: dict, timings: dict,
