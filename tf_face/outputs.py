@@ -113,7 +113,7 @@ def write_unwrap_outputs(directory, image: np.ndarray, result, model) -> list:
     lm = np.asarray(result.fitted.landmarks_observed)
     if lm.shape[0] == model.num_vertices and model.landmarks68 is not None:
         lm = lm[model.landmarks68]
-    box = result.detections[result.face_index].box if result.detections else None
+    box = result.detection.box if result.detection is not None else None
     write_png_rgb(d / "overlay.png", draw_overlay(image, result.fitted.vertices_image,
                                                    model.triangles, lm, box))
     write_json(d / "fit.json", result.fit_json())

@@ -21,7 +21,7 @@ from typing import Optional
 
 import numpy as np
 
-from tf_face.errors import LandmarkError, NoFaceError
+from tf_face.errors import LandmarkError
 from tf_face.types import Detection, FittedFace, UVSample
 
 # Below this face-presence score the landmark model is not looking at a face it
@@ -29,9 +29,27 @@ from tf_face.types import Detection, FittedFace, UVSample
 MIN_LANDMARK_SCORE = 0.5
 
 
+class _Timed:
+    """Wraps a callable model and adds up the milliseconds spent in its calls."""
+
+    def __init__(self, fn):
+        self._fn, self.ms = fn, 0.0
+
+    def __call__(self, *args, **kwargs):
+        t = time.perf_counter()
+        try:
+            return self._fn(*args, **kwargs)
+        finally:
+            self.ms += (time.perf_counter() - t) * 1e3
+
+    def __getattr__(self, name):
+        return getattr(self._fn, name)
+
+
 @dataclasses.dataclass
 class PipelineResult:
-    detections: list            # all faces found, largest first ([] with a landmark file)
+    detection: Optional[Detection]  # the face used (None with a landmark file)
+    num_faces: int              # faces detected in the photo (0 with a landmark file)
     face_index: int
     landmarks: np.ndarray       # [468,3] MediaPipe points, or [68,2] / [5,2] from a file
     landmark_source: str        # "mediapipe" or "file"
@@ -45,13 +63,13 @@ class PipelineResult:
         out.update({
             "landmark_source": self.landmark_source,
             "landmark_score": float(self.landmark_score),
-            "num_faces": len(self.detections),
+            "num_faces": self.num_faces,
             "face_index": self.face_index,
             "timings_ms": {k: round(v, 3) for k, v in self.timings_ms.items()},
             "visible_texels": int(self.sample.mask.sum()),
         })
-        if self.detections:
-            det = self.detections[self.face_index]
+        if self.detection is not None:
+            det = self.detection
             out["detection"] = {"box": np.round(det.box, 2).tolist(), "score": float(det.score)}
         return out
 
@@ -102,23 +120,20 @@ class GeometryPipeline:
         from tf_face.fitting import fit_face
         from tf_face.uv import unwrap
 
+        from tf_face.landmarks import detect_landmarks
+
         timings: dict[str, float] = {}
-        detections: list[Detection] = []
+        detection, num_faces = None, 0
         score = 1.0
         if landmarks is None:
-            t = time.perf_counter()
-            detections = self.detector(image)
-            timings["detect"] = (time.perf_counter() - t) * 1e3
-            if not detections:
-                raise NoFaceError("no face found in the image")
-            if not 0 <= face_index < len(detections):
-                raise NoFaceError(
-                    f"--face_index={face_index} but only {len(detections)} face(s) were found "
-                    f"(valid: 0..{len(detections) - 1}, largest first)")
-            t = time.perf_counter()
-            landmarks = self.landmarker(image, detections[face_index])
+            detector, landmarker = _Timed(self.detector), _Timed(self.landmarker)
+            # skips detections the landmark model rejects, fixes turned faces
+            detection, landmarks, num_faces = detect_landmarks(
+                image, detector, landmarker, face_index=face_index,
+                min_presence=MIN_LANDMARK_SCORE)
             score = float(getattr(self.landmarker, "last_score", 1.0))
-            timings["landmarks"] = (time.perf_counter() - t) * 1e3
+            timings["detect"] = detector.ms
+            timings["landmarks"] = landmarker.ms
             if score < MIN_LANDMARK_SCORE:
                 raise LandmarkError(
                     f"landmark model confidence {score:.2f} < {MIN_LANDMARK_SCORE}: the face is "
@@ -134,5 +149,5 @@ class GeometryPipeline:
         sample = unwrap(image, fitted, self.model, self.atlas, min_cos=self.min_cos)
         timings["unwrap"] = (time.perf_counter() - t) * 1e3
         timings["total"] = sum(timings.values())
-        return PipelineResult(detections, face_index, landmarks, source, score, fitted,
-                              sample, timings)
+        return PipelineResult(detection, num_faces, face_index, landmarks, source, score,
+                              fitted, sample, timings)

@@ -1,0 +1,68 @@
+"""The linear albedo model R_a = m_a + U_a p_a in UV space (Eq. 2), as tensors.
+
+Per-vertex albedo models (BFM, Deep3D) reach UV through the model's UV atlas
+(one interpolation per component, done once); UV-space priors (the default
+model) are used as they are, resized if the UV size differs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import cv2
+import numpy as np
+import tensorflow as tf
+
+from tf_face.errors import FaceModelError
+
+
+@dataclasses.dataclass
+class UVAlbedoModel:
+    mean: np.ndarray    # [H, W, 3] float32, linear RGB
+    basis: np.ndarray   # [H, W, 3, K] float32, std-scaled (unit-variance coefficients)
+
+    @property
+    def num_components(self) -> int:
+        return int(self.basis.shape[-1])
+
+    def tensors(self):
+        return (tf.constant(self.mean, tf.float32), tf.constant(self.basis, tf.float32))
+
+
+def _resize(img: np.ndarray, size: int) -> np.ndarray:
+    if img.shape[0] == size and img.shape[1] == size:
+        return img.astype(np.float32)
+    flat = img.reshape(img.shape[0], img.shape[1], -1).astype(np.float32)
+    chunks = [cv2.resize(flat[..., i:i + 512], (size, size), interpolation=cv2.INTER_LINEAR)
+              for i in range(0, flat.shape[-1], 512)]
+    out = np.concatenate([c.reshape(size, size, -1) for c in chunks], axis=-1)
+    return out.reshape((size, size) + img.shape[2:])
+
+
+def uv_albedo_model(model, atlas, num_components: int | None = None) -> UVAlbedoModel:
+    """The albedo model of ``model`` in the UV space of ``atlas``."""
+    if model.albedo_basis is None or model.albedo_mean is None:
+        raise FaceModelError(
+            f"face model {model.name!r} has no albedo model; B-Net needs one "
+            "(use --model=default, bfm2009:, bfm2017: or deep3d:)")
+    size = atlas.size
+    if model.albedo_space == "uv":
+        mean = _resize(np.asarray(model.albedo_mean), size)
+        basis = _resize(np.asarray(model.albedo_basis), size)
+    else:
+        v = model.num_vertices
+        k = model.albedo_basis.shape[-1]
+        mean = atlas.interpolate(np.asarray(model.albedo_mean, np.float32))
+        basis = atlas.interpolate(np.asarray(model.albedo_basis, np.float32).reshape(v, 3 * k))
+        basis = basis.reshape(size, size, 3, k)
+    if num_components is not None:
+        basis = basis[..., :num_components]
+    mask = atlas.mask[..., None]
+    mean = np.where(mask, mean, 0.0).astype(np.float32)
+    basis = np.where(mask[..., None], basis, 0.0).astype(np.float32)
+    return UVAlbedoModel(mean, basis)
+
+
+def albedo_from_coeffs(mean, basis, p_a):
+    """R_a [B, H, W, 3] = mean + basis @ p_a (p_a [B, K])."""
+    return mean[None] + tf.einsum("hwck,bk->bhwc", basis, p_a)

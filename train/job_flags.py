@@ -1,0 +1,93 @@
+"""absl flags shared by train.train_bnet / train_fan / train_drn.
+
+Every field of ``tf_face.training.jobs.JobConfig`` is a flag of the same name;
+defaults are the paper's where it gives them (METHOD.md).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+
+from absl import flags
+
+from tf_face.training.jobs import JobConfig
+
+FLAGS = flags.FLAGS
+
+_HELP = {
+    "data": "Shard folder or glob written by train.preprocess.",
+    "output_dir": "Weights folder (shared by the three jobs; holds checkpoints and logs).",
+    "steps": "Total training steps (a resumed job stops at the same total).",
+    "batch_size": "Batch size per replica.",
+    "learning_rate": "Adam learning rate (paper: 2e-5).",
+    "seed": "Seed of weights init, data order and augmentation.",
+    "strategy": "default | mirrored | multi_worker (TF_CONFIG).",
+    "model": "Face model spec; its albedo model is B-Net's R_a = m_a + U_a p_a.",
+    "num_albedo": "Use only the first K albedo components.",
+    "color_space": "linear (shade in linear RGB; textures are sRGB-decoded) | srgb.",
+    "render_backend": "auto | op | reference (custom ops or their pure-TF reference).",
+    "w_a": "B-Net albedo regulariser weight.",
+    "w_pixel": "FAN pixel-loss weight (paper 0.005; 0.008 for near-frontal data).",
+    "w_percep": "FAN perceptual-loss weight (paper 0.3; 0.7 near-frontal); 0 switches VGG off.",
+    "w_gan": "FAN adversarial-term weight.",
+    "w_grad": "DRN gradient-loss weight.",
+    "w_const": "DRN |displacement| weight.",
+    "w_smooth": "DRN Laplacian-smoothness weight.",
+    "gan_kind": "lsgan | nonsaturating | log.",
+    "disc_learning_rate": "PatchGAN learning rate (default: --learning_rate).",
+    "bnet_width": "B-Net ResNet base width (64 = paper; smaller for CPU smoke runs).",
+    "ngf": "FAN/DRN UNet base width (paper 16).",
+    "vgg_weights": "Keras VGG16 notop .h5 file; 'imagenet' downloads; unset = random (warns).",
+    "vgg_resolution": "Compute E_percep at this resolution (e.g. 128 on CPU).",
+    "drn_max_displacement": "Largest |r_d|, in inter-ocular distances.",
+    "checkpoint_every": "Steps between checkpoints.",
+    "log_every": "Steps between TensorBoard scalars.",
+    "image_every": "Steps between TensorBoard image grids.",
+    "nan_policy": "stop (clear error) | skip (drop the update) on NaN/Inf.",
+    "augment": "Photometric augmentation of the textures.",
+    "on_corrupt": "skip | fail on corrupted records.",
+    "bnet_dir": "Folder with bnet.keras (default: --output_dir).",
+    "fan_dir": "Folder with fan.keras (default: --output_dir).",
+    "deterministic": "Deterministic TF ops (exact resume).",
+    "progress": "Show a progress bar.",
+}
+
+
+def define_flags() -> None:
+    for f in dataclasses.fields(JobConfig):
+        default = f.default if f.default is not dataclasses.MISSING else None
+        help_ = _HELP.get(f.name, f.name)
+        typ = f.type if isinstance(f.type, str) else f.type.__name__
+        if f.name in ("data", "output_dir"):
+            flags.DEFINE_string(f.name, None, help_)
+        elif "bool" in typ:
+            flags.DEFINE_bool(f.name, default, help_)
+        elif typ.startswith("int") or "Optional[int]" in typ:
+            flags.DEFINE_integer(f.name, default, help_)
+        elif typ.startswith("float") or "Optional[float]" in typ:
+            flags.DEFINE_float(f.name, default, help_)
+        else:
+            flags.DEFINE_string(f.name, default, help_)
+
+
+def config_from_flags() -> JobConfig:
+    missing = [n for n in ("data", "output_dir") if not getattr(FLAGS, n)]
+    if missing:
+        raise SystemExit(f"error: --{' and --'.join(missing)} required")
+    return JobConfig(**{f.name: getattr(FLAGS, f.name) for f in dataclasses.fields(JobConfig)})
+
+
+def run_job(fn) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from tf_face.errors import TfFaceError
+    try:
+        summary = fn(config_from_flags())
+    except TfFaceError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(f"{summary['job']}: step {summary['steps']} "
+          f"({summary['steps_run']} run, {summary['seconds_per_step']:.3f} s/step), "
+          f"final losses: " + ", ".join(f"{k}={v:.4f}" for k, v in summary["final_losses"].items()))
+    return 0
