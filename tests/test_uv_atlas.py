@@ -140,3 +140,18 @@ def test_ict_atlas():
     owned = np.zeros(len(model.triangles), bool)
     owned[np.unique(at.tri_id[at.mask])] = True
     assert owned[area > 4].all()
+
+
+def test_to_grid_scatters_rows():
+    verts, tris, uv = plane_grid(n=4)
+    at = build_atlas(uv, tris, 16)
+    m = at.texel_index.size
+    vals = np.arange(m * 2, dtype=np.float32).reshape(m, 2)
+    grid = at.to_grid(vals)
+    assert grid.shape == (16, 16, 2)
+    np.testing.assert_array_equal(grid[at.mask], vals)
+    assert (grid[~at.mask] == 0).all()
+    rows = np.arange(0, m, 3)
+    part = at.to_grid(vals[rows], rows)
+    np.testing.assert_array_equal(part.reshape(-1, 2)[at.texel_index[rows]], vals[rows])
+    assert np.count_nonzero(part.any(-1)) <= rows.size

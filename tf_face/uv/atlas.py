@@ -100,12 +100,25 @@ class UVAtlas:
         shape is kept); zeros outside the mask.  The result is float64 for
         float64 input, float32 otherwise.
         """
-        vals = np.asarray(vertex_values)
-        inner = self.interpolate_texels(vals)
+        return self.to_grid(self.interpolate_texels(vertex_values))
+
+    def to_grid(self, texel_values, rows=None) -> np.ndarray:
+        """Scatter values of the mask texels [M, ...] into a [H, W, ...] grid (0 elsewhere).
+
+        With ``rows`` (indices into the M mask texels), ``texel_values`` holds
+        only those texels.
+        """
+        vals = np.asarray(texel_values)
         h, w = self.shape
-        out = np.zeros((h * w,) + inner.shape[1:], inner.dtype)
-        out[self.texel_index] = inner
-        return out.reshape((h, w) + inner.shape[1:])
+        tex = self.texel_index if rows is None else self.texel_index[rows]
+        if vals.shape[0] != tex.size:
+            raise ValueError(f"expected {tex.size} texel values, got {vals.shape[0]}")
+        inner = vals.shape[1:]
+        c = int(np.prod(inner, dtype=np.int64))
+        out = np.zeros(h * w * c, vals.dtype)
+        # A flat 1-D scatter is several times faster than assigning rows.
+        out[(tex[:, None] * c + np.arange(c)).reshape(-1)] = vals.reshape(-1)
+        return out.reshape((h, w) + inner)
 
 
 def build_atlas(uv, triangles, size: int = 256) -> UVAtlas:

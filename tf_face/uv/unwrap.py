@@ -215,13 +215,9 @@ def unwrap(image, fitted: FittedFace, model, atlas: UVAtlas,
     mask = np.zeros(ntex, bool)
     mask[texels[vis]] = True
     # Bilinear texture sample of the visible texels (pixel (r, c) centre at (c, r)).
-    texture = np.zeros((ntex, 3), np.float32)
-    texture[texels[vis]] = _sample_bilinear(img, x[vis], y[vis])
-    normals = np.zeros((ntex, 3), np.float32)
-    normals[texels] = n_cam
-    position = np.zeros((ntex, 3), np.float32)
-    position[texels] = p_img * IMAGE_FLIP
-    shp = (size_h, size_w)
-    return UVSample(texture=np.clip(texture, 0.0, 1.0).reshape(shp + (3,)),
-                    mask=mask.reshape(shp), normals=normals.reshape(shp + (3,)),
-                    position=position.reshape(shp + (3,)))
+    rows = np.flatnonzero(vis)
+    colours = np.clip(_sample_bilinear(img, x[rows], y[rows]), 0.0, 1.0)
+    return UVSample(texture=atlas.to_grid(colours, rows),
+                    mask=mask.reshape(size_h, size_w),
+                    normals=atlas.to_grid(n_cam.astype(np.float32)),
+                    position=atlas.to_grid((p_img * IMAGE_FLIP).astype(np.float32)))
