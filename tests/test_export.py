@@ -343,3 +343,14 @@ def test_detail_normals_relative_to_smooth_base():
         dm.detail_normals(moved, mask), atol=1e-6)
     with pytest.raises(ValueError):
         dm.detail_normals(moved, mask, base_positions=flat)
+
+
+def test_image_to_export_origin():
+    v, _, _ = hemisphere_mesh(5)
+    cam = v * [1.0, -1.0, -1.0]
+    e = mf.image_to_export(v)
+    np.testing.assert_allclose(0.5 * (e.min(0) + e.max(0)), 0.0, atol=1e-9)
+    o = mf.export_origin(v)
+    np.testing.assert_allclose(e, cam - o)
+    np.testing.assert_allclose(mf.image_to_export(v[:3], origin=o), cam[:3] - o)
+    np.testing.assert_allclose(mf.image_to_export(v, center=False), cam)

@@ -49,17 +49,29 @@ _CHUNK_JSON = 0x4E4F534A  # b"JSON"
 _CHUNK_BIN = 0x004E4942   # b"BIN\0"
 
 
-def image_to_export(vertices_image, center: bool = True) -> np.ndarray:
+def image_to_export(vertices_image, center: bool = True, origin=None) -> np.ndarray:
     """Image-frame vertices -> camera frame (x right, y up, z to viewer), centred.
 
     ``camera = image * [1, -1, -1]`` is a 180-degree rotation about x, so the
     winding (CCW from outside) is preserved. With ``center`` the bounding-box
-    centre moves to the origin (viewers orbit about it).
+    centre moves to the origin (viewers orbit about it); ``origin`` (a
+    camera-frame point, e.g. ``export_origin`` of the base mesh) is
+    subtracted instead when given, so that a base mesh and its detail mesh
+    (whose ``UVSample.position`` is already in the camera frame: subtract the
+    same origin) stay aligned.
     """
     v = np.asarray(vertices_image, np.float64) * IMAGE_FLIP
+    if origin is not None:
+        return v - np.asarray(origin, np.float64)
     if center and len(v):
-        v = v - 0.5 * (v.min(0) + v.max(0))
+        v = v - export_origin(vertices_image)
     return v
+
+
+def export_origin(vertices_image) -> np.ndarray:
+    """Camera-frame bounding-box centre of image-frame vertices (see ``image_to_export``)."""
+    v = np.asarray(vertices_image, np.float64) * IMAGE_FLIP
+    return 0.5 * (v.min(0) + v.max(0))
 
 
 def _check_name(name: str, what: str) -> str:
