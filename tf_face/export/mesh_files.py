@@ -2,12 +2,14 @@
 
 Conventions
 -----------
-* Geometry is written as given: the caller chooses the frame. The recommended
-  export frame is the **model frame** of ``tf_face.types`` (right-handed,
-  +y up, +z out of the face), which is exactly glTF's frame (+y up, a viewer
-  looking down -z sees the face from the front). Posed meshes in the image
-  frame go through ``image_to_export`` first (the camera frame: a proper
-  rotation of the image frame, also +y up and +z towards the viewer).
+* Geometry is written as given: the caller chooses the frame. Both sensible
+  export frames are right-handed, +y up, +z towards the viewer -- exactly
+  glTF's frame (a viewer looking down -z sees the face from the front):
+  the **model frame** of ``tf_face.types`` (``FittedFace.vertices_model``:
+  pose removed, model units) or the **camera frame** (``image_to_export``
+  of ``vertices_image``: the face posed as in the photo, pixel units; the
+  detail mesh built from ``UVSample.position`` is in this frame, so export
+  base and detail meshes with the same ``export_origin``).
 * Triangles are counter-clockwise seen from outside (``tf_face`` convention),
   which is what both OBJ viewers and glTF (front face = CCW) expect.
 * UV: ``tf_face`` uses v *down* (texel row = v * H). OBJ's ``vt`` has v up, so
