@@ -1,0 +1,60 @@
+"""Random 2nd-order SH lighting (camera frame: x right, y up, z towards the camera).
+
+``random_sh(rng, harshness)`` = ambient + one key light (+ sometimes a
+coloured fill light), projected on the 9 Lambertian-convolved SH functions of
+``tf_face.render.sh`` via ``tf_face.render.image_renderer`` (same constants
+and order). ``harshness`` in [0, 1] sets the range sampled from:
+
+* 0: soft, frontal, white light — ambient 0.75-0.95, key 0.15-0.35 within
+  ~20 deg of the view axis;
+* 1: harsh side light — ambient down to 0.15, key up to 1.1, azimuth up to
+  ~85 deg off the view axis, more often coloured (warm/cool tints, a second
+  light of another colour from the other side).
+
+Each draw picks ``h = harshness * U(0.3, 1)`` so a dataset mixes easy and hard
+lights. Intensities are scaled so a frontal normal gets irradiance ~0.9-1.2
+(albedo x irradiance stays mostly below 1 before the sRGB curve).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from tf_face.render.image_renderer import ambient_light, directional_light, sh_shading
+
+
+def _direction(azimuth_deg: float, elevation_deg: float) -> np.ndarray:
+    az, el = math.radians(azimuth_deg), math.radians(elevation_deg)
+    return np.array([math.sin(az) * math.cos(el), math.sin(el), math.cos(az) * math.cos(el)])
+
+
+def _tint(rng, amount: float) -> np.ndarray:
+    warm = np.array([1.0, 0.82, 0.6])
+    cool = np.array([0.7, 0.85, 1.0])
+    base = warm if rng.random() < 0.5 else cool
+    t = np.clip(amount * rng.uniform(0.3, 1.0), 0, 1)
+    c = (1 - t) * np.ones(3) + t * base
+    return c / c.mean()
+
+
+def random_sh(rng: np.random.Generator, harshness: float = 0.5) -> np.ndarray:
+    """A random [9, 3] SH lighting (float64), see the module docstring."""
+    h = float(np.clip(harshness, 0.0, 1.0)) * rng.uniform(0.3, 1.0)
+    ambient = rng.uniform(0.75, 0.95) * (1 - h) + rng.uniform(0.15, 0.35) * h
+    key = rng.uniform(0.15, 0.35) * (1 - h) + rng.uniform(0.7, 1.1) * h
+    az = rng.uniform(-1, 1) * (20 + 65 * h)
+    el = rng.uniform(-15, 40)
+    coloured = rng.random() < 0.15 + 0.5 * h
+    amb_col = _tint(rng, 0.3) if coloured else np.ones(3)
+    key_col = _tint(rng, 0.6 * h + 0.2) if coloured else np.ones(3)
+    sh = ambient_light(ambient * amb_col) + directional_light(_direction(az, el), key * key_col)
+    if coloured and rng.random() < 0.5:
+        fill = rng.uniform(0.1, 0.4) * h
+        sh += directional_light(_direction(-np.sign(az) * rng.uniform(40, 80), rng.uniform(-10, 30)),
+                                fill * _tint(rng, 1.0))
+    # normalise the brightness of a frontal normal to ~[0.9, 1.2]
+    front = float(sh_shading(np.array([0.0, 0.0, 1.0]), sh).mean())
+    sh *= rng.uniform(0.9, 1.2) / max(front, 1e-6)
+    return sh

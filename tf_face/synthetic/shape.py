@@ -1,0 +1,76 @@
+"""Random face shapes for the default model (which has no shape basis).
+
+The default model is a single mean shape (``tf_face.facemodel.default``), so
+shape variation is made here as a sum of smooth deformations of the mean, in
+the model frame (+x subject's left, +y up, +z out of the face; unit RMS
+radius):
+
+* a global anisotropic scale (width, height, depth; +-6 % at strength 1);
+* ``num_bumps`` Gaussian radial-basis bumps ``d_k exp(-|X - c_k|^2 / 2 r_k^2)``
+  centred on random vertices, radius 0.25-0.7 units, displacement mostly along
+  the vertex normal (amplitude ~0.05 units, about 3 mm on a real face), each
+  **mirrored** (centre at the mirror vertex, x component negated) so the face
+  stays symmetric;
+* ``num_asym`` smaller unmirrored bumps (asymmetry, ~1/3 of the amplitude).
+
+Everything is low-frequency (radii >> triangle size), so the MediaPipe
+landmark model can observe the result and the default model's fit
+(a similarity onto the observed 468 points) reproduces it.
+
+ICT-FaceKit shapes/expressions are not used for the geometry: the ground truth
+must live in the default model's UV space and topology, and the default model
+already is what the real pipeline fits, so every synthetic face here is the
+default mesh (documented choice; ICT is an optional extension not built).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tf_face.uv.unwrap import vertex_normals
+
+
+def random_shape(rng: np.random.Generator, model, strength: float = 1.0,
+                 num_bumps: int = 6, num_asym: int = 3) -> np.ndarray:
+    """A random smooth deformation of ``model.mean_shape``: [V, 3] float64."""
+    base = np.asarray(model.mean_shape, np.float64)
+    normals = vertex_normals(base, model.triangles)
+    mirror = (np.asarray(model.mirror, np.int64) if model.mirror is not None
+              else np.arange(len(base)))
+    scale = 1.0 + strength * rng.uniform(-0.06, 0.06, size=3)
+    out = base * scale
+    flip = np.array([-1.0, 1.0, 1.0])
+
+    def bump(centre_id: int, radius: float, vec: np.ndarray, mirrored: bool) -> np.ndarray:
+        c = base[centre_id]
+        w = np.exp(-((base - c) ** 2).sum(1) / (2 * radius ** 2))
+        d = w[:, None] * vec[None, :]
+        if mirrored:
+            cm = base[mirror[centre_id]]
+            wm = np.exp(-((base - cm) ** 2).sum(1) / (2 * radius ** 2))
+            if mirror[centre_id] == centre_id:   # midline: already symmetric when x = 0
+                vec = vec * np.array([0.0, 1.0, 1.0])
+                return w[:, None] * vec[None, :]
+            d = d + wm[:, None] * (vec * flip)[None, :]
+        return d
+
+    for k in range(num_bumps + num_asym):
+        asym = k >= num_bumps
+        cid = int(rng.integers(len(base)))
+        radius = rng.uniform(0.25, 0.7)
+        amp = strength * rng.normal(0.0, 0.05) * (0.35 if asym else 1.0)
+        tangential = rng.normal(0.0, 0.3, size=3)
+        vec = amp * (normals[cid] + tangential)
+        out += bump(cid, radius, vec, mirrored=not asym)
+    return out
+
+
+def inter_ocular_distance(vertices, model) -> float:
+    """Distance between the eye centres (mean of iBUG 36-41 and 42-47).
+
+    The same definition as the fit's ``landmark_rmse_iod`` normaliser. Used
+    as the unit of the displacement maps.
+    """
+    v = np.asarray(vertices, np.float64)
+    lm = np.asarray(model.landmarks68, np.int64)
+    return float(np.linalg.norm(v[lm[36:42]].mean(0) - v[lm[42:48]].mean(0)))

@@ -1,0 +1,130 @@
+"""Displacement maps with wrinkles, in the default model's UV space.
+
+Units and sign: ``displacement[r, c]`` is the offset of the surface along the
+**base (mesh) normal**, in **inter-ocular distances** (eye-centre distance of
+the face, ``shape.inter_ocular_distance``); positive = outwards. Wrinkles are
+grooves (negative). A real IOD is ~63 mm, so 0.01 IOD ~ 0.6 mm. Grooves are
+1.6-2.4 texels wide (sigma; wider than a photo pixel at the rendered sizes,
+so they show) and up to ~0.015 IOD deep (nasolabial folds ~0.035).
+
+The map covers the whole ``size x size`` grid (smooth outside the atlas mask
+too, so finite differences at the mesh border are well defined).
+
+Placement from the default model's iBUG-68 landmarks in UV
+(``model.uv[model.landmarks68]``):
+
+* forehead lines: 2-5 wavy horizontal grooves between the brow ends
+  (iBUG 17-26), above the brows, spaced ~0.03 in v;
+* glabella ("11") lines: 0-2 short vertical grooves between the inner brows;
+* crow's feet: 2-4 lines fanning out from each outer eye corner (36, 45);
+* nasolabial folds: a curve from beside the nose wing (31 / 35) to beside the
+  mouth corner (48 / 54), bowing outwards; the deepest wrinkle;
+* under-eye lines: a faint arc below each eye.
+
+Each wrinkle is a polyline drawn with a depth taper (0 at the ends), then
+blurred by a Gaussian of width ``sigma`` texels and rescaled so the groove's
+centre depth equals the drawn depth. A faint band-pass noise adds skin
+micro-relief (pores as tiny dimples).
+"""
+
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+
+SUPERSAMPLE = 4
+
+
+def _bezier(p0, p1, p2, n: int = 24) -> np.ndarray:
+    t = np.linspace(0.0, 1.0, n)[:, None]
+    return (1 - t) ** 2 * p0 + 2 * (1 - t) * t * p1 + t ** 2 * p2
+
+
+class _Canvas:
+    """Accumulates tapered Gaussian grooves on a supersampled grid."""
+
+    def __init__(self, size: int):
+        self.size = size
+        self.groups: dict[float, np.ndarray] = {}
+
+    def line(self, pts_uv: np.ndarray, depth: float, sigma_texels: float) -> None:
+        k = SUPERSAMPLE
+        sig = round(float(sigma_texels), 2)
+        img = self.groups.setdefault(sig, np.zeros((self.size * k, self.size * k), np.float32))
+        p = np.asarray(pts_uv, np.float64) * self.size * k - 0.5
+        n = len(p)
+        for i in range(n - 1):
+            t = (i + 0.5) / (n - 1)
+            taper = math.sin(math.pi * t) ** 0.7
+            a = tuple(int(round(v * 16)) for v in p[i])
+            b = tuple(int(round(v * 16)) for v in p[i + 1])
+            cv2.line(img, a, b, float(depth * taper), thickness=1, lineType=cv2.LINE_8, shift=4)
+        # lines overwrite (not add) where they touch; segments share endpoints only
+
+    def result(self) -> np.ndarray:
+        k = SUPERSAMPLE
+        out = np.zeros((self.size, self.size), np.float64)
+        for sig, img in self.groups.items():
+            s = sig * k
+            blurred = cv2.GaussianBlur(img, (0, 0), s)
+            # a 1-pixel line of value d blurred by sigma s has centre value d / (sqrt(2 pi) s)
+            blurred *= math.sqrt(2 * math.pi) * s
+            out += cv2.resize(blurred, (self.size, self.size), interpolation=cv2.INTER_AREA)
+        return out
+
+
+def random_displacement(rng: np.random.Generator, model, size: int = 256,
+                        strength: float = 1.0) -> np.ndarray:
+    """A random wrinkle displacement map [size, size] float32 (IOD units, see module)."""
+    uv = np.asarray(model.uv, np.float64)[np.asarray(model.landmarks68, np.int64)]
+    cv = _Canvas(size)
+    age = rng.uniform(0.2, 1.0) * strength          # how wrinkled this face is
+    base_depth = 0.014 * age
+    sig = rng.uniform(1.6, 2.4)
+
+    # forehead lines
+    brow_top = min(uv[17:27, 1])
+    x0, x1 = uv[18, 0] + rng.uniform(-0.02, 0.02), uv[25, 0] + rng.uniform(-0.02, 0.02)
+    for j in range(int(rng.integers(2, 6))):
+        v = brow_top - 0.035 - j * rng.uniform(0.025, 0.035)
+        if v < 0.05:
+            break
+        xs = np.linspace(x0 + 0.03 * j, x1 - 0.03 * j, 40)
+        phase, amp = rng.uniform(0, 2 * np.pi), rng.uniform(0.002, 0.008)
+        ys = v + amp * np.sin(phase + 2 * np.pi * 2.0 * (xs - 0.5)) + 0.015 * ((xs - 0.5) / 0.3) ** 2
+        cv.line(np.stack([xs, ys], 1), -base_depth * rng.uniform(0.6, 1.2), sig * 1.1)
+    # glabella lines
+    for j in range(int(rng.integers(0, 3))):
+        xc = 0.5 + (j - 0.5) * rng.uniform(0.02, 0.04)
+        vb = 0.5 * (uv[21, 1] + uv[22, 1])
+        pts = np.stack([np.full(8, xc) + np.linspace(0, rng.uniform(-0.01, 0.01), 8),
+                        np.linspace(vb - 0.05, vb + 0.01, 8)], 1)
+        cv.line(pts, -base_depth * rng.uniform(0.5, 1.0), sig)
+    # crow's feet, nasolabial folds and under-eye arcs, mirrored left/right
+    for side, corner, nose, mouth in ((-1, 36, 31, 48), (1, 45, 35, 54)):
+        c = uv[corner] + np.array([side * 0.015, 0.0])
+        for j in range(int(rng.integers(2, 5))):
+            ang = math.radians(rng.uniform(-35, 35))
+            length = rng.uniform(0.03, 0.06)
+            d = np.array([side * math.cos(ang), math.sin(ang)])
+            start = c + d * rng.uniform(0.0, 0.01)
+            pts = _bezier(start, start + 0.5 * length * d + rng.normal(0, 0.004, 2),
+                          start + length * d)
+            cv.line(pts, -base_depth * rng.uniform(0.5, 1.0), sig * 0.9)
+        p0 = uv[nose] + np.array([side * rng.uniform(0.02, 0.035), rng.uniform(-0.01, 0.01)])
+        p2 = uv[mouth] + np.array([side * rng.uniform(0.02, 0.04), rng.uniform(0.01, 0.04)])
+        p1 = 0.5 * (p0 + p2) + np.array([side * rng.uniform(0.01, 0.03), 0.0])
+        cv.line(_bezier(p0, p1, p2, 32), -base_depth * rng.uniform(1.5, 2.5), sig * 1.8)
+        eye = uv[[36, 39]] if side < 0 else uv[[42, 45]]
+        e0, e1 = eye[0] + np.array([0, 0.03]), eye[1] + np.array([0, 0.03])
+        mid = 0.5 * (e0 + e1) + np.array([0.0, 0.012])
+        cv.line(_bezier(e0, mid, e1), -base_depth * rng.uniform(0.2, 0.6), sig)
+    disp = cv.result()
+    # micro-relief: band-pass noise, ~0.0004 IOD RMS
+    noise = rng.normal(0.0, 1.0, (size, size)).astype(np.float32)
+    fine = cv2.GaussianBlur(noise, (0, 0), 0.7) - cv2.GaussianBlur(noise, (0, 0), 2.0)
+    fine /= max(float(fine.std()), 1e-9)
+    disp += 0.0004 * strength * fine
+    return disp.astype(np.float32)
