@@ -46,7 +46,8 @@ def test_ambient_and_directional_light():
 
 def test_render_covers_the_disc_and_shades_exactly(cap):
     v, t, uv = cap
-    img, alpha = ir.render(v, t, uv, _grey(0.8), ir.ambient_light(1.0), H, W)
+    img, alpha = ir.render(v, t, uv, _grey(0.8), ir.ambient_light(1.0), H, W,
+                           color_space="srgb")
     covered = alpha > 0.5
     assert abs(covered.sum() / (np.pi * R * R) - 1.0) < 0.03
     np.testing.assert_allclose(img[covered], 0.8, atol=1e-6)   # albedo * irradiance 1
@@ -58,7 +59,7 @@ def test_background_and_supersampling(cap):
     photo = np.zeros((H, W, 3), np.uint8)
     photo[..., 1] = 255
     img, alpha = ir.render(v, t, uv, _grey(0.5), ir.ambient_light(1.0), H, W,
-                           background=photo, supersample=3)
+                           background=photo, supersample=3, color_space="srgb")
     assert ((alpha > 0) & (alpha < 1)).sum() > 100              # anti-aliased rim
     np.testing.assert_allclose(img[alpha == 0], [[0.0, 1.0, 0.0]] * int((alpha == 0).sum()))
     edge = (alpha > 0.2) & (alpha < 0.8)
@@ -139,13 +140,14 @@ def test_normal_map_drives_the_shading_and_turns_with_yaw(cap):
     nmap = np.zeros((32, 32, 3))
     nmap[..., 2] = 1.0                       # "detail normals": flat, facing the camera
     sh = ir.sh_light_from("image_left")
-    img, alpha = ir.render(v, t, uv, _grey(0.5), sh, H, W, normal_map=nmap)
+    img, alpha = ir.render(v, t, uv, _grey(0.5), sh, H, W, normal_map=nmap, color_space="srgb")
     inside = alpha > 0.5
     expect = 0.5 * ir.sh_shading(np.array([0.0, 0.0, 1.0]), sh)
     np.testing.assert_allclose(img[inside], np.broadcast_to(expect, img[inside].shape), atol=1e-6)
     base, _ = ir.render(v, t, uv, _grey(0.5), sh, H, W)          # without details
     assert base[inside].std() > 0.05
-    img30, alpha30 = ir.render(v, t, uv, _grey(0.5), sh, H, W, normal_map=nmap, yaw_deg=30.0)
+    img30, alpha30 = ir.render(v, t, uv, _grey(0.5), sh, H, W, normal_map=nmap, yaw_deg=30.0,
+                               color_space="srgb")
     n30 = ir.yaw_rotation_camera(30.0) @ [0.0, 0.0, 1.0]
     expect30 = 0.5 * ir.sh_shading(n30, sh)
     inside30 = alpha30 > 0.5
@@ -197,8 +199,8 @@ def test_uv_mask_stops_black_bleeding(cap):
     tex[:, :4] = 0.9                              # valid left half, black (invalid) right half
     mask = np.zeros((8, 8), bool)
     mask[:, :4] = True
-    img_m, _ = ir.render(v, t, uv, tex, ir.ambient_light(), H, W, uv_mask=mask)
-    img_n, _ = ir.render(v, t, uv, tex, ir.ambient_light(), H, W)
+    img_m, _ = ir.render(v, t, uv, tex, ir.ambient_light(), H, W, uv_mask=mask, color_space="srgb")
+    img_n, _ = ir.render(v, t, uv, tex, ir.ambient_light(), H, W, color_space="srgb")
     # just left of the boundary (u slightly < 0.5) plain bilinear mixes in black
     assert img_n[100, 95, 0] < 0.85 and img_m[100, 95, 0] == pytest.approx(0.9, abs=1e-5)
 
@@ -226,7 +228,7 @@ def test_standard_renders_set(cap):
     # a constant colour under directional light, equal to the turned normal's shading
     sh = ir.sh_light_from("image_left")
     out2 = ir.standard_renders(v, t, uv, _grey(0.6), sh, normal_map=nmap, lightings={},
-                               yaws=(30.0,), size=96, supersample=1)
+                               yaws=(30.0,), size=96, supersample=1, color_space="srgb")
     img = out2["yaw_+30"]
     inside = (img < 0.99).any(-1)
     expect = 0.6 * ir.sh_shading(ir.yaw_rotation_camera(30.0) @ [0, 0, 1.0], sh)
@@ -241,3 +243,14 @@ def test_frame_face_ignores_unused_vertices(cap):
     np.testing.assert_allclose(lo, [9.5, 9.5], atol=1e-9)
     np.testing.assert_allclose(hi, [89.5, 89.5], atol=1e-9)
     np.testing.assert_allclose(np.ptp(framed[:, 2]), np.ptp(v[:, 2]) * 80 / np.ptp(v[:, 0]))
+
+
+def test_linear_colour_space_encodes_srgb(cap):
+    v, t, uv = cap
+    img, alpha = ir.render(v, t, uv, _grey(0.2), ir.ambient_light(1.0), H, W)   # default linear
+    expect = 1.055 * 0.2 ** (1 / 2.4) - 0.055                                     # sRGB(0.2)
+    np.testing.assert_allclose(img[alpha > 0.5], expect, atol=1e-6)
+    np.testing.assert_allclose(ir.linear_to_srgb([0.0, 0.002, 1.0, 2.0]),
+                               [0.0, 0.002 * 12.92, 1.0, 1.0], atol=1e-12)
+    with pytest.raises(ValueError):
+        ir.render(v, t, uv, _grey(), ir.ambient_light(), H, W, color_space="xyz")

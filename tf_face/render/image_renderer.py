@@ -22,9 +22,13 @@ Conventions
   mask the sampling is mask-weighted (texels outside the atlas do not bleed
   black into the border); where the normal map has no valid texel the
   interpolated vertex normal of the posed mesh is used.
-* Colours are treated linearly in whatever space the albedo is in (the
-  reconstruction's albedo is in the photo's sRGB space, as in the paper's
-  I_syn); the output is clipped to [0, 1].
+* Colour space (``color_space``, as the trainers' ``--color_space`` and
+  ``tf_face.training.colour``): ``"linear"`` (default) -- the albedo maps are
+  linear RGB (B-Net's R_a and FAN's A are, by the project's decision), the
+  shading is done in linear RGB and the result is encoded with the exact sRGB
+  curve before it is composited over the (sRGB) background; ``"srgb"`` -- the
+  albedo is in the photo's sRGB space and ``albedo * shading`` is shown as
+  is. Outputs are display (sRGB) values clipped to [0, 1].
 * Lighting presets are named by the **image**: ``sh_light_from('image_left')``
   lights the face from the side that appears on the left of the image, so it
   brightens the left half of the rendered image (the subject's right cheek in
@@ -196,6 +200,13 @@ def _sample(uv_map: np.ndarray, uv: np.ndarray, weight: Optional[np.ndarray]):
     return out, ws
 
 
+def linear_to_srgb(x) -> np.ndarray:
+    """Exact sRGB encoding of linear values (clipped to [0, 1]), numpy."""
+    x = np.clip(np.asarray(x, np.float64), 0.0, 1.0)
+    return np.where(x <= 0.0031308, 12.92 * x,
+                    1.055 * np.power(np.maximum(x, 1e-12), 1.0 / 2.4) - 0.055)
+
+
 def _background(background, height, width) -> np.ndarray:
     if background is None:
         return np.zeros((height, width, 3))
@@ -210,7 +221,7 @@ def _background(background, height, width) -> np.ndarray:
 
 def render(vertices_image, triangles, uv, albedo_map, sh, height: int, width: int,
            normal_map=None, uv_mask=None, yaw_deg: float = 0.0, background=None,
-           cull_backfaces: bool = True, supersample: int = 1):
+           cull_backfaces: bool = True, supersample: int = 1, color_space: str = "linear"):
     """Render a textured, SH-lit mesh into an image.
 
     Args:
@@ -232,12 +243,16 @@ def render(vertices_image, triangles, uv, albedo_map, sh, height: int, width: in
         float in [0, 1]), e.g. the photo for an overlay.
       supersample: render at k x k resolution and box-filter down (anti-aliased
         silhouette).
+      color_space: "linear" (albedo linear RGB; result sRGB-encoded) or
+        "srgb" (albedo already in display space); see the module doc.
     Returns:
       (image [H, W, 3] float32 in [0, 1], alpha [H, W] float32 coverage).
     """
     height, width, k = int(height), int(width), int(supersample)
     if k < 1:
         raise ValueError("supersample must be >= 1")
+    if color_space not in ("linear", "srgb"):
+        raise ValueError(f"color_space must be 'linear' or 'srgb', got {color_space!r}")
     v = np.asarray(vertices_image, np.float64)
     t = np.asarray(triangles, np.int64)
     tex = np.asarray(uv, np.float64)
@@ -273,9 +288,11 @@ def render(vertices_image, triangles, uv, albedo_map, sh, height: int, width: in
         ns = ns @ rot.T
         good = (ws > 0.05) & (np.linalg.norm(ns, axis=1) > 0.1)
         n = np.where(good[:, None], ns, n)
-    colour = alb * sh_shading(n, sh)
+    colour = np.clip(alb * sh_shading(n, sh), 0.0, 1.0)
+    if color_space == "linear":
+        colour = linear_to_srgb(colour)
     img = np.zeros((hh * ww, 3))
-    img[pix] = np.clip(colour, 0.0, 1.0)
+    img[pix] = colour
     img = img.reshape(hh, ww, 3)
     alpha = covered.astype(np.float64)
     if k > 1:
@@ -306,7 +323,8 @@ def frame_face(vertices_image, size: int, margin: float = 0.12, triangles=None) 
 
 def standard_renders(vertices_image, triangles, uv, albedo_map, sh, photo=None,
                      normal_map=None, uv_mask=None, lightings=None, yaws=(-30.0, 30.0),
-                     size: int = 512, supersample: int = 2) -> dict:
+                     size: int = 512, supersample: int = 2,
+                     color_space: str = "linear") -> dict:
     """The render set of a reconstruction: ``{name: float image [.., .., 3]}``.
 
     * ``overlay`` (and ``overlay_base``): the estimated lighting ``sh`` over
@@ -315,6 +333,7 @@ def standard_renders(vertices_image, triangles, uv, albedo_map, sh, photo=None,
       and ``yaw_<deg>`` for each yaw under the estimated lighting, framed in a
       ``size x size`` white image; each also as ``..._base`` without the detail
       normals when ``normal_map`` is given.
+    ``color_space`` as in ``render``.
     """
     out = {}
     variants = [("", normal_map)] + ([("_base", None)] if normal_map is not None else [])
@@ -324,7 +343,8 @@ def standard_renders(vertices_image, triangles, uv, albedo_map, sh, photo=None,
             out["overlay" + suffix] = render(vertices_image, triangles, uv, albedo_map, sh,
                                              ph.shape[0], ph.shape[1], normal_map=nm,
                                              uv_mask=uv_mask, background=ph,
-                                             supersample=supersample)[0]
+                                             supersample=supersample,
+                                             color_space=color_space)[0]
     used = np.asarray(vertices_image, np.float64)[np.unique(np.asarray(triangles).reshape(-1))]
     center = 0.5 * (used.min(0) + used.max(0))
     framed = frame_face(vertices_image, size, triangles=triangles)
@@ -334,7 +354,8 @@ def standard_renders(vertices_image, triangles, uv, albedo_map, sh, photo=None,
         for suffix, nm in variants:
             out[f"relit_{name}{suffix}"] = render(
                 framed, triangles, uv, albedo_map, light, size, size, normal_map=nm,
-                uv_mask=uv_mask, background=white, supersample=supersample)[0]
+                uv_mask=uv_mask, background=white, supersample=supersample,
+                color_space=color_space)[0]
     for yaw in yaws:
         turned = frame_face(rotate_yaw(vertices_image, yaw, center), size, triangles=triangles)
         rot = yaw_rotation_camera(yaw)
@@ -343,5 +364,6 @@ def standard_renders(vertices_image, triangles, uv, albedo_map, sh, photo=None,
             nmr = None if nm is None else np.asarray(nm, np.float64) @ rot.T
             out[f"yaw_{yaw:+.0f}{suffix}"] = render(
                 turned, triangles, uv, albedo_map, sh, size, size, normal_map=nmr,
-                uv_mask=uv_mask, background=white, supersample=supersample)[0]
+                uv_mask=uv_mask, background=white, supersample=supersample,
+                color_space=color_space)[0]
     return out
