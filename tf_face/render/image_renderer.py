@@ -121,11 +121,11 @@ def sh_light_from(direction="front", intensity=0.75, ambient=0.45,
 def preset_lightings() -> dict:
     """Named ``[9, 3]`` SH lightings for relit renders (see ``sh_light_from``)."""
     return {
-        "frontal": sh_light_from("front", intensity=0.7, ambient=0.4),
-        "image_left": sh_light_from("image_left"),
-        "image_right": sh_light_from("image_right"),
-        "top": sh_light_from("top"),
-        "coloured": (ambient_light(0.3)
+        "frontal": sh_light_from("front", intensity=0.75, ambient=0.3),
+        "image_left": sh_light_from("image_left", intensity=0.9, ambient=0.2),
+        "image_right": sh_light_from("image_right", intensity=0.9, ambient=0.2),
+        "top": sh_light_from("top", intensity=0.9, ambient=0.2),
+        "coloured": (ambient_light(0.2)
                      + directional_light(LIGHT_DIRECTIONS["image_left"], [0.95, 0.7, 0.4])
                      + directional_light(LIGHT_DIRECTIONS["image_right"], [0.3, 0.45, 0.85])),
     }
