@@ -11,8 +11,10 @@ input), batch 8, 256x256 UV maps:
 * ``laplacian``: mesh_laplacian_smoothness of [8, 65536, 3] values on the
   full 256x256 texel-grid detail mesh (6-neighbour 1-ring).
 
-Times are medians of warm runs in one process; speedup = reference / op from
-the same run (absolute times drift on shared machines). Writes
+Times are medians of warm runs in one process; speedup = reference / op wall
+time from the same run (absolute times drift on shared machines). The process
+CPU time (all threads) is printed too: on a loaded machine it is the steadier
+measure of work done. Writes
 ``{"uv_render_speedup": (V=35k), "uv_render_speedup_v468": ...,
 "laplacian_speedup": ..., "cases": {...}}``.
 """
@@ -39,15 +41,17 @@ flags.DEFINE_integer("batch", 8, "Batch size.")
 flags.DEFINE_integer("size", 256, "UV map height = width.")
 
 
-def _time(fn, repeats: int) -> float:
+def _time(fn, repeats: int) -> tuple[float, float]:
+    """(median wall ms, median process CPU ms) of warm calls."""
     fn()  # trace + warm up
-    times = []
+    wall, cpu = [], []
     for _ in range(repeats):
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         out = fn()
         _ = [o.numpy() for o in out]
-        times.append(time.perf_counter() - start)
-    return float(np.median(times)) * 1e3
+        wall.append(time.perf_counter() - start)
+        cpu.append(time.process_time() - start_cpu)
+    return float(np.median(wall)) * 1e3, float(np.median(cpu)) * 1e3
 
 
 def _uv_render_case(tf, render, atlas, batch, backend, what):
@@ -119,18 +123,23 @@ def main(argv):
     results = {}
     print(f"batch {batch}, {size}x{size}, forward+backward, median of {repeats} warm runs, "
           f"TF intra-op threads {tf.config.threading.get_intra_op_parallelism_threads() or os.cpu_count()}")
-    print(f"{'case':<16}{'V':>8}{'reference ms':>15}{'op ms':>10}{'speedup':>10}")
+    print(f"{'case':<16}{'V':>8}{'reference ms':>15}{'op ms':>10}{'speedup':>10}"
+          f"{'ref cpu-ms':>12}{'op cpu-ms':>11}{'cpu ratio':>10}")
     for what, v in cases:
-        ms = {}
+        ms, cpu = {}, {}
         for backend in ("reference", "op"):
             if what == "laplacian":
                 fn = _laplacian_case(tf, render, grid, batch, backend)
             else:
                 fn = _uv_render_case(tf, render, atlases[v], batch, backend, what)
-            ms[backend] = _time(fn, repeats)
+            ms[backend], cpu[backend] = _time(fn, repeats)
         speedup = ms["reference"] / ms["op"]
-        results[f"{what}_v{v}"] = {"reference_ms": ms["reference"], "op_ms": ms["op"], "speedup": speedup}
-        print(f"{what:<16}{v:>8}{ms['reference']:>15.1f}{ms['op']:>10.1f}{speedup:>9.1f}x")
+        cpu_ratio = cpu["reference"] / max(cpu["op"], 1e-9)
+        results[f"{what}_v{v}"] = {"reference_ms": ms["reference"], "op_ms": ms["op"], "speedup": speedup,
+                                   "reference_cpu_ms": cpu["reference"], "op_cpu_ms": cpu["op"],
+                                   "cpu_time_ratio": cpu_ratio}
+        print(f"{what:<16}{v:>8}{ms['reference']:>15.1f}{ms['op']:>10.1f}{speedup:>9.1f}x"
+              f"{cpu['reference']:>12.1f}{cpu['op']:>11.1f}{cpu_ratio:>9.1f}x")
     summary = {
         "uv_render_speedup": results["uv_render_v35000"]["speedup"],
         "uv_render_speedup_v468": results["uv_render_v468"]["speedup"],

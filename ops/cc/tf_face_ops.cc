@@ -12,6 +12,9 @@
 //                              -> image[B,H,W,3]
 //   TfFaceShShadeGrad          grad, albedo, normals, sh -> d_albedo,
 //                              d_normals, d_sh
+//   TfFaceUvRender             vertex_normals[B,V,3], albedo, sh, atlas -> image
+//                              (fused uv_interpolate + sh_shade, CPU only)
+//   TfFaceUvRenderGrad         -> d_albedo, d_normal_map, d_sh
 //   TfFaceCsrTranspose         row_ptr[V+1], col_idx[nnz] -> transposed CSR
 //   TfFaceLaplacianSmoothness  values[B,V,C], row_ptr, col_idx -> energy[B]
 //   TfFaceLaplacianSmoothnessGrad values, row_ptr, col_idx, t_row_ptr,
@@ -181,6 +184,60 @@ REGISTER_OP("TfFaceShShadeGrad")
       c->set_output(2, c->input(3));
       return Status();
     });
+
+REGISTER_OP("TfFaceUvRender")
+    .Input("vertex_normals: T")
+    .Input("albedo: T")
+    .Input("sh: T")
+    .Input("tri_id: int32")
+    .Input("bary: T")
+    .Input("triangles: int32")
+    .Input("mask: bool")
+    .Output("image: T")
+    .Attr("T: {float, double}")
+    .SetShapeFn([](InferenceContext* c) {
+      ShapeHandle vn, albedo, sh, hw, unused_s;
+      TF_RETURN_IF_ERROR(c->WithRank(c->input(0), 3, &vn));
+      TF_RETURN_IF_ERROR(c->WithRank(c->input(1), 4, &albedo));
+      TF_RETURN_IF_ERROR(c->WithRank(c->input(2), 3, &sh));
+      DimensionHandle unused;
+      TF_RETURN_IF_ERROR(c->WithValue(c->Dim(vn, 2), 3, &unused));
+      TF_RETURN_IF_ERROR(c->WithValue(c->Dim(albedo, 3), 3, &unused));
+      TF_RETURN_IF_ERROR(c->WithValue(c->Dim(sh, 1), 9, &unused));
+      TF_RETURN_IF_ERROR(c->WithValue(c->Dim(sh, 2), 3, &unused));
+      TF_RETURN_IF_ERROR(AtlasShapes(c, 3, &hw));
+      DimensionHandle b;
+      TF_RETURN_IF_ERROR(c->Merge(c->Dim(vn, 0), c->Dim(albedo, 0), &b));
+      TF_RETURN_IF_ERROR(c->Merge(b, c->Dim(sh, 0), &b));
+      TF_RETURN_IF_ERROR(CheckNonEmptyBatch(c, b));
+      ShapeHandle albedo_hw;
+      TF_RETURN_IF_ERROR(c->Subshape(albedo, 1, 3, &albedo_hw));
+      TF_RETURN_IF_ERROR(c->Merge(albedo_hw, hw, &unused_s));
+      c->set_output(0, albedo);
+      return Status();
+    })
+    .Doc("Fused uv_interpolate(vertex_normals) -> sh_shade(albedo, ., sh), zero off the atlas.");
+
+REGISTER_OP("TfFaceUvRenderGrad")
+    .Input("grad: T")
+    .Input("vertex_normals: T")
+    .Input("albedo: T")
+    .Input("sh: T")
+    .Input("tri_id: int32")
+    .Input("bary: T")
+    .Input("triangles: int32")
+    .Input("mask: bool")
+    .Output("grad_albedo: T")
+    .Output("grad_normal_map: T")
+    .Output("grad_sh: T")
+    .Attr("T: {float, double}")
+    .SetShapeFn([](InferenceContext* c) {
+      c->set_output(0, c->input(2));
+      c->set_output(1, c->input(2));
+      c->set_output(2, c->input(3));
+      return Status();
+    })
+    .Doc("Backward of TfFaceUvRender up to the (un-normalised) normal map.");
 
 REGISTER_OP("TfFaceCsrTranspose")
     .Input("row_ptr: int32")
@@ -562,6 +619,144 @@ class ShShadeGradOp : public OpKernel {
 };
 
 // ---------------------------------------------------------------------------
+// Fused UV render: interpolate vertex normals + SH shade, per texel.
+
+// Validates all inputs of TfFaceUvRender(Grad) starting at input `first`.
+static bool ValidateUvRender(OpKernelContext* ctx, int first, int64* B, int64* V, int64* HW) {
+  const Tensor& vn = ctx->input(first);
+  const Tensor& albedo = ctx->input(first + 1);
+  const Tensor& sh = ctx->input(first + 2);
+  auto fail = [ctx](const std::string& msg) {
+    ctx->CtxFailure(__FILE__, __LINE__, InvalidArgument(msg));
+    return false;
+  };
+  if (vn.dims() != 3 || vn.dim_size(2) != 3)
+    return fail("vertex_normals must be [B, V, 3], got " + vn.shape().DebugString());
+  *B = vn.dim_size(0);
+  *V = vn.dim_size(1);
+  if (*B == 0) return fail("empty batch: vertex_normals has B = 0");
+  int64 H, W;
+  if (!ValidateAtlas(ctx, ctx->input(first + 3), &ctx->input(first + 4), ctx->input(first + 5),
+                     ctx->input(first + 6), *V, &H, &W))
+    return false;
+  if (albedo.shape() != TensorShape({*B, H, W, 3}))
+    return fail("albedo must be [B, H, W, 3] = " + TensorShape({*B, H, W, 3}).DebugString() + ", got " +
+                albedo.shape().DebugString());
+  if (sh.shape() != TensorShape({*B, 9, 3}))
+    return fail("sh must be [B, 9, 3], got " + sh.shape().DebugString());
+  *HW = H * W;
+  return true;
+}
+
+// Interpolated (un-normalised) normal of texel t; false when not drawn.
+template <typename T>
+static inline bool TexelNormal(const T* vnb, const int32_t* tid, const T* w, const int32_t* tri,
+                               const bool* m, int64 t, T* n) {
+  const int32_t f = tid[t];
+  if (!m[t] || f < 0) return false;
+  const T* a0 = vnb + 3 * static_cast<int64>(tri[3 * f]);
+  const T* a1 = vnb + 3 * static_cast<int64>(tri[3 * f + 1]);
+  const T* a2 = vnb + 3 * static_cast<int64>(tri[3 * f + 2]);
+  const T w0 = w[3 * t], w1 = w[3 * t + 1], w2 = w[3 * t + 2];
+  for (int c = 0; c < 3; ++c) n[c] = w0 * a0[c] + w1 * a1[c] + w2 * a2[c];
+  return true;
+}
+
+template <typename T>
+class UvRenderOp : public OpKernel {
+ public:
+  explicit UvRenderOp(OpKernelConstruction* c) : OpKernel(c) {}
+  void Compute(OpKernelContext* ctx) override {
+    int64 B, V, HW;
+    if (!ValidateUvRender(ctx, 0, &B, &V, &HW)) return;
+    Tensor* out = nullptr;
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, ctx->input(1).shape(), &out));
+    const T* vn = ctx->input(0).flat<T>().data();
+    const T* a = ctx->input(1).flat<T>().data();
+    const T* s = ctx->input(2).flat<T>().data();
+    const int32_t* tid = ctx->input(3).flat<int32_t>().data();
+    const T* w = ctx->input(4).flat<T>().data();
+    const int32_t* tri = ctx->input(5).flat<int32_t>().data();
+    const bool* m = ctx->input(6).flat<bool>().data();
+    T* o = out->flat<T>().data();
+    // Texel-major, batch-minor: the atlas lookups (tri_id -> triangle -> vertex
+    // ids, weights) are done once per texel for the whole batch.
+    ParallelFor(ctx, HW, 100 * B, [&](int64 begin, int64 end) {
+      for (int64 t = begin; t < end; ++t) {
+        for (int64 b = 0; b < B; ++b) {
+          const int64 p = b * HW + t;
+          T n[3];
+          if (!TexelNormal(vn + b * V * 3, tid, w, tri, m, t, n)) {
+            o[3 * p] = o[3 * p + 1] = o[3 * p + 2] = T(0);
+            continue;
+          }
+          ShShadeTexel(a + 3 * p, n, s + b * 27, o + 3 * p);
+        }
+      }
+    });
+  }
+};
+
+template <typename T>
+class UvRenderGradOp : public OpKernel {
+ public:
+  explicit UvRenderGradOp(OpKernelConstruction* c) : OpKernel(c) {}
+  void Compute(OpKernelContext* ctx) override {
+    int64 B, V, HW;
+    if (!ValidateUvRender(ctx, 1, &B, &V, &HW)) return;
+    const Tensor& grad = ctx->input(0);
+    TFF_REQUIRE(ctx, grad.shape() == ctx->input(2).shape(), "grad must match albedo");
+    Tensor *ga = nullptr, *gn = nullptr, *gs = nullptr;
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, grad.shape(), &ga));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(1, grad.shape(), &gn));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(2, ctx->input(3).shape(), &gs));
+    const T* g = grad.flat<T>().data();
+    const T* vn = ctx->input(1).flat<T>().data();
+    const T* a = ctx->input(2).flat<T>().data();
+    const T* s = ctx->input(3).flat<T>().data();
+    const int32_t* tid = ctx->input(4).flat<int32_t>().data();
+    const T* w = ctx->input(5).flat<T>().data();
+    const int32_t* tri = ctx->input(6).flat<int32_t>().data();
+    const bool* m = ctx->input(7).flat<bool>().data();
+    T* oa = ga->flat<T>().data();
+    T* on = gn->flat<T>().data();
+    T* os = gs->flat<T>().data();
+    const int64 nblk = (HW + kReduceBlock - 1) / kReduceBlock;
+    std::vector<double> partial(B * nblk * 27, 0.0);
+    // Texel blocks (fixed size, so the reduction order does not depend on the
+    // thread count), each block handling the whole batch per texel.
+    std::vector<T> sh_local(s, s + B * 27);
+    ParallelFor(ctx, nblk, kReduceBlock * 170 * B, [&](int64 begin, int64 end) {
+      std::vector<double> acc(B * 27);
+      for (int64 blk = begin; blk < end; ++blk) {
+        std::fill(acc.begin(), acc.end(), 0.0);
+        const int64 t1 = std::min(HW, (blk + 1) * kReduceBlock);
+        for (int64 t = blk * kReduceBlock; t < t1; ++t) {
+          for (int64 b = 0; b < B; ++b) {
+            const int64 p = b * HW + t;
+            T n[3];
+            if (!TexelNormal(vn + b * V * 3, tid, w, tri, m, t, n)) {
+              for (int c = 0; c < 3; ++c) oa[3 * p + c] = on[3 * p + c] = T(0);
+              continue;
+            }
+            ShGradTexel(g + 3 * p, a + 3 * p, n, sh_local.data() + b * 27, oa + 3 * p, on + 3 * p,
+                        acc.data() + b * 27);
+          }
+        }
+        for (int64 b = 0; b < B; ++b)
+          for (int j = 0; j < 27; ++j) partial[(b * nblk + blk) * 27 + j] = acc[b * 27 + j];
+      }
+    });
+    for (int64 b = 0; b < B; ++b)
+      for (int j = 0; j < 27; ++j) {
+        double sum = 0.0;
+        for (int64 blk = 0; blk < nblk; ++blk) sum += partial[(b * nblk + blk) * 27 + j];
+        os[b * 27 + j] = static_cast<T>(sum);
+      }
+  }
+};
+
+// ---------------------------------------------------------------------------
 // CSR transpose and Laplacian smoothness.
 
 class CsrTransposeOp : public OpKernel {
@@ -703,7 +898,11 @@ class LaplacianSmoothnessGradOp : public OpKernel {
       LaplacianSmoothnessOp<T>);                                                                 \
   REGISTER_KERNEL_BUILDER(                                                                       \
       Name("TfFaceLaplacianSmoothnessGrad").Device(DEVICE_CPU).TypeConstraint<T>("T"),           \
-      LaplacianSmoothnessGradOp<T>);
+      LaplacianSmoothnessGradOp<T>);                                                             \
+  REGISTER_KERNEL_BUILDER(Name("TfFaceUvRender").Device(DEVICE_CPU).TypeConstraint<T>("T"),      \
+                          UvRenderOp<T>);                                                        \
+  REGISTER_KERNEL_BUILDER(Name("TfFaceUvRenderGrad").Device(DEVICE_CPU).TypeConstraint<T>("T"),  \
+                          UvRenderGradOp<T>);
 
 REGISTER_CPU(float);
 REGISTER_CPU(double);

@@ -79,12 +79,25 @@ def sh_shade(albedo, normals, sh, backend: str = "auto"):
 
 
 def uv_render(vertex_normals, albedo, sh, tri_id, bary, triangles, mask,
-              backend: str = "auto"):
+              backend: str = "auto", fused: bool | None = None):
     """The training UV renderer: ``sh_shade(albedo, uv_interpolate(normals), sh)``.
 
     vertex_normals [B, V, 3] (camera frame), albedo [B, H, W, 3], sh [B, 9, 3];
     texels outside ``mask & (tri_id >= 0)`` are zero. Returns [B, H, W, 3].
+    Differentiable w.r.t. vertex_normals, albedo and sh. With the op backend
+    the fused CPU kernel (one pass per texel, no normal map in memory) is used
+    unless a GPU is visible (it has no GPU kernel) or ``fused=False``.
     """
+    lib = _lib(backend)
+    if fused is None:
+        fused = not tf.config.list_logical_devices("GPU")
+    if lib is not None and fused:
+        vertex_normals = tf.convert_to_tensor(vertex_normals)
+        dtype = vertex_normals.dtype
+        return lib.tf_face_uv_render(
+            vertex_normals, tf.convert_to_tensor(albedo, dtype), tf.convert_to_tensor(sh, dtype),
+            tf.convert_to_tensor(tri_id, tf.int32), tf.convert_to_tensor(bary, dtype),
+            tf.convert_to_tensor(triangles, tf.int32), tf.convert_to_tensor(mask, tf.bool))
     normal_map = uv_interpolate(vertex_normals, tri_id, bary, triangles, mask, backend)
     shaded = sh_shade(albedo, normal_map, sh, backend)
     drawn = tf.logical_and(tf.convert_to_tensor(mask, tf.bool), tf.convert_to_tensor(tri_id, tf.int32) >= 0)
