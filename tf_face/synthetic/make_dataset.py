@@ -93,6 +93,7 @@ def generate_faces(output, num_faces: int, seed: int, difficulty=None, image_siz
         full = truth.to_npz()
         full["difficulty"] = np.array(json.dumps(dataclasses.asdict(difficulty)))
         full["occluders"] = np.array(json.dumps(face.occluders))
+        full["seed"] = np.array([int(seed), i], np.int64)
         _atomic_npz(files[2], full)
         _atomic_npz(files[1], truth.extras())
         _atomic_png(files[0], image)       # the photo last: its presence marks a complete face
@@ -165,7 +166,7 @@ def make_dataset(output, num_faces: int, seed: int, difficulty=None, image_size:
     t = time.perf_counter()
     summary = run_preprocess(out / "photos", out / "shards", shard_size=shard_size,
                              workers=workers, model="default", uv_size=256, progress=progress,
-                             overwrite=True)
+                             overwrite=overwrite)
     pre_s = time.perf_counter() - t
     failures = json.loads((out / "shards" / "failures.json").read_text())
     write_json_atomic(out / "failures.json", failures)

@@ -19,7 +19,8 @@ Image formation, in **linear RGB** until the last step:
 Ground truth (``SyntheticTruth``), all UV maps ``[256, 256, ...]`` in the
 default model's UV space (texel centre ``((c+.5)/W, (r+.5)/H)``, v down):
 
-* ``albedo`` linear RGB; ``displacement`` (IOD units along the base normal,
+* ``albedo`` linear RGB (``prior_albedo`` / ``prior_coeffs``: the smooth
+  prior draw it started from, before the procedural detail); ``displacement`` (IOD units along the base normal,
   positive outwards); ``sh`` [9,3] (camera frame, ``tf_face.render.sh``);
 * ``normals`` detail normals and ``base_normals`` mesh normals, unit,
   camera frame at the photo's pose (0 off the atlas);
@@ -86,6 +87,8 @@ class SyntheticTruth:
     image_size: tuple
     occluder_alpha: np.ndarray  # [H,W] float32 coverage of the occluders in the photo
     face_alpha: np.ndarray      # [H,W] float32 coverage of the face mesh
+    prior_albedo: np.ndarray    # [S,S,3] float32: the albedo-prior draw before the detail
+    prior_coeffs: np.ndarray    # [K] float32: its coefficients (unit variance)
 
     def fitted(self) -> FittedFace:
         """The true geometry as a ``FittedFace`` (for ``tf_face.uv.unwrap``)."""
@@ -158,7 +161,7 @@ def render_face(face: SyntheticFace, image_size: int = 512, model=None, atlas=No
     canvas = head_col + (1 - head_a[..., None]) * canvas
     img, face_a = render(vi, model.triangles, model.uv, face.albedo, face.sh, h, w,
                          normal_map=detail_c, uv_mask=atlas.mask, background=canvas,
-                         supersample=2)
+                         supersample=2, color_space="srgb")
     lm = vi[np.asarray(model.landmarks68, np.int64)]
     iod_px = float(np.linalg.norm(lm[36:42, :2].mean(0) - lm[42:48, :2].mean(0)))
     occ_col, occ_a = draw_occluders(face.occluders, lm, iod_px, h, w, face.skin, face.hair)
@@ -179,7 +182,9 @@ def render_face(face: SyntheticFace, image_size: int = 512, model=None, atlas=No
         vertices_model=verts.astype(np.float32), scale=float(scale), rotation=rot,
         translation=trans, yaw=face.yaw, pitch=face.pitch, roll=face.roll,
         iod_model=iod_m, iod_pixels=iod_px, image_size=(h, w),
-        occluder_alpha=occ_a.astype(np.float32), face_alpha=face_a.astype(np.float32))
+        occluder_alpha=occ_a.astype(np.float32), face_alpha=face_a.astype(np.float32),
+        prior_albedo=face.prior_albedo.astype(np.float32),
+        prior_coeffs=face.prior_coeffs.astype(np.float32))
     sample = unwrap(image, truth.fitted(), model, atlas)
     truth.visible = sample.mask.copy()
     occ_dil = cv2.dilate(occ_a.astype(np.float32), np.ones((3, 3), np.uint8))
