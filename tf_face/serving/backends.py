@@ -1,0 +1,171 @@
+"""The three networks behind one call, on TensorFlow or on TFLite.
+
+``backend(texture [S,S,3]) -> NetworkOutputs`` for both backends:
+
+* ``TFBackend``: the Keras networks, each wrapped in a ``tf.function`` with a
+  fixed batch-1 signature (graph mode, traced once).
+* ``TFLiteBackend``: the ``<net>_<precision>.tflite`` files of
+  ``tf_face.serving.tflite`` run with the TFLite interpreter; no TensorFlow
+  graph executes for the networks. Missing files are converted on the fly
+  into a cache folder keyed by the weights' content
+  (``<tf_face cache>/tflite/<digest>/``), or read from ``tflite_dir``
+  (``python -m train.export --tflite`` output, its ``tflite/`` folder).
+
+Both compose B-Net's albedo ``R_a = m_a + U_a p_a`` on the host (numpy) from
+p_a, so the backends differ only in how the networks run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import time
+from pathlib import Path
+
+import numpy as np
+
+from tf_face.serving.weights import (NETWORKS, WeightsError, albedo_from_coeffs_np,
+                                     load_networks)
+
+BACKENDS = ("tf", "tflite")
+
+
+@dataclasses.dataclass
+class NetworkOutputs:
+    p_a: np.ndarray          # [K]
+    sh: np.ndarray           # [9, 3] (ambient offset included)
+    albedo_pca: np.ndarray   # [S, S, 3] B-Net's R_a (weights' colour space)
+    albedo: np.ndarray       # [S, S, 3] FAN (weights' colour space)
+    moving_rate: np.ndarray  # [S, S] DRN's r_d, detail units
+    timings_ms: dict
+
+
+def _compose(raw: dict, albedo_model, timings: dict) -> NetworkOutputs:
+    t = time.perf_counter()
+    pca = albedo_from_coeffs_np(albedo_model.mean, albedo_model.basis, raw["p_a"])[0]
+    timings["albedo_pca"] = (time.perf_counter() - t) * 1e3
+    return NetworkOutputs(p_a=np.asarray(raw["p_a"], np.float32).reshape(-1),
+                          sh=np.asarray(raw["sh"], np.float32).reshape(9, 3),
+                          albedo_pca=pca,
+                          albedo=np.asarray(raw["albedo"], np.float32)[0],
+                          moving_rate=np.asarray(raw["moving_rate"], np.float32)[0, ..., 0],
+                          timings_ms=timings)
+
+
+class TFBackend:
+    name = "tf"
+
+    def __init__(self, weights_dir, cfg, albedo_model, networks=None):
+        import tensorflow as tf
+
+        from tf_face.serving.savedmodel import split_coeffs
+
+        self.cfg, self.albedo_model = cfg, albedo_model
+        nets = networks if networks is not None else load_networks(weights_dir)
+        s, k = cfg.uv_size, cfg.num_albedo
+        spec = [tf.TensorSpec([1, s, s, 3], tf.float32)]
+        bnet, fan, drn = nets["bnet"], nets["fan"], nets["drn"]
+
+        def run_bnet(x):
+            p_a, sh = split_coeffs(bnet(x, training=False), k)
+            return p_a, sh
+        self._fns = {
+            "bnet": tf.function(run_bnet, input_signature=spec),
+            "fan": tf.function(lambda x: fan(x, training=False), input_signature=spec),
+            "drn": tf.function(lambda x: drn(x, training=False), input_signature=spec),
+        }
+
+    def run_network(self, name: str, x: np.ndarray) -> dict:
+        out = self._fns[name](x)
+        if name == "bnet":
+            return {"p_a": out[0].numpy(), "sh": out[1].numpy()}
+        return {"albedo" if name == "fan" else "moving_rate": out.numpy()}
+
+    def __call__(self, texture) -> NetworkOutputs:
+        x = np.asarray(texture, np.float32)[None]
+        raw, timings = {}, {}
+        for name in NETWORKS:
+            t = time.perf_counter()
+            raw.update(self.run_network(name, x))
+            timings[name] = (time.perf_counter() - t) * 1e3
+        return _compose(raw, self.albedo_model, timings)
+
+
+def weights_digest(weights_dir) -> str:
+    """Content hash of the three .keras files and the config (cache key)."""
+    from tf_face.serving.weights import CONFIG_FILE
+    h = hashlib.sha256()
+    for name in [f"{n}.keras" for n in NETWORKS] + [CONFIG_FILE]:
+        p = Path(weights_dir) / name
+        h.update(name.encode())
+        with open(p, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()[:16]
+
+
+def ensure_tflite(weights_dir, cfg, precision: str = "float32", tflite_dir=None,
+                  log=print) -> Path:
+    """The folder holding ``<net>_<precision>.tflite`` for the three networks.
+
+    With ``tflite_dir`` the files must be there (``train.export --tflite``);
+    otherwise they are converted once into the cache folder for these weights.
+    """
+    from tf_face.serving.tflite import PRECISIONS, export_tflite, tflite_name
+
+    if precision not in PRECISIONS:
+        raise WeightsError(f"--tflite_precision must be one of {', '.join(PRECISIONS)}, "
+                           f"got {precision!r}")
+    names = [tflite_name(n, precision) for n in NETWORKS]
+    if tflite_dir:
+        folder = Path(tflite_dir)
+        missing = [n for n in names if not (folder / n).is_file()]
+        if missing:
+            raise WeightsError(f"--tflite_dir {folder} lacks {', '.join(missing)}; make them "
+                               f"with python -m train.export --weights_dir={weights_dir} "
+                               f"--output=DIR --tflite (they land in DIR/tflite)")
+        return folder
+    from tf_face.assets import cache_dir
+    folder = cache_dir() / "tflite" / weights_digest(weights_dir)
+    if not all((folder / n).is_file() for n in names):
+        log(f"converting the networks to TFLite ({precision}) into {folder} (once)")
+        export_tflite(load_networks(weights_dir), folder, cfg.uv_size, cfg.num_albedo,
+                      precisions=(precision,))
+    return folder
+
+
+class TFLiteBackend:
+    name = "tflite"
+
+    def __init__(self, weights_dir, cfg, albedo_model, precision: str = "float32",
+                 tflite_dir=None, num_threads=None, log=print):
+        from tf_face.serving.tflite import TFLiteNetwork, tflite_name
+
+        self.cfg, self.albedo_model, self.precision = cfg, albedo_model, precision
+        self.folder = ensure_tflite(weights_dir, cfg, precision, tflite_dir, log)
+        self.nets = {n: TFLiteNetwork(self.folder / tflite_name(n, precision), num_threads)
+                     for n in NETWORKS}
+        shape = self.nets["fan"].input_shape
+        if shape[1] != cfg.uv_size:
+            raise WeightsError(f"{self.folder}: TFLite input {shape} does not match "
+                               f"uv_size {cfg.uv_size} of the weights")
+
+    def run_network(self, name: str, x: np.ndarray) -> dict:
+        return self.nets[name](x)
+
+    def __call__(self, texture) -> NetworkOutputs:
+        x = np.asarray(texture, np.float32)[None]
+        raw, timings = {}, {}
+        for name in NETWORKS:
+            t = time.perf_counter()
+            raw.update(self.run_network(name, x))
+            timings[name] = (time.perf_counter() - t) * 1e3
+        return _compose(raw, self.albedo_model, timings)
+
+
+def make_backend(kind: str, weights_dir, cfg, albedo_model, **kwargs):
+    if kind == "tf":
+        return TFBackend(weights_dir, cfg, albedo_model)
+    if kind == "tflite":
+        return TFLiteBackend(weights_dir, cfg, albedo_model, **kwargs)
+    raise WeightsError(f"--backend must be tf or tflite, got {kind!r}")

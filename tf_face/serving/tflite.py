@@ -1,0 +1,160 @@
+"""TFLite conversion of the three networks and a small interpreter runner.
+
+Files: ``<dir>/<net>_<precision>.tflite`` for net in bnet / fan / drn and
+precision in
+
+* ``float32``: plain conversion;
+* ``float16``: weights stored as float16 (``supported_types=[tf.float16]``);
+  the CPU interpreter dequantizes them to float32 once at load time, so
+  latency equals float32 and only the file halves;
+* ``int8``: dynamic-range quantization (``Optimize.DEFAULT`` without a
+  representative dataset): int8 weights, float activations, hybrid kernels.
+
+Every model has batch 1 and one signature (``serving_default``) with input
+``texture`` float32 [1,S,S,3] (UV texture in [0,1], sRGB) and outputs
+bnet: ``p_a`` [1,K], ``sh`` [1,9,3] (the split of B-Net's output incl. the
+ambient offset; the albedo PCA basis stays outside the .tflite, it is
+S*S*3*K floats, and ``R_a = m_a + U_a p_a`` is one small matmul on the host);
+fan: ``albedo`` [1,S,S,3]; drn: ``moving_rate`` [1,S,S,1] (detail units).
+Only TFLite builtin ops are allowed (no Flex, no custom op).
+
+The runner uses ``tf.lite.Interpreter`` (``ai_edge_litert`` when installed).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+NETWORKS = ("bnet", "fan", "drn")
+PRECISIONS = ("float32", "float16", "int8")
+
+
+def tflite_name(net: str, precision: str) -> str:
+    if net not in NETWORKS or precision not in PRECISIONS:
+        raise ValueError(f"unknown network/precision {net!r}/{precision!r}")
+    return f"{net}_{precision}.tflite"
+
+
+def _serving_keras_model(model, net: str, size: int, num_albedo: int):
+    """A batch-1 functional wrapper of ``model`` (B-Net: with the p_a/SH split)."""
+    import keras
+
+    from tf_face.models.bnet import split_bnet_output
+
+    inp = keras.Input((size, size, 3), batch_size=1, name="texture")
+    y = model(inp)
+    if net == "bnet":
+        p_a, sh = split_bnet_output(y, num_albedo)
+        return keras.Model(inp, [p_a, sh], name=f"{net}_serving")
+    return keras.Model(inp, y, name=f"{net}_serving")
+
+
+def convert_network(model, net: str, precision: str, size: int, num_albedo: int = 0) -> bytes:
+    """The .tflite flatbuffer of one Keras network at one precision.
+
+    Uses ``TFLiteConverter.from_keras_model`` (Keras's own export freezes the
+    variables; a hand-made ``tf.Module`` SavedModel converted here kept them
+    as uninitialised resource variables).
+    """
+    import tensorflow as tf
+
+    tflite_name(net, precision)
+    conv = tf.lite.TFLiteConverter.from_keras_model(
+        _serving_keras_model(model, net, size, num_albedo))
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    if precision == "float16":
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        conv.target_spec.supported_types = [tf.float16]
+    elif precision == "int8":
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    return _quiet(conv.convert)
+
+
+def _quiet(fn):
+    """Run ``fn`` with stdout silenced (Keras's export prints its endpoints)."""
+    import contextlib
+    import io
+    with contextlib.redirect_stdout(io.StringIO()):
+        return fn()
+
+
+def export_tflite(networks: dict, out_dir, size: int, num_albedo: int,
+                  precisions=PRECISIONS, nets=NETWORKS) -> dict:
+    """Convert ``networks`` ({name: keras model}) into ``out_dir``; {(net, prec): path}."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    for net in nets:
+        for prec in precisions:
+            data = convert_network(networks[net], net, prec, size, num_albedo)
+            path = out_dir / tflite_name(net, prec)
+            tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+            tmp.write_bytes(data)
+            os.replace(tmp, path)
+            paths[(net, prec)] = path
+    return paths
+
+
+def _interpreter_class():
+    try:  # the standalone runtime, when installed
+        from ai_edge_litert.interpreter import Interpreter  # type: ignore
+        return Interpreter
+    except ImportError:
+        import warnings
+
+        import tensorflow as tf
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return tf.lite.Interpreter
+
+
+class TFLiteNetwork:
+    """One .tflite network: ``net(texture [1,S,S,3]) -> {name: array}``."""
+
+    def __init__(self, path, num_threads: int | None = None):
+        import warnings
+        self.path = Path(path)
+        cls = _interpreter_class()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            self.interpreter = cls(model_path=str(self.path), num_threads=num_threads)
+        self.interpreter.allocate_tensors()
+        self.runner = self.interpreter.get_signature_runner()
+        (self.input_name, detail), = self.runner.get_input_details().items()
+        self.input_shape = tuple(detail["shape"])
+
+    @property
+    def size_bytes(self) -> int:
+        return self.path.stat().st_size
+
+    def __call__(self, texture) -> dict:
+        """Outputs named by shape: [1,K] ``p_a``, [1,9,3] ``sh``, [1,S,S,3]
+        ``albedo``, [1,S,S,1] ``moving_rate`` (the converter numbers them)."""
+        x = np.ascontiguousarray(np.asarray(texture, np.float32).reshape(self.input_shape))
+        out = {}
+        for v in self.runner(**{self.input_name: x}).values():
+            v = np.array(v)
+            if v.ndim == 2:
+                out["p_a"] = v
+            elif v.ndim == 3:
+                out["sh"] = v
+            elif v.shape[-1] == 3:
+                out["albedo"] = v
+            else:
+                out["moving_rate"] = v
+        return out
+
+
+def time_call(fn, arg, repeats: int = 3) -> float:
+    """Median wall time of ``fn(arg)`` in milliseconds (after one warm-up call)."""
+    fn(arg)
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn(arg)
+        times.append((time.perf_counter() - t) * 1e3)
+    return float(np.median(times))

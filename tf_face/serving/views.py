@@ -1,0 +1,93 @@
+"""The renders of a reconstruction (Fig. 1 of the paper), in a face crop.
+
+All views go through ``tf_face.render.image_renderer.render`` (z-buffer +
+per-pixel SH shading): the fitted base mesh of the photo, UV-mapped with FAN's
+albedo, shaded per pixel from the detail normal map ("with details") or from
+the interpolated vertex normals of the base mesh ("without details").
+
+* ``overlay``: B-Net's estimated lighting, composited over the photo;
+* ``rerender``: the same on a grey background;
+* ``relit_<preset>``: the ``preset_lightings`` of the renderer (light named by
+  the side of the *image* it comes from);
+* ``yaw_-30`` / ``yaw_+30``: the face turned about the vertical axis (positive
+  moves the nose to the image right), estimated lighting (camera-fixed);
+* each with a ``_base`` twin without details.
+
+Renders are made in a crop around the face (margin 30 %, at most
+``max_side`` pixels on the long side) so they cost the same for any photo
+size. Shading happens in the albedo's colour space; with ``"linear"`` the
+result is converted to sRGB for display (premultiplied colour is divided by
+coverage first, so silhouettes composite correctly over the photo).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tf_face.render.image_renderer import preset_lightings, render
+
+BACKGROUND = 0.18  # grey behind the non-overlay renders (display space)
+RELIGHT_PRESETS = ("image_left", "image_right", "top", "coloured")
+YAWS = (-30, 30)
+
+
+def linear_to_srgb_np(x):
+    x = np.clip(np.asarray(x, np.float64), 0.0, 1.0)
+    return np.where(x <= 0.0031308, 12.92 * x, 1.055 * np.power(x, 1.0 / 2.4) - 0.055)
+
+
+def srgb_to_linear_np(x):
+    x = np.clip(np.asarray(x, np.float64), 0.0, 1.0)
+    return np.where(x <= 0.04045, x / 12.92, np.power((x + 0.055) / 1.055, 2.4))
+
+
+def to_display(x, color_space: str):
+    return linear_to_srgb_np(x) if color_space == "linear" else np.clip(x, 0.0, 1.0)
+
+
+def face_crop(vertices_image, image_shape, margin: float = 0.3, max_side: int = 512):
+    """``(x0, y0, x1, y1, f)``: integer crop box inside the photo and the scale
+    ``f <= 1`` that brings its long side to at most ``max_side``."""
+    h, w = image_shape[:2]
+    v = np.asarray(vertices_image, np.float64)
+    lo, hi = v[:, :2].min(0), v[:, :2].max(0)
+    c, half = 0.5 * (lo + hi), 0.5 * (hi - lo).max() * (1.0 + margin)
+    x0, y0 = int(max(0, np.floor(c[0] - half))), int(max(0, np.floor(c[1] - half)))
+    x1, y1 = int(min(w, np.ceil(c[0] + half))), int(min(h, np.ceil(c[1] + half)))
+    x1, y1 = max(x1, x0 + 1), max(y1, y0 + 1)
+    f = min(1.0, max_side / max(x1 - x0, y1 - y0))
+    return x0, y0, x1, y1, f
+
+
+def render_views(image, vertices_image, triangles, uv, albedo, sh, detail_normals, uv_mask,
+                 color_space: str = "linear", max_side: int = 512, supersample: int = 1,
+                 presets=RELIGHT_PRESETS, yaws=YAWS) -> dict:
+    """``{name: float32 [h, w, 3] display-space image}`` (see the module doc)."""
+    import cv2
+
+    x0, y0, x1, y1, f = face_crop(vertices_image, image.shape, max_side=max_side)
+    crop = image[y0:y1, x0:x1]
+    hh, ww = max(1, round((y1 - y0) * f)), max(1, round((x1 - x0) * f))
+    photo = cv2.resize(crop, (ww, hh), interpolation=cv2.INTER_AREA) if f < 1 else crop
+    photo = photo.astype(np.float64) / 255.0
+    v = np.asarray(vertices_image, np.float64).copy()
+    # pixel centre (c, r) of the crop's resampled grid: x' = (x - x0 + 0.5) f - 0.5
+    v[:, :2] = (v[:, :2] - [x0, y0] + 0.5) * f - 0.5
+    v[:, 2] *= f
+    lights = preset_lightings()
+    jobs = {"rerender": (np.asarray(sh), 0.0, None)}
+    jobs["overlay"] = (np.asarray(sh), 0.0, photo)
+    for p in presets:
+        jobs[f"relit_{p}"] = (lights[p], 0.0, None)
+    for y in yaws:
+        jobs[f"yaw_{y:+d}"] = (np.asarray(sh), float(y), None)
+    out = {}
+    for name, (light, yaw, bg) in jobs.items():
+        for suffix, nmap in (("", detail_normals), ("_base", None)):
+            img, alpha = render(v, triangles, uv, albedo, light, hh, ww, normal_map=nmap,
+                                uv_mask=uv_mask, yaw_deg=yaw, supersample=supersample)
+            a = alpha[..., None].astype(np.float64)
+            colour = to_display(img / np.maximum(a, 1e-6), color_space)
+            back = np.full((hh, ww, 3), BACKGROUND) if bg is None else bg
+            out[name + suffix] = (colour * a + back * (1.0 - a)).astype(np.float32)
+    return out
