@@ -2,7 +2,7 @@
 pipeline texture (or the truth's re-render when no sample is given).
 
 Display choices: albedo linear -> sRGB; displacement mapped to grey with
-``128 + 127 * d / 0.01`` (0.01 IOD = white/black); the unwrapped texture as
+``128 + 127 * d / 0.03`` (0.03 IOD = white/black); the unwrapped texture as
 stored (sRGB), invisible texels dark blue; occluded texels tinted red.
 """
 
@@ -16,7 +16,7 @@ def sheet_row(image, truth, texture=None, mask=None, tile: int = 256) -> np.ndar
     from tf_face.synthetic.alignment import true_rerender_uv
     from tf_face.synthetic.scene import linear_to_srgb_np
     alb = (linear_to_srgb_np(truth.albedo) * 255).round().astype(np.uint8)
-    disp = np.clip(128 + truth.displacement / 0.01 * 127, 0, 255).astype(np.uint8)
+    disp = np.clip(128 + truth.displacement / 0.03 * 127, 0, 255).astype(np.uint8)
     disp = np.repeat(disp[..., None], 3, 2)
     if texture is None:
         texture = true_rerender_uv(truth.albedo, truth.normals, truth.sh)

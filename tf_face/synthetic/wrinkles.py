@@ -13,8 +13,8 @@ too, so finite differences at the mesh border are well defined).
 Placement from the default model's iBUG-68 landmarks in UV
 (``model.uv[model.landmarks68]``):
 
-* forehead lines: 2-5 wavy horizontal grooves between the brow ends
-  (iBUG 17-26), above the brows, spaced ~0.03 in v;
+* forehead lines: 2-4 wavy horizontal grooves between the brow ends
+  (iBUG 17-26), above the brows, spaced 0.035-0.05 in v (~7-9 mm);
 * glabella ("11") lines: 0-2 short vertical grooves between the inner brows;
 * crow's feet: 2-4 lines fanning out from each outer eye corner (36, 45);
 * nasolabial folds: a curve from beside the nose wing (31 / 35) to beside the
@@ -87,8 +87,8 @@ def random_displacement(rng: np.random.Generator, model, size: int = 256,
     # forehead lines
     brow_top = min(uv[17:27, 1])
     x0, x1 = uv[18, 0] + rng.uniform(-0.02, 0.02), uv[25, 0] + rng.uniform(-0.02, 0.02)
-    for j in range(int(rng.integers(2, 6))):
-        v = brow_top - 0.035 - j * rng.uniform(0.025, 0.035)
+    for j in range(int(rng.integers(2, 5))):
+        v = brow_top - 0.04 - j * rng.uniform(0.035, 0.05)
         if v < 0.05:
             break
         xs = np.linspace(x0 + 0.03 * j, x1 - 0.03 * j, 40)
