@@ -35,6 +35,7 @@
 #include "tensorflow/core/framework/shape_inference.h"
 #include "tensorflow/core/util/work_sharder.h"
 
+#include "ops/cc/sh_chunk.h"
 #include "ops/kernels/sh_math.h"
 
 namespace tf_face {
@@ -564,7 +565,11 @@ class ShShadeOp : public OpKernel {
         const int64 stop = std::min(end, (b + 1) * HW);
         T sb[27];  // local copy: no aliasing with the output
         for (int j = 0; j < 27; ++j) sb[j] = s[b * 27 + j];
-        for (; p < stop; ++p) ShShadeTexel(a + 3 * p, n + 3 * p, sb, o + 3 * p);
+        while (p < stop) {
+          const int m = static_cast<int>(std::min<int64>(kShLanes, stop - p));
+          ShShadeChunk(m, a + 3 * p, n + 3 * p, nullptr, sb, o + 3 * p);
+          p += m;
+        }
       }
     });
   }
@@ -602,9 +607,10 @@ class ShShadeGradOp : public OpKernel {
         for (int j = 0; j < 27; ++j) sb[j] = s[b * 27 + j];
         double acc[27] = {0.0};
         const int64 t1 = std::min(HW, (blk + 1) * kReduceBlock);
-        for (int64 t = blk * kReduceBlock; t < t1; ++t) {
+        for (int64 t = blk * kReduceBlock; t < t1; t += kShLanes) {
           const int64 p = b * HW + t;
-          ShGradTexel(g + 3 * p, a + 3 * p, n + 3 * p, sb, oa + 3 * p, on + 3 * p, acc);
+          const int m = static_cast<int>(std::min<int64>(kShLanes, t1 - t));
+          ShGradChunk(m, g + 3 * p, a + 3 * p, n + 3 * p, nullptr, sb, oa + 3 * p, on + 3 * p, acc);
         }
         for (int j = 0; j < 27; ++j) partial[q * 27 + j] = acc[j];
       }
@@ -681,16 +687,17 @@ class UvRenderOp : public OpKernel {
     T* o = out->flat<T>().data();
     // Texel-major, batch-minor: the atlas lookups (tri_id -> triangle -> vertex
     // ids, weights) are done once per texel for the whole batch.
-    ParallelFor(ctx, HW, 100 * B, [&](int64 begin, int64 end) {
-      for (int64 t = begin; t < end; ++t) {
+    const int64 nchunk = (HW + kShLanes - 1) / kShLanes;
+    ParallelFor(ctx, nchunk, 100 * B * kShLanes, [&](int64 begin, int64 end) {
+      for (int64 ch = begin; ch < end; ++ch) {
+        const int64 t0 = ch * kShLanes;
+        const int cm = static_cast<int>(std::min<int64>(kShLanes, HW - t0));
         for (int64 b = 0; b < B; ++b) {
-          const int64 p = b * HW + t;
-          T n[3];
-          if (!TexelNormal(vn + b * V * 3, tid, w, tri, m, t, n)) {
-            o[3 * p] = o[3 * p + 1] = o[3 * p + 2] = T(0);
-            continue;
-          }
-          ShShadeTexel(a + 3 * p, n, s + b * 27, o + 3 * p);
+          T nb[3 * kShLanes];
+          bool valid[kShLanes];
+          for (int k = 0; k < cm; ++k) valid[k] = TexelNormal(vn + b * V * 3, tid, w, tri, m, t0 + k, nb + 3 * k);
+          const int64 p = b * HW + t0;
+          ShShadeChunk(cm, a + 3 * p, nb, valid, s + b * 27, o + 3 * p);
         }
       }
     });
@@ -731,15 +738,14 @@ class UvRenderGradOp : public OpKernel {
       for (int64 blk = begin; blk < end; ++blk) {
         std::fill(acc.begin(), acc.end(), 0.0);
         const int64 t1 = std::min(HW, (blk + 1) * kReduceBlock);
-        for (int64 t = blk * kReduceBlock; t < t1; ++t) {
+        for (int64 t0 = blk * kReduceBlock; t0 < t1; t0 += kShLanes) {
+          const int cm = static_cast<int>(std::min<int64>(kShLanes, t1 - t0));
           for (int64 b = 0; b < B; ++b) {
-            const int64 p = b * HW + t;
-            T n[3];
-            if (!TexelNormal(vn + b * V * 3, tid, w, tri, m, t, n)) {
-              for (int c = 0; c < 3; ++c) oa[3 * p + c] = on[3 * p + c] = T(0);
-              continue;
-            }
-            ShGradTexel(g + 3 * p, a + 3 * p, n, sh_local.data() + b * 27, oa + 3 * p, on + 3 * p,
+            T nb[3 * kShLanes];
+            bool valid[kShLanes];
+            for (int k = 0; k < cm; ++k) valid[k] = TexelNormal(vn + b * V * 3, tid, w, tri, m, t0 + k, nb + 3 * k);
+            const int64 p = b * HW + t0;
+            ShGradChunk(cm, g + 3 * p, a + 3 * p, nb, valid, sh_local.data() + b * 27, oa + 3 * p, on + 3 * p,
                         acc.data() + b * 27);
           }
         }
