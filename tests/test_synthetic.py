@@ -242,3 +242,37 @@ def test_detail_normals_equal_base_without_displacement(model, atlas):
     # model +y is up and v is down: the wall above the groove faces down (-y), below faces up
     assert det[above, col, 1] < base[above, col, 1] - 0.05
     assert det[below, col, 1] > base[below, col, 1] + 0.05
+
+
+def test_similarity_recovers_a_known_transform():
+    from tf_face.synthetic.ict_shapes import similarity
+    from tf_face.synthetic.sampling import euler_rotation
+    rng = np.random.default_rng(1)
+    src = rng.normal(size=(40, 3))
+    rot = euler_rotation(30.0, -10.0, 5.0)
+    dst = 0.3 * src @ rot.T + np.array([1.0, -2.0, 0.5])
+    s, r, t = similarity(src, dst)
+    assert abs(s - 0.3) < 1e-9 and np.allclose(r, rot, atol=1e-9)
+    assert np.allclose(t, [1.0, -2.0, 0.5], atol=1e-9)
+
+
+def test_ict_shapes_on_the_default_mesh(ict_npz, model, atlas):
+    from tf_face.synthetic.ict_shapes import IctShapes
+    ic = IctShapes.load(ict_npz, model)
+    base = model.mean_shape.astype(np.float64)
+    zero = ic.deform(base, np.zeros(ic.ict.num_shape), np.zeros(ic.ict.num_expr))
+    assert np.allclose(zero, base)
+    # the ICT landmarks land near the default ones after the similarity (units: the
+    # default model's unit RMS radius; the IOD is ~1.3 of them)
+    lm = np.arange(17, 68)
+    aligned = ic.scale * np.asarray(ic.ict.mean_shape, np.float64)[ic.ict.landmarks68[lm]] \
+        @ ic.rotation.T
+    aligned += (base[model.landmarks68[lm]] - aligned).mean(0)
+    assert np.linalg.norm(aligned - base[model.landmarks68[lm]], axis=1).mean() < 0.1
+    f = sample_face(np.random.default_rng(2), model, Difficulty(max_yaw=20), ict=ic)
+    assert f.shape_source == "ict" and f.ict_alpha.shape == (ic.ict.num_shape,)
+    d = np.linalg.norm(f.vertices_model - base, axis=1)
+    assert 0.005 < d.mean() < 0.3
+    img, tr = render_face(f, 256, model=model, atlas=atlas)
+    assert np.allclose(tr.vertices_model, f.vertices_model, atol=1e-5)
+    assert img.std() > 10

@@ -2,6 +2,7 @@
 
     python -m tf_face.synthetic.make_dataset --output=DIR --num_faces=N --seed=S \\
         [--image_size=512 --max_yaw=60 --occlusion_prob=0.3 --light_harshness=0.5 ...]
+        [--ict_npz=../shared/data/ict_face_model.npz]
 
 Writes
 
@@ -59,9 +60,11 @@ def _atomic_png(path: Path, image: np.ndarray) -> None:
 
 
 def generate_faces(output, num_faces: int, seed: int, difficulty=None, image_size: int = 512,
-                   progress: bool = True) -> dict:
+                   progress: bool = True, ict_npz=None) -> dict:
     """Render faces 0..num_faces-1 into ``output/photos`` and ``output/truth``.
 
+    ``ict_npz``: path of the ICT model npz to take shapes/expressions from
+    (``ict_shapes``); None = the default model's random smooth shapes.
     Returns ``{"rendered", "skipped", "seconds_per_face"}``.
     """
     from tqdm import tqdm
@@ -78,6 +81,10 @@ def generate_faces(output, num_faces: int, seed: int, difficulty=None, image_siz
     difficulty = (difficulty or Difficulty()).validate()
     model = default_model()
     atlas = get_atlas(model, 256)
+    ict = None
+    if ict_npz:
+        from tf_face.synthetic.ict_shapes import IctShapes
+        ict = IctShapes.load(ict_npz, model)
     rendered = skipped = 0
     t0 = time.perf_counter()
     for i in tqdm(range(num_faces), desc="render", unit="face", file=sys.stderr,
@@ -88,12 +95,15 @@ def generate_faces(output, num_faces: int, seed: int, difficulty=None, image_siz
             skipped += 1
             continue
         rng = np.random.default_rng([int(seed), i])
-        face = sample_face(rng, model, difficulty)
+        face = sample_face(rng, model, difficulty, ict=ict)
         image, truth = render_face(face, image_size, model=model, atlas=atlas)
         full = truth.to_npz()
         full["difficulty"] = np.array(json.dumps(dataclasses.asdict(difficulty)))
         full["occluders"] = np.array(json.dumps(face.occluders))
         full["seed"] = np.array([int(seed), i], np.int64)
+        full["shape_source"] = np.array(face.shape_source)
+        full["ict_alpha"] = face.ict_alpha
+        full["ict_beta"] = face.ict_beta
         _atomic_npz(files[2], full)
         _atomic_npz(files[1], truth.extras())
         _atomic_png(files[0], image)       # the photo last: its presence marks a complete face
@@ -136,7 +146,7 @@ def alignment_report(shards_dir) -> dict:
 
 def make_dataset(output, num_faces: int, seed: int, difficulty=None, image_size: int = 512,
                  shard_size: int = 64, workers: int = 1, progress: bool = True,
-                 overwrite: bool = False) -> dict:
+                 overwrite: bool = False, ict_npz=None) -> dict:
     """The whole job (module docstring); returns the report dict."""
     from tf_face.data.preprocess import run_preprocess
     from tf_face.data.shards import write_json_atomic
@@ -148,12 +158,13 @@ def make_dataset(output, num_faces: int, seed: int, difficulty=None, image_size:
     settings = {"num_faces": int(num_faces), "seed": int(seed), "image_size": int(image_size),
                 "difficulty": dataclasses.asdict(difficulty), "uv_size": 256,
                 "displacement_units": "inter-ocular distance (eye centres), along the base normal",
-                "albedo_space": "linear RGB, default model UV"}
+                "albedo_space": "linear RGB, default model UV",
+                "shapes": "ict" if ict_npz else "default"}
     old = out / "synthetic.json"
     if old.is_file() and not overwrite:
         prev = json.loads(old.read_text())
-        if {k: prev.get(k) for k in ("seed", "image_size", "difficulty")} != \
-                {k: settings[k] for k in ("seed", "image_size", "difficulty")}:
+        keys = ("seed", "image_size", "difficulty", "shapes")
+        if {k: prev.get(k) for k in keys} != {k: settings[k] for k in keys}:
             from tf_face.errors import TfFaceError
             raise TfFaceError(f"{out} holds a synthetic set made with other settings; "
                               "use another --output or --overwrite")
@@ -162,7 +173,7 @@ def make_dataset(output, num_faces: int, seed: int, difficulty=None, image_size:
         for sub in ("photos", "truth", "shards"):
             shutil.rmtree(out / sub, ignore_errors=True)
     write_json_atomic(old, settings)
-    gen = generate_faces(out, num_faces, seed, difficulty, image_size, progress)
+    gen = generate_faces(out, num_faces, seed, difficulty, image_size, progress, ict_npz)
     t = time.perf_counter()
     summary = run_preprocess(out / "photos", out / "shards", shard_size=shard_size,
                              workers=workers, model="default", uv_size=256, progress=progress,
@@ -210,7 +221,8 @@ def main(argv):
             from tf_face.errors import TfFaceError
             raise TfFaceError("--num_faces must be >= 1 and --image_size >= 64")
         box["r"] = make_dataset(f.output, f.num_faces, f.seed, diff, f.image_size,
-                                f.shard_size, f.workers, overwrite=f.overwrite)
+                                f.shard_size, f.workers, overwrite=f.overwrite,
+                                ict_npz=f.ict_npz or None)
 
     code = run_single(job, debug=f.debug)
     r = box.get("r")
@@ -234,6 +246,8 @@ def _define_flags():
     flags.DEFINE_integer("workers", 1, "Pipeline worker processes (<=1: in this process).")
     flags.DEFINE_bool("overwrite", False, "Delete photos/truth/shards of an earlier run first.")
     flags.DEFINE_bool("debug", False, "Show tracebacks of internal errors.")
+    flags.DEFINE_string("ict_npz", "", "ICT model npz (e.g. ../shared/data/ict_face_model.npz): "
+                        "take shapes/expressions from ICT-FaceKit (default: random smooth shapes).")
     flags.DEFINE_float("max_yaw", d.max_yaw, "Yaw ~ U(-max_yaw, max_yaw) degrees.")
     flags.DEFINE_float("max_pitch", d.max_pitch, "Pitch range, degrees.")
     flags.DEFINE_float("max_roll", d.max_roll, "Roll range, degrees.")

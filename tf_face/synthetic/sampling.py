@@ -80,6 +80,9 @@ class SyntheticFace:
     noise_sigma: float              # std of additive sRGB noise (0..1 scale)
     render_seed: int
     difficulty: Difficulty
+    shape_source: str = "default"   # "default" (random smooth bumps) or "ict"
+    ict_alpha: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0))
+    ict_beta: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0))
 
     def rotation(self) -> np.ndarray:
         return euler_rotation(self.yaw, self.pitch, self.roll)
@@ -116,11 +119,14 @@ def border_colour(albedo: np.ndarray, model) -> np.ndarray:
 
 
 def sample_face(rng: np.random.Generator, model=None,
-                difficulty: Difficulty | None = None) -> SyntheticFace:
+                difficulty: Difficulty | None = None, ict=None) -> SyntheticFace:
     """Draw one synthetic face (see the module docstrings for each part).
 
     ``model``: the default face model (``tf_face.facemodel.default_model()``,
     the default when None); the ground truth lives in its UV space.
+    ``ict``: an ``ict_shapes.IctShapes`` (``IctShapes.load(path)``) to take the
+    shape from ICT-FaceKit identities + expressions transferred onto the
+    default mesh (scaled by ``shape_strength``) instead of random smooth bumps.
     """
     from tf_face.facemodel import default_model
     model = default_model() if model is None else model
@@ -128,7 +134,12 @@ def sample_face(rng: np.random.Generator, model=None,
         raise ValueError("sample_face needs the default (MediaPipe-topology) model; the ground "
                          "truth is defined in its UV space")
     d = (difficulty or Difficulty()).validate()
-    verts = random_shape(rng, model, strength=d.shape_strength)
+    if ict is None:
+        verts = random_shape(rng, model, strength=d.shape_strength)
+        source, alpha, beta = "default", np.zeros(0), np.zeros(0)
+    else:
+        verts, alpha, beta = ict.sample(rng, model.mean_shape, shape_scale=d.shape_strength)
+        source = "ict"
     yaw, pitch, roll, face_height, centre = sample_pose(rng, d)
     alb = random_albedo(rng, model, UV_SIZE, prior_scale=0.5, detail=d.albedo_detail)
     disp = random_displacement(rng, model, UV_SIZE, strength=d.wrinkle_strength)
@@ -144,4 +155,5 @@ def sample_face(rng: np.random.Generator, model=None,
         background=BACKGROUND_KINDS[int(rng.integers(len(BACKGROUND_KINDS)))],
         blur_sigma=float(d.camera_noise * rng.uniform(0.0, 1.0)),
         noise_sigma=float(d.camera_noise * rng.uniform(0.002, 0.012)),
-        render_seed=int(rng.integers(2 ** 31)), difficulty=d)
+        render_seed=int(rng.integers(2 ** 31)), difficulty=d, shape_source=source,
+        ict_alpha=np.asarray(alpha, np.float32), ict_beta=np.asarray(beta, np.float32))

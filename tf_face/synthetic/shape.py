@@ -17,10 +17,10 @@ Everything is low-frequency (radii >> triangle size), so the MediaPipe
 landmark model can observe the result and the default model's fit
 (a similarity onto the observed 468 points) reproduces it.
 
-ICT-FaceKit shapes/expressions are not used for the geometry: the ground truth
-must live in the default model's UV space and topology, and the default model
-already is what the real pipeline fits, so every synthetic face here is the
-default mesh (documented choice; ICT is an optional extension not built).
+The mesh is always the default model's (468 vertices): the ground truth must
+live in its UV space, which is what the real pipeline unwraps into. With the
+ICT model present, ``ict_shapes`` replaces these bumps by ICT identities and
+expressions transferred onto the default mesh (``sample_face(..., ict=...)``).
 """
 
 from __future__ import annotations
