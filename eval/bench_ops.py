@@ -113,7 +113,7 @@ def main(argv):
         print("custom-op library not built: run `make ops` first", file=sys.stderr)
         return 1
     batch, size = FLAGS.batch, FLAGS.size
-    repeats = 3 if FLAGS.quick else 10
+    repeats = 2 if FLAGS.quick else 10
     t0 = time.perf_counter()
     atlases = {468: random_atlas(468, size, size, seed=0), 35000: random_atlas(35000, size, size, seed=1)}
     grid = render.grid_adjacency(np.ones((size, size), bool))

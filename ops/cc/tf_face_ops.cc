@@ -654,18 +654,33 @@ static bool ValidateUvRender(OpKernelContext* ctx, int first, int64* B, int64* V
   return true;
 }
 
-// Interpolated (un-normalised) normal of texel t; false when not drawn.
+// Interpolated (un-normalised) normal of texel t for batch element b; false
+// when the texel is not drawn. `vt` holds the vertex normals vertex-major,
+// [V, B, 3], so the three corners of a texel for the whole batch are three
+// contiguous runs (the atlas' vertex order need not be cache friendly).
 template <typename T>
-static inline bool TexelNormal(const T* vnb, const int32_t* tid, const T* w, const int32_t* tri,
-                               const bool* m, int64 t, T* n) {
+static inline bool TexelNormal(const T* vt, int64 B, int64 b, const int32_t* tid, const T* w,
+                               const int32_t* tri, const bool* m, int64 t, T* n) {
   const int32_t f = tid[t];
   if (!m[t] || f < 0) return false;
-  const T* a0 = vnb + 3 * static_cast<int64>(tri[3 * f]);
-  const T* a1 = vnb + 3 * static_cast<int64>(tri[3 * f + 1]);
-  const T* a2 = vnb + 3 * static_cast<int64>(tri[3 * f + 2]);
+  const T* a0 = vt + (static_cast<int64>(tri[3 * f]) * B + b) * 3;
+  const T* a1 = vt + (static_cast<int64>(tri[3 * f + 1]) * B + b) * 3;
+  const T* a2 = vt + (static_cast<int64>(tri[3 * f + 2]) * B + b) * 3;
   const T w0 = w[3 * t], w1 = w[3 * t + 1], w2 = w[3 * t + 2];
   for (int c = 0; c < 3; ++c) n[c] = w0 * a0[c] + w1 * a1[c] + w2 * a2[c];
   return true;
+}
+
+// [B, V, 3] -> [V, B, 3].
+template <typename T>
+static std::vector<T> VertexMajor(OpKernelContext* ctx, const T* vn, int64 B, int64 V) {
+  std::vector<T> vt(B * V * 3);
+  ParallelFor(ctx, V, 6 * B, [&](int64 begin, int64 end) {
+    for (int64 v = begin; v < end; ++v)
+      for (int64 b = 0; b < B; ++b)
+        for (int c = 0; c < 3; ++c) vt[(v * B + b) * 3 + c] = vn[(b * V + v) * 3 + c];
+  });
+  return vt;
 }
 
 template <typename T>
@@ -687,6 +702,7 @@ class UvRenderOp : public OpKernel {
     T* o = out->flat<T>().data();
     // Texel-major, batch-minor: the atlas lookups (tri_id -> triangle -> vertex
     // ids, weights) are done once per texel for the whole batch.
+    const std::vector<T> vt = VertexMajor(ctx, vn, B, V);
     const int64 nchunk = (HW + kShLanes - 1) / kShLanes;
     ParallelFor(ctx, nchunk, 100 * B * kShLanes, [&](int64 begin, int64 end) {
       for (int64 ch = begin; ch < end; ++ch) {
@@ -695,7 +711,7 @@ class UvRenderOp : public OpKernel {
         for (int64 b = 0; b < B; ++b) {
           T nb[3 * kShLanes];
           bool valid[kShLanes];
-          for (int k = 0; k < cm; ++k) valid[k] = TexelNormal(vn + b * V * 3, tid, w, tri, m, t0 + k, nb + 3 * k);
+          for (int k = 0; k < cm; ++k) valid[k] = TexelNormal(vt.data(), B, b, tid, w, tri, m, t0 + k, nb + 3 * k);
           const int64 p = b * HW + t0;
           ShShadeChunk(cm, a + 3 * p, nb, valid, s + b * 27, o + 3 * p);
         }
@@ -733,6 +749,7 @@ class UvRenderGradOp : public OpKernel {
     // Texel blocks (fixed size, so the reduction order does not depend on the
     // thread count), each block handling the whole batch per texel.
     std::vector<T> sh_local(s, s + B * 27);
+    const std::vector<T> vt = VertexMajor(ctx, vn, B, V);
     ParallelFor(ctx, nblk, kReduceBlock * 170 * B, [&](int64 begin, int64 end) {
       std::vector<double> acc(B * 27);
       for (int64 blk = begin; blk < end; ++blk) {
@@ -743,7 +760,7 @@ class UvRenderGradOp : public OpKernel {
           for (int64 b = 0; b < B; ++b) {
             T nb[3 * kShLanes];
             bool valid[kShLanes];
-            for (int k = 0; k < cm; ++k) valid[k] = TexelNormal(vn + b * V * 3, tid, w, tri, m, t0 + k, nb + 3 * k);
+            for (int k = 0; k < cm; ++k) valid[k] = TexelNormal(vt.data(), B, b, tid, w, tri, m, t0 + k, nb + 3 * k);
             const int64 p = b * HW + t0;
             ShGradChunk(cm, g + 3 * p, a + 3 * p, nb, valid, sh_local.data() + b * 27, oa + 3 * p, on + 3 * p,
                         acc.data() + b * 27);
