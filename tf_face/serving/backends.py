@@ -104,6 +104,12 @@ def weights_digest(weights_dir) -> str:
     return h.hexdigest()[:16]
 
 
+def tflite_cache_root() -> Path:
+    """Where on-the-fly conversions go: ``<tf_face cache>/tflite``."""
+    from tf_face.assets import cache_dir
+    return cache_dir() / "tflite"
+
+
 def ensure_tflite(weights_dir, cfg, precision: str = "float32", tflite_dir=None,
                   log=print) -> Path:
     """The folder holding ``<net>_<precision>.tflite`` for the three networks.
@@ -125,8 +131,7 @@ def ensure_tflite(weights_dir, cfg, precision: str = "float32", tflite_dir=None,
                                f"with python -m train.export --weights_dir={weights_dir} "
                                f"--output=DIR --tflite (they land in DIR/tflite)")
         return folder
-    from tf_face.assets import cache_dir
-    folder = cache_dir() / "tflite" / weights_digest(weights_dir)
+    folder = tflite_cache_root() / weights_digest(weights_dir)
     if not all((folder / n).is_file() for n in names):
         log(f"converting the networks to TFLite ({precision}) into {folder} (once)")
         export_tflite(load_networks(weights_dir), folder, cfg.uv_size, cfg.num_albedo,

@@ -53,25 +53,41 @@ def _serving_keras_model(model, net: str, size: int, num_albedo: int):
     return keras.Model(inp, y, name=f"{net}_serving")
 
 
-def convert_network(model, net: str, precision: str, size: int, num_albedo: int = 0) -> bytes:
-    """The .tflite flatbuffer of one Keras network at one precision.
-
-    Uses ``TFLiteConverter.from_keras_model`` (Keras's own export freezes the
-    variables; a hand-made ``tf.Module`` SavedModel converted here kept them
-    as uninitialised resource variables).
-    """
+def _convert_saved_model(saved_model_dir, precision: str) -> bytes:
     import tensorflow as tf
 
-    tflite_name(net, precision)
-    conv = tf.lite.TFLiteConverter.from_keras_model(
-        _serving_keras_model(model, net, size, num_albedo))
+    conv = tf.lite.TFLiteConverter.from_saved_model(str(saved_model_dir))
     conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
     if precision == "float16":
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
         conv.target_spec.supported_types = [tf.float16]
     elif precision == "int8":
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
-    return _quiet(conv.convert)
+    return conv.convert()
+
+
+def convert_network(model, net: str, precisions, size: int, num_albedo: int = 0) -> dict:
+    """``{precision: .tflite flatbuffer}`` of one Keras network.
+
+    The batch-1 wrapper is exported once with Keras's own SavedModel export
+    (``Model.export``, which freezes the variables correctly; a hand-made
+    ``tf.Module`` SavedModel converted here kept them as uninitialised
+    resource variables) and converted once per precision.
+    """
+    import shutil
+    import tempfile
+
+    if isinstance(precisions, str):
+        precisions = (precisions,)
+    for prec in precisions:
+        tflite_name(net, prec)
+    tmp = Path(tempfile.mkdtemp(prefix="tf_face_tflite_"))
+    try:
+        wrapper = _serving_keras_model(model, net, size, num_albedo)
+        _quiet(lambda: wrapper.export(str(tmp / "sm"), format="tf_saved_model"))
+        return {prec: _convert_saved_model(tmp / "sm", prec) for prec in precisions}
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _quiet(fn):
@@ -89,8 +105,8 @@ def export_tflite(networks: dict, out_dir, size: int, num_albedo: int,
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {}
     for net in nets:
-        for prec in precisions:
-            data = convert_network(networks[net], net, prec, size, num_albedo)
+        for prec, data in convert_network(networks[net], net, precisions, size,
+                                          num_albedo).items():
             path = out_dir / tflite_name(net, prec)
             tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
             tmp.write_bytes(data)

@@ -1,0 +1,314 @@
+"""reconstruct CLI end to end (random small networks in the weights-folder layout):
+every output file, OBJ/MTL/GLB parse back, renders and relighting direction,
+batch mode with bad photos, the TFLite backend vs TF, the same one-line
+errors as the unwrap CLI, and the report in headless Chromium."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import skimage.data
+
+REPO = Path(__file__).resolve().parents[1]
+K = 10
+EXPECTED = ["mesh.obj", "mesh.mtl", "albedo.png", "albedo_pca.png", "lighting.json",
+            "displacement.png", "displacement.json", "detail_normals.png", "mesh_detailed.obj",
+            "mesh_detailed.mtl", "mesh.glb", "mesh_detailed.glb", "report.html", "photo.png",
+            "texture.png", "fit.json", "reconstruction.json"]
+RENDERS = ["overlay", "rerender", "relit_image_left", "relit_image_right", "relit_top",
+           "relit_coloured", "yaw_-30", "yaw_+30"]
+BG = round(0.18 * 255)
+
+
+@pytest.fixture(scope="module")
+def astronaut():
+    return skimage.data.astronaut()
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    from tf_face.serving.random_weights import write_random_weights
+    return write_random_weights(tmp_path_factory.mktemp("weights"), num_albedo=K, bnet_width=4,
+                                ngf=4, p_a_std=0.3, sh_std=0.05, seed=7)
+
+
+@pytest.fixture(scope="module")
+def batch_out(weights, astronaut, tmp_path_factory):
+    """The CLI in batch mode: the astronaut, a broken JPEG and a photo without a face."""
+    root = tmp_path_factory.mktemp("batch")
+    photos = root / "photos"
+    photos.mkdir()
+    cv2.imwrite(str(photos / "astronaut.png"), astronaut[..., ::-1])
+    (photos / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    cv2.imwrite(str(photos / "noface.png"), np.full((200, 200, 3), 127, np.uint8))
+    out = root / "out"
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    res = subprocess.run([sys.executable, "-m", "tf_face.cli.reconstruct",
+                          f"--image_dir={photos}", f"--out_dir={out}",
+                          f"--weights_dir={weights}"], cwd=REPO, capture_output=True,
+                         text=True, env=env, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "Traceback" not in res.stderr
+    return out
+
+
+@pytest.fixture(scope="module")
+def recon(weights):
+    from tf_face.serving.reconstruct import Reconstructor
+    return Reconstructor(weights, backend="tf")
+
+
+def test_batch_mode_failures_and_outputs(batch_out):
+    failures = json.loads((batch_out / "failures.json").read_text())
+    assert sorted(Path(f["image"]).name for f in failures) == ["broken.jpg", "noface.png"]
+    assert all(f["error"] and "\n" not in f["error"] for f in failures)
+    assert not (batch_out / "broken").exists() and not (batch_out / "noface").exists()
+    d = batch_out / "astronaut"
+    for name in EXPECTED:
+        assert (d / name).is_file(), name
+    for name in RENDERS:
+        assert (d / "renders" / f"{name}.png").is_file() and \
+            (d / "renders" / f"{name}_base.png").is_file(), name
+    assert not [p for p in batch_out.iterdir() if p.name.startswith(".")]  # no temp dirs
+
+
+def test_mesh_files_parse_back(batch_out, recon):
+    from tf_face.export.mesh_files import glb_accessor, glb_image_bytes, read_glb, read_mtl, read_obj
+    d = batch_out / "astronaut"
+    model = recon.model
+    obj = read_obj(d / "mesh.obj")
+    assert obj["v"].shape == (model.num_vertices, 3)
+    assert obj["vt"].shape == (model.num_vertices, 2) and obj["vn"].shape == (model.num_vertices, 3)
+    assert obj["faces_v"].shape == model.triangles.shape
+    np.testing.assert_array_equal(obj["faces_v"], model.triangles)
+    np.testing.assert_allclose(obj["vt"][:, 1], 1.0 - model.uv[:, 1], atol=1e-5)  # v flipped
+    assert obj["mtllib"] == ["mesh.mtl"]
+    mtl = read_mtl(d / "mesh.mtl")
+    (mat,) = mtl.values()
+    assert mat["map_Kd"] == "albedo.png"
+    albedo = cv2.imread(str(d / "albedo.png"))[..., ::-1]
+    assert albedo.shape == (256, 256, 3)
+
+    gltf, binary = read_glb(d / "mesh.glb")
+    prim = gltf["meshes"][0]["primitives"][0]
+    pos = glb_accessor(gltf, binary, prim["attributes"]["POSITION"])
+    idx = glb_accessor(gltf, binary, prim["indices"])
+    assert pos.shape == (model.num_vertices, 3) and idx.size == model.triangles.size
+    np.testing.assert_allclose(pos, obj["v"], atol=1e-5)
+    png = np.frombuffer(glb_image_bytes(gltf, binary), np.uint8)
+    np.testing.assert_array_equal(cv2.imdecode(png, cv2.IMREAD_COLOR)[..., ::-1], albedo)
+
+    # the dense detail mesh: one vertex per valid texel (atlas texel with a base normal)
+    normals = np.load(d / "normals.npy")
+    valid = recon.atlas.mask & np.any(normals != 0, axis=-1)
+    det = read_obj(d / "mesh_detailed.obj")
+    assert det["v"].shape == (int(valid.sum()), 3)
+    assert len(det["faces_v"]) > 1.5 * len(det["v"])
+    assert read_obj(d / "mesh_detailed.obj")["mtllib"] == ["mesh_detailed.mtl"]
+    assert read_mtl(d / "mesh_detailed.mtl")["face"]["map_Kd"] == "albedo.png"
+    gltf2, bin2 = read_glb(d / "mesh_detailed.glb")
+    p2 = gltf2["meshes"][0]["primitives"][0]
+    assert glb_accessor(gltf2, bin2, p2["attributes"]["POSITION"]).shape == det["v"].shape
+    # the detail mesh sits on the base mesh (same frame and units)
+    ext = obj["v"].max(0) - obj["v"].min(0)
+    assert np.all(np.abs(det["v"].min(0) - obj["v"].min(0)) < 0.1 * ext)
+    assert np.all(np.abs(det["v"].max(0) - obj["v"].max(0)) < 0.1 * ext)
+
+
+def test_displacement_and_lighting(batch_out, recon):
+    from tf_face.export.detail_mesh import read_displacement_png
+    d = batch_out / "astronaut"
+    light = json.loads((d / "lighting.json").read_text())
+    assert np.asarray(light["sh"]).shape == (9, 3) and len(light["albedo_pca_coeffs"]) == K
+    disp, meta = read_displacement_png(d / "displacement.png")
+    assert meta["scale"] == light["displacement"]["scale"]
+    cfg = recon.cfg
+    lo, hi = light["displacement"]["moving_rate_range_detail_units"]
+    assert -cfg.drn_max_displacement <= lo < hi <= cfg.drn_max_displacement
+    # stored in model units = moving rate * detail unit (to 16-bit quantisation)
+    q = meta["scale"] / 65535 + 1e-9
+    assert disp.min() == pytest.approx(lo * cfg.detail_unit, abs=q)
+    assert disp.max() == pytest.approx(hi * cfg.detail_unit, abs=q)
+    dn = cv2.imread(str(d / "detail_normals.png"))
+    assert dn.std() > 10
+
+
+def _img(path):
+    return cv2.imread(str(path))[..., ::-1].astype(np.float64)
+
+
+def test_renders_are_not_blank_and_relighting_has_the_right_direction(batch_out):
+    r = batch_out / "astronaut" / "renders"
+    base = _img(r / "rerender.png")
+    face = np.any(np.abs(base - BG) > 3, axis=-1)
+    assert 0.15 < face.mean() < 0.9
+    for name in RENDERS:
+        for suffix in ("", "_base"):
+            img = _img(r / f"{name}{suffix}.png")
+            assert img.shape == base.shape and img.std() > 10, name + suffix
+    cols = np.nonzero(face.any(0))[0]
+    mid = (cols.min() + cols.max()) // 2
+    left, right = face.copy(), face.copy()
+    left[:, mid:] = False
+    right[:, :mid] = False
+    for suffix in ("", "_base"):
+        lit_l = _img(r / f"relit_image_left{suffix}.png").mean(-1)
+        lit_r = _img(r / f"relit_image_right{suffix}.png").mean(-1)
+        # light from the image left brightens the image-left cheek, and vice versa
+        assert lit_l[left].mean() > lit_r[left].mean() + 10, suffix
+        assert lit_r[right].mean() > lit_l[right].mean() + 10, suffix
+        top = _img(r / f"relit_top{suffix}.png").mean(-1)
+        rows = np.nonzero(face.any(1))[0]
+        upper = face.copy()
+        upper[(rows.min() + rows.max()) // 2:] = False
+        lower = face & ~upper
+        assert top[upper].mean() - top[lower].mean() > lit_l[upper].mean() - lit_l[lower].mean()
+    # details change the shading; novel views move the face
+    assert np.abs(_img(r / "rerender.png") - _img(r / "rerender_base.png")).mean() > 0.2
+    for yaw in ("yaw_-30", "yaw_+30"):
+        assert np.abs(_img(r / f"{yaw}.png") - base).mean() > 2
+    # the overlay keeps the photo around the face and replaces the face
+    ov = _img(r / "overlay.png")
+    assert np.abs(ov[~face] - ov[~face].mean()).mean() > 5          # photo, not a flat colour
+    assert np.abs(ov[face] - base[face]).mean() < 3
+
+
+def test_report_references_every_picture(batch_out):
+    from urllib.parse import quote
+    d = batch_out / "astronaut"
+    page = (d / "report.html").read_text()
+    for name in ["photo.png", "albedo.png", "albedo_pca.png", "displacement.png",
+                 "detail_normals.png"] + [f"renders/{n}.png" for n in RENDERS]:
+        assert f'src="{quote(name)}"' in page, name
+    assert "data:model/gltf-binary;base64," in page or "mesh.glb" in page
+    for key in ("bnet", "fan", "drn", "fit", "unwrap"):
+        assert key in page
+
+
+def test_tflite_backend_matches_tf(weights, recon, astronaut, tmp_path, monkeypatch):
+    """--backend=tflite (float16, converted on the fly into the cache) vs --backend=tf."""
+    import tf_face.serving.backends
+    from tf_face.serving.reconstruct import Reconstructor
+    from tf_face.serving.tflite import TFLiteNetwork
+    from tf_face.serving.views import to_display
+
+    monkeypatch.setattr(tf_face.serving.backends, "tflite_cache_root",
+                        lambda: tmp_path / "cache" / "tflite")
+    lite = Reconstructor(weights, backend="tflite", tflite_precision="float16",
+                         log=lambda *_: None)
+    assert all(isinstance(n, TFLiteNetwork) for n in lite.backend.nets.values())
+    assert len(list((tmp_path / "cache" / "tflite").rglob("*_float16.tflite"))) == 3
+    a = recon.run(astronaut)
+    b = lite.run(astronaut)
+    m = recon.atlas.mask
+    cs = recon.color_space
+    for key in ("albedo", "albedo_pca"):
+        x, y = getattr(a.nets, key), getattr(b.nets, key)
+        assert np.abs(x - y)[m].max() <= 2 / 255, key
+        assert np.abs(to_display(x, cs) - to_display(y, cs))[m].max() <= 2 / 255, key
+    np.testing.assert_allclose(b.nets.sh, a.nets.sh, atol=1e-3)
+    assert np.abs(b.nets.moving_rate - a.nets.moving_rate).max() <= 1e-3
+    assert np.abs(a.nets.moving_rate).max() > 0  # a real comparison
+
+
+def _bad_inputs(tmp_path, astronaut):
+    ok, buf = cv2.imencode(".jpg", astronaut[..., ::-1])
+    files = {"text.jpg": b"this is not an image\n", "empty.png": b"",
+             "truncated.jpg": buf.tobytes()[: len(buf) // 2]}
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+    cv2.imwrite(str(tmp_path / "noface.png"), np.full((200, 200, 3), 127, np.uint8))
+    return [tmp_path / n for n in files] + [tmp_path / "missing.jpg", tmp_path / "noface.png"]
+
+
+def test_bad_inputs_give_the_unwrap_errors(recon, astronaut, tmp_path):
+    from tf_face.cli.reconstruct import reconstruct_one
+    from tf_face.cli.unwrap import unwrap_one
+    from tf_face.errors import TfFaceError
+    for path in _bad_inputs(tmp_path, astronaut):
+        with pytest.raises(TfFaceError) as want:
+            unwrap_one(recon.pipeline, path, tmp_path / "u")
+        with pytest.raises(TfFaceError) as got:
+            reconstruct_one(recon, path, tmp_path / "r")
+        assert type(got.value) is type(want.value) and str(got.value) == str(want.value)
+        assert "\n" not in str(got.value)
+        assert not (tmp_path / "r").exists()
+
+
+def test_existing_output_is_refused_before_any_work(recon, tmp_path):
+    from tf_face.cli.reconstruct import reconstruct_one
+    from tf_face.outputs import OutputExistsError
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("x")
+    with pytest.raises(OutputExistsError, match="--overwrite"):
+        reconstruct_one(recon, tmp_path / "does-not-matter.jpg", out)
+    assert (out / "keep.txt").read_text() == "x"
+
+
+def test_missing_weights_say_which_command_makes_them(tmp_path, monkeypatch, weights):
+    import tf_face.serving.weights as W
+    monkeypatch.setattr(W, "DEFAULT_WEIGHTS_DIR", tmp_path / "demo_out" / "weights")
+    with pytest.raises(W.WeightsError) as e:
+        W.resolve_weights_dir(None)
+    msg = str(e.value)
+    assert "make demo" in msg and "train.train_bnet" in msg and "\n" not in msg
+    partial = tmp_path / "partial"
+    partial.mkdir()
+    (partial / W.CONFIG_FILE).write_text((Path(weights) / W.CONFIG_FILE).read_text())
+    with pytest.raises(W.WeightsError, match="bnet.keras, fan.keras, drn.keras"):
+        W.resolve_weights_dir(partial)
+    assert W.resolve_weights_dir(weights) == Path(weights)
+
+
+def test_report_shows_the_face_in_headless_chromium(batch_out, tmp_path):
+    """The astronaut's report.html, opened from file:// in headless Chromium."""
+    from tests.test_report import _VIEWER_STATE, CHROMIUM, _DevTools
+    from tf_face.export import viewer_assets
+    import base64
+    import time
+    if not CHROMIUM.is_file():
+        pytest.skip("/usr/bin/chromium is absent (apt-get install chromium)")
+    if viewer_assets.viewer_js_path() is None:
+        pytest.skip(f"viewer script not fetched (run {viewer_assets.FETCH_COMMAND})")
+    page = batch_out / "astronaut" / "report.html"
+    tools = _DevTools(tmp_path / "profile", 1000, 1400)
+    try:
+        target = [t for t in tools.send("Target.getTargets")["targetInfos"]
+                  if t["type"] == "page"][0]
+        sid = tools.send("Target.attachToTarget", {"targetId": target["targetId"],
+                                                   "flatten": True})["sessionId"]
+        tools.send("Page.enable", session=sid)
+        tools.send("Page.navigate", {"url": page.as_uri()}, session=sid)
+        state, deadline = None, time.time() + 150
+        while time.time() < deadline:
+            state = tools.send("Runtime.evaluate", {
+                "expression": "document.getElementById('viewer3d').scrollIntoView();"
+                              + _VIEWER_STATE, "returnByValue": True},
+                session=sid)["result"].get("value")
+            if state and state["loaded"] and state["visible"]:
+                break
+            time.sleep(0.5)
+        tools.send("Runtime.evaluate", {
+            "expression": "new Promise(r => requestAnimationFrame(() => "
+                          "requestAnimationFrame(() => setTimeout(r, 500))))",
+            "awaitPromise": True}, session=sid)
+        shot = base64.b64decode(tools.send("Page.captureScreenshot", {"format": "png"},
+                                           session=sid)["data"])
+    finally:
+        tools.close()
+    (tmp_path / "shot.png").write_bytes(shot)
+    keep = os.environ.get("TF_FACE_SCREENSHOT_DIR")
+    if keep:
+        Path(keep).mkdir(parents=True, exist_ok=True)
+        (Path(keep) / "reconstruct_report.png").write_bytes(shot)
+    assert state and state["loaded"] and state["visible"], state
+    img = cv2.imdecode(np.frombuffer(shot, np.uint8), cv2.IMREAD_COLOR).astype(np.float64)
+    x, y, w, h = (int(round(c)) for c in state["box"])
+    box = img[max(y, 0) + 2:y + h - 2, max(x, 0) + 2:x + w - 2]
+    assert box.size and box.std() > 8.0          # the textured face, not an empty canvas

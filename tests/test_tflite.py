@@ -1,0 +1,110 @@
+"""TFLite conversion of B-Net/FAN/DRN vs TensorFlow on a real unwrapped texture.
+
+Bounds (stated in tf_face.serving.compare / the export report):
+* float32: max abs diff <= 1e-4 on every output (conversion reorders float
+  ops; ~1e-5 is typical);
+* float16 weights: albedo (B-Net's R_a and FAN's) max abs diff <= 2/255 both
+  in the output space and after the sRGB display curve;
+* int8 dynamic range: albedo max abs diff <= 12/255 after the display curve,
+  DRN moving rate within 10 % of its bound ``drn_max_displacement``.
+"""
+
+import numpy as np
+import pytest
+import skimage.data
+
+K = 10
+CONVERTED = {"bnet": ("float32", "float16"), "fan": ("float32", "float16", "int8"),
+             "drn": ("float32", "int8")}
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    from tf_face.facemodel import load_face_model
+    from tf_face.pipeline import GeometryPipeline
+    from tf_face.serving.backends import TFBackend
+    from tf_face.serving.random_weights import write_random_weights
+    from tf_face.serving.tflite import export_tflite
+    from tf_face.serving.weights import load_albedo_model, load_networks, read_weights_config
+    from tf_face.uv import get_atlas
+
+    w = write_random_weights(tmp_path_factory.mktemp("weights"), num_albedo=K, bnet_width=4,
+                             ngf=4, p_a_std=0.5, sh_std=0.1, seed=5)
+    cfg = read_weights_config(w)
+    nets = load_networks(w)
+    folder = tmp_path_factory.mktemp("tflite")
+    # every precision for FAN; the albedo-relevant ones for B-Net, fp32/int8 for DRN
+    # (each conversion costs ~7 s of CPU)
+    for net, precs in CONVERTED.items():
+        export_tflite(nets, folder, cfg.uv_size, cfg.num_albedo, precisions=precs, nets=(net,))
+    face = load_face_model(cfg.model)
+    backend = TFBackend(w, cfg, load_albedo_model(cfg, face), networks=nets)
+    texture = GeometryPipeline("default").run(skimage.data.astronaut()).sample.texture
+    return {"cfg": cfg, "folder": folder, "backend": backend, "texture": texture,
+            "mask": get_atlas(face, size=cfg.uv_size).mask}
+
+
+@pytest.fixture(scope="module")
+def rows(setup):
+    from tf_face.serving.compare import compare_tflite
+    out = []
+    for net, precs in CONVERTED.items():
+        out += compare_tflite(setup["backend"], setup["folder"], [setup["texture"]],
+                              setup["mask"], setup["cfg"].color_space, precisions=precs,
+                              nets=(net,), repeats=1)
+    return out
+
+
+def test_every_network_and_precision_is_compared(rows):
+    assert {(r["net"], r["precision"]) for r in rows} == {
+        (n, p) for n, precs in CONVERTED.items() for p in precs}
+    for r in rows:
+        assert r["size_mb"] > 0 and r["ms_tflite"] > 0 and np.isfinite(r["max_abs"])
+
+
+def test_sizes_shrink_with_precision(rows):
+    size = {(r["net"], r["precision"]): r["size_mb"] for r in rows}
+    assert size[("bnet", "float16")] < 0.6 * size[("bnet", "float32")]
+    assert size[("fan", "float16")] < 0.6 * size[("fan", "float32")]
+    assert size[("fan", "int8")] < 0.6 * size[("fan", "float16")]
+    assert size[("drn", "int8")] < 0.4 * size[("drn", "float32")]
+
+
+def test_differences_within_the_stated_bounds(rows, setup):
+    for r in rows:
+        if r["precision"] == "float32":
+            assert r["max_abs"] <= 1e-4, r
+        elif r["precision"] == "float16":
+            if r["net"] in ("bnet", "fan"):
+                assert r["max_abs"] <= 2 / 255 and r["max_abs_display_255"] <= 2.0, r
+            else:
+                assert r["max_abs"] <= 0.02 * setup["cfg"].drn_max_displacement, r
+        else:
+            if r["net"] in ("bnet", "fan"):
+                assert r["max_abs_display_255"] <= 12.0, r
+            else:
+                assert r["max_abs"] <= 0.1 * setup["cfg"].drn_max_displacement, r
+        assert r["mean_abs"] <= r["max_abs"]
+
+
+def test_outputs_are_not_trivially_equal(setup):
+    """The comparison is meaningful: the random networks give varied outputs."""
+    from tf_face.serving.tflite import TFLiteNetwork
+    x = setup["texture"][None].astype(np.float32)
+    fan = TFLiteNetwork(setup["folder"] / "fan_float32.tflite")(x)["albedo"]
+    drn = TFLiteNetwork(setup["folder"] / "drn_float32.tflite")(x)["moving_rate"]
+    bnet = TFLiteNetwork(setup["folder"] / "bnet_float32.tflite")(x)
+    assert fan.shape == (1, 256, 256, 3) and fan.std() > 1e-3
+    assert drn.shape == (1, 256, 256, 1) and np.abs(drn).max() > 1e-5
+    assert bnet["p_a"].shape == (1, K) and bnet["sh"].shape == (1, 9, 3)
+    ref = setup["backend"].run_network("bnet", x)
+    np.testing.assert_allclose(bnet["sh"], ref["sh"], atol=1e-5)
+    # the split adds the ambient offset to gamma[0]
+    assert np.abs(bnet["sh"][0, 0] - 0.8).max() < 0.5
+
+
+def test_only_builtin_ops(setup):
+    from tf_face.serving.tflite import TFLiteNetwork
+    for path in setup["folder"].glob("*.tflite"):
+        ops = {o["op_name"] for o in TFLiteNetwork(path).interpreter._get_ops_details()}
+        assert not any(o.startswith("Flex") or o == "CUSTOM" for o in ops), (path.name, ops)
