@@ -26,6 +26,7 @@ _HELP = {
     "strategy": "default | mirrored | multi_worker (TF_CONFIG).",
     "model": "Face model spec; its albedo model is B-Net's R_a = m_a + U_a p_a.",
     "num_albedo": "Use only the first K albedo components.",
+    "uv_size": "UV map size of the shards (256 in the paper).",
     "color_space": "linear (shade in linear RGB; textures are sRGB-decoded) | srgb.",
     "render_backend": "auto | op | reference (custom ops or their pure-TF reference).",
     "w_a": "B-Net albedo regulariser weight.",

@@ -51,33 +51,37 @@ def bnet_stage_widths(width: int = PAPER_WIDTH) -> tuple[int, ...]:
     return tuple(2 * width * m for m in (1, 2, 4, 8))
 
 
-def _conv_bn(x, filters, kernel, stride, name):
+def _conv_bn(x, filters, kernel, stride, name, sync=False):
     x = keras.layers.Conv2D(filters, kernel, strides=stride, padding="same",
                             use_bias=False, kernel_initializer="he_normal",
                             name=f"{name}_conv")(x)
-    return keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5, name=f"{name}_bn")(x)
+    return keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5, synchronized=sync,
+                                           name=f"{name}_bn")(x)
 
 
-def _basic_block(x, filters, stride, name):
+def _basic_block(x, filters, stride, name, sync=False):
     shortcut = x
-    y = _conv_bn(x, filters, 3, stride, f"{name}_a")
+    y = _conv_bn(x, filters, 3, stride, f"{name}_a", sync)
     y = keras.layers.ReLU(name=f"{name}_a_relu")(y)
-    y = _conv_bn(y, filters, 3, 1, f"{name}_b")
+    y = _conv_bn(y, filters, 3, 1, f"{name}_b", sync)
     if stride != 1 or x.shape[-1] != filters:
-        shortcut = _conv_bn(x, filters, 1, stride, f"{name}_proj")
+        shortcut = _conv_bn(x, filters, 1, stride, f"{name}_proj", sync)
     y = keras.layers.Add(name=f"{name}_add")([y, shortcut])
     return keras.layers.ReLU(name=f"{name}_out")(y)
 
 
 def build_bnet(num_albedo: int, input_size: int = 256, in_channels: int = 3,
-               width: int = PAPER_WIDTH, name: str = "bnet") -> keras.Model:
+               width: int = PAPER_WIDTH, name: str = "bnet",
+               sync_batchnorm: bool = False) -> keras.Model:
     """Build B-Net: [B, S, S, C] texture in [0, 1] -> [B, num_albedo + 27].
 
     ``input_size`` must be a multiple of 32 (the body downsamples 32x); the
     last average pooling is S/32 wide, 8 at 256. ``width`` is the ResNet base
     width (the paper's 64 gives 1024 features; smaller values are for CPU
     smoke runs and tests, features = 16 * width). Split the output with
-    ``split_bnet_output``.
+    ``split_bnet_output``. ``sync_batchnorm`` synchronises the batch
+    statistics across replicas (multi-GPU / multi-worker training), so every
+    worker keeps identical moving statistics.
     """
     if isinstance(num_albedo, bool) or not isinstance(num_albedo, int) or num_albedo < 0:
         raise ValueError(f"build_bnet: num_albedo must be an int >= 0, got {num_albedo!r}")
@@ -88,14 +92,15 @@ def build_bnet(num_albedo: int, input_size: int = 256, in_channels: int = 3,
         raise ValueError(f"build_bnet: width must be a positive int, got {width!r}")
     inputs = keras.Input((input_size, input_size, in_channels), name="texture")
     x = keras.layers.Rescaling(2.0, offset=-1.0, name="to_pm1")(inputs)
-    x = _conv_bn(x, width, 7, 2, "stem")
+    x = _conv_bn(x, width, 7, 2, "stem", sync_batchnorm)
     x = keras.layers.ReLU(name="stem_relu")(x)
     x = keras.layers.MaxPooling2D(3, strides=2, padding="same", name="stem_pool")(x)
     for stage, (filters, blocks) in enumerate(zip(bnet_stage_widths(width), STAGE_BLOCKS),
                                             start=1):
         for block in range(blocks):
             stride = 2 if (block == 0 and stage > 1) else 1
-            x = _basic_block(x, filters, stride, f"stage{stage}_block{block + 1}")
+            x = _basic_block(x, filters, stride, f"stage{stage}_block{block + 1}",
+                             sync_batchnorm)
     pool = input_size // 32
     x = keras.layers.AveragePooling2D(pool_size=pool, name="avg_pool")(x)
     x = keras.layers.Flatten(name="features")(x)

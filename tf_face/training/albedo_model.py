@@ -33,8 +33,8 @@ def _resize(img: np.ndarray, size: int) -> np.ndarray:
     if img.shape[0] == size and img.shape[1] == size:
         return img.astype(np.float32)
     flat = img.reshape(img.shape[0], img.shape[1], -1).astype(np.float32)
-    chunks = [cv2.resize(flat[..., i:i + 512], (size, size), interpolation=cv2.INTER_LINEAR)
-              for i in range(0, flat.shape[-1], 512)]
+    chunks = [cv2.resize(np.ascontiguousarray(flat[..., i:i + 4]), (size, size), interpolation=cv2.INTER_LINEAR)
+              for i in range(0, flat.shape[-1], 4)]
     out = np.concatenate([c.reshape(size, size, -1) for c in chunks], axis=-1)
     return out.reshape((size, size) + img.shape[2:])
 

@@ -43,6 +43,7 @@ class JobConfig:
     strategy: str = "default"
     model: str = "default"             # face model spec (or a FaceModel, in tests)
     num_albedo: Optional[int] = None   # use the first K albedo components (None: all)
+    uv_size: int = 256                 # must match the shards (train.preprocess --uv_size)
     color_space: str = "linear"
     render_backend: str = "auto"
     w_a: float = 1.0
@@ -107,7 +108,7 @@ def _context(cfg: JobConfig):
     from tf_face.uv import get_atlas
 
     model = cfg.model if not isinstance(cfg.model, str) else load_face_model(cfg.model)
-    atlas = get_atlas(model)
+    atlas = get_atlas(model, size=cfg.uv_size)
     albedo = uv_albedo_model(model, atlas, cfg.num_albedo)
     ctx = StageContext(tf.constant(albedo.mean), tf.constant(albedo.basis), atlas.mask,
                        cfg.loss_weights(), cfg.color_space, cfg.render_backend, cfg.gan_kind)
@@ -182,7 +183,8 @@ def train_bnet(cfg: JobConfig) -> dict:
     _, atlas, ctx = _context(cfg)
     _write_weights_config(cfg, "bnet", ctx, atlas)
     with strategy.scope():
-        bnet = build_bnet(ctx.num_albedo, input_size=atlas.size, width=cfg.bnet_width)
+        bnet = build_bnet(ctx.num_albedo, input_size=atlas.size, width=cfg.bnet_width,
+                          sync_batchnorm=strategy.num_replicas_in_sync > 1)
         opt = keras.optimizers.Adam(cfg.learning_rate)
         opt.build(bnet.trainable_variables)
     replicas = strategy.num_replicas_in_sync

@@ -67,12 +67,22 @@ def worker_info(strategy) -> tuple[bool, int]:
 
 
 def apply_if_finite(optimizer, grads, variables, loss) -> tf.Tensor:
-    """Apply the update only when the loss and every gradient are finite."""
+    """Apply the update only when the loss and every gradient are finite.
+
+    Under a distribution strategy the update cannot sit inside a ``tf.cond``
+    (it is a cross-replica synchronisation point); there a non-finite step
+    applies all-zero gradients instead (the optimizer's moments decay by one
+    step) and is reported the same way.
+    """
     finite = tf.math.is_finite(loss)
     for g in grads:
         if g is not None:
             finite = tf.logical_and(finite, tf.reduce_all(tf.math.is_finite(g)))
     pairs = [(g, v) for g, v in zip(grads, variables) if g is not None]
+    if tf.distribute.has_strategy():
+        optimizer.apply_gradients(
+            [(tf.where(finite, g, tf.zeros_like(g)), v) for g, v in pairs])
+        return finite
 
     def apply():
         optimizer.apply_gradients(pairs)
@@ -119,7 +129,8 @@ def run_training(name: str, strategy, config: LoopConfig, networks: dict, optimi
     ``strategy.scope()``). ``image_fn(batch) -> dict of images`` feeds the
     TensorBoard grids. ``final_models`` (name -> keras.Model) are saved at the
     end as ``OUTPUT/<name>.keras`` and ``OUTPUT/<name>.weights.h5``.
-    Returns a summary dict (also written to OUTPUT/<job>_summary.json).
+    Returns a summary dict (also written to OUTPUT/<job>_summary.json) with
+    the per-step loss history of this run.
     """
     if config.nan_policy not in ("stop", "skip"):
         raise TfFaceError(f"nan_policy must be 'stop' or 'skip', got {config.nan_policy!r}")
@@ -142,8 +153,9 @@ def run_training(name: str, strategy, config: LoopConfig, networks: dict, optimi
             terms, ok = strategy.run(step_fn, args=(batch,))
             terms = {k: strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None)
                      for k, v in terms.items()}
-            ok = strategy.reduce(tf.distribute.ReduceOp.MIN, tf.cast(ok, tf.int32), axis=None)
-            return terms, ok > 0
+            ok = strategy.reduce(tf.distribute.ReduceOp.MEAN, tf.cast(ok, tf.float32),
+                                 axis=None)
+            return terms, ok > 0.999   # every replica's step was finite
     items = dict(step=step, **networks, **{f"optimizer_{k}": v for k, v in optimizers.items()})
     if single:
         items["iterator"] = iterator
@@ -158,6 +170,7 @@ def run_training(name: str, strategy, config: LoopConfig, networks: dict, optimi
     start = int(step.numpy())
     skipped = 0
     last_terms: dict = {}
+    history: dict = {}
     bar = None
     if config.progress and chief:
         from tqdm import tqdm
@@ -183,13 +196,16 @@ def run_training(name: str, strategy, config: LoopConfig, networks: dict, optimi
             step.assign_add(1)
             cur += 1
             last_terms = terms
+            for k, v in _to_float(terms).items():
+                history.setdefault(k, []).append(v)
             if cur % config.log_every == 0 or cur == config.steps:
                 with writer.as_default(step=cur):
                     for k, v in terms.items():
                         tf.summary.scalar(f"loss/{k}", v)
             if image_fn is not None and (cur % config.image_every == 0 or cur == config.steps):
                 with writer.as_default(step=cur):
-                    tf.summary.image("grid", image_grid(image_fn(batch)), max_outputs=1)
+                    local = batch if single else strategy.experimental_local_results(batch)[0]
+                    tf.summary.image("grid", image_grid(image_fn(local)), max_outputs=1)
             if cur % config.checkpoint_every == 0:
                 manager.save(checkpoint_number=cur)
             if bar is not None:
@@ -206,12 +222,15 @@ def run_training(name: str, strategy, config: LoopConfig, networks: dict, optimi
                "steps_run": int(step.numpy()) - start, "skipped_steps": skipped,
                "seconds": seconds,
                "seconds_per_step": seconds / max(1, int(step.numpy()) - start),
-               "final_losses": _to_float(last_terms) if last_terms else {}}
-    if chief:
-        out.mkdir(parents=True, exist_ok=True)
-        for mname, model in (final_models or {}).items():
-            save_model(model, out / mname)
-        (out / f"{name}_summary.json").write_text(json.dumps(summary, indent=2))
+               "final_losses": _to_float(last_terms) if last_terms else {},
+               "loss_history": history}
+    # the chief writes the models; other workers write theirs beside their
+    # checkpoints (so multi-worker runs can be checked for identical weights)
+    final_dir = out if chief else out / f"worker_{task}"
+    final_dir.mkdir(parents=True, exist_ok=True)
+    for mname, model in (final_models or {}).items():
+        save_model(model, final_dir / mname)
+    (final_dir / f"{name}_summary.json").write_text(json.dumps(summary, indent=2))
     return summary
 
 

@@ -14,7 +14,8 @@ import numpy as np
 
 
 def make_toy_shards(out_dir, model_spec: str = "default", num_samples: int = 8,
-                    num_shards: int = 2, seed: int = 0, num_albedo: int | None = 8) -> dict:
+                    num_shards: int = 2, seed: int = 0, num_albedo: int | None = 8,
+                    uv_size: int = 256) -> dict:
     """Write ``num_shards`` shards of UV samples; returns the ground truth."""
     import tensorflow as tf
 
@@ -29,7 +30,7 @@ def make_toy_shards(out_dir, model_spec: str = "default", num_samples: int = 8,
 
     rng = np.random.default_rng(seed)
     model = load_face_model(model_spec)
-    atlas = get_atlas(model)
+    atlas = get_atlas(model, size=uv_size)
     albedo_model = uv_albedo_model(model, atlas, num_albedo)
     verts = model.mean_shape.astype(np.float64)
     normals_v = vertex_normals(verts, model.triangles)          # model frame == camera frame

@@ -1,0 +1,189 @@
+"""Training jobs on toy UV shards with known albedo and lighting.
+
+* a few steps lower each stage's loss (B-Net, FAN, DRN);
+* kill -9 in the middle and resume ends with the same step and the same
+  weights as an uninterrupted run;
+* non-finite losses stop with a clear message, or are skipped by flag;
+* MultiWorkerMirroredStrategy with 2 local workers keeps both in sync.
+"""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+UV = 64  # small UV maps keep the CPU tests fast; the maths is size-independent
+SMALL = dict(uv_size=UV, batch_size=4, learning_rate=1e-3, bnet_width=8, num_albedo=8, ngf=8,
+             deterministic=False, progress=False, log_every=2, image_every=1000,
+             checkpoint_every=1000, w_percep=0.0)
+
+
+@pytest.fixture(scope="module")
+def toy_data(tmp_path_factory):
+    from tf_face.training.toy_data import make_toy_shards
+    d = tmp_path_factory.mktemp("toy")
+    make_toy_shards(d, num_samples=8, num_shards=2, seed=0, uv_size=UV)
+    return d
+
+
+@pytest.fixture(scope="module")
+def trained(toy_data, tmp_path_factory):
+    """B-Net, then FAN, then DRN, each for a few steps, in one weights folder."""
+    from tf_face.training.jobs import JobConfig, train_bnet, train_drn, train_fan
+    out = tmp_path_factory.mktemp("weights")
+    summaries = {}
+    summaries["bnet"] = train_bnet(JobConfig(str(toy_data), str(out), steps=30, **SMALL))
+    # the adversarial term is kept small here: at this test's high learning
+    # rate (1e-3, for speed) an equal-weight LSGAN term makes 20 steps noisy
+    summaries["fan"] = train_fan(JobConfig(str(toy_data), str(out), steps=20,
+                                           **{**SMALL, "batch_size": 2, "w_pixel": 1.0,
+                                              "w_gan": 0.02, "disc_learning_rate": 1e-4}))
+    summaries["drn"] = train_drn(JobConfig(str(toy_data), str(out), steps=12,
+                                           **{**SMALL, "batch_size": 2}))
+    return out, summaries
+
+
+def _falls(history, frac=0.8, n=4):
+    h = np.asarray(history)
+    return h[-n:].mean() < frac * h[:n].mean(), (h[:n].mean(), h[-n:].mean())
+
+
+def test_bnet_steps_lower_its_loss(trained):
+    out, s = trained
+    ok, vals = _falls(s["bnet"]["loss_history"]["pixel"])
+    assert ok, vals
+    assert (out / "bnet.keras").exists() and (out / "bnet.weights.h5").exists()
+    cfg = json.loads((out / "tf_face_weights.json").read_text())
+    assert cfg["num_albedo"] == 8 and set(cfg["stages"]) == {"bnet", "fan", "drn"}
+
+
+def test_fan_steps_lower_its_pixel_loss(trained):
+    _, s = trained
+    ok, vals = _falls(s["fan"]["loss_history"]["pixel"])
+    assert ok, vals
+    assert all(np.isfinite(s["fan"]["loss_history"]["d_total"]))
+
+
+def test_drn_steps_lower_its_loss(trained):
+    out, s = trained
+    ok, vals = _falls(s["drn"]["loss_history"]["total"], frac=0.9)
+    assert ok, vals
+    assert (out / "drn.keras").exists()
+
+
+def test_tensorboard_logs_have_every_loss_term(trained):
+    import tensorflow as tf
+    out, _ = trained
+    tags = set()
+    for f in (out / "logs" / "bnet").glob("events.*"):
+        for e in tf.compat.v1.train.summary_iterator(str(f)):
+            tags |= {v.tag for v in e.summary.value}
+    assert {"loss/total", "loss/pixel", "loss/albedo_reg", "grid"} <= tags
+
+
+def test_fan_loads_the_trained_bnet_and_missing_stage_is_a_clear_error(toy_data, tmp_path):
+    from tf_face.errors import TfFaceError
+    from tf_face.training.jobs import JobConfig, train_fan
+    with pytest.raises(TfFaceError, match="train.train_bnet"):
+        train_fan(JobConfig(str(toy_data), str(tmp_path / "empty"), steps=1, **SMALL))
+
+
+def test_nan_stops_with_a_clear_message_or_is_skipped(toy_data, tmp_path):
+    from tf_face.training.jobs import JobConfig, train_bnet
+    from tf_face.training.loop import TrainingDivergedError
+    bad = {**SMALL, "learning_rate": 1e30}
+    with pytest.raises(TrainingDivergedError, match="non-finite"):
+        train_bnet(JobConfig(str(toy_data), str(tmp_path / "stop"), steps=8, **bad))
+    s = train_bnet(JobConfig(str(toy_data), str(tmp_path / "skip"), steps=8,
+                             **{**bad, "nan_policy": "skip"}))
+    assert s["steps"] == 8 and s["skipped_steps"] >= 1
+
+
+def _weights(path):
+    out = {}
+    with h5py.File(path, "r") as f:
+        f.visititems(lambda n, o: out.__setitem__(n, o[()]) if isinstance(o, h5py.Dataset)
+                     else None)
+    return out
+
+
+def _job_cmd(data, out, steps, extra=()):
+    return [sys.executable, "-m", "train.train_bnet", f"--data={data}", f"--output_dir={out}",
+            f"--steps={steps}", "--batch_size=2", "--bnet_width=4", "--num_albedo=4",
+            "--learning_rate=1e-3", "--checkpoint_every=1", "--noprogress", "--seed=3",
+            f"--uv_size={UV}", *extra]
+
+
+def _env():
+    return dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=str(REPO),
+                OMP_NUM_THREADS="1")
+
+
+def test_kill_and_resume_matches_an_uninterrupted_run(toy_data, tmp_path):
+    steps = 8
+    full = subprocess.run(_job_cmd(toy_data, tmp_path / "full", steps), cwd=REPO, env=_env(),
+                          capture_output=True, text=True, timeout=600)
+    assert full.returncode == 0, full.stderr[-2000:]
+    killed_dir = tmp_path / "killed"
+    proc = subprocess.Popen(_job_cmd(toy_data, killed_dir, steps), cwd=REPO, env=_env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ckpts = killed_dir / "checkpoints" / "bnet"
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        if len(list(ckpts.glob("ckpt-*.index"))) >= 2:   # keeps the last 3
+            names = sorted(int(p.stem.split("-")[1]) for p in ckpts.glob("ckpt-*.index"))
+            if names[-1] >= 3:
+                break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the job finished before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (killed_dir / "bnet.weights.h5").exists()
+    resumed = subprocess.run(_job_cmd(toy_data, killed_dir, steps), cwd=REPO, env=_env(),
+                             capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "resumed from" in resumed.stderr
+    summary = json.loads((killed_dir / "bnet_summary.json").read_text())
+    assert summary["steps"] == steps and 3 <= summary["resumed_from"] < steps
+    a, b = _weights(tmp_path / "full" / "bnet.weights.h5"), _weights(killed_dir / "bnet.weights.h5")
+    assert a.keys() == b.keys() and a
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_local_workers_train_the_same_weights(toy_data, tmp_path):
+    ports = [_free_port(), _free_port()]
+    cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
+    procs = []
+    for i in range(2):
+        env = _env()
+        env["TF_CONFIG"] = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}})
+        cmd = _job_cmd(toy_data, tmp_path / "mw", 3, ["--strategy=multi_worker"])
+        procs.append(subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE,
+                                      stderr=subprocess.STDOUT, text=True))
+    outs = [p.communicate(timeout=600)[0] for p in procs]
+    assert all(p.returncode == 0 for p in procs), "\n".join(o[-1500:] for o in outs)
+    chief = _weights(tmp_path / "mw" / "bnet.weights.h5")
+    other = _weights(tmp_path / "mw" / "worker_1" / "bnet.weights.h5")
+    assert chief.keys() == other.keys() and chief
+    init = None
+    for k in chief:
+        np.testing.assert_allclose(chief[k], other[k], rtol=0, atol=1e-6, err_msg=k)
+    summary = json.loads((tmp_path / "mw" / "bnet_summary.json").read_text())
+    assert summary["steps"] == 3
+    del init
