@@ -312,3 +312,26 @@ def test_report_shows_the_face_in_headless_chromium(batch_out, tmp_path):
     x, y, w, h = (int(round(c)) for c in state["box"])
     box = img[max(y, 0) + 2:y + h - 2, max(x, 0) + 2:x + w - 2]
     assert box.size and box.std() > 8.0          # the textured face, not an empty canvas
+
+
+def test_fast_detail_normals_match_the_export_reference():
+    """tf_face.serving.detail (dense grid) == tf_face.export.detail_mesh (index lists)."""
+    from tf_face.export.detail_mesh import detail_normals, displace
+    from tf_face.serving.detail import detail_normals_np, displace_np, grid_vertex_normals
+    rng = np.random.default_rng(1)
+    h = 64
+    yy, xx = np.mgrid[0:h, 0:h].astype(np.float64)
+    valid = ((yy - 32) ** 2 + (xx - 30) ** 2 < 26 ** 2) & (rng.random((h, h)) > 0.02)
+    pos = np.stack([xx, -yy, 8 * np.cos((xx - 32) / 20) * np.cos((yy - 32) / 20)], -1)
+    n = grid_vertex_normals(pos, valid) + 0.1 * rng.normal(size=pos.shape)
+    n[~valid] = 0
+    d = rng.normal(size=(h, h)) * 0.3 * valid
+    for ref in (n, -n):                      # both orientations of the majority vote
+        want_pos = displace(pos, ref, d, valid)
+        want = detail_normals(want_pos, valid, reference_normals=ref, base_positions=pos)
+        got_pos = displace_np(pos, ref, d, valid)
+        got = detail_normals_np(got_pos, pos, ref, valid)
+        np.testing.assert_allclose(got_pos, want_pos, atol=1e-4)
+        np.testing.assert_allclose(got, want, atol=1e-4)
+        assert np.abs(got - ref / np.maximum(np.linalg.norm(ref, axis=-1, keepdims=True),
+                                             1e-9))[valid].max() > 0.05   # details matter

@@ -9,9 +9,10 @@ and ``run(image)`` returns a ``Reconstruction``:
 * the detail maps: ``valid`` [S,S] (atlas texels with a base normal),
   ``displacement_px`` [S,S] (Δd along the base normal, position-map pixels:
   r_d * detail_unit * fit scale), the displaced position map and the detail
-  normal map (``tf_face.export.detail_mesh.detail_normals`` with the base
-  position/normal maps as reference: base normals plus the change the
-  displacement makes, camera frame),
+  normal map (``tf_face.serving.detail``, the same as
+  ``tf_face.export.detail_mesh.detail_normals`` with the base position/normal
+  maps as reference: base normals plus the change the displacement makes,
+  camera frame),
 * ``timings_ms`` per stage.
 
 ``write_reconstruction`` (``tf_face.serving.write``) turns it into files.
@@ -47,14 +48,13 @@ def model_kind(spec: str) -> str:
 
 def detail_maps(sample, atlas_mask, moving_rate, scale: float, detail_unit: float):
     """``(valid, displacement_px, displaced_position, detail_normals)`` (module doc)."""
-    from tf_face.export.detail_mesh import detail_normals, displace
+    from tf_face.serving.detail import detail_normals_np, displace_np
 
     valid = np.asarray(atlas_mask, bool) & np.any(sample.normals != 0, axis=-1)
     disp = (np.asarray(moving_rate, np.float64) * float(scale) * float(detail_unit)
             * valid).astype(np.float32)
-    moved = displace(sample.position, sample.normals, disp, valid)
-    normals = detail_normals(moved, valid, reference_normals=sample.normals,
-                             base_positions=sample.position)
+    moved = displace_np(sample.position, sample.normals, disp, valid)
+    normals = detail_normals_np(moved, sample.position, sample.normals, valid)
     return valid, disp, moved, normals
 
 
@@ -84,6 +84,9 @@ class Reconstructor:
                       "num_threads": num_threads, "log": log}
         self.backend = make_backend(backend, self.weights_dir, self.cfg, self.albedo_model,
                                     **kwargs)
+        # trace the tf.functions / allocate the interpreters now, so that the
+        # first photo's timings are warm like the others
+        self.backend(np.zeros((self.cfg.uv_size, self.cfg.uv_size, 3), np.float32))
         self.load_ms = (time.perf_counter() - t0) * 1e3
 
     @property

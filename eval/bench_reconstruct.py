@@ -1,0 +1,150 @@
+"""Benchmark of reconstruct: warm per-photo time per stage, TF vs TFLite backends.
+
+    python eval/bench_reconstruct.py --json=PATH [--weights_dir=W]
+        [--tflite_precision=float32] [--max_photos=8] [--repeats=1]
+
+Photos: ../shared/data/faces (recursively; the first ``--max_photos`` that
+reconstruct) when present, else the astronaut. Weights: ``--weights_dir``, else
+``DEFAULT_WEIGHTS_DIR`` when ``make demo`` made it, else random networks of the
+paper's size (B-Net width 64, UNet ngf 16 -- speed depends on the
+architecture, not on the values). Each backend is loaded and warmed up (one
+pass over the photos) before the timed passes.
+
+Per-photo time = detect + landmarks + fit + unwrap + bnet + fan + drn +
+albedo_pca (host matmul) + detail_maps (displacement, displaced positions,
+detail normals); model loading, image decoding and file writing are
+excluded; renders (16 images, numpy z-buffer) are timed separately on the
+first photo. Writes ``ms_per_photo_tf``, ``ms_per_photo_tflite``,
+``ms_per_stage_tf``, ``ms_per_stage_tflite`` (medians) and more.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from absl import app, flags
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("json", None, "Write the results here.")
+flags.DEFINE_string("weights_dir", None, "Weights folder (default: demo weights or random).")
+flags.DEFINE_enum("tflite_precision", "float32", ["float32", "float16", "int8"],
+                  "TFLite files used by the TFLite backend.")
+flags.DEFINE_integer("max_photos", 8, "Photos timed.")
+flags.DEFINE_integer("repeats", 1, "Timed passes over the photos.")
+flags.DEFINE_integer("bnet_width", 64, "B-Net width of the random weights (no real weights).")
+flags.DEFINE_string("faces_dir", str(REPO.parent / "shared" / "data" / "faces"),
+                    "Photo folder (searched recursively).")
+
+STAGES = ("detect", "landmarks", "fit", "unwrap", "bnet", "fan", "drn", "albedo_pca",
+          "detail_maps")
+
+
+def load_photos(faces_dir: Path) -> list:
+    from tf_face.cli.common import IMAGE_SUFFIXES
+    from tf_face.image_io import load_image
+    photos = []
+    if faces_dir.is_dir():
+        for p in sorted(faces_dir.rglob("*")):
+            if p.suffix.lower() in IMAGE_SUFFIXES and "detections" not in p.parts:
+                photos.append((str(p.relative_to(faces_dir)), load_image(p)))
+    if not photos:
+        import skimage.data
+        photos = [("astronaut", skimage.data.astronaut())]
+    return photos
+
+
+def pick_weights() -> tuple:
+    from tf_face.serving.weights import DEFAULT_WEIGHTS_DIR, CONFIG_FILE
+    if FLAGS.weights_dir:
+        return Path(FLAGS.weights_dir), "given"
+    if (DEFAULT_WEIGHTS_DIR / CONFIG_FILE).is_file():
+        return DEFAULT_WEIGHTS_DIR, "make demo"
+    from tf_face.serving.random_weights import write_random_weights
+    folder = Path(tempfile.mkdtemp(prefix="tf_face_bench_weights_"))
+    print(f"no trained weights: random networks (B-Net width {FLAGS.bnet_width}, ngf 16) "
+          f"in {folder}")
+    write_random_weights(folder, bnet_width=FLAGS.bnet_width, ngf=16)
+    return folder, f"random (bnet_width={FLAGS.bnet_width}, ngf=16)"
+
+
+def time_backend(recon, photos) -> tuple:
+    from tf_face.errors import TfFaceError
+    usable = []
+    for name, img in photos:  # warm-up pass; drop photos the pipeline rejects
+        if len(usable) >= FLAGS.max_photos:
+            break
+        try:
+            recon.run(img)
+            usable.append((name, img))
+        except TfFaceError as e:
+            print(f"skipped {name}: {e}")
+    stages = {k: [] for k in STAGES}
+    totals = []
+    for _ in range(FLAGS.repeats):
+        for _, img in usable:
+            t = time.perf_counter()
+            rec = recon.run(img)
+            totals.append((time.perf_counter() - t) * 1e3)
+            for k in STAGES:
+                stages[k].append(rec.timings_ms.get(k, 0.0))
+    return usable, {k: float(np.median(v)) for k, v in stages.items()}, totals
+
+
+def main(argv):
+    del argv
+    from tf_face.serving.reconstruct import Reconstructor
+    from tf_face.serving.views import render_views
+
+    weights, origin = pick_weights()
+    photos = load_photos(Path(FLAGS.faces_dir))
+    result = {"weights": str(weights), "weights_origin": origin, "cpus": os.cpu_count(),
+              "tflite_precision": FLAGS.tflite_precision, "repeats": FLAGS.repeats}
+    for backend in ("tf", "tflite"):
+        t = time.perf_counter()
+        recon = Reconstructor(weights, backend=backend, tflite_precision=FLAGS.tflite_precision)
+        load_s = time.perf_counter() - t
+        usable, ms, totals = time_backend(recon, photos)
+        result[f"ms_per_photo_{backend}"] = float(np.median(totals))
+        result[f"ms_per_photo_{backend}_mean"] = float(np.mean(totals))
+        result[f"ms_per_stage_{backend}"] = ms
+        result[f"load_s_{backend}"] = load_s
+        result["photos"] = [n for n, _ in usable]
+        if backend == "tf":
+            img = usable[0][1]
+            rec = recon.run(img)
+            m, f = recon.model, rec.result.fitted
+            t = time.perf_counter()
+            render_views(img, f.vertices_image, m.triangles, m.uv, rec.nets.albedo,
+                         rec.nets.sh, rec.detail_normals, recon.atlas.mask, recon.color_space)
+            result["ms_renders_16_views"] = (time.perf_counter() - t) * 1e3
+        del recon
+    geo = ("detect", "landmarks", "fit", "unwrap")
+    print(f"\n{len(result['photos'])} photos x {FLAGS.repeats} pass(es); weights: {origin}")
+    print(f"{'stage':<12}{'TF ms':>10}{'TFLite ms':>11}")
+    for k in STAGES:
+        print(f"{k:<12}{result['ms_per_stage_tf'][k]:>10.1f}"
+              f"{result['ms_per_stage_tflite'][k]:>11.1f}")
+    for b in ("tf", "tflite"):
+        s = result[f"ms_per_stage_{b}"]
+        result[f"ms_geometry_{b}"] = sum(s[k] for k in geo)
+        result[f"ms_networks_{b}"] = sum(s[k] for k in ("bnet", "fan", "drn"))
+    print(f"{'per photo':<12}{result['ms_per_photo_tf']:>10.1f}"
+          f"{result['ms_per_photo_tflite']:>11.1f}   (goals: <= 100 TF, <= 50 TFLite)")
+    print(f"renders (16 views, first photo): {result['ms_renders_16_views']:.0f} ms")
+    if FLAGS.json:
+        Path(FLAGS.json).write_text(json.dumps(result, indent=2))
+        print(f"wrote {FLAGS.json}")
+
+
+if __name__ == "__main__":
+    app.run(main)
