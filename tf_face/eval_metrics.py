@@ -1,0 +1,93 @@
+"""Error metrics of the synthetic benchmark (``eval/synthetic_benchmark.py``), numpy only.
+
+Conventions:
+
+* UV maps are ``[H, W, C]`` arrays; masks are ``[H, W]`` bool. A metric over a
+  mask returns ``(value, count)``; with an empty mask the value is NaN (never
+  0, so an empty region cannot look perfect).
+* Albedo errors are mean absolute differences over texels *and* channels
+  (linear RGB, 0..1).
+* Angular errors are in degrees between normalised vectors; texels where
+  either vector is (near) zero are left out (they are not on the mesh).
+* SH errors: RMS over the 27 coefficients ([9, 3]); the scale-invariant
+  variant first scales the prediction by the least-squares factor
+  ``alpha = <p, t> / <p, p>`` (albedo x light is only defined up to a global
+  factor), and ``sh_relative_error`` divides the RMS by the truth's RMS.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+_EPS = 1e-8
+
+
+def visibility_split(pipeline_mask, occlusion, atlas_mask):
+    """(visible, hidden) texel masks.
+
+    visible = atlas & pipeline visibility & not occluded (per the truth);
+    hidden  = atlas & (not pipeline-visible or occluded). They partition the atlas.
+    """
+    atlas = np.asarray(atlas_mask, bool)
+    seen = np.asarray(pipeline_mask, bool) & ~np.asarray(occlusion, bool)
+    return atlas & seen, atlas & ~seen
+
+
+def masked_mae(pred, truth, mask):
+    """(mean |pred - truth| over masked texels and channels, number of texels)."""
+    m = np.asarray(mask, bool)
+    n = int(m.sum())
+    if n == 0:
+        return float("nan"), 0
+    d = np.abs(np.asarray(pred, np.float64)[m] - np.asarray(truth, np.float64)[m])
+    return float(d.mean()), n
+
+
+def angular_error_map(a, b) -> np.ndarray:
+    """Per-texel angle in degrees between a and b [..., 3]; NaN where either is ~0."""
+    a = np.asarray(a, np.float64)
+    b = np.asarray(b, np.float64)
+    na = np.linalg.norm(a, axis=-1)
+    nb = np.linalg.norm(b, axis=-1)
+    ok = (na > 1e-6) & (nb > 1e-6)
+    cos = np.sum(a * b, axis=-1) / np.maximum(na * nb, _EPS)
+    ang = np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))
+    return np.where(ok, ang, np.nan)
+
+
+def mean_angular_error(a, b, mask):
+    """(mean angle in degrees over masked texels where both vectors exist, count)."""
+    ang = angular_error_map(a, b)
+    m = np.asarray(mask, bool) & np.isfinite(ang)
+    n = int(m.sum())
+    if n == 0:
+        return float("nan"), 0
+    return float(ang[m].mean()), n
+
+
+def sh_rms(pred, truth) -> float:
+    """RMS over all coefficients of pred - truth (e.g. [9, 3])."""
+    d = np.asarray(pred, np.float64) - np.asarray(truth, np.float64)
+    return float(np.sqrt(np.mean(d * d)))
+
+
+def sh_scale_invariant_rms(pred, truth) -> float:
+    """``min_alpha RMS(alpha * pred - truth)`` (alpha = <p, t> / <p, p>; 1 if pred = 0)."""
+    p = np.asarray(pred, np.float64)
+    t = np.asarray(truth, np.float64)
+    pp = float(np.sum(p * p))
+    alpha = float(np.sum(p * t)) / pp if pp > _EPS else 1.0
+    return sh_rms(alpha * p, t)
+
+
+def sh_relative_error(pred, truth) -> float:
+    """RMS(pred - truth) / RMS(truth)."""
+    t = np.asarray(truth, np.float64)
+    return sh_rms(pred, t) / max(float(np.sqrt(np.mean(t * t))), _EPS)
+
+
+def nanmean(values) -> float:
+    """Mean of the finite values (NaN if none): per-face results -> one number."""
+    v = np.asarray([x for x in values if x is not None], np.float64)
+    v = v[np.isfinite(v)]
+    return float(v.mean()) if v.size else float("nan")
