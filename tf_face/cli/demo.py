@@ -1,14 +1,29 @@
-"""`make demo`: the main job on the embedded default input.
+"""`make demo`: the main job, end to end, on embedded defaults.
 
-For now (geometry pipeline): take the public-domain astronaut photo that ships
-in the scikit-image wheel (``skimage.data.astronaut()``), detect the face, fit
-the default 3D face model, unwrap it into UV space, and write the outputs of
-``tf_face.cli.unwrap`` into ``<out_dir>/astronaut/``.
+1. Geometry: the public-domain astronaut photo that ships in scikit-image
+   (``skimage.data.astronaut()``) -> detect -> landmarks -> fit -> unwrap,
+   outputs in ``<out_dir>/astronaut/``.
+2. A small synthetic training set with known truth
+   (``python -m tf_face.synthetic.make_dataset``), turned into TFRecord shards
+   by the real geometry pipeline.
+3. B-Net -> FAN -> DRN, trained briefly on it (``python -m train.train_*``);
+   the weights land in ``<out_dir>/weights`` (the default of
+   ``tf_face.cli.reconstruct``).
+4. The synthetic benchmark on a held-out seed (``eval/synthetic_benchmark.py``).
+5. Reconstruction of the astronaut and of a held-out synthetic face
+   (``python -m tf_face.cli.reconstruct``): meshes, maps, renders, report.html.
+
+Every step is the same command a user would type (printed before it runs), and
+every step resumes: a second ``make demo`` reuses the finished data and
+checkpoints. ``--quick`` shrinks everything (used by the tests).
 """
 
 from __future__ import annotations
 
 import json
+import os
+import shlex
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -16,13 +31,36 @@ from pathlib import Path
 from absl import app, flags
 
 from tf_face.cli.common import quiet_tensorflow, run_single
+from tf_face.errors import TfFaceError
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("out_dir", "demo_out", "Where the demo writes its outputs.")
+flags.DEFINE_bool("geometry_only", False, "Only step 1 (photo -> UV texture).")
+flags.DEFINE_integer("num_faces", 24, "Synthetic training faces.")
+flags.DEFINE_integer("bnet_steps", 150, "B-Net training steps.")
+flags.DEFINE_integer("fan_steps", 40, "FAN training steps.")
+flags.DEFINE_integer("drn_steps", 40, "DRN training steps.")
+flags.DEFINE_integer("bench_faces", 6, "Held-out synthetic faces in the benchmark.")
+flags.DEFINE_bool("quick", False, "Tiny settings (for tests): 6 faces, a few steps.")
 flags.DEFINE_bool("debug", False, "Show tracebacks of internal errors.")
 
+REPO = Path(__file__).resolve().parents[2]
+HELD_OUT_SEED = 1000   # never used for training data
 
-def run_demo(out_dir: Path) -> None:
+
+def run_step(title: str, cmd: list[str]) -> float:
+    print(f"\n=== {title}\n$ {' '.join(shlex.quote(c) for c in cmd)}", flush=True)
+    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    t = time.perf_counter()
+    res = subprocess.run(cmd, cwd=REPO, env=env)
+    if res.returncode != 0:
+        raise TfFaceError(f"demo step '{title}' failed (exit code {res.returncode}); "
+                          f"the command is printed above")
+    return time.perf_counter() - t
+
+
+def geometry_step(out_dir: Path) -> dict:
     import skimage.data
 
     from tf_face.outputs import atomic_output_dir, write_png_rgb, write_unwrap_outputs
@@ -31,22 +69,87 @@ def run_demo(out_dir: Path) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     photo = skimage.data.astronaut()
     write_png_rgb(out_dir / "astronaut.png", photo)
-    print(f"[1/2] loading the default face model, UV atlas and MediaPipe TFLite models")
+    print("=== 1. geometry: astronaut photo -> landmarks -> fitted 3D face -> UV texture")
     t = time.perf_counter()
     pipe = GeometryPipeline("default")
     pipe.run(photo)  # warm-up: interpreters allocate on first use
-    print(f"      ready in {time.perf_counter() - t:.2f} s")
-    print(f"[2/2] detect -> landmarks -> fit -> unwrap on {out_dir / 'astronaut.png'}")
+    print(f"    models loaded in {time.perf_counter() - t:.2f} s")
     result = pipe.run(photo)
     target = out_dir / "astronaut"
     with atomic_output_dir(target, overwrite=True) as tmp:
         files = write_unwrap_outputs(tmp, photo, result, pipe.model)
     fit = result.fit_json()
-    print(f"      faces found: {fit['num_faces']}, landmark RMSE / inter-ocular distance: "
+    print(f"    faces found: {fit['num_faces']}, landmark RMSE / inter-ocular distance: "
           f"{fit['landmark_rmse_iod']:.4f}, visible texels: {fit['visible_texels']}")
-    print("      ms per stage: " + json.dumps(fit["timings_ms"]))
-    print(f"wrote {target}/: {', '.join(files)}")
-    print(f"open {target / 'overlay.png'} and {target / 'texture.png'}")
+    print("    ms per stage (warm): " + json.dumps(fit["timings_ms"]))
+    print(f"    wrote {target}/: {', '.join(files)}")
+    return fit
+
+
+def run_demo(out_dir: Path) -> None:
+    py = sys.executable
+    t0 = time.perf_counter()
+    geometry_step(out_dir)
+    if FLAGS.geometry_only:
+        return
+    quick = FLAGS.quick
+    n = 6 if quick else FLAGS.num_faces
+    steps = (4, 2, 2) if quick else (FLAGS.bnet_steps, FLAGS.fan_steps, FLAGS.drn_steps)
+    syn, weights = out_dir / "synthetic_train", out_dir / "weights"
+    times = {}
+    times["synthetic data"] = run_step(
+        "2. synthetic training faces (known truth) -> real pipeline -> TFRecord shards",
+        [py, "-m", "tf_face.synthetic.make_dataset", f"--output={syn}", f"--num_faces={n}",
+         "--seed=0", "--shard_size=8"])
+    common = [f"--data={syn / 'shards'}", f"--output_dir={weights}", "--checkpoint_every=20",
+              "--image_every=20"]
+    # CPU-sized settings (the paper's B-Net width is 64, batch and steps far larger;
+    # see README "Training on real photos")
+    times["train B-Net"] = run_step(
+        "3a. train B-Net (albedo PCA coefficients + SH lighting)",
+        [py, "-m", "train.train_bnet", *common, f"--steps={steps[0]}", "--batch_size=4",
+         "--bnet_width=16", "--learning_rate=1e-3"])
+    times["train FAN"] = run_step(
+        "3b. train FAN (high-fidelity albedo), guided by B-Net",
+        [py, "-m", "train.train_fan", *common, f"--steps={steps[1]}", "--batch_size=2",
+         "--learning_rate=2e-4", "--vgg_resolution=64", "--w_pixel=0.5", "--w_gan=0.1"])
+    times["train DRN"] = run_step(
+        "3c. train DRN (wrinkle-level displacement)",
+        [py, "-m", "train.train_drn", *common, f"--steps={steps[2]}", "--batch_size=2",
+         "--learning_rate=2e-4"])
+    bench_json = out_dir / "benchmark.json"
+    times["benchmark"] = run_step(
+        "4. synthetic benchmark on held-out faces (seed never used in training)",
+        [py, str(REPO / "eval" / "synthetic_benchmark.py"), f"--weights_dir={weights}",
+         f"--json={bench_json}", f"--num_faces={2 if quick else FLAGS.bench_faces}",
+         f"--seed={HELD_OUT_SEED}", f"--out_dir={out_dir / 'benchmark'}"])
+    held = out_dir / "synthetic_heldout"
+    run_step("5a. one held-out synthetic face",
+             [py, "-m", "tf_face.synthetic.make_dataset", f"--output={held}", "--num_faces=1",
+              f"--seed={HELD_OUT_SEED + 1}"])
+    held_photo = sorted((held / "photos").glob("*.png"))[0]
+    reports = []
+    for name, photo in (("astronaut", out_dir / "astronaut.png"), ("synthetic", held_photo)):
+        target = out_dir / "reconstruct" / name
+        times[f"reconstruct {name}"] = run_step(
+            f"5. reconstruct {name}: textured, detailed 3D face, renders, report.html",
+            [py, "-m", "tf_face.cli.reconstruct", f"--image={photo}", f"--out_dir={target}",
+             f"--weights_dir={weights}", "--overwrite"])
+        reports.append(target / "report.html")
+    print("\n=== done in %.0f s" % (time.perf_counter() - t0))
+    for k, v in times.items():
+        print(f"    {k:<24}{v:8.1f} s")
+    if bench_json.exists():
+        bench = json.loads(bench_json.read_text())
+        print("    benchmark (held-out synthetic faces):")
+        for k in ("albedo_error_pca_visible", "albedo_error_fan_visible",
+                  "albedo_error_pca_hidden", "albedo_error_fan_hidden",
+                  "normal_error_base_deg", "normal_error_drn_deg"):
+            if k in bench:
+                print(f"      {k:<28}{bench[k]:.4f}")
+    print(f"    weights: {weights}")
+    for r in reports:
+        print(f"    open {r}")
 
 
 def main(argv):
