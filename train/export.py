@@ -133,8 +133,11 @@ def export_and_compare(weights_dir, folder, texture_dir, max_photos, log=print) 
 
 def main(argv):
     del argv
+    from absl import logging
+
     from tf_face.cli.common import quiet_tensorflow, run_single
     quiet_tensorflow()
+    logging.set_verbosity(logging.WARNING)  # the TFLite converter logs at INFO
     if not FLAGS.weights_dir or not FLAGS.output:
         print("error: --weights_dir and --output are required", file=sys.stderr)
         return 2

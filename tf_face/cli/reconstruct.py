@@ -102,6 +102,8 @@ def reconstruct_one(recon, image_path, out_dir, landmarks_path=None, face_index=
 def main(argv):
     del argv
     quiet_tensorflow()
+    from absl import logging
+    logging.set_verbosity(logging.WARNING)  # the TFLite converter logs at INFO
     if bool(FLAGS.image) == bool(FLAGS.image_dir):
         print("error: give exactly one of --image or --image_dir", file=sys.stderr)
         return 2
