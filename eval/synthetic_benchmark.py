@@ -77,6 +77,7 @@ SUMMARY_KEYS = (
     "normal_error_base_wrinkle_deg", "normal_error_drn_wrinkle_deg",
     "normal_error_base_visible_deg", "normal_error_drn_visible_deg",
     "normal_error_truth_base_deg", "normal_error_truth_base_wrinkle_deg",
+    "normal_error_truth_base_visible_deg",
     "rerender_error", "rerender_error_base",
 )
 COUNT_KEYS = ("texels_visible", "texels_hidden", "texels_atlas", "texels_wrinkle")
@@ -180,9 +181,8 @@ def face_metrics(truth, sample, pred) -> dict:
         if pred["drn_normals"] is not None:
             r[f"normal_error_drn{suffix}_deg"] = M.mean_angular_error(
                 pred["drn_normals"], truth.normals, m)[0]
-    r["normal_error_truth_base_deg"] = M.mean_angular_error(truth.base_normals, truth.normals, atlas)[0]
-    r["normal_error_truth_base_wrinkle_deg"] = M.mean_angular_error(
-        truth.base_normals, truth.normals, wr)[0]
+        r[f"normal_error_truth_base{suffix}_deg"] = M.mean_angular_error(
+            truth.base_normals, truth.normals, m)[0]
     r["rerender_error"] = M.masked_mae(pred["rerender"], pred["target"], vis)[0]
     r["rerender_error_base"] = M.masked_mae(pred["rerender_base"], pred["target"], vis)[0]
     return r
@@ -326,6 +326,17 @@ def run_benchmark(weights_dir, num_faces: int, seed: int, image_size: int = 512,
     return result
 
 
+def json_safe(x):
+    """NaN/Inf -> None (strict JSON), recursively."""
+    if isinstance(x, dict):
+        return {k: json_safe(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [json_safe(v) for v in x]
+    if isinstance(x, float) and not np.isfinite(x):
+        return None
+    return x
+
+
 def format_table(result: dict) -> str:
     def f(v):
         return "   n/a" if v is None or not np.isfinite(v) else f"{v:8.4f}"
@@ -373,7 +384,7 @@ def main(argv):
         print(f"contact sheet: {r['sheet']}")
     if FLAGS.json:
         Path(FLAGS.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(FLAGS.json).write_text(json.dumps(r, indent=2))
+        Path(FLAGS.json).write_text(json.dumps(json_safe(r), indent=2, allow_nan=False))
         print(f"wrote {FLAGS.json}")
     return code
 

@@ -149,3 +149,5 @@ def test_face_metrics_on_hand_made_face():
     assert summary["faces_evaluated"] == 2 and summary["num_failures"] == 1
     assert summary["texels_visible"] == 62
     assert summary["albedo_error_pca_visible"] == pytest.approx(0.1)
+    assert bench.json_safe({"a": float("nan"), "b": [1.0, float("inf")], "c": "x"}) == \
+        {"a": None, "b": [1.0, None], "c": "x"}
