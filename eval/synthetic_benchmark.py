@@ -18,7 +18,8 @@ pipeline accepted (each face counts once):
 
 * ``albedo_error_{pca,fan}_{visible,hidden}``: mean |albedo - truth| in linear
   RGB; visible = atlas & pipeline visibility & not occluded (truth), hidden =
-  the rest of the atlas. PCA = B-Net's R_a = m_a + U_a p_a.
+  the rest of the atlas. PCA = B-Net's R_a = m_a + U_a p_a;
+  ``albedo_error_mean_*``: the prior's mean m_a alone (a no-learning baseline).
 * ``sh_error`` (headline): RMS over the 27 SH coefficients of B-Net's lighting
   vs the truth (camera frame, linear RGB shading). Also
   ``sh_error_scale_invariant`` (prediction rescaled by the least-squares
@@ -72,6 +73,7 @@ flags.DEFINE_bool("debug", False, "Show tracebacks of internal errors.")
 SUMMARY_KEYS = (
     "albedo_error_pca_visible", "albedo_error_fan_visible",
     "albedo_error_pca_hidden", "albedo_error_fan_hidden",
+    "albedo_error_mean_visible", "albedo_error_mean_hidden",
     "sh_error", "sh_error_scale_invariant", "sh_error_relative",
     "normal_error_base_deg", "normal_error_drn_deg",
     "normal_error_base_wrinkle_deg", "normal_error_drn_wrinkle_deg",
@@ -133,7 +135,7 @@ class Networks:
         normals = tf.constant(sample.normals[None], tf.float32)
         _, gamma, pca = bnet_predict(self.bnet, texture, ctx, training=False)
         fan = self.fan(texture, training=False) if self.fan is not None else None
-        out = {"sh": gamma[0].numpy(), "pca": pca[0].numpy(),
+        out = {"sh": gamma[0].numpy(), "pca": pca[0].numpy(), "mean": ctx.albedo_mean.numpy(),
                "fan": None if fan is None else fan[0].numpy(), "drn_normals": None}
         if self.drn is not None:
             valid = ctx.detail_valid * tf.cast(tf.reduce_any(normals != 0, -1, keepdims=True),
@@ -152,6 +154,7 @@ class Networks:
         out["rerender_base"] = sh_shade(albedo_for_shading, normals, gamma)[0].numpy()
         if self.color_space == "srgb":     # compare albedos with the (linear) truth
             out["pca"] = srgb_to_linear(out["pca"]).numpy()
+            out["mean"] = srgb_to_linear(out["mean"]).numpy()
             if out["fan"] is not None:
                 out["fan"] = srgb_to_linear(out["fan"]).numpy()
         return out
@@ -169,6 +172,9 @@ def face_metrics(truth, sample, pred) -> dict:
          "texels_atlas": int(atlas.sum()), "texels_wrinkle": int(wr.sum())}
     r["albedo_error_pca_visible"] = M.masked_mae(pred["pca"], truth.albedo, vis)[0]
     r["albedo_error_pca_hidden"] = M.masked_mae(pred["pca"], truth.albedo, hid)[0]
+    if pred.get("mean") is not None:
+        r["albedo_error_mean_visible"] = M.masked_mae(pred["mean"], truth.albedo, vis)[0]
+        r["albedo_error_mean_hidden"] = M.masked_mae(pred["mean"], truth.albedo, hid)[0]
     if pred["fan"] is not None:
         r["albedo_error_fan_visible"] = M.masked_mae(pred["fan"], truth.albedo, vis)[0]
         r["albedo_error_fan_hidden"] = M.masked_mae(pred["fan"], truth.albedo, hid)[0]
@@ -342,10 +348,11 @@ def format_table(result: dict) -> str:
         return "   n/a" if v is None or not np.isfinite(v) else f"{v:8.4f}"
     lines = [f"{result['faces_evaluated']}/{result['faces']} faces evaluated "
              f"({result['num_failures']} rejected by the pipeline)",
-             f"{'albedo MAE (linear)':<26}{'PCA':>10}{'FAN':>10}"]
+             f"{'albedo MAE (linear)':<26}{'PCA':>10}{'FAN':>10}{'mean m_a':>11}"]
     for part in ("visible", "hidden"):
         lines.append(f"  {part:<24}{f(result[f'albedo_error_pca_{part}']):>10}"
-                     f"{f(result[f'albedo_error_fan_{part}']):>10}")
+                     f"{f(result[f'albedo_error_fan_{part}']):>10}"
+                     f"{f(result[f'albedo_error_mean_{part}']):>11}")
     lines.append(f"{'normal error (deg)':<26}{'base':>10}{'base+DRN':>10}{'truth base':>11}")
     for suffix, name in (("", "atlas"), ("_wrinkle", "wrinkles"), ("_visible", "visible")):
         tb = result.get(f"normal_error_truth_base{suffix}_deg")

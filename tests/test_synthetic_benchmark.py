@@ -130,7 +130,7 @@ def test_face_metrics_on_hand_made_face():
                                   atlas_mask=atlas, occlusion=occ, displacement=disp)
     sample = types.SimpleNamespace(mask=seen, normals=base)
     target = rng.uniform(size=(s, s, 3))
-    pred = {"pca": albedo + 0.1, "fan": albedo.copy(), "sh": sh.copy(), "drn_normals": detail,
+    pred = {"pca": albedo + 0.1, "fan": albedo.copy(), "mean": albedo - 0.2, "sh": sh.copy(), "drn_normals": detail,
             "target": target, "rerender": target.copy(), "rerender_base": target + 0.05}
     m = bench.face_metrics(truth, sample, pred)
     assert m["texels_atlas"] == 64 and m["texels_visible"] == 31 and m["texels_hidden"] == 33
@@ -139,6 +139,7 @@ def test_face_metrics_on_hand_made_face():
     assert m["albedo_error_pca_hidden"] == pytest.approx(0.1)
     assert m["albedo_error_fan_visible"] == pytest.approx(0.0)
     assert m["albedo_error_fan_hidden"] == pytest.approx(0.0)
+    assert m["albedo_error_mean_visible"] == pytest.approx(0.2)
     assert m["normal_error_base_deg"] == pytest.approx(10.0)
     assert m["normal_error_base_wrinkle_deg"] == pytest.approx(10.0)
     assert m["normal_error_drn_deg"] == pytest.approx(0.0, abs=1e-5)
