@@ -19,7 +19,10 @@ pipeline accepted (each face counts once):
 * ``albedo_error_{pca,fan}_{visible,hidden}``: mean |albedo - truth| in linear
   RGB; visible = atlas & pipeline visibility & not occluded (truth), hidden =
   the rest of the atlas. PCA = B-Net's R_a = m_a + U_a p_a;
-  ``albedo_error_mean_*``: the prior's mean m_a alone (a no-learning baseline).
+  ``albedo_error_mean_*``: the prior's mean m_a alone (a no-learning baseline);
+  ``albedo_error_oracle_pca_*``: the truth's own prior draw (``prior_albedo``,
+  before the procedural detail), i.e. the best a perfect B-Net could do with
+  the default model's prior: FAN has to beat this to show detail beyond PCA.
 * ``sh_error`` (headline): RMS over the 27 SH coefficients of B-Net's lighting
   vs the truth (camera frame, linear RGB shading). Also
   ``sh_error_scale_invariant`` (prediction rescaled by the least-squares
@@ -68,12 +71,14 @@ flags.DEFINE_integer("seed", 1000, "Seed of the held-out set (not the training s
 flags.DEFINE_integer("image_size", 512, "Photo size in pixels.")
 flags.DEFINE_string("out_dir", None, "Write the contact sheet PNG here.")
 flags.DEFINE_string("ict_npz", "", "Draw shapes from the ICT model (as make_dataset --ict_npz).")
+flags.DEFINE_bool("progress", True, "Show a progress bar (--noprogress: none).")
 flags.DEFINE_bool("debug", False, "Show tracebacks of internal errors.")
 
 SUMMARY_KEYS = (
     "albedo_error_pca_visible", "albedo_error_fan_visible",
     "albedo_error_pca_hidden", "albedo_error_fan_hidden",
     "albedo_error_mean_visible", "albedo_error_mean_hidden",
+    "albedo_error_oracle_pca_visible", "albedo_error_oracle_pca_hidden",
     "sh_error", "sh_error_scale_invariant", "sh_error_relative",
     "normal_error_base_deg", "normal_error_drn_deg",
     "normal_error_base_wrinkle_deg", "normal_error_drn_wrinkle_deg",
@@ -172,6 +177,10 @@ def face_metrics(truth, sample, pred) -> dict:
          "texels_atlas": int(atlas.sum()), "texels_wrinkle": int(wr.sum())}
     r["albedo_error_pca_visible"] = M.masked_mae(pred["pca"], truth.albedo, vis)[0]
     r["albedo_error_pca_hidden"] = M.masked_mae(pred["pca"], truth.albedo, hid)[0]
+    prior = getattr(truth, "prior_albedo", None)
+    if prior is not None:
+        r["albedo_error_oracle_pca_visible"] = M.masked_mae(prior, truth.albedo, vis)[0]
+        r["albedo_error_oracle_pca_hidden"] = M.masked_mae(prior, truth.albedo, hid)[0]
     if pred.get("mean") is not None:
         r["albedo_error_mean_visible"] = M.masked_mae(pred["mean"], truth.albedo, vis)[0]
         r["albedo_error_mean_hidden"] = M.masked_mae(pred["mean"], truth.albedo, hid)[0]
@@ -348,11 +357,13 @@ def format_table(result: dict) -> str:
         return "   n/a" if v is None or not np.isfinite(v) else f"{v:8.4f}"
     lines = [f"{result['faces_evaluated']}/{result['faces']} faces evaluated "
              f"({result['num_failures']} rejected by the pipeline)",
-             f"{'albedo MAE (linear)':<26}{'PCA':>10}{'FAN':>10}{'mean m_a':>11}"]
+             f"{'albedo MAE (linear)':<26}{'PCA':>10}{'FAN':>10}{'mean m_a':>11}"
+             f"{'oracle PCA':>11}"]
     for part in ("visible", "hidden"):
         lines.append(f"  {part:<24}{f(result[f'albedo_error_pca_{part}']):>10}"
                      f"{f(result[f'albedo_error_fan_{part}']):>10}"
-                     f"{f(result[f'albedo_error_mean_{part}']):>11}")
+                     f"{f(result[f'albedo_error_mean_{part}']):>11}"
+                     f"{f(result[f'albedo_error_oracle_pca_{part}']):>11}")
     lines.append(f"{'normal error (deg)':<26}{'base':>10}{'base+DRN':>10}{'truth base':>11}")
     for suffix, name in (("", "atlas"), ("_wrinkle", "wrinkles"), ("_visible", "visible")):
         tb = result.get(f"normal_error_truth_base{suffix}_deg")
@@ -380,7 +391,8 @@ def main(argv):
 
     def job():
         box["r"] = run_benchmark(FLAGS.weights_dir, FLAGS.num_faces, FLAGS.seed,
-                                 FLAGS.image_size, FLAGS.out_dir, FLAGS.ict_npz or None)
+                                 FLAGS.image_size, FLAGS.out_dir, FLAGS.ict_npz or None,
+                                 progress=FLAGS.progress)
 
     code = run_single(job, debug=FLAGS.debug)
     r = box.get("r")

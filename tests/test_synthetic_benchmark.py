@@ -126,7 +126,7 @@ def test_face_metrics_on_hand_made_face():
     occ = np.zeros((s, s), bool)
     occ[3, 3] = True
     sh = rng.normal(size=(9, 3))
-    truth = types.SimpleNamespace(albedo=albedo, normals=detail, base_normals=base, sh=sh,
+    truth = types.SimpleNamespace(albedo=albedo, prior_albedo=albedo + 0.03, normals=detail, base_normals=base, sh=sh,
                                   atlas_mask=atlas, occlusion=occ, displacement=disp)
     sample = types.SimpleNamespace(mask=seen, normals=base)
     target = rng.uniform(size=(s, s, 3))
@@ -140,6 +140,7 @@ def test_face_metrics_on_hand_made_face():
     assert m["albedo_error_fan_visible"] == pytest.approx(0.0)
     assert m["albedo_error_fan_hidden"] == pytest.approx(0.0)
     assert m["albedo_error_mean_visible"] == pytest.approx(0.2)
+    assert m["albedo_error_oracle_pca_hidden"] == pytest.approx(0.03)
     assert m["normal_error_base_deg"] == pytest.approx(10.0)
     assert m["normal_error_base_wrinkle_deg"] == pytest.approx(10.0)
     assert m["normal_error_drn_deg"] == pytest.approx(0.0, abs=1e-5)
