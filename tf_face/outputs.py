@@ -26,12 +26,18 @@ class OutputExistsError(TfFaceError):
     """The output folder exists and --overwrite was not given."""
 
 
+def check_output_free(out_dir, overwrite: bool = False) -> None:
+    """Raise ``OutputExistsError`` if ``out_dir`` holds something and not overwrite."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not overwrite and (not out_dir.is_dir() or any(out_dir.iterdir())):
+        raise OutputExistsError(f"{out_dir} exists; pass --overwrite to replace it")
+
+
 @contextlib.contextmanager
 def atomic_output_dir(out_dir, overwrite: bool = False):
     """Yield a temp dir that becomes ``out_dir`` when the block succeeds."""
     out_dir = Path(out_dir)
-    if out_dir.exists() and not overwrite and (not out_dir.is_dir() or any(out_dir.iterdir())):
-        raise OutputExistsError(f"{out_dir} exists; pass --overwrite to replace it")
+    check_output_free(out_dir, overwrite)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
     try:

@@ -57,15 +57,23 @@ def make_pipeline():
                             fit_options=opts)
 
 
-def unwrap_one(pipe, image_path, out_dir, landmarks_path=None, face_index=0,
-               overwrite=False) -> list:
-    """Unwrap one photo into ``out_dir`` (atomically). Returns the files written."""
+def read_inputs(image_path, landmarks_path=None):
+    """Load and check the photo (and landmark file) - cheap, no model needed."""
     from tf_face.image_io import load_image
-    from tf_face.landmarks import read_landmark_file
-    from tf_face.outputs import atomic_output_dir, write_unwrap_outputs
+    from tf_face.landmarks.landmark_files import read_landmark_file
 
     image = load_image(image_path)
     landmarks = read_landmark_file(landmarks_path) if landmarks_path else None
+    return image, landmarks
+
+
+def unwrap_one(pipe, image_path, out_dir, landmarks_path=None, face_index=0,
+               overwrite=False, inputs=None) -> list:
+    """Unwrap one photo into ``out_dir`` (atomically). Returns the files written."""
+    from tf_face.outputs import atomic_output_dir, check_output_free, write_unwrap_outputs
+
+    check_output_free(out_dir, overwrite)
+    image, landmarks = inputs if inputs is not None else read_inputs(image_path, landmarks_path)
     result = pipe.run(image, landmarks=landmarks, face_index=face_index)
     with atomic_output_dir(out_dir, overwrite=overwrite) as tmp:
         return write_unwrap_outputs(tmp, image, result, pipe.model)
@@ -85,6 +93,16 @@ def main(argv):
         return 2
     out = Path(FLAGS.out_dir)
     holder = {}
+    if FLAGS.image:
+        # bad photos, landmark files and an occupied --out_dir fail before any
+        # model is loaded
+        def check():
+            from tf_face.outputs import check_output_free
+            check_output_free(out, FLAGS.overwrite)
+            holder["inputs"] = read_inputs(FLAGS.image, FLAGS.landmarks)
+        rc = run_single(check, FLAGS.debug)
+        if rc:
+            return rc
 
     def setup():
         holder["pipe"] = make_pipeline()
@@ -95,7 +113,7 @@ def main(argv):
     if FLAGS.image:
         def one():
             files = unwrap_one(pipe, FLAGS.image, out, FLAGS.landmarks, FLAGS.face_index,
-                               FLAGS.overwrite)
+                               FLAGS.overwrite, inputs=holder["inputs"])
             print(f"wrote {out}/: {', '.join(files)}")
         return run_single(one, FLAGS.debug)
 
