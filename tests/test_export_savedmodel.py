@@ -24,7 +24,7 @@ def weights(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def exported(weights, tmp_path_factory):
-    from train.export import export
+    from tf_face.serving.exporting import export
     out = tmp_path_factory.mktemp("export") / "sm"
     export(weights, out, tflite=False, log=lambda *_: None)
     return out
@@ -117,6 +117,6 @@ def test_export_cli_errors_are_one_line(tmp_path, exported):
 
 def test_existing_output_needs_overwrite(weights, exported):
     from tf_face.errors import TfFaceError
-    from train.export import export
+    from tf_face.serving.exporting import export
     with pytest.raises(TfFaceError, match="--overwrite"):
         export(weights, exported, tflite=False, log=lambda *_: None)

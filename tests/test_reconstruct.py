@@ -226,13 +226,19 @@ def _bad_inputs(tmp_path, astronaut):
     return [tmp_path / n for n in files] + [tmp_path / "missing.jpg", tmp_path / "noface.png"]
 
 
+def _unwrap_path(pipe, path):
+    """What ``tf_face.cli.unwrap.unwrap_one`` runs before writing (that module
+    is not imported here: its absl flags would clash with other test modules')."""
+    from tf_face.image_io import load_image
+    return pipe.run(load_image(path))
+
+
 def test_bad_inputs_give_the_unwrap_errors(recon, astronaut, tmp_path):
-    from tf_face.cli.reconstruct import reconstruct_one
-    from tf_face.cli.unwrap import unwrap_one
     from tf_face.errors import TfFaceError
+    from tf_face.serving.reconstruct import reconstruct_one
     for path in _bad_inputs(tmp_path, astronaut):
         with pytest.raises(TfFaceError) as want:
-            unwrap_one(recon.pipeline, path, tmp_path / "u")
+            _unwrap_path(recon.pipeline, path)
         with pytest.raises(TfFaceError) as got:
             reconstruct_one(recon, path, tmp_path / "r")
         assert type(got.value) is type(want.value) and str(got.value) == str(want.value)
@@ -241,7 +247,7 @@ def test_bad_inputs_give_the_unwrap_errors(recon, astronaut, tmp_path):
 
 
 def test_existing_output_is_refused_before_any_work(recon, tmp_path):
-    from tf_face.cli.reconstruct import reconstruct_one
+    from tf_face.serving.reconstruct import reconstruct_one
     from tf_face.outputs import OutputExistsError
     out = tmp_path / "out"
     out.mkdir()

@@ -38,6 +38,7 @@ from absl import app, flags
 from tf_face.cli import unwrap as _unwrap  # noqa: F401 - defines the shared flags
 from tf_face.cli.common import (list_images, output_names, quiet_tensorflow, run_batch,
                                 run_single)
+from tf_face.serving.reconstruct import reconstruct_one
 from tf_face.serving.weights import DEFAULT_WEIGHTS_DIR
 
 FLAGS = flags.FLAGS
@@ -72,31 +73,6 @@ def make_reconstructor(log=print):
         raise TfFaceError(f"--uv_size={FLAGS.uv_size} but the weights in {recon.weights_dir} "
                           f"work at {recon.cfg.uv_size}; omit --uv_size")
     return recon
-
-
-def check_output_free(out_dir, overwrite: bool) -> None:
-    """Fail before any work when ``out_dir`` exists and --overwrite is not given."""
-    from tf_face.outputs import OutputExistsError
-    out_dir = Path(out_dir)
-    if out_dir.exists() and not overwrite and (not out_dir.is_dir() or any(out_dir.iterdir())):
-        raise OutputExistsError(f"{out_dir} exists; pass --overwrite to replace it")
-
-
-def reconstruct_one(recon, image_path, out_dir, landmarks_path=None, face_index=0,
-                    overwrite=False, renders=True) -> dict:
-    """Reconstruct one photo into ``out_dir`` (atomically); returns write info."""
-    from tf_face.image_io import load_image
-    from tf_face.landmarks import read_landmark_file
-    from tf_face.outputs import atomic_output_dir
-    from tf_face.serving.write import write_reconstruction
-
-    check_output_free(out_dir, overwrite)
-    image = load_image(image_path)
-    landmarks = read_landmark_file(landmarks_path) if landmarks_path else None
-    rec = recon.run(image, landmarks=landmarks, face_index=face_index)
-    with atomic_output_dir(out_dir, overwrite=overwrite) as tmp:
-        return write_reconstruction(tmp, image, rec, recon, title=Path(image_path).name,
-                                    renders=renders)
 
 
 def main(argv):

@@ -13,9 +13,9 @@ the interpolated vertex normals of the base mesh ("without details").
   moves the nose to the image right), estimated lighting (camera-fixed);
 * each with a ``_base`` twin without details.
 
-Renders are made in a crop around the face (margin 30 %, at most
-``max_side`` pixels on the long side) so they cost the same for any photo
-size. Shading happens in the albedo's colour space; with ``"linear"`` the
+Renders are made in a crop around the face (margin 30 %) resampled to
+``max_side`` pixels on the long side, so they cost the same for any photo and
+face size. Shading happens in the albedo's colour space; with ``"linear"`` the
 result is converted to sRGB for display (premultiplied colour is divided by
 coverage first, so silhouettes composite correctly over the photo).
 """
@@ -47,7 +47,9 @@ def to_display(x, color_space: str):
 
 def face_crop(vertices_image, image_shape, margin: float = 0.3, max_side: int = 512):
     """``(x0, y0, x1, y1, f)``: integer crop box inside the photo and the scale
-    ``f <= 1`` that brings its long side to at most ``max_side``."""
+    ``f`` that brings its long side to ``max_side`` (down- or up-sampled: small
+    faces are rendered larger than they appear in the photo, so the 256x256
+    UV maps' detail shows)."""
     h, w = image_shape[:2]
     v = np.asarray(vertices_image, np.float64)
     lo, hi = v[:, :2].min(0), v[:, :2].max(0)
@@ -55,7 +57,7 @@ def face_crop(vertices_image, image_shape, margin: float = 0.3, max_side: int = 
     x0, y0 = int(max(0, np.floor(c[0] - half))), int(max(0, np.floor(c[1] - half)))
     x1, y1 = int(min(w, np.ceil(c[0] + half))), int(min(h, np.ceil(c[1] + half)))
     x1, y1 = max(x1, x0 + 1), max(y1, y0 + 1)
-    f = min(1.0, max_side / max(x1 - x0, y1 - y0))
+    f = max_side / max(x1 - x0, y1 - y0)
     return x0, y0, x1, y1, f
 
 
@@ -68,7 +70,8 @@ def render_views(image, vertices_image, triangles, uv, albedo, sh, detail_normal
     x0, y0, x1, y1, f = face_crop(vertices_image, image.shape, max_side=max_side)
     crop = image[y0:y1, x0:x1]
     hh, ww = max(1, round((y1 - y0) * f)), max(1, round((x1 - x0) * f))
-    photo = cv2.resize(crop, (ww, hh), interpolation=cv2.INTER_AREA) if f < 1 else crop
+    photo = cv2.resize(crop, (ww, hh), interpolation=cv2.INTER_AREA if f < 1 else
+                       cv2.INTER_CUBIC)
     photo = photo.astype(np.float64) / 255.0
     v = np.asarray(vertices_image, np.float64).copy()
     # pixel centre (c, r) of the crop's resampled grid: x' = (x - x0 + 0.5) f - 0.5
