@@ -341,3 +341,17 @@ def test_fast_detail_normals_match_the_export_reference():
         np.testing.assert_allclose(got, want, atol=1e-4)
         assert np.abs(got - ref / np.maximum(np.linalg.norm(ref, axis=-1, keepdims=True),
                                              1e-9))[valid].max() > 0.05   # details matter
+
+
+def test_cli_bad_photo_fails_in_one_line_before_loading_weights(tmp_path):
+    """Single-photo CLI: a bad photo is reported even without any weights folder."""
+    (tmp_path / "text.jpg").write_bytes(b"this is not an image\n")
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    res = subprocess.run([sys.executable, "-m", "tf_face.cli.reconstruct",
+                          f"--image={tmp_path / 'text.jpg'}", f"--out_dir={tmp_path / 'o'}",
+                          f"--weights_dir={tmp_path / 'no-weights'}"], cwd=REPO,
+                         capture_output=True, text=True, env=env, timeout=300)
+    assert res.returncode != 0 and "Traceback" not in res.stderr
+    errors = [ln for ln in res.stderr.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1 and "text.jpg" in errors[0] and "weights" not in errors[0]
+    assert not (tmp_path / "o").exists()

@@ -38,7 +38,7 @@ from absl import app, flags
 from tf_face.cli import unwrap as _unwrap  # noqa: F401 - defines the shared flags
 from tf_face.cli.common import (list_images, output_names, quiet_tensorflow, run_batch,
                                 run_single)
-from tf_face.serving.reconstruct import reconstruct_one
+from tf_face.serving.reconstruct import read_inputs, reconstruct_one
 from tf_face.serving.weights import DEFAULT_WEIGHTS_DIR
 
 FLAGS = flags.FLAGS
@@ -91,6 +91,16 @@ def main(argv):
         return 2
     out = Path(FLAGS.out_dir)
     holder = {}
+    if FLAGS.image:
+        # as in unwrap: bad photos, landmark files and an occupied --out_dir
+        # fail before any model (or weights) is loaded
+        def check():
+            from tf_face.outputs import check_output_free
+            check_output_free(out, FLAGS.overwrite)
+            holder["inputs"] = read_inputs(FLAGS.image, FLAGS.landmarks)
+        rc = run_single(check, FLAGS.debug)
+        if rc:
+            return rc
 
     def setup():
         holder["recon"] = make_reconstructor(log=lambda m: print(m, file=sys.stderr))
@@ -101,7 +111,7 @@ def main(argv):
     if FLAGS.image:
         def one():
             info = reconstruct_one(recon, FLAGS.image, out, FLAGS.landmarks, FLAGS.face_index,
-                                   FLAGS.overwrite, FLAGS.renders)
+                                   FLAGS.overwrite, FLAGS.renders, inputs=holder["inputs"])
             t = info["timings_ms"]
             net = sum(t.get(k, 0.0) for k in ("bnet", "fan", "drn"))
             print(f"wrote {out}/ ({len(info['files'])} entries); networks {net:.0f} ms "

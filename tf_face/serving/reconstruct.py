@@ -110,25 +110,30 @@ class Reconstructor:
         return Reconstruction(result, nets, valid, disp, moved, normals, timings)
 
 
-def check_output_free(out_dir, overwrite: bool) -> None:
-    """Fail before any work when ``out_dir`` exists and --overwrite is not given."""
-    from tf_face.outputs import OutputExistsError
-    out_dir = Path(out_dir)
-    if out_dir.exists() and not overwrite and (not out_dir.is_dir() or any(out_dir.iterdir())):
-        raise OutputExistsError(f"{out_dir} exists; pass --overwrite to replace it")
+def read_inputs(image_path, landmarks_path=None):
+    """The photo (and landmark file), read and checked exactly as the unwrap CLI
+    does (``tf_face.cli.unwrap.read_inputs``) -- cheap, no model needed."""
+    from tf_face.image_io import load_image
+    from tf_face.landmarks.landmark_files import read_landmark_file
+
+    image = load_image(image_path)
+    landmarks = read_landmark_file(landmarks_path) if landmarks_path else None
+    return image, landmarks
 
 
 def reconstruct_one(recon, image_path, out_dir, landmarks_path=None, face_index=0,
-                    overwrite=False, renders=True) -> dict:
-    """Reconstruct one photo into ``out_dir`` (atomically); returns write info."""
-    from tf_face.image_io import load_image
-    from tf_face.landmarks import read_landmark_file
-    from tf_face.outputs import atomic_output_dir
+                    overwrite=False, renders=True, inputs=None) -> dict:
+    """Reconstruct one photo into ``out_dir`` (atomically); returns write info.
+
+    An occupied ``out_dir`` (without ``overwrite``) fails before any work.
+    ``inputs``: ``read_inputs``' result when the caller checked them already.
+    """
+    from tf_face.outputs import atomic_output_dir, check_output_free
     from tf_face.serving.write import write_reconstruction
 
     check_output_free(out_dir, overwrite)
-    image = load_image(image_path)
-    landmarks = read_landmark_file(landmarks_path) if landmarks_path else None
+    image, landmarks = inputs if inputs is not None else read_inputs(image_path,
+                                                                     landmarks_path)
     rec = recon.run(image, landmarks=landmarks, face_index=face_index)
     with atomic_output_dir(out_dir, overwrite=overwrite) as tmp:
         return write_reconstruction(tmp, image, rec, recon, title=Path(image_path).name,
