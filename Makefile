@@ -27,8 +27,14 @@ assets: venv
 viewer: venv
 	$(BIN)/python -m tf_face.export.viewer_assets || echo "WARNING: could not fetch the 3D viewer (needs npm); report.html will show everything but the 3D view."
 
-ops: venv
-	$(BIN)/python setup.py -q build_ext --inplace || echo "WARNING: custom ops did not build; tf_face will use the pure-TF reference (slower)."
+OPS_SRC := $(wildcard ops/cc/* ops/cuda/* ops/kernels/*) setup.py
+OPS_STAMP := build/ops-built.stamp
+# rebuilt only when a source or the venv changes; a failed build is retried next time
+$(OPS_STAMP): $(OPS_SRC) $(STAMP)
+	$(BIN)/python setup.py -q build_ext --inplace && mkdir -p build && touch $@ \
+	  || echo "WARNING: custom ops did not build; tf_face will use the pure-TF reference (slower)."
+
+ops: $(OPS_STAMP)
 
 setup: venv assets viewer ops
 

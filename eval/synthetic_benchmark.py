@@ -64,15 +64,21 @@ sys.path.insert(0, str(REPO))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("weights_dir", None, "Weights folder of the training jobs (bnet/fan/drn.keras).")
-flags.DEFINE_string("json", None, "Write the results here.")
-flags.DEFINE_integer("num_faces", 12, "Held-out faces to generate.")
-flags.DEFINE_integer("seed", 1000, "Seed of the held-out set (not the training seed).")
-flags.DEFINE_integer("image_size", 512, "Photo size in pixels.")
-flags.DEFINE_string("out_dir", None, "Write the contact sheet PNG here.")
-flags.DEFINE_string("ict_npz", "", "Draw shapes from the ICT model (as make_dataset --ict_npz).")
-flags.DEFINE_bool("progress", True, "Show a progress bar (--noprogress: none).")
-flags.DEFINE_bool("debug", False, "Show tracebacks of internal errors.")
+
+
+def define_flags() -> None:
+    """The CLI flags (defined only when run as a script, so importing this
+    module - e.g. from tests - never clashes with other CLIs' flags)."""
+    flags.DEFINE_string("weights_dir", None, "Weights folder of the training jobs (bnet/fan/drn.keras).")
+    flags.DEFINE_string("json", None, "Write the results here.")
+    flags.DEFINE_integer("num_faces", 12, "Held-out faces to generate.")
+    flags.DEFINE_integer("seed", 1000, "Seed of the held-out set (not the training seed).")
+    flags.DEFINE_integer("image_size", 512, "Photo size in pixels.")
+    flags.DEFINE_string("out_dir", None, "Write the contact sheet PNG here.")
+    flags.DEFINE_string("ict_npz", "", "Draw shapes from the ICT model (as make_dataset --ict_npz).")
+    flags.DEFINE_bool("progress", True, "Show a progress bar (--noprogress: none).")
+    flags.DEFINE_bool("debug", False, "Show tracebacks of internal errors.")
+
 
 SUMMARY_KEYS = (
     "albedo_error_pca_visible", "albedo_error_fan_visible",
@@ -409,4 +415,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)

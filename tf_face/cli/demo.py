@@ -101,7 +101,7 @@ def run_demo(out_dir: Path) -> None:
         "2. synthetic training faces (known truth) -> real pipeline -> TFRecord shards",
         [py, "-m", "tf_face.synthetic.make_dataset", f"--output={syn}", f"--num_faces={n}",
          "--seed=0", "--shard_size=8"])
-    common = [f"--data={syn / 'shards'}", f"--output_dir={weights}", "--checkpoint_every=20",
+    common = [f"--data={syn / 'shards'}", f"--output_dir={weights}", "--checkpoint_every=50",
               "--image_every=20"]
     # CPU-sized settings (the paper's B-Net width is 64, batch and steps far larger;
     # see README "Training on real photos")
