@@ -3,7 +3,6 @@
 CPU-cheap: a handful of faces at 256-384 px, rendered once per module.
 """
 
-import dataclasses
 import json
 
 import numpy as np

@@ -181,9 +181,7 @@ def test_two_local_workers_train_the_same_weights(toy_data, tmp_path):
     chief = _weights(tmp_path / "mw" / "bnet.weights.h5")
     other = _weights(tmp_path / "mw" / "worker_1" / "bnet.weights.h5")
     assert chief.keys() == other.keys() and chief
-    init = None
     for k in chief:
         np.testing.assert_allclose(chief[k], other[k], rtol=0, atol=1e-6, err_msg=k)
     summary = json.loads((tmp_path / "mw" / "bnet_summary.json").read_text())
     assert summary["steps"] == 3
-    del init

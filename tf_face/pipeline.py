@@ -29,6 +29,19 @@ from tf_face.types import Detection, FittedFace, UVSample
 MIN_LANDMARK_SCORE = 0.5
 
 
+def read_inputs(image_path, landmarks_path=None):
+    """Load and check a photo (and an optional landmark file): cheap, no model.
+
+    The CLIs call this before loading any model, so bad input fails fast with
+    the same one-line error everywhere."""
+    from tf_face.image_io import load_image
+    from tf_face.landmarks.landmark_files import read_landmark_file
+
+    image = load_image(image_path)
+    landmarks = read_landmark_file(landmarks_path) if landmarks_path else None
+    return image, landmarks
+
+
 class _Timed:
     """Wraps a callable model and adds up the milliseconds spent in its calls."""
 

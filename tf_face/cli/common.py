@@ -81,3 +81,51 @@ def run_batch(paths: list[Path], fn: Callable[[Path], object], out_dir: Path,
     print(f"{ok}/{len(paths)} photos done, {len(failures)} failed "
           f"(see {out_dir / 'failures.json'})", file=sys.stderr)
     return summary
+
+
+def run_photo_cli(flag_values, make_worker: Callable[[], object],
+                  process: Callable[..., str]) -> int:
+    """The main of the photo CLIs (unwrap, reconstruct).
+
+    Checks the arguments; in single-photo mode reads and checks the photo,
+    the landmark file and the output folder *before* ``make_worker()`` loads
+    any model; then ``process(worker, image_path, out_dir, landmarks_path,
+    inputs)`` (returns a line to print) for the photo, or for every photo of
+    ``--image_dir`` with a progress bar and ``failures.json``.
+    """
+    from tf_face.outputs import check_output_free
+    from tf_face.pipeline import read_inputs
+
+    f = flag_values
+    if bool(f.image) == bool(f.image_dir):
+        print("error: give exactly one of --image or --image_dir", file=sys.stderr)
+        return 2
+    if not f.out_dir:
+        print("error: --out_dir is required", file=sys.stderr)
+        return 2
+    if f.image_dir and f.landmarks:
+        print("error: --landmarks works with --image only", file=sys.stderr)
+        return 2
+    out = Path(f.out_dir)
+    holder: dict = {}
+    steps = []
+    if f.image:
+        def check():
+            check_output_free(out, f.overwrite)
+            holder["inputs"] = read_inputs(f.image, f.landmarks)
+        steps.append(check)
+    else:
+        steps.append(lambda: holder.__setitem__("paths", list_images(f.image_dir)))
+    steps.append(lambda: holder.__setitem__("worker", make_worker()))
+    for step in steps:
+        rc = run_single(step, f.debug)
+        if rc:
+            return rc
+    worker = holder["worker"]
+    if f.image:
+        return run_single(lambda: print(process(worker, f.image, out, f.landmarks,
+                                                holder["inputs"])), f.debug)
+    names = output_names(holder["paths"])
+    summary = run_batch(holder["paths"],
+                        lambda p: process(worker, p, out / names[p], None, None), out)
+    return 0 if summary["succeeded"] else 1

@@ -36,9 +36,8 @@ from pathlib import Path
 from absl import app, flags
 
 from tf_face.cli import unwrap as _unwrap  # noqa: F401 - defines the shared flags
-from tf_face.cli.common import (list_images, output_names, quiet_tensorflow, run_batch,
-                                run_single)
-from tf_face.serving.reconstruct import read_inputs, reconstruct_one
+from tf_face.cli.common import quiet_tensorflow, run_photo_cli
+from tf_face.serving.reconstruct import reconstruct_one
 from tf_face.serving.weights import DEFAULT_WEIGHTS_DIR
 
 FLAGS = flags.FLAGS
@@ -80,58 +79,17 @@ def main(argv):
     quiet_tensorflow()
     from absl import logging
     logging.set_verbosity(logging.WARNING)  # the TFLite converter logs at INFO
-    if bool(FLAGS.image) == bool(FLAGS.image_dir):
-        print("error: give exactly one of --image or --image_dir", file=sys.stderr)
-        return 2
-    if not FLAGS.out_dir:
-        print("error: --out_dir is required", file=sys.stderr)
-        return 2
-    if FLAGS.image_dir and FLAGS.landmarks:
-        print("error: --landmarks works with --image only", file=sys.stderr)
-        return 2
-    out = Path(FLAGS.out_dir)
-    holder = {}
-    if FLAGS.image:
-        # as in unwrap: bad photos, landmark files and an occupied --out_dir
-        # fail before any model (or weights) is loaded
-        def check():
-            from tf_face.outputs import check_output_free
-            check_output_free(out, FLAGS.overwrite)
-            holder["inputs"] = read_inputs(FLAGS.image, FLAGS.landmarks)
-        rc = run_single(check, FLAGS.debug)
-        if rc:
-            return rc
 
-    def setup():
-        holder["recon"] = make_reconstructor(log=lambda m: print(m, file=sys.stderr))
-    rc = run_single(setup, FLAGS.debug)
-    if rc:
-        return rc
-    recon = holder["recon"]
-    if FLAGS.image:
-        def one():
-            info = reconstruct_one(recon, FLAGS.image, out, FLAGS.landmarks, FLAGS.face_index,
-                                   FLAGS.overwrite, FLAGS.renders, inputs=holder["inputs"])
-            t = info["timings_ms"]
-            net = sum(t.get(k, 0.0) for k in ("bnet", "fan", "drn"))
-            print(f"wrote {out}/ ({len(info['files'])} entries); networks {net:.0f} ms "
-                  f"({recon.backend.name}); open {out / 'report.html'}")
-        return run_single(one, FLAGS.debug)
+    def process(recon, image_path, out_dir, landmarks_path, inputs):
+        info = reconstruct_one(recon, image_path, out_dir, landmarks_path, FLAGS.face_index,
+                               FLAGS.overwrite, FLAGS.renders, inputs=inputs)
+        t = info["timings_ms"]
+        net = sum(t.get(k, 0.0) for k in ("bnet", "fan", "drn"))
+        return (f"wrote {out_dir}/ ({len(info['files'])} entries); networks {net:.0f} ms "
+                f"({recon.backend.name}); open {Path(out_dir) / 'report.html'}")
 
-    def listing():
-        holder["paths"] = list_images(FLAGS.image_dir)
-    rc = run_single(listing, FLAGS.debug)
-    if rc:
-        return rc
-    names = output_names(holder["paths"])
-    summary = run_batch(
-        holder["paths"],
-        lambda p: reconstruct_one(recon, p, out / names[p], None, FLAGS.face_index,
-                                  FLAGS.overwrite, FLAGS.renders),
-        out)
-    if summary["succeeded"]:
-        print(f"reports: {out}/<photo>/report.html")
-    return 0 if summary["succeeded"] else 1
+    return run_photo_cli(FLAGS, lambda: make_reconstructor(
+        log=lambda m: print(m, file=sys.stderr)), process)
 
 
 if __name__ == "__main__":

@@ -16,13 +16,10 @@ Batch mode shows a progress bar and writes DIR/failures.json.
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 
 from absl import app, flags
 
-from tf_face.cli.common import (list_images, output_names, quiet_tensorflow, run_batch,
-                                run_single)
+from tf_face.cli.common import quiet_tensorflow, run_photo_cli
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("image", None, "Input photo.")
@@ -57,20 +54,11 @@ def make_pipeline():
                             fit_options=opts)
 
 
-def read_inputs(image_path, landmarks_path=None):
-    """Load and check the photo (and landmark file) - cheap, no model needed."""
-    from tf_face.image_io import load_image
-    from tf_face.landmarks.landmark_files import read_landmark_file
-
-    image = load_image(image_path)
-    landmarks = read_landmark_file(landmarks_path) if landmarks_path else None
-    return image, landmarks
-
-
 def unwrap_one(pipe, image_path, out_dir, landmarks_path=None, face_index=0,
                overwrite=False, inputs=None) -> list:
     """Unwrap one photo into ``out_dir`` (atomically). Returns the files written."""
     from tf_face.outputs import atomic_output_dir, check_output_free, write_unwrap_outputs
+    from tf_face.pipeline import read_inputs
 
     check_output_free(out_dir, overwrite)
     image, landmarks = inputs if inputs is not None else read_inputs(image_path, landmarks_path)
@@ -82,52 +70,13 @@ def unwrap_one(pipe, image_path, out_dir, landmarks_path=None, face_index=0,
 def main(argv):
     del argv
     quiet_tensorflow()
-    if bool(FLAGS.image) == bool(FLAGS.image_dir):
-        print("error: give exactly one of --image or --image_dir", file=sys.stderr)
-        return 2
-    if not FLAGS.out_dir:
-        print("error: --out_dir is required", file=sys.stderr)
-        return 2
-    if FLAGS.image_dir and FLAGS.landmarks:
-        print("error: --landmarks works with --image only", file=sys.stderr)
-        return 2
-    out = Path(FLAGS.out_dir)
-    holder = {}
-    if FLAGS.image:
-        # bad photos, landmark files and an occupied --out_dir fail before any
-        # model is loaded
-        def check():
-            from tf_face.outputs import check_output_free
-            check_output_free(out, FLAGS.overwrite)
-            holder["inputs"] = read_inputs(FLAGS.image, FLAGS.landmarks)
-        rc = run_single(check, FLAGS.debug)
-        if rc:
-            return rc
 
-    def setup():
-        holder["pipe"] = make_pipeline()
-    rc = run_single(setup, FLAGS.debug)
-    if rc:
-        return rc
-    pipe = holder["pipe"]
-    if FLAGS.image:
-        def one():
-            files = unwrap_one(pipe, FLAGS.image, out, FLAGS.landmarks, FLAGS.face_index,
-                               FLAGS.overwrite, inputs=holder["inputs"])
-            print(f"wrote {out}/: {', '.join(files)}")
-        return run_single(one, FLAGS.debug)
+    def process(pipe, image_path, out_dir, landmarks_path, inputs):
+        files = unwrap_one(pipe, image_path, out_dir, landmarks_path, FLAGS.face_index,
+                           FLAGS.overwrite, inputs=inputs)
+        return f"wrote {out_dir}/: {', '.join(files)}"
 
-    def listing():
-        holder["paths"] = list_images(FLAGS.image_dir)
-    rc = run_single(listing, FLAGS.debug)
-    if rc:
-        return rc
-    names = output_names(holder["paths"])
-    summary = run_batch(
-        holder["paths"],
-        lambda p: unwrap_one(pipe, p, out / names[p], None, FLAGS.face_index, FLAGS.overwrite),
-        out)
-    return 0 if summary["succeeded"] else 1
+    return run_photo_cli(FLAGS, make_pipeline, process)
 
 
 if __name__ == "__main__":

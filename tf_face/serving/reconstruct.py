@@ -110,25 +110,16 @@ class Reconstructor:
         return Reconstruction(result, nets, valid, disp, moved, normals, timings)
 
 
-def read_inputs(image_path, landmarks_path=None):
-    """The photo (and landmark file), read and checked exactly as the unwrap CLI
-    does (``tf_face.cli.unwrap.read_inputs``) -- cheap, no model needed."""
-    from tf_face.image_io import load_image
-    from tf_face.landmarks.landmark_files import read_landmark_file
-
-    image = load_image(image_path)
-    landmarks = read_landmark_file(landmarks_path) if landmarks_path else None
-    return image, landmarks
-
-
 def reconstruct_one(recon, image_path, out_dir, landmarks_path=None, face_index=0,
                     overwrite=False, renders=True, inputs=None) -> dict:
     """Reconstruct one photo into ``out_dir`` (atomically); returns write info.
 
     An occupied ``out_dir`` (without ``overwrite``) fails before any work.
-    ``inputs``: ``read_inputs``' result when the caller checked them already.
+    ``inputs``: ``tf_face.pipeline.read_inputs``' result when the caller
+    checked them already.
     """
     from tf_face.outputs import atomic_output_dir, check_output_free
+    from tf_face.pipeline import read_inputs
     from tf_face.serving.write import write_reconstruction
 
     check_output_free(out_dir, overwrite)

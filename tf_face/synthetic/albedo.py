@@ -26,7 +26,6 @@ R:G:B = 0.35:0.54:1 (darkening ``albedo * exp(-k * MELANIN * c)``).
 
 from __future__ import annotations
 
-import math
 
 import cv2
 import numpy as np
