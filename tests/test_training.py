@@ -9,6 +9,7 @@
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -136,13 +137,13 @@ def test_kill_and_resume_matches_an_uninterrupted_run(toy_data, tmp_path):
     killed_dir = tmp_path / "killed"
     proc = subprocess.Popen(_job_cmd(toy_data, killed_dir, steps), cwd=REPO, env=_env(),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    ckpts = killed_dir / "checkpoints" / "bnet"
+    state = killed_dir / "checkpoints" / "bnet" / "checkpoint"   # CheckpointManager's pointer
     deadline = time.time() + 300
     while time.time() < deadline and proc.poll() is None:
-        if len(list(ckpts.glob("ckpt-*.index"))) >= 2:   # keeps the last 3
-            names = sorted(int(p.stem.split("-")[1]) for p in ckpts.glob("ckpt-*.index"))
-            if names[-1] >= 3:
-                break
+        text = state.read_text() if state.exists() else ""
+        m = re.search(r'^model_checkpoint_path: "ckpt-(\d+)"', text, re.M)
+        if m and int(m.group(1)) >= 3:
+            break
         time.sleep(0.05)
     assert proc.poll() is None, "the job finished before it could be killed"
     proc.send_signal(signal.SIGKILL)
