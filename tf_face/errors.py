@@ -6,6 +6,13 @@ CLIs print ``str(err)`` on one line and exit non-zero (batch mode records it in
 """
 
 
+def show_path(path) -> str:
+    """A user-given path for a one-line message: control characters replaced,
+    long paths shortened from the left."""
+    text = "".join(c if c.isprintable() else "?" for c in str(path))
+    return text if len(text) <= 200 else "..." + text[-197:]
+
+
 class TfFaceError(Exception):
     """Base class for errors caused by user input or missing setup."""
 

@@ -32,15 +32,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from tf_face.errors import ImageError
+from tf_face.errors import ImageError, show_path
 
 MAX_PIXELS = 1 << 28          # 268 Mpx; 10000x10000 = 100 Mpx is fine
 
 
-def _show(path) -> str:
-    """A path for a one-line message: control characters replaced, shortened."""
-    text = "".join(c if c.isprintable() else "?" for c in str(path))
-    return text if len(text) <= 200 else "..." + text[-197:]
 _JPEG_MAGIC = b"\xff\xd8\xff"
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -53,22 +49,22 @@ def _read_bytes(path) -> tuple[Path, bytes]:
     try:
         st = os.stat(p)
     except FileNotFoundError:
-        raise ImageError(f"{_show(p)}: no such file")
+        raise ImageError(f"{show_path(p)}: no such file")
     except (OSError, ValueError) as e:   # ValueError: embedded NUL byte
-        raise ImageError(f"{_show(p)}: cannot access ({getattr(e, 'strerror', None) or e})")
+        raise ImageError(f"{show_path(p)}: cannot access ({getattr(e, 'strerror', None) or e})")
     if stat.S_ISDIR(st.st_mode):
-        raise ImageError(f"{_show(p)}: is a directory, not an image file")
+        raise ImageError(f"{show_path(p)}: is a directory, not an image file")
     if not stat.S_ISREG(st.st_mode):
-        raise ImageError(f"{_show(p)}: not a regular file")
+        raise ImageError(f"{show_path(p)}: not a regular file")
     if st.st_size == 0:
-        raise ImageError(f"{_show(p)}: empty file (0 bytes)")
+        raise ImageError(f"{show_path(p)}: empty file (0 bytes)")
     try:
         with open(p, "rb") as f:
             data = f.read()
     except OSError as e:
-        raise ImageError(f"{_show(p)}: cannot read ({e.strerror or e})")
+        raise ImageError(f"{show_path(p)}: cannot read ({e.strerror or e})")
     if not data:
-        raise ImageError(f"{_show(p)}: empty file (0 bytes)")
+        raise ImageError(f"{show_path(p)}: empty file (0 bytes)")
     return p, data
 
 
@@ -108,20 +104,20 @@ def _check_structure(p: Path, data: bytes) -> None:
         # An EXIF thumbnail carries its own SOS/EOI; the main image's scan is
         # the last SOS and must be followed by an EOI.
         if last_sos < 0 or last_eoi < last_sos:
-            raise ImageError(f"{_show(p)}: truncated JPEG (no end-of-image marker after the image data)")
+            raise ImageError(f"{show_path(p)}: truncated JPEG (no end-of-image marker after the image data)")
         size = _jpeg_size(data)
     elif data.startswith(_PNG_MAGIC):
         if len(data) < 33 or data.rfind(b"IEND") < 0:
-            raise ImageError(f"{_show(p)}: truncated PNG (no IEND chunk)")
+            raise ImageError(f"{show_path(p)}: truncated PNG (no IEND chunk)")
         if data[12:16] == b"IHDR":
             w, h = struct.unpack(">II", data[16:24])
             size = (h, w)
     if size is not None:
         h, w = size
         if h == 0 or w == 0:
-            raise ImageError(f"{_show(p)}: image has zero size ({w}x{h})")
+            raise ImageError(f"{show_path(p)}: image has zero size ({w}x{h})")
         if h * w > MAX_PIXELS:
-            raise ImageError(f"{_show(p)}: image too large ({w}x{h} pixels; limit {MAX_PIXELS} pixels)")
+            raise ImageError(f"{show_path(p)}: image too large ({w}x{h} pixels; limit {MAX_PIXELS} pixels)")
 
 
 def _to_uint8_rgb(img: np.ndarray, p: Path) -> np.ndarray:
@@ -130,13 +126,13 @@ def _to_uint8_rgb(img: np.ndarray, p: Path) -> np.ndarray:
     elif img.dtype in (np.float32, np.float64):
         img = np.clip(np.nan_to_num(img) * 255.0 + 0.5, 0, 255).astype(np.uint8)
     elif img.dtype == np.int8 or img.dtype == np.int16 or img.dtype == np.int32:
-        raise ImageError(f"{_show(p)}: unsupported signed pixel type {img.dtype}")
+        raise ImageError(f"{show_path(p)}: unsupported signed pixel type {img.dtype}")
     elif img.dtype != np.uint8:
-        raise ImageError(f"{_show(p)}: unsupported pixel type {img.dtype}")
+        raise ImageError(f"{show_path(p)}: unsupported pixel type {img.dtype}")
     if img.ndim == 2:
         img = img[:, :, None]
     if img.ndim != 3:
-        raise ImageError(f"{_show(p)}: unsupported image layout {img.shape}")
+        raise ImageError(f"{show_path(p)}: unsupported image layout {img.shape}")
     c = img.shape[2]
     if c == 1:
         return np.ascontiguousarray(np.repeat(img, 3, axis=2))
@@ -148,7 +144,7 @@ def _to_uint8_rgb(img: np.ndarray, p: Path) -> np.ndarray:
     if c == 4:
         rgb = cv2.cvtColor(img[:, :, :3], cv2.COLOR_BGR2RGB)
         return _over_white(rgb, img[:, :, 3:4])
-    raise ImageError(f"{_show(p)}: unsupported number of channels {c}")
+    raise ImageError(f"{show_path(p)}: unsupported number of channels {c}")
 
 
 def _over_white(color: np.ndarray, alpha: np.ndarray) -> np.ndarray:
@@ -175,9 +171,9 @@ def load_image(path) -> np.ndarray:
         img = cv2.imdecode(buf, flags)
     except cv2.error as e:
         msg = str(e).strip().splitlines()[-1] if str(e).strip() else "decoder error"
-        raise ImageError(f"{_show(p)}: cannot decode image ({msg})")
+        raise ImageError(f"{show_path(p)}: cannot decode image ({msg})")
     if img is None or img.size == 0:
-        raise ImageError(f"{_show(p)}: not an image or unsupported image format")
+        raise ImageError(f"{show_path(p)}: not an image or unsupported image format")
     if img.shape[0] * img.shape[1] > MAX_PIXELS:
-        raise ImageError(f"{_show(p)}: image too large ({img.shape[1]}x{img.shape[0]} pixels)")
+        raise ImageError(f"{show_path(p)}: image too large ({img.shape[1]}x{img.shape[0]} pixels)")
     return _to_uint8_rgb(img, p)

@@ -33,16 +33,10 @@ from pathlib import Path
 
 import numpy as np
 
-from tf_face.errors import LandmarkError
+from tf_face.errors import LandmarkError, show_path
 
 VALID_COUNTS = (68, 5)
 MAX_FILE_BYTES = 1 << 20
-
-
-def _show(path) -> str:
-    """A path for a one-line message: control characters replaced, shortened."""
-    text = "".join(c if c.isprintable() else "?" for c in str(path))
-    return text if len(text) <= 200 else "..." + text[-197:]
 
 
 def _read_text(path) -> tuple[Path, str]:
@@ -53,20 +47,20 @@ def _read_text(path) -> tuple[Path, str]:
     try:
         st = os.stat(p)
     except FileNotFoundError:
-        raise LandmarkError(f"{_show(p)}: landmark file not found")
+        raise LandmarkError(f"{show_path(p)}: landmark file not found")
     except (OSError, ValueError) as e:   # ValueError: embedded NUL byte
-        raise LandmarkError(f"{_show(p)}: cannot access landmark file "
+        raise LandmarkError(f"{show_path(p)}: cannot access landmark file "
                             f"({getattr(e, 'strerror', None) or e})")
     if not stat.S_ISREG(st.st_mode):
-        raise LandmarkError(f"{_show(p)}: landmark path is not a regular file")
+        raise LandmarkError(f"{show_path(p)}: landmark path is not a regular file")
     if st.st_size > MAX_FILE_BYTES:
-        raise LandmarkError(f"{_show(p)}: landmark file too large ({st.st_size} bytes)")
+        raise LandmarkError(f"{show_path(p)}: landmark file too large ({st.st_size} bytes)")
     try:
         return p, p.read_bytes().decode("utf-8")
     except UnicodeDecodeError:
-        raise LandmarkError(f"{_show(p)}: landmark file is not UTF-8 text")
+        raise LandmarkError(f"{show_path(p)}: landmark file is not UTF-8 text")
     except OSError as e:
-        raise LandmarkError(f"{_show(p)}: cannot read landmark file ({e.strerror or e})")
+        raise LandmarkError(f"{show_path(p)}: cannot read landmark file ({e.strerror or e})")
 
 
 def parse_landmarks(text: str, name: str = "landmarks") -> np.ndarray:
@@ -117,7 +111,7 @@ def parse_landmarks(text: str, name: str = "landmarks") -> np.ndarray:
 def read_landmark_file(path) -> np.ndarray:
     """Read a 68- or 5-point landmark file -> float32 ``[N, 2]`` (x, y) pixels."""
     p, text = _read_text(path)
-    return parse_landmarks(text, _show(p))
+    return parse_landmarks(text, show_path(p))
 
 
 def write_landmark_file(path, points: np.ndarray, fmt: str = "pts") -> None:
