@@ -52,7 +52,23 @@ def _compose(raw: dict, albedo_model, timings: dict) -> NetworkOutputs:
                           timings_ms=timings)
 
 
-class TFBackend:
+class _Backend:
+    """Runs B-Net, FAN and DRN on one texture (subclasses: ``run_network``)."""
+
+    def run_network(self, name: str, x: np.ndarray) -> dict:
+        raise NotImplementedError
+
+    def __call__(self, texture) -> NetworkOutputs:
+        x = np.asarray(texture, np.float32)[None]
+        raw, timings = {}, {}
+        for name in NETWORKS:
+            t = time.perf_counter()
+            raw.update(self.run_network(name, x))
+            timings[name] = (time.perf_counter() - t) * 1e3
+        return _compose(raw, self.albedo_model, timings)
+
+
+class TFBackend(_Backend):
     name = "tf"
 
     def __init__(self, weights_dir, cfg, albedo_model, networks=None):
@@ -80,15 +96,6 @@ class TFBackend:
         if name == "bnet":
             return {"p_a": out[0].numpy(), "sh": out[1].numpy()}
         return {"albedo" if name == "fan" else "moving_rate": out.numpy()}
-
-    def __call__(self, texture) -> NetworkOutputs:
-        x = np.asarray(texture, np.float32)[None]
-        raw, timings = {}, {}
-        for name in NETWORKS:
-            t = time.perf_counter()
-            raw.update(self.run_network(name, x))
-            timings[name] = (time.perf_counter() - t) * 1e3
-        return _compose(raw, self.albedo_model, timings)
 
 
 def weights_digest(weights_dir) -> str:
@@ -139,7 +146,7 @@ def ensure_tflite(weights_dir, cfg, precision: str = "float32", tflite_dir=None,
     return folder
 
 
-class TFLiteBackend:
+class TFLiteBackend(_Backend):
     name = "tflite"
 
     def __init__(self, weights_dir, cfg, albedo_model, precision: str = "float32",
@@ -157,15 +164,6 @@ class TFLiteBackend:
 
     def run_network(self, name: str, x: np.ndarray) -> dict:
         return self.nets[name](x)
-
-    def __call__(self, texture) -> NetworkOutputs:
-        x = np.asarray(texture, np.float32)[None]
-        raw, timings = {}, {}
-        for name in NETWORKS:
-            t = time.perf_counter()
-            raw.update(self.run_network(name, x))
-            timings[name] = (time.perf_counter() - t) * 1e3
-        return _compose(raw, self.albedo_model, timings)
 
 
 def make_backend(kind: str, weights_dir, cfg, albedo_model, **kwargs):

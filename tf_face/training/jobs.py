@@ -170,38 +170,55 @@ def _scaled_batch(batch, ctx):
     return out
 
 
-def train_bnet(cfg: JobConfig) -> dict:
-    import keras
-    import tensorflow as tf
-
-    from tf_face.models import build_bnet
-    from tf_face.training.loop import apply_if_finite, make_strategy, run_training
-    from tf_face.training.stages import bnet_forward
+def _start(cfg: JobConfig, stage: str):
+    """Seeds, strategy, face-model context and the weights-folder config of a job."""
+    from tf_face.training.loop import make_strategy
 
     seed_everything(cfg.seed, cfg.deterministic)
     strategy = make_strategy(cfg.strategy)
     _, atlas, ctx = _context(cfg)
-    _write_weights_config(cfg, "bnet", ctx, atlas)
+    _write_weights_config(cfg, stage, ctx, atlas)
+    return strategy, atlas, ctx
+
+
+def _one_network_step(net, optimizer, forward, replicas: int):
+    """``step_fn`` of a job that trains one network: ``forward(batch, training)
+    -> (total, terms, images)``; the update is skipped when not finite."""
+    import tensorflow as tf
+
+    from tf_face.training.loop import apply_if_finite
+
+    def step_fn(batch):
+        with tf.GradientTape() as tape:
+            total, terms, _ = forward(batch, True)
+            scaled = total / replicas
+        grads = tape.gradient(scaled, net.trainable_variables)
+        return terms, apply_if_finite(optimizer, grads, net.trainable_variables, total)
+
+    return step_fn
+
+
+def train_bnet(cfg: JobConfig) -> dict:
+    import keras
+
+    from tf_face.models import build_bnet
+    from tf_face.training.loop import run_training
+    from tf_face.training.stages import bnet_forward
+
+    strategy, atlas, ctx = _start(cfg, "bnet")
     with strategy.scope():
         bnet = build_bnet(ctx.num_albedo, input_size=atlas.size, width=cfg.bnet_width,
                           sync_batchnorm=strategy.num_replicas_in_sync > 1)
         opt = keras.optimizers.Adam(cfg.learning_rate)
         opt.build(bnet.trainable_variables)
-    replicas = strategy.num_replicas_in_sync
 
-    def step_fn(batch):
-        with tf.GradientTape() as tape:
-            total, terms, _ = bnet_forward(bnet, batch, ctx, training=True)
-            scaled = total / replicas
-        grads = tape.gradient(scaled, bnet.trainable_variables)
-        ok = apply_if_finite(opt, grads, bnet.trainable_variables, total)
-        return terms, ok
+    def forward(batch, training):
+        return bnet_forward(bnet, batch, ctx, training=training)
 
-    def image_fn(batch):
-        return bnet_forward(bnet, batch, ctx, training=False)[2]
-
+    step_fn = _one_network_step(bnet, opt, forward, strategy.num_replicas_in_sync)
     return run_training("bnet", strategy, _loop_config(cfg), {"bnet": bnet}, {"bnet": opt},
-                        _dataset(cfg, strategy), step_fn, image_fn, {"bnet": bnet})
+                        _dataset(cfg, strategy), step_fn, lambda b: forward(b, False)[2],
+                        {"bnet": bnet})
 
 
 def train_fan(cfg: JobConfig) -> dict:
@@ -209,13 +226,10 @@ def train_fan(cfg: JobConfig) -> dict:
     import tensorflow as tf
 
     from tf_face.models import VGGPerceptual, build_fan, build_patchgan
-    from tf_face.training.loop import apply_if_finite, make_strategy, run_training
+    from tf_face.training.loop import apply_if_finite, run_training
     from tf_face.training.stages import fan_forward
 
-    seed_everything(cfg.seed, cfg.deterministic)
-    strategy = make_strategy(cfg.strategy)
-    _, atlas, ctx = _context(cfg)
-    _write_weights_config(cfg, "fan", ctx, atlas)
+    strategy, atlas, ctx = _start(cfg, "fan")
     with strategy.scope():
         bnet = load_stage_model(cfg.bnet_dir or cfg.output_dir, "bnet")
         bnet.trainable = False
@@ -250,16 +264,12 @@ def train_fan(cfg: JobConfig) -> dict:
 
 def train_drn(cfg: JobConfig) -> dict:
     import keras
-    import tensorflow as tf
 
     from tf_face.models import build_drn
-    from tf_face.training.loop import apply_if_finite, make_strategy, run_training
+    from tf_face.training.loop import run_training
     from tf_face.training.stages import drn_forward
 
-    seed_everything(cfg.seed, cfg.deterministic)
-    strategy = make_strategy(cfg.strategy)
-    _, atlas, ctx = _context(cfg)
-    _write_weights_config(cfg, "drn", ctx, atlas)
+    strategy, atlas, ctx = _start(cfg, "drn")
     with strategy.scope():
         bnet = load_stage_model(cfg.bnet_dir or cfg.output_dir, "bnet")
         fan = load_stage_model(cfg.fan_dir or cfg.output_dir, "fan")
@@ -269,19 +279,11 @@ def train_drn(cfg: JobConfig) -> dict:
                         max_displacement=cfg.drn_max_displacement)
         opt = keras.optimizers.Adam(cfg.learning_rate)
         opt.build(drn.trainable_variables)
-    replicas = strategy.num_replicas_in_sync
 
-    def step_fn(batch):
-        batch = _scaled_batch(batch, ctx)
-        with tf.GradientTape() as tape:
-            total, terms, _ = drn_forward(drn, fan, bnet, batch, ctx, training=True)
-            scaled = total / replicas
-        grads = tape.gradient(scaled, drn.trainable_variables)
-        ok = apply_if_finite(opt, grads, drn.trainable_variables, total)
-        return terms, ok
+    def forward(batch, training):
+        return drn_forward(drn, fan, bnet, _scaled_batch(batch, ctx), ctx, training=training)
 
-    def image_fn(batch):
-        return drn_forward(drn, fan, bnet, _scaled_batch(batch, ctx), ctx, False)[2]
-
+    step_fn = _one_network_step(drn, opt, forward, strategy.num_replicas_in_sync)
     return run_training("drn", strategy, _loop_config(cfg), {"drn": drn}, {"drn": opt},
-                        _dataset(cfg, strategy), step_fn, image_fn, {"drn": drn})
+                        _dataset(cfg, strategy), step_fn, lambda b: forward(b, False)[2],
+                        {"drn": drn})
