@@ -274,40 +274,15 @@ def test_missing_weights_say_which_command_makes_them(tmp_path, monkeypatch, wei
 
 def test_report_shows_the_face_in_headless_chromium(batch_out, tmp_path):
     """The astronaut's report.html, opened from file:// in headless Chromium."""
-    from tests.test_report import _VIEWER_STATE, CHROMIUM, _DevTools
+    from tests.chromium import CHROMIUM, capture_report
     from tf_face.export import viewer_assets
-    import base64
-    import time
     if not CHROMIUM.is_file():
         pytest.skip("/usr/bin/chromium is absent (apt-get install chromium)")
     if viewer_assets.viewer_js_path() is None:
         pytest.skip(f"viewer script not fetched (run {viewer_assets.FETCH_COMMAND})")
     page = batch_out / "astronaut" / "report.html"
-    tools = _DevTools(tmp_path / "profile", 1000, 1400)
-    try:
-        target = [t for t in tools.send("Target.getTargets")["targetInfos"]
-                  if t["type"] == "page"][0]
-        sid = tools.send("Target.attachToTarget", {"targetId": target["targetId"],
-                                                   "flatten": True})["sessionId"]
-        tools.send("Page.enable", session=sid)
-        tools.send("Page.navigate", {"url": page.as_uri()}, session=sid)
-        state, deadline = None, time.time() + 150
-        while time.time() < deadline:
-            state = tools.send("Runtime.evaluate", {
-                "expression": "document.getElementById('viewer3d').scrollIntoView();"
-                              + _VIEWER_STATE, "returnByValue": True},
-                session=sid)["result"].get("value")
-            if state and state["loaded"] and state["visible"]:
-                break
-            time.sleep(0.5)
-        tools.send("Runtime.evaluate", {
-            "expression": "new Promise(r => requestAnimationFrame(() => "
-                          "requestAnimationFrame(() => setTimeout(r, 500))))",
-            "awaitPromise": True}, session=sid)
-        shot = base64.b64decode(tools.send("Page.captureScreenshot", {"format": "png"},
-                                           session=sid)["data"])
-    finally:
-        tools.close()
+    state, shot = capture_report(page, tmp_path / "profile", 1000, 1400,
+                                 scroll_to_viewer=True)
     (tmp_path / "shot.png").write_bytes(shot)
     keep = os.environ.get("TF_FACE_SCREENSHOT_DIR")
     if keep:

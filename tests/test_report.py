@@ -3,25 +3,22 @@
 import base64
 import hashlib
 import io
-import json
 import os
 import re
 import shutil
-import subprocess
 import tarfile
-import time
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
+from tests.chromium import CHROMIUM, capture_report
 from tests.test_export import checker_png, hemisphere_mesh
 from tf_face.errors import AssetMissingError
 from tf_face.export import mesh_files as mf
 from tf_face.export import report, viewer_assets
 
-CHROMIUM = Path("/usr/bin/chromium")
 
 
 def _write_mesh(out: Path):
@@ -122,83 +119,6 @@ def test_viewer_check_command(tmp_path, monkeypatch):
 
 # ---------------------------------------------------------------- real browser
 
-class _DevTools:
-    """Minimal Chrome DevTools Protocol client over ``--remote-debugging-pipe``.
-
-    Chromium reads NUL-terminated JSON commands on fd 3 and writes replies and
-    events on fd 4.
-    """
-
-    def __init__(self, user_data_dir: Path, width: int, height: int):
-        self._to_child_r, self._to_chrome = os.pipe()
-        self._from_chrome, self._from_child_w = os.pipe()
-        args = [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                "--no-first-run", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync",
-                f"--user-data-dir={user_data_dir}",
-                # software WebGL (SwiftShader) -- WebGL is otherwise off with --disable-gpu
-                "--use-angle=swiftshader", "--enable-unsafe-swiftshader",
-                f"--window-size={width},{height}", "--remote-debugging-pipe", "about:blank"]
-        r, w = self._to_child_r, self._from_child_w
-
-        def child_fds():
-            a, b = os.dup(r), os.dup(w)
-            os.dup2(a, 3)
-            os.dup2(b, 4)
-
-        self.proc = subprocess.Popen(args, preexec_fn=child_fds, close_fds=False,
-                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL)
-        os.close(self._to_child_r)
-        os.close(self._from_child_w)
-        self._buf = b""
-        self._id = 0
-
-    def send(self, method, params=None, session=None, timeout=60.0):
-        self._id += 1
-        msg = {"id": self._id, "method": method, "params": params or {}}
-        if session:
-            msg["sessionId"] = session
-        os.write(self._to_chrome, json.dumps(msg).encode() + b"\0")
-        deadline = time.time() + timeout
-        while True:
-            while b"\0" not in self._buf:
-                if time.time() > deadline:
-                    raise TimeoutError(method)
-                chunk = os.read(self._from_chrome, 1 << 20)
-                if not chunk:
-                    raise RuntimeError("chromium closed the DevTools pipe")
-                self._buf += chunk
-            raw, self._buf = self._buf.split(b"\0", 1)
-            reply = json.loads(raw)
-            if reply.get("id") == self._id:
-                if "error" in reply:
-                    raise RuntimeError(f"{method}: {reply['error']}")
-                return reply["result"]
-
-    def close(self):
-        try:
-            self.send("Browser.close", timeout=10)
-        except Exception:
-            pass
-        for fd in (self._to_chrome, self._from_chrome):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
-        try:
-            self.proc.wait(15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-
-
-_VIEWER_STATE = """(() => { const v = document.getElementById('viewer3d');
-  if (!v) return null; const r = v.getBoundingClientRect();
-  return {loaded: !!v.loaded, visible: !!v.modelIsVisible,
-          box: [r.left, r.top, r.width, r.height]}; })()"""
-
-
 def test_report_renders_the_mesh_in_headless_chromium(tmp_path):
     if not CHROMIUM.is_file():
         pytest.skip("/usr/bin/chromium is absent (apt-get install chromium)")
@@ -210,30 +130,8 @@ def test_report_renders_the_mesh_in_headless_chromium(tmp_path):
     _write_mesh(out)
     page = report.write_report(out, "browser test", {"albedo": "albedo.png"}, {}, {"x": 1.0})
     shot = tmp_path / "screenshot.png"
-    tools = _DevTools(tmp_path / "chrome-profile", 900, 900)
-    try:
-        target = [t for t in tools.send("Target.getTargets")["targetInfos"]
-                  if t["type"] == "page"][0]
-        sid = tools.send("Target.attachToTarget", {"targetId": target["targetId"],
-                                                   "flatten": True})["sessionId"]
-        tools.send("Page.enable", session=sid)
-        tools.send("Page.navigate", {"url": page.as_uri()}, session=sid)   # file://
-        state, deadline = None, time.time() + 150
-        while time.time() < deadline:
-            state = tools.send("Runtime.evaluate", {"expression": _VIEWER_STATE,
-                                                    "returnByValue": True},
-                               session=sid)["result"].get("value")
-            if state and state["loaded"] and state["visible"]:
-                break
-            time.sleep(0.5)
-        tools.send("Runtime.evaluate", {
-            "expression": "new Promise(r => requestAnimationFrame(() => "
-                          "requestAnimationFrame(() => setTimeout(r, 500))))",
-            "awaitPromise": True}, session=sid)
-        data = tools.send("Page.captureScreenshot", {"format": "png"}, session=sid)["data"]
-        shot.write_bytes(base64.b64decode(data))
-    finally:
-        tools.close()
+    state, png = capture_report(page, tmp_path / "chrome-profile", 900, 900)
+    shot.write_bytes(png)
     keep = os.environ.get("TF_FACE_SCREENSHOT_DIR")
     if keep:
         Path(keep).mkdir(parents=True, exist_ok=True)
