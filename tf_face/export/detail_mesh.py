@@ -23,6 +23,8 @@ UV of a vertex = its texel centre: ``u = (c + 0.5) / W``, ``v = (r + 0.5) / H``
 
 Displacement ``d [H, W]`` moves a vertex along its (unit) base normal:
 ``P' = P + d * n``, in the units of the position map (pixels for UVSample).
+Detail normals are the one formula of ``tf_face.serving.detail`` (whose
+module doc also fixes the displacement conventions of training vs serving).
 """
 
 from __future__ import annotations
@@ -81,16 +83,6 @@ def _face_normals(vertices: np.ndarray, triangles: np.ndarray) -> np.ndarray:
     return np.cross(b - a, c - a)   # area-weighted (length = 2 * area)
 
 
-def _vertex_normals(vertices, triangles, num_vertices) -> np.ndarray:
-    fn = _face_normals(vertices, triangles)
-    acc = np.zeros((num_vertices, 3), np.float64)
-    for k in range(3):
-        for j in range(3):
-            acc[:, j] += np.bincount(triangles[:, k], fn[:, j], minlength=num_vertices)
-    length = np.linalg.norm(acc, axis=1, keepdims=True)
-    return np.where(length > 0, acc / np.maximum(length, 1e-300), 0.0)
-
-
 def _unit(x: np.ndarray) -> np.ndarray:
     length = np.linalg.norm(x, axis=-1, keepdims=True)
     return np.where(length > 0, x / np.maximum(length, 1e-300), 0.0)
@@ -147,46 +139,41 @@ def displace(position_map, normal_map, displacement, mask) -> np.ndarray:
     return np.where(mask[..., None], out, pos).astype(np.float32)
 
 
-def _grid_normals(pos: np.ndarray, mask: np.ndarray):
-    tris, texel_index = grid_triangles(mask)
-    verts = pos.reshape(-1, 3)[texel_index]
-    return _vertex_normals(verts, tris.astype(np.int64), len(texel_index)), texel_index
-
-
 def detail_normals(positions, mask, reference_normals=None, base_positions=None) -> np.ndarray:
     """Unit normal map ``[H,W,3]`` of the (displaced) grid; 0 outside ``mask``.
 
-    Per-texel normal = normalised sum of the area-weighted normals of the grid
-    triangles around the texel (``dP/dv x dP/du`` orientation, see the module
-    doc). With ``reference_normals [H,W,3]`` (e.g. the base normal map) the
-    whole map is flipped if most texels disagree with it, and valid texels
-    that belong to no triangle (isolated texels) take the reference normal.
+    The one detail-normal formula of ``tf_face.serving.detail`` (see its
+    module doc; this is a thin wrapper, in float64):
 
-    With ``base_positions`` (the undisplaced position map) and
-    ``reference_normals`` (the smooth, interpolated base normals), only what
-    the displacement changes is kept: ``n = normalise(n_ref + n(positions) -
-    n(base_positions))``. The grid normals of a position map interpolated
-    linearly inside each base triangle are constant per base triangle, so
-    this removes the base mesh's facets from the shading while keeping the
-    detail; with zero displacement it returns the reference normals.
+    * positions only: the area-weighted grid vertex normals
+      (``dP/dv x dP/du`` orientation, see the module doc), 0 at valid texels
+      in no triangle;
+    * with ``reference_normals [H,W,3]`` (e.g. the base normal map): the map
+      is flipped if most texels disagree with it, and valid texels that
+      belong to no triangle take the reference normal;
+    * with ``base_positions`` (the undisplaced position map) as well: only
+      what the displacement changes is kept,
+      ``n = normalise(n_ref + sign * (n(positions) - n(base_positions)))``
+      with ``sign`` voted on the base grid normals
+      (``tf_face.serving.detail.detail_normals_np``). The grid normals of a
+      position map interpolated linearly inside each base triangle are
+      constant per base triangle, so this removes the base mesh's facets from
+      the shading while keeping the detail; with zero displacement it returns
+      the reference normals.
     """
+    from tf_face.serving.detail import detail_normals_np, grid_orientation, grid_vertex_normals
+
     mask, (pos, ref, base) = _check_maps(mask, positions, reference_normals, base_positions)
     if base is not None and ref is None:
         raise ValueError("base_positions needs reference_normals")
-    vn, texel_index = _grid_normals(pos, mask)
+    if base is not None:
+        return detail_normals_np(pos, base, ref, mask)
+    vn = grid_vertex_normals(pos, mask)
     if ref is not None:
-        rv = _unit(ref.reshape(-1, 3)[texel_index])
-        agree = np.einsum("ij,ij->i", vn, rv)
-        sign = -1.0 if np.sum(agree < 0) > np.sum(agree > 0) else 1.0
-        vn = sign * vn
-        if base is not None:
-            bn, _ = _grid_normals(base, mask)
-            vn = _unit(rv + vn - sign * bn)
-        empty = ~np.any(vn != 0, axis=1)
-        vn[empty] = rv[empty]
-    out = np.zeros((mask.size, 3), np.float32)
-    out[texel_index] = vn
-    return out.reshape(mask.shape + (3,))
+        vn = grid_orientation(pos, ref, mask) * vn
+        empty = mask & ~np.any(vn != 0, axis=-1)
+        vn[empty] = _unit(ref)[empty]
+    return np.where(mask[..., None], vn, 0.0).astype(np.float32)
 
 
 def write_displacement_png(path, disp, scale: Optional[float] = None,

@@ -1,21 +1,57 @@
-"""Fast dense-grid detail normals for inference (numpy, no index lists).
+"""Detail normals: the one formula, numpy (serving, export); its TF twin is
+``tf_face.training.detail`` (DRN training, the benchmark, anything that needs
+gradients). Both implement exactly the maths below with shifted views of the
+dense ``[H, W]`` maps; ``tests/test_detail_normals.py`` ties them (and an
+index-list reference) together.
 
-Same result as ``tf_face.export.detail_mesh.detail_normals(moved, valid,
-reference_normals=base_normals, base_positions=base)`` -- the texel-grid
-triangulation of ``tf_face.render.adjacency.grid_triangles`` (each 2x2 block
+**Grid normals.** Every valid texel is a vertex of the detail mesh. The
+texel-grid triangulation is that of ``tf_face.render.adjacency.grid_triangles``
+(also the mesh of E_smooth and the exported detail mesh): each 2x2 block is
 split into (r,c)-(r+1,c)-(r+1,c+1) and (r,c)-(r+1,c+1)-(r,c+1), a triangle
-exists iff its three texels are valid), area-weighted vertex normals, the
-orientation chosen by a majority vote against the reference normals, and
+exists iff its three texels are valid. ``n_grid(P)`` is the normalised sum of
+the (area-weighted) normals ``(P_b - P_a) x (P_c - P_a)`` of the triangles
+around a texel; 0 for a texel in no triangle.
 
-    n = normalise(n_ref + sign * (n_grid(moved) - n_grid(base)))
+**Orientation.** ``sign`` = -1 if more valid texels have
+``n_grid(P_base) . n_ref < 0`` than ``> 0``, else +1 (a majority vote of the
+*base* grid normals against the reference normals: a property of the UV
+layout's handedness, so it does not depend on the displacement).
 
--- computed with shifted views of the [H, W] maps instead of triangle index
-arrays and ``bincount`` (float32; it runs once per photo).
+**Detail normal.**
+
+    n = normalise(n_ref + sign * (n_grid(P_base + Δd) - n_grid(P_base)))
+
+``n_ref`` = the normalised smooth (interpolated) base normal map. The grid
+normals of the base position map are constant over each base triangle (the
+map is linear inside it), so using ``n_grid(moved)`` directly would print the
+base mesh's facets into the shading; keeping only the *change* the
+displacement makes gives ``n_ref`` exactly where Δd = 0 (and at texels in no
+grid triangle). 0 outside ``valid``.
+
+**Displacement conventions** (one place; ``training/detail.py``,
+``serving/reconstruct.py`` and ``export/detail_mesh.py`` refer here). DRN
+predicts a moving rate ``r_d`` in *detail units* (the face model's mean-shape
+inter-ocular distance ``detail_unit``, in model units):
+
+* training (``tf_face.training.jobs._scaled_batch``): positions
+  ``P / (s * detail_unit)`` (UV-sample position map in photo pixels, ``s`` the
+  fit's weak-perspective scale, pixels per model unit), ``Δd = r_d * n_ref``;
+* serving / export: positions in pixels, ``d_px = r_d * s * detail_unit``,
+  ``P' = P + d_px * n_ref``.
+
+The two are the same geometry scaled by ``s * detail_unit``; grid normals
+(and the vote) are scale-invariant, so the detail normal maps are equal up to
+float rounding. ``displacement.png`` stores ``d_px`` (pixels of the photo).
 """
 
 from __future__ import annotations
 
 import numpy as np
+
+
+def _float(x):
+    x = np.asarray(x)
+    return x if x.dtype in (np.float32, np.float64) else x.astype(np.float64)
 
 
 def _unit(x):
@@ -30,8 +66,11 @@ def _cross(a, b):
 
 
 def grid_vertex_normals(pos, valid):
-    """Unit area-weighted vertex normals [H,W,3] of the texel grid (0: no triangle)."""
-    pos = np.asarray(pos, np.float32)
+    """Unit area-weighted vertex normals [H,W,3] of the texel grid (0: no triangle).
+
+    Computed in ``pos``' float dtype (float32 or float64).
+    """
+    pos = _float(pos)
     v = np.asarray(valid, bool)
     p00, p10, p11, p01 = pos[:-1, :-1], pos[1:, :-1], pos[1:, 1:], pos[:-1, 1:]
     v00, v10, v11, v01 = v[:-1, :-1], v[1:, :-1], v[1:, 1:], v[:-1, 1:]
@@ -47,21 +86,36 @@ def grid_vertex_normals(pos, valid):
     return _unit(acc)
 
 
+def grid_orientation(pos, reference_normals, valid) -> float:
+    """+1 / -1: the majority vote of ``pos``' grid normals against the reference."""
+    v = np.asarray(valid, bool)
+    ref = _unit(_float(reference_normals))
+    agree = np.einsum("hwc,hwc->hw", grid_vertex_normals(pos, v), ref)[v]
+    return -1.0 if np.sum(agree < 0) > np.sum(agree > 0) else 1.0
+
+
 def displace_np(position, normals, displacement, valid):
-    """``P + d * n_hat`` inside ``valid``, ``P`` elsewhere (float32 [H,W,3])."""
+    """``P + d * n_hat`` inside ``valid``, ``P`` elsewhere ([H,W,3], float32)."""
     pos = np.asarray(position, np.float32)
     out = pos + np.asarray(displacement, np.float32)[..., None] * _unit(np.asarray(normals,
                                                                                    np.float32))
     return np.where(np.asarray(valid, bool)[..., None], out, pos).astype(np.float32)
 
 
-def detail_normals_np(moved, base, reference_normals, valid):
-    """Detail normal map [H,W,3] float32 (module doc); 0 outside ``valid``."""
+def detail_normals_np(moved, base, reference_normals, valid, sign=None):
+    """Detail normal map [H,W,3] float32 (the module doc's formula); 0 outside ``valid``.
+
+    ``moved`` = ``base`` + Δd (``displace_np``); ``sign`` defaults to
+    ``grid_orientation(base, reference_normals, valid)``. Computed in float64
+    when ``base`` is float64, else float32.
+    """
     v = np.asarray(valid, bool)
-    ref = _unit(np.asarray(reference_normals, np.float32))
-    vn = grid_vertex_normals(moved, v)
-    agree = np.einsum("hwc,hwc->hw", vn, ref)[v]
-    sign = -1.0 if np.sum(agree < 0) > np.sum(agree > 0) else 1.0
+    base = _float(base)
+    ref = _unit(_float(reference_normals).astype(base.dtype))
     bn = grid_vertex_normals(base, v)
+    if sign is None:
+        agree = np.einsum("hwc,hwc->hw", bn, ref)[v]
+        sign = -1.0 if np.sum(agree < 0) > np.sum(agree > 0) else 1.0
+    vn = grid_vertex_normals(np.asarray(moved, base.dtype), v)
     out = _unit(ref + sign * (vn - bn))
     return np.where(v[..., None], out, 0.0).astype(np.float32)

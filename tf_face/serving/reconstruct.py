@@ -9,10 +9,10 @@ and ``run(image)`` returns a ``Reconstruction``:
 * the detail maps: ``valid`` [S,S] (atlas texels with a base normal),
   ``displacement_px`` [S,S] (Δd along the base normal, position-map pixels:
   r_d * detail_unit * fit scale), the displaced position map and the detail
-  normal map (``tf_face.serving.detail``, the same as
-  ``tf_face.export.detail_mesh.detail_normals`` with the base position/normal
-  maps as reference: base normals plus the change the displacement makes,
-  camera frame),
+  normal map (``tf_face.serving.detail``: the one detail-normal formula, also
+  used by DRN training in TF and by the export -- base normals plus the
+  change the displacement makes, camera frame; its module doc states the
+  training vs serving displacement conventions),
 * ``timings_ms`` per stage.
 
 ``write_reconstruction`` (``tf_face.serving.write``) turns it into files.

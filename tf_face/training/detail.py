@@ -6,20 +6,24 @@ position and normal come from the UV sample's position and normal maps.
 DRN predicts a moving rate r_d; the displacement is Δd = r_d · n and the
 detail vertex is v' = v + Δd.
 
-Detail normals (ours): finite-difference normals of a position map are
-piecewise constant over the base triangles (the base mesh is piecewise linear
-in UV), so using them directly would print the triangle edges into the
-shading. We use the smooth interpolated base normal plus the *change* that the
-displacement makes to the finite-difference normal:
+Detail normals: the TF twin of ``tf_face.serving.detail`` (numpy; serving and
+export) -- the same formula with the same shifted views of the dense maps:
+area-weighted vertex normals of the texel-grid triangulation, the
+orientation by a majority vote of the base grid normals against the
+reference normals, and
 
-    n' = normalize(n + (fd(P + Δd) − fd(P)))
+    n = normalise(n_ref + sign * (n_grid(P + Δd) - n_grid(P)))
 
-which is exactly n where Δd = 0 and follows the displaced surface otherwise.
-``fd`` uses central differences where both neighbours are valid texels and
-0 elsewhere (the base normal is kept at the atlas border).
+See that module's doc for the formula's reasons and for the displacement
+conventions (training positions are divided by fit scale × detail unit, so
+Δd = r_d · n is in inter-ocular distances; serving displaces in pixels by
+r_d · scale · detail_unit -- the same geometry, and grid normals are
+scale-invariant). ``tests/test_detail_normals.py`` checks that both paths
+agree to 1e-5.
 
-Positions are divided by the fit's weak-perspective scale first, so Δd is in
-the face model's units whatever the photo's resolution.
+All functions work in the dtype of ``position`` (float32 in training;
+float64 for gradient checks); ``valid`` is [B,H,W,1] with 1 = texel of the
+detail mesh (values > 0.5 count as valid).
 """
 
 from __future__ import annotations
@@ -35,50 +39,80 @@ def _shift(x, dr: int, dc: int):
     return y[:, max(dr, 0):max(dr, 0) + h, max(dc, 0):max(dc, 0) + w, :]
 
 
-def fd_normals(position, valid):
-    """Un-normalised finite-difference normals of a position map [B,H,W,3].
+def _unit(x):
+    """x / |x| over the last axis; 0 (with a zero gradient) where |x| = 0."""
+    sq = tf.reduce_sum(tf.square(x), axis=-1, keepdims=True)
+    ok = sq > 0
+    return tf.where(ok, x * tf.math.rsqrt(tf.where(ok, sq, tf.ones_like(sq))),
+                    tf.zeros_like(x))
 
-    ``valid`` [B,H,W,1] float (1 = texel of the detail mesh). Oriented so that
-    a surface whose u axis runs along +x and v axis along -y (camera frame,
-    UV v down) gets +z normals; zero where a central difference is missing.
+
+def _binary(valid, dtype):
+    return tf.cast(tf.convert_to_tensor(valid) > 0.5, dtype)
+
+
+def grid_vertex_normals(position, valid):
+    """Unit area-weighted vertex normals [B,H,W,3] of the texel-grid mesh.
+
+    0 at texels in no grid triangle (``tf_face.serving.detail.grid_vertex_normals``
+    per sample).
     """
-    du = _shift(position, 0, 1) - _shift(position, 0, -1)
-    dv = _shift(position, 1, 0) - _shift(position, -1, 0)
-    ok = (_shift(valid, 0, 1) * _shift(valid, 0, -1) * _shift(valid, 1, 0)
-          * _shift(valid, -1, 0) * valid)
-    return tf.linalg.cross(dv, du) * ok
+    position = tf.convert_to_tensor(position)
+    v = _binary(valid, position.dtype)
+    p10, p11, p01 = _shift(position, 1, 0), _shift(position, 1, 1), _shift(position, 0, 1)
+    v10, v11, v01 = _shift(v, 1, 0), _shift(v, 1, 1), _shift(v, 0, 1)
+    # the two triangles of the 2x2 block whose top-left texel is (r, c)
+    e11 = p11 - position
+    n1 = tf.linalg.cross(p10 - position, e11) * (v * v10 * v11)
+    n2 = tf.linalg.cross(e11, p01 - position) * (v * v11 * v01)
+    both = n1 + n2
+    # each triangle's normal goes to its three corners
+    acc = both + _shift(both, -1, -1) + _shift(n1, -1, 0) + _shift(n2, 0, -1)
+    return _unit(acc)
+
+
+def grid_orientation(position, normals, valid):
+    """+1 / -1 per sample [B,1,1,1]: the majority vote of the grid normals of
+    ``position`` against ``normals`` over the valid texels (-1 iff more
+    disagree than agree)."""
+    position = tf.convert_to_tensor(position)
+    v = _binary(valid, position.dtype)[..., 0] > 0
+    agree = tf.reduce_sum(grid_vertex_normals(position, valid)
+                          * _unit(tf.cast(normals, position.dtype)), axis=-1)
+    pos = tf.reduce_sum(tf.cast(tf.logical_and(v, agree > 0), tf.int32), axis=[1, 2])
+    neg = tf.reduce_sum(tf.cast(tf.logical_and(v, agree < 0), tf.int32), axis=[1, 2])
+    sign = tf.where(neg > pos, tf.constant(-1.0, position.dtype),
+                    tf.constant(1.0, position.dtype))
+    return tf.stop_gradient(tf.reshape(sign, [-1, 1, 1, 1]))
+
+
+# the name the callers used when the detail normals were central differences
+fd_orientation = grid_orientation
 
 
 def detail_normals(position, normals, displacement, valid, orientation=None):
-    """Normals of the displaced detail mesh (see module doc).
+    """Normals of the displaced detail mesh [B,H,W,3] (module doc); 0 off ``valid``.
 
-    position [B,H,W,3] (already divided by the fit scale), normals [B,H,W,3]
-    unit base normals, displacement [B,H,W,3] (Δd), valid [B,H,W,1].
-    ``orientation`` [B,1,1,1] ±1 flips the finite-difference normals when the
-    UV layout's handedness is opposite (computed by ``fd_orientation``).
+    position [B,H,W,3] (in training divided by fit scale × detail unit),
+    normals [B,H,W,3] base normals (normalised here), displacement [B,H,W,3]
+    (Δd, 0 off ``valid``), valid [B,H,W,1]. ``orientation`` [B,1,1,1] ±1
+    (``grid_orientation(position, normals, valid)`` when None).
     """
+    position = tf.convert_to_tensor(position)
+    dtype = position.dtype
+    ref = _unit(tf.cast(normals, dtype))
     if orientation is None:
-        orientation = fd_orientation(position, normals, valid)
-    base = fd_normals(position, valid)
-    moved = fd_normals(position + displacement, valid)
-    scale = tf.norm(base, axis=-1, keepdims=True) + 1e-12
-    # express the change relative to the local size of the finite-difference
-    # normal, so it is a unitless tilt added to the unit base normal
-    delta = orientation * (moved - base) / scale
-    n = normals + delta * tf.cast(scale > 1e-9, normals.dtype)
-    return tf.math.l2_normalize(n, axis=-1) * valid
-
-
-def fd_orientation(position, normals, valid):
-    """+1 / -1 per sample: the sign that makes fd normals agree with ``normals``."""
-    fd = fd_normals(position, valid)
-    agree = tf.reduce_sum(fd * normals, axis=[1, 2, 3], keepdims=True)
-    return tf.where(agree >= 0, 1.0, -1.0)
+        orientation = grid_orientation(position, normals, valid)
+    base = grid_vertex_normals(position, valid)
+    moved = grid_vertex_normals(position + tf.cast(displacement, dtype), valid)
+    n = _unit(ref + tf.cast(orientation, dtype) * (moved - base))
+    return n * _binary(valid, dtype)
 
 
 def displacement_from_rate(rate, normals, valid):
-    """Δd = r_d · n, [B,H,W,1] x [B,H,W,3] -> [B,H,W,3], zero off the mesh."""
-    return rate * normals * valid
+    """Δd = r_d · n̂, [B,H,W,1] x [B,H,W,3] -> [B,H,W,3], zero off the mesh."""
+    rate = tf.convert_to_tensor(rate)
+    return rate * _unit(tf.cast(normals, rate.dtype)) * tf.cast(valid, rate.dtype)
 
 
 def gather_texels(values, texel_index):
