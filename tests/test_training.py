@@ -91,6 +91,30 @@ def test_tensorboard_logs_have_every_loss_term(trained):
     assert {"loss/total", "loss/pixel", "loss/albedo_reg", "grid"} <= tags
 
 
+def test_loss_reduction_is_a_recorded_switch(toy_data, trained, tmp_path):
+    """Default "sum" (the paper's L1 norms) in every stage's config; "mean" trains
+    too and its first E_pixel is the summed one / (C * visible texels)."""
+    from tf_face.facemodel import load_face_model
+    from tf_face.training.jobs import JobConfig, train_bnet
+    from tf_face.uv import get_atlas
+    out, s = trained
+    cfg = json.loads((out / "tf_face_weights.json").read_text())
+    for stage in ("bnet", "fan", "drn"):
+        assert cfg["stages"][stage]["loss_reduction"] == "sum"
+        assert cfg["stages"][stage]["loss_weights"]["reduction"] == "sum"
+    mean = train_bnet(JobConfig(str(toy_data), str(tmp_path / "mean"), steps=2,
+                                loss_reduction="mean", **SMALL))
+    cfg = json.loads((tmp_path / "mean" / "tf_face_weights.json").read_text())
+    assert cfg["stages"]["bnet"]["loss_reduction"] == "mean"
+    visible = int(get_atlas(load_face_model("default"), size=UV).mask.sum())
+    first_sum, first_mean = s["bnet"]["loss_history"]["pixel"][0], mean["loss_history"]["pixel"][0]
+    assert first_sum == pytest.approx(3 * visible * first_mean, rel=1e-3)
+    bad = subprocess.run([sys.executable, "-m", "train.train_bnet", "--data=x", "--output_dir=y",
+                          "--loss_reduction=median"], cwd=REPO, env=_env(),
+                         capture_output=True, text=True, timeout=300)
+    assert bad.returncode != 0 and "loss_reduction" in bad.stderr
+
+
 def test_fan_loads_the_trained_bnet_and_missing_stage_is_a_clear_error(toy_data, tmp_path):
     from tf_face.errors import TfFaceError
     from tf_face.training.jobs import JobConfig, train_fan

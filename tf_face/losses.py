@@ -4,14 +4,29 @@ Conventions:
 * images / maps are NHWC float32 ``[B, H, W, C]``; masks are ``[B, H, W, 1]``
   or ``[B, H, W]`` with 1 = visible texel (soft values in [0, 1] act as
   weights); the mask is broadcast over channels.
-* masked means are normalised by the mask mass: ``sum(m * e) / (C * sum(m))``
-  over the whole batch, i.e. the mean absolute error per visible
-  texel-channel (*ours: the paper writes |I_t - I_syn| without saying how it
-  averages). A batch whose mask is all zero gives 0 (not NaN).
-* every function returns a scalar float32 tensor.
-* E_smooth (mesh-Laplacian smoothness of Δd on the detail mesh) is not here:
-  it comes from ``tf_face.render.mesh_laplacian_smoothness``; the trainer adds
-  ``w_smooth * E_smooth``.
+* every function returns a scalar float32 tensor; a mask that is all zero
+  gives 0 (not NaN) in both reductions.
+* ``reduction`` says how the image-sized terms (E_pixel, E_grad, E_const,
+  E_smooth) are reduced (*ours: the paper writes |I_t - I_syn| without saying):
+
+  - ``"sum"`` (default, the paper's reading): the L1 *norm* of Eq. 4 -- the
+    error summed over the visible texels and channels of each image, then
+    the mean over the batch. E_smooth is Eq. 9's double sum
+    sum_i sum_{j in 1-ring(i)} ||Δd_i - Δd_j||^2 per image (batch mean).
+    Only with sums do the paper's weights balance: w_a = 1 next to
+    E_a = ||p_a||^2 (a few units) needs an E_pixel of hundreds to thousands
+    (a 256^2 texture with ~0.05 error per texel-channel), and w_pixel = 0.005
+    next to a GAN term of order 1 likewise. With means, w_a = 1 pins p_a to 0
+    (B-Net's albedo equals the prior mean) and w_pixel = 0.005 leaves FAN to
+    the discriminator alone. The sums scale with the UV resolution (and the
+    number of visible texels); the paper's weights are for 256^2 maps.
+  - ``"mean"``: the mean per visible texel-channel pooled over the batch,
+    ``sum(m * e) / (C * sum(m))`` (E_smooth: the double sum divided by the
+    number of detail-mesh vertices, batch mean). Resolution-independent, but
+    the paper's weights do not balance with it: pick your own.
+
+  E_a = ||p_a||^2 (per sample, batch mean), E_percep (Eq. 8) and the GAN
+  terms are the same in both.
 """
 
 from __future__ import annotations
@@ -21,15 +36,18 @@ import dataclasses
 import tensorflow as tf
 
 GAN_KINDS = ("lsgan", "nonsaturating", "log")
+REDUCTIONS = ("sum", "mean")
 
 
 @dataclasses.dataclass(frozen=True)
 class LossWeights:
-    """Loss weights; defaults are the paper's (METHOD.md).
+    """Loss weights; defaults are the paper's (METHOD.md), which balance with
+    ``reduction="sum"`` (the L1 norms of Eqs. 4 and 9; module doc).
 
     ``near_frontal()`` gives the paper's second FAN setting for near-frontal,
     unoccluded faces. ``w_gan`` (weight of the generator's GAN term) is 1 in
-    Eq. 5 and exposed for tuning.
+    Eq. 5 and exposed for tuning. ``reduction`` = "sum" | "mean" is how the
+    image-sized terms are reduced (module doc).
     """
 
     w_a: float = 1.0          # B-Net albedo regulariser E_a
@@ -39,6 +57,10 @@ class LossWeights:
     w_grad: float = 0.5       # DRN gradient loss
     w_const: float = 1.0      # DRN displacement magnitude
     w_smooth: float = 20.0    # DRN Laplacian smoothness
+    reduction: str = "sum"    # "sum" (paper, L1 norms) | "mean" (per texel)
+
+    def __post_init__(self):
+        check_reduction(self.reduction)
 
     @classmethod
     def near_frontal(cls, **overrides) -> "LossWeights":
@@ -46,6 +68,12 @@ class LossWeights:
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+
+def check_reduction(reduction: str) -> str:
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"unknown loss reduction {reduction!r}; use one of {REDUCTIONS}")
+    return reduction
 
 
 def _as_mask(mask, like: tf.Tensor) -> tf.Tensor:
@@ -72,33 +100,47 @@ def _pair(target, pred, what: str):
     return target, pred
 
 
-def _masked_mean(err: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
-    """sum(mask * err) / (C * sum(mask)); 0 for an empty mask."""
+def _batch_size(x: tf.Tensor) -> tf.Tensor:
+    return tf.cast(tf.shape(x)[0], x.dtype)
+
+
+def _reduce(err: tf.Tensor, mask: tf.Tensor, reduction: str) -> tf.Tensor:
+    """``sum``: sum(mask * err) / B (per-image sum, batch mean);
+    ``mean``: sum(mask * err) / (C * sum(mask)). 0 for an empty mask."""
+    total = tf.reduce_sum(err * mask)
+    if check_reduction(reduction) == "sum":
+        return tf.math.divide_no_nan(total, _batch_size(err))
     channels = tf.cast(tf.shape(err)[-1], err.dtype)
-    return tf.math.divide_no_nan(tf.reduce_sum(err * mask), channels * tf.reduce_sum(mask))
+    return tf.math.divide_no_nan(total, channels * tf.reduce_sum(mask))
 
 
-def pixel_loss(target, pred, mask) -> tf.Tensor:
-    """E_pixel: l1 |target - pred| averaged over visible texel-channels."""
+def pixel_loss(target, pred, mask, reduction: str = "sum") -> tf.Tensor:
+    """E_pixel = |target - pred| over the visible texels (Eq. 4).
+
+    ``sum``: the L1 norm over each image's visible texels and channels, mean
+    over the batch (the paper's; its weights balance with it). ``mean``: mean
+    absolute error per visible texel-channel, pooled over the batch.
+    """
     target, pred = _pair(target, pred, "pixel_loss")
-    return _masked_mean(tf.abs(target - pred), _as_mask(mask, pred))
+    return _reduce(tf.abs(target - pred), _as_mask(mask, pred), reduction)
 
 
 def albedo_reg(p_a) -> tf.Tensor:
-    """E_a = ||p_a||^2 per sample ([B, K]), mean over the batch."""
+    """E_a = ||p_a||^2 per sample ([B, K]), mean over the batch (both reductions)."""
     p_a = tf.convert_to_tensor(p_a, tf.float32)
     if p_a.shape.rank != 2:
         raise ValueError(f"albedo_reg: expected p_a [B, K], got shape {p_a.shape}")
     return tf.reduce_mean(tf.reduce_sum(tf.square(p_a), axis=-1))
 
 
-def gradient_loss(target, pred, mask) -> tf.Tensor:
+def gradient_loss(target, pred, mask, reduction: str = "sum") -> tf.Tensor:
     """E_grad = |∇target - ∇pred| with forward differences, masked.
 
     ∇_x I = I[:, :, w+1] - I[:, :, w], ∇_y I = I[:, h+1] - I[:, h]; a difference
     counts only if both of its texels are valid (mask product). The l1 errors
-    of x and y differences are pooled and divided by C * (number of valid x
-    pairs + valid y pairs).
+    of the x and y differences are pooled: ``sum`` adds them over each image's
+    valid pairs and channels (batch mean, the paper's L1 norm); ``mean``
+    divides the batch's total by C * (number of valid x pairs + valid y pairs).
     """
     target, pred = _pair(target, pred, "gradient_loss")
     m = _as_mask(mask, pred)
@@ -107,8 +149,10 @@ def gradient_loss(target, pred, mask) -> tf.Tensor:
     dy = diff[:, 1:] - diff[:, :-1]
     mx = m[:, :, 1:] * m[:, :, :-1]
     my = m[:, 1:] * m[:, :-1]
-    channels = tf.cast(tf.shape(diff)[-1], diff.dtype)
     num = tf.reduce_sum(tf.abs(dx) * mx) + tf.reduce_sum(tf.abs(dy) * my)
+    if check_reduction(reduction) == "sum":
+        return tf.math.divide_no_nan(num, _batch_size(diff))
+    channels = tf.cast(tf.shape(diff)[-1], diff.dtype)
     return tf.math.divide_no_nan(num, channels * (tf.reduce_sum(mx) + tf.reduce_sum(my)))
 
 
@@ -119,19 +163,40 @@ def _safe_norm(x: tf.Tensor) -> tf.Tensor:
     return tf.where(nonzero, tf.sqrt(tf.where(nonzero, sq, tf.ones_like(sq))), tf.zeros_like(sq))
 
 
-def displacement_const(delta, mask=None) -> tf.Tensor:
-    """E_const = |Δd|: mean Euclidean length of the displacement per texel.
+def displacement_const(delta, mask=None, reduction: str = "sum") -> tf.Tensor:
+    """E_const = |Δd|: the Euclidean length of the displacement per texel.
 
     ``delta`` is [B, H, W, 3] (Δd = r_d n) or [B, H, W, 1] (r_d itself; with
-    unit normals ‖r_d n‖ = |r_d|). With ``mask`` the mean is over valid texels.
+    unit normals ‖r_d n‖ = |r_d|). ``sum``: summed over the valid texels of
+    each image (all texels without ``mask``), batch mean; ``mean``: mean
+    length per valid texel over the batch.
     """
     delta = tf.convert_to_tensor(delta, tf.float32)
     if delta.shape.rank != 4:
         raise ValueError(f"displacement_const: expected [B,H,W,3|1], got shape {delta.shape}")
     length = _safe_norm(delta)
-    if mask is None:
-        return tf.reduce_mean(length)
-    return _masked_mean(length, _as_mask(mask, length))
+    mask = tf.ones_like(length) if mask is None else _as_mask(mask, length)
+    return _reduce(length, mask, reduction)
+
+
+def smoothness_loss(values, row_ptr, col_idx, reduction: str = "sum",
+                    backend: str = "auto") -> tf.Tensor:
+    """E_smooth (Eq. 9) = sum_i sum_{j in N(i)} ||x_i - x_j||^2, batch mean.
+
+    ``values`` [B, V, C] (Δd at the detail-mesh vertices), (row_ptr, col_idx)
+    the symmetric 1-ring CSR (``tf_face.render.grid_adjacency``: each edge
+    counted from both ends, as the double sum does). ``sum``: the double sum
+    itself; ``mean``: divided by the number of vertices V. Goes through
+    ``tf_face.render.mesh_laplacian_smoothness`` (custom op or reference).
+    """
+    from tf_face.render import mesh_laplacian_smoothness
+
+    values = tf.convert_to_tensor(values, tf.float32)
+    per_image = mesh_laplacian_smoothness(values, row_ptr, col_idx, backend=backend)
+    if check_reduction(reduction) == "sum":
+        return tf.reduce_mean(per_image)
+    num_vertices = tf.cast(tf.shape(values)[1], tf.float32)
+    return tf.math.divide_no_nan(tf.reduce_mean(per_image), num_vertices)
 
 
 def perceptual_distance(features_a, features_b) -> tf.Tensor:

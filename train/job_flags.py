@@ -36,6 +36,10 @@ _HELP = {
     "w_grad": "DRN gradient-loss weight.",
     "w_const": "DRN |displacement| weight.",
     "w_smooth": "DRN Laplacian-smoothness weight.",
+    "loss_reduction": ("sum | mean: E_pixel, E_grad, E_const and E_smooth summed over each "
+                       "image's texels (the paper's L1 norms; its weights balance only with "
+                       "these) or averaged per texel (today's resolution-independent form; "
+                       "choose your own weights)."),
     "gan_kind": "lsgan | nonsaturating | log.",
     "disc_learning_rate": "PatchGAN learning rate (default: --learning_rate).",
     "bnet_width": "B-Net ResNet base width (64 = paper; smaller for CPU smoke runs).",
@@ -56,6 +60,9 @@ _HELP = {
 }
 
 
+_ENUMS = {"loss_reduction": ["sum", "mean"]}
+
+
 def define_flags() -> None:
     for f in dataclasses.fields(JobConfig):
         default = f.default if f.default is not dataclasses.MISSING else None
@@ -63,6 +70,8 @@ def define_flags() -> None:
         typ = f.type if isinstance(f.type, str) else f.type.__name__
         if f.name in ("data", "output_dir"):
             flags.DEFINE_string(f.name, None, help_)
+        elif f.name in _ENUMS:
+            flags.DEFINE_enum(f.name, default, _ENUMS[f.name], help_)
         elif "bool" in typ:
             flags.DEFINE_bool(f.name, default, help_)
         elif typ.startswith("int") or "Optional[int]" in typ:

@@ -9,7 +9,8 @@ folder*): it ends up holding
     discriminator.keras                   FAN's PatchGAN
     drn.keras / drn.weights.h5            DRN (texture -> moving rate r_d)
     tf_face_weights.json                  face model spec, K, UV size, colour space,
-                                          detail unit, loss weights of each stage
+                                          detail unit, loss weights and loss
+                                          reduction (sum | mean) of each stage
     checkpoints/<job>/                    resumable state of each job
     logs/<job>/                           TensorBoard scalars and image grids
 
@@ -53,6 +54,7 @@ class JobConfig:
     w_grad: float = 0.5
     w_const: float = 1.0
     w_smooth: float = 20.0
+    loss_reduction: str = "sum"        # "sum" (paper: L1 norms per image) | "mean" (per texel)
     gan_kind: str = "lsgan"
     disc_learning_rate: Optional[float] = None
     bnet_width: int = 64               # ResNet base width (64 = the paper's 1024 features)
@@ -71,11 +73,16 @@ class JobConfig:
     deterministic: bool = True
     progress: bool = True
 
+    def __post_init__(self):
+        if self.loss_reduction not in ("sum", "mean"):
+            raise TfFaceError(f"loss_reduction must be 'sum' or 'mean', "
+                              f"got {self.loss_reduction!r}")
+
     def loss_weights(self):
         from tf_face.losses import LossWeights
         return LossWeights(w_a=self.w_a, w_pixel=self.w_pixel, w_percep=self.w_percep,
                            w_gan=self.w_gan, w_grad=self.w_grad, w_const=self.w_const,
-                           w_smooth=self.w_smooth)
+                           w_smooth=self.w_smooth, reduction=self.loss_reduction)
 
 
 def seed_everything(seed: int, deterministic: bool) -> None:
@@ -135,7 +142,8 @@ def _write_weights_config(cfg: JobConfig, stage: str, ctx, atlas) -> None:
                  "bnet_width": cfg.bnet_width, "ngf": cfg.ngf})
     data.setdefault("stages", {})[stage] = {
         "steps": cfg.steps, "batch_size": cfg.batch_size, "learning_rate": cfg.learning_rate,
-        "seed": cfg.seed, "loss_weights": cfg.loss_weights().as_dict(), "data": cfg.data}
+        "seed": cfg.seed, "loss_weights": cfg.loss_weights().as_dict(),
+        "loss_reduction": cfg.loss_reduction, "data": cfg.data}
     tmp = path.with_name(path.name + ".part")
     tmp.write_text(json.dumps(data, indent=2))
     tmp.replace(path)

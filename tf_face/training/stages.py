@@ -5,7 +5,9 @@ Each ``*_forward`` takes the networks and a batch of UV samples (the dict of
 term (for TensorBoard) and the images worth looking at. Shading always goes
 through ``tf_face.render.sh_shade`` (custom op, or its pure-TF reference), and
 E_smooth through ``tf_face.render.mesh_laplacian_smoothness`` on the texel
-grid's detail mesh. Losses are masked by the visibility mask of the sample.
+grid's detail mesh. Losses are masked by the visibility mask of the sample and
+reduced as ``ctx.weights.reduction`` says (``tf_face.losses``: "sum", the
+paper's L1 norms, by default).
 
 Colour: see ``tf_face.training.colour`` (linear-RGB shading by default).
 """
@@ -19,11 +21,11 @@ import tensorflow as tf
 
 from tf_face import losses as L
 from tf_face.models.bnet import split_bnet_output
-from tf_face.render import grid_adjacency, mesh_laplacian_smoothness, sh_shade
+from tf_face.render import grid_adjacency, sh_shade
 from tf_face.training.albedo_model import albedo_from_coeffs
 from tf_face.training.colour import to_display_space, to_shading_space
-from tf_face.training.detail import (detail_normals, displacement_from_rate, fd_orientation,
-                                     gather_texels)
+from tf_face.training.detail import (detail_normals, displacement_from_rate, gather_texels,
+                                     grid_orientation)
 
 
 @dataclasses.dataclass
@@ -67,7 +69,7 @@ def bnet_forward(bnet, batch, ctx: StageContext, training: bool = True):
     texture, target, mask, normals = _inputs(batch, ctx)
     p_a, gamma, albedo = bnet_predict(bnet, texture, ctx, training)
     shaded = sh_shade(albedo, normals, gamma, backend=ctx.render_backend)
-    e_pixel = L.pixel_loss(target, shaded, mask)
+    e_pixel = L.pixel_loss(target, shaded, mask, ctx.weights.reduction)
     e_a = L.albedo_reg(p_a)
     total = e_pixel + ctx.weights.w_a * e_a
     terms = {"total": total, "pixel": e_pixel, "albedo_reg": e_a}
@@ -90,7 +92,7 @@ def fan_forward(fan, disc, bnet, vgg, batch, ctx: StageContext, training: bool =
     gamma = tf.stop_gradient(gamma)
     albedo = fan(texture, training=training)
     shaded = sh_shade(albedo, normals, gamma, backend=ctx.render_backend)
-    e_pixel = L.pixel_loss(target, shaded, mask)
+    e_pixel = L.pixel_loss(target, shaded, mask, ctx.weights.reduction)
     if vgg is not None and ctx.weights.w_percep > 0:
         shaded_display = to_display_space(shaded, ctx.color_space)
         m = tf.cast(mask, tf.float32)
@@ -117,7 +119,10 @@ def drn_forward(drn, fan, bnet, batch, ctx: StageContext, training: bool = True)
     """E_DRN = w_grad E_grad + w_const E_const + w_smooth E_smooth (Eq. 9).
 
     Shading uses FAN's albedo, B-Net's lighting and the normals of the
-    displaced detail mesh (positions divided by the fit scale).
+    displaced detail mesh (``tf_face.training.detail``; ``batch["scale"]`` is
+    the fit scale times the detail unit, ``jobs._scaled_batch``, so positions
+    and Δd are in inter-ocular distances -- conventions in
+    ``tf_face.serving.detail``).
     """
     texture, target, mask, normals = _inputs(batch, ctx)
     _, gamma, _ = bnet_predict(bnet, texture, ctx, training=False)
@@ -128,18 +133,14 @@ def drn_forward(drn, fan, bnet, batch, ctx: StageContext, training: bool = True)
     position = batch["position"] / tf.reshape(tf.cast(batch["scale"], tf.float32), [-1, 1, 1, 1])
     rate = drn(texture, training=training)
     delta = displacement_from_rate(rate, normals, valid)
-    orient = fd_orientation(position, normals, valid)
+    orient = grid_orientation(position, normals, valid)
     n_detail = detail_normals(position, normals, delta, valid, orient)
     shaded = sh_shade(albedo, n_detail, gamma, backend=ctx.render_backend)
-    e_grad = L.gradient_loss(target, shaded, mask)
-    e_const = L.displacement_const(delta, valid)
-    values = gather_texels(delta, ctx.grid_texels)
-    # Eq. 9's double sum, divided by the number of detail vertices (ours: the
-    # other terms are per-texel means, so a raw sum over ~47k vertices would
-    # make w_smooth scale with the UV resolution)
-    num_vertices = tf.cast(tf.shape(ctx.grid_texels)[0], tf.float32)
-    e_smooth = tf.reduce_mean(mesh_laplacian_smoothness(
-        values, ctx.grid_row_ptr, ctx.grid_col_idx, backend=ctx.render_backend)) / num_vertices
+    red = ctx.weights.reduction
+    e_grad = L.gradient_loss(target, shaded, mask, red)
+    e_const = L.displacement_const(delta, valid, red)
+    e_smooth = L.smoothness_loss(gather_texels(delta, ctx.grid_texels), ctx.grid_row_ptr,
+                                 ctx.grid_col_idx, red, backend=ctx.render_backend)
     w = ctx.weights
     total = w.w_grad * e_grad + w.w_const * e_const + w.w_smooth * e_smooth
     base_shaded = sh_shade(albedo, normals, gamma, backend=ctx.render_backend)
