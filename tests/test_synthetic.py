@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from tf_face.facemodel import default_model
+from tf_face.skin_tone import GROUP_NAMES, tone_group
 from tf_face.synthetic import Difficulty, render_face, sample_face
 from tf_face.synthetic.alignment import alignment_stats, vertex_error_iod
 from tf_face.synthetic.sampling import sample_pose
@@ -110,6 +111,9 @@ def test_truth_shapes_and_frames(faces, model):
             assert np.sign(tr.vertices_image[nose, 0] - centre_x) == np.sign(tr.yaw)
         # wrinkles are grooves: the map is mostly >= -0.05 IOD and has negative lines
         assert tr.displacement.min() < -0.003 and tr.displacement.min() > -0.1
+        # the drawn skin tone travels into the truth the benchmarks see
+        assert tr.skin_group == f.skin_group and tr.skin_group in GROUP_NAMES
+        assert tr.ita_deg == f.ita_deg and tone_group(tr.ita_deg) == tr.skin_group
 
 
 def test_truth_reproduces_photo(clean_face, model, atlas):

@@ -1,20 +1,43 @@
-"""The default albedo prior: a hand-built, low-frequency linear model in UV.
+"""The default albedo prior: a hand-built, low-frequency linear model in UV
+that spans human skin tones from very light to very dark.
 
-**This is a prior, not a scan-derived model.** Nobody measured these faces:
-the mean colour, the colour axes and the standard deviations below are
-set by hand from textbook skin optics, so that B-Net's low-frequency albedo
-``R_a = m_a + U_a p_a`` (Eq. 4, ``||p_a||^2`` regulariser) has a sensible,
-smooth, skin-coloured span on the default (MediaPipe-topology) model. A
-scan-derived albedo PCA (BFM 2009/2017 ``tex*``/``color`` models, loaded
-per vertex by ``tf_face.facemodel.bfm``) replaces it whenever such a model is
-used: that model's ``albedo_space == "vertex"`` basis is interpolated into UV
-by the UV atlas instead of this one.
+**This is a prior, not a scan-derived model.** Nobody scanned these faces:
+the tone axes come from a published skin-tone scale (the Monk Skin Tone
+swatches, via ``tf_face.skin_tone``), the remaining colour axes and standard
+deviations are set by hand from textbook skin optics, so that B-Net's
+low-frequency albedo ``R_a = m_a + U_a p_a`` (Eq. 4, ``||p_a||^2``
+regulariser) has a sensible, smooth, skin-coloured span on the default
+(MediaPipe-topology) model. A scan-derived albedo PCA (BFM 2009/2017
+``tex*``/``color`` models, loaded per vertex by ``tf_face.facemodel.bfm``)
+replaces it whenever such a model is used: that model's
+``albedo_space == "vertex"`` basis is interpolated into UV by the UV atlas
+instead of this one.
 
 Construction (all in linear RGB, texel grid ``size x size``, v down):
 
 * support ``S``: the rasterised default mesh in UV, dilated by
   ``size/64`` texels (so a slightly different atlas mask never samples 0).
-* colour axes at the mean colour m (per texel): a chromophore change dc
+* **skin tone** (``tone_model``). Skin colour is not linear in melanin, so
+  the tone axes are not one melanin direction but the principal axes of the
+  tone range itself: the uniform-over-groups tone distribution of
+  ``skin_tone.tone_distribution`` (each of the six ITA groups equally
+  likely, ITA uniform inside the group, colour on the MST tone curve; ITA
+  +70 deg .. -60 deg), plus a within-tone redness spread (the haemoglobin axis
+  below, std ``HAEMOGLOBIN_WITHIN_STD`` x ``STD_SCALE``). Its second-moment
+  matrix about the mean skin colour ``SKIN_LINEAR`` is diagonalised: three
+  axes u_k with stds sigma_k (~0.342, 0.049, 0.018 RMS RGB reflectance;
+  the first is lightness/melanin, the second the hue bend of the curve,
+  the third redness). Every group reference
+  (``skin_tone.GROUP_REFERENCE_LINEAR``) is reached at ||p|| < 2.2 (i.e.
+  within 3 sigma); the ends of the range (+70 / -60 deg) at ~3.5 / ~2.4.
+* mean skin colour ``SKIN_LINEAR``: the MST tone curve at ITA
+  ``TONE_MEAN_ITA`` = 28 deg (L*, a*, b* ~ 63.5, 6.2, 25.4; linear RGB
+  ~ (0.457, 0.299, 0.153)), the median of the uniform-over-groups
+  distribution (three groups lighter, three darker): the middle of the
+  tone range. Lips get +0.8 haemoglobin units, brows +2 melanin units
+  (``m * exp(-k * absorbance)``), eyes a neutral grey 0.3. Outside the
+  support the mean is the skin colour and the basis is 0.
+* chromophore axes at the mean colour m (per texel): a chromophore change dc
   changes reflectance by ``-m * sigma * dc`` (Beer-Lambert linearised), with
   absorbance ratios R:G:B for melanin ~ lambda^-3.5 at 620/550/460 nm
   (0.35 : 0.54 : 1) and for oxy-haemoglobin (0.03 : 1 : 0.7); plus a grey
@@ -23,38 +46,69 @@ Construction (all in linear RGB, texel grid ``size x size``, v down):
   ``a + b <= order`` over the support's bounding box (s, t in [0, 1]).
 * regions: lips, brows, eyes rasterised from the connection-list contours
   (vertex-id loops stored in the asset) and blurred (sigma ``size/128``);
-  each carries (1, s_r, t_r) x the three colour axes, with (s_r, t_r) the
-  region's own coordinates in [-1, 1].
-* every candidate (spatial function x colour axis) gets a hand-set standard
-  deviation (RMS albedo change over the support at 1 sigma): melanin 0.09,
-  haemoglobin 0.035, grey 0.04 for the constant function, divided by
-  ``1 + a + b`` for higher frequencies; regions 0.04-0.05 (haemoglobin x0.7)
+  each carries (1, s_r, t_r) x the three chromophore axes, with (s_r, t_r)
+  the region's own coordinates in [-1, 1].
+* candidates: the **constant** function carries the three tone axes
+  ``u_k * r(x)`` with std sigma_k, where ``r(x) = m(x) / SKIN_LINEAR`` outside
+  the eyes and 0 inside them (a tone change darkens skin, lips and brows in
+  proportion and leaves the sclera alone); the **other** spatial functions
+  and the regions carry the chromophore axes with hand-set stds (RMS albedo
+  change over the support at 1 sigma): melanin 0.09, haemoglobin 0.035,
+  grey 0.04, divided by ``1 + a + b``; regions 0.04-0.05 (haemoglobin x0.7)
   inside the region, i.e. times sqrt(region's share of the support) over S.
-  Candidates are sorted by that std, orthonormalised in that order by QR
-  (Gram-Schmidt in that order, computed from the Gram matrix by a
-  twice-applied Cholesky factorisation) in the inner product
+  These hand-set stds were chosen for a mean skin colour of luminance
+  Y = 0.341 (linear RGB (0.52, 0.30, 0.22)); they are scaled by
+  ``STD_SCALE`` = Y(SKIN_LINEAR) / 0.341 ~ 0.94 so the variation is the
+  same relative to the new mean. Candidates are sorted by std, orthonormalised
+  in that order by QR (Gram-Schmidt in that order, computed from the Gram
+  matrix by a twice-applied Cholesky factorisation) in the inner product
   ``<A, B> = sum_{texels in S} sum_{rgb} A B / |S|``, the first K kept, and
   column k is scaled by its std: ``U_a = Q diag(std)``, so p_a ~ N(0, I).
-* mean ``m_a``: one skin colour (linear RGB (0.52, 0.30, 0.22), i.e. sRGB
-  about (188, 149, 131)), lips with +0.8 haemoglobin units, brows with +2
-  melanin units, eyes a neutral grey 0.3. Outside the support the mean is the
-  skin colour and the basis is 0.
+  Gram-Schmidt keeps the tone columns of the form ``u * r(x)`` among
+  themselves; ``prior_layout`` names every column (the tone columns are
+  ``tone0..2``).
 """
 
 from __future__ import annotations
 
+import functools
 
 import cv2
 import numpy as np
 
-SKIN_LINEAR = np.array([0.52, 0.30, 0.22])
+from tf_face import skin_tone
+
 MELANIN = np.array([0.35, 0.54, 1.0])
 HAEMOGLOBIN = np.array([0.03, 1.0, 0.7])
 EYE_GREY = 0.3
 DEFAULT_NUM_COMPONENTS = 100
 SPATIAL_ORDER = 6
+TONE_MEAN_ITA = 28.0
+SKIN_LINEAR = skin_tone.lab_to_linear_rgb(skin_tone.lab_for_ita(TONE_MEAN_ITA))
+STD_REFERENCE_LINEAR = np.array([0.52, 0.30, 0.22])   # the colour BASE_STD was set for
+STD_SCALE = float(SKIN_LINEAR @ skin_tone.RGB_TO_XYZ[1]
+                  / (STD_REFERENCE_LINEAR @ skin_tone.RGB_TO_XYZ[1]))
 BASE_STD = {"melanin": 0.09, "haemoglobin": 0.035, "grey": 0.04}
 REGION_STD = {"lips": 0.05, "brows": 0.04, "eyes": 0.04}
+HAEMOGLOBIN_WITHIN_STD = 0.035
+CHROMOPHORES = ("melanin", "haemoglobin", "grey")
+TONE_AXES = ("tone0", "tone1", "tone2")
+
+
+@functools.lru_cache(maxsize=1)
+def tone_model():
+    """(SKIN_LINEAR [3], axes [3, 3] (column k = u_k, unit), std [3]) of the
+    skin-tone colour prior (see the module docstring)."""
+    _, cols = skin_tone.tone_distribution()
+    d = cols - SKIN_LINEAR
+    cov = d.T @ d / len(d)
+    h = SKIN_LINEAR * HAEMOGLOBIN
+    h = h / np.linalg.norm(h)
+    cov = cov + (HAEMOGLOBIN_WITHIN_STD * STD_SCALE) ** 2 * np.outer(h, h)
+    w, v = np.linalg.eigh(cov)
+    w, v = w[::-1], v[:, ::-1]
+    v = v * np.where(v[np.argmax(np.abs(v), 0), range(3)] < 0, -1.0, 1.0)  # sign: largest entry > 0
+    return SKIN_LINEAR.copy(), v.copy(), np.sqrt(np.maximum(w, 0))
 
 
 def rasterise_triangles(uv: np.ndarray, tri: np.ndarray, size: int) -> np.ndarray:
@@ -78,47 +132,24 @@ def rasterise_polygon(uv: np.ndarray, loop: np.ndarray, size: int, blur: float) 
     return img
 
 
-def _colour_axes(mean: np.ndarray) -> dict[str, np.ndarray]:
-    return {"melanin": -mean * MELANIN, "haemoglobin": -mean * HAEMOGLOBIN, "grey": mean}
-
-
-def build_albedo_prior(uv: np.ndarray, tri: np.ndarray, regions: dict[str, list[np.ndarray]],
-                       size: int = 256, num_components: int = DEFAULT_NUM_COMPONENTS):
-    """Returns (mean [H,W,3], basis [H,W,3,K], std [K], support [H,W] bool)."""
+def _setup(uv, tri, regions, size):
+    """Support, region masks, support texel coordinates, spatial functions and
+    their (name, kind, base std) — everything but the colour axes."""
     face = rasterise_triangles(uv, tri, size)
     r = max(1, int(round(size / 64)))
     support = cv2.dilate(face.astype(np.uint8), np.ones((2 * r + 1, 2 * r + 1), np.uint8)) > 0
     blur = size / 128.0
     masks = {name: np.clip(sum(rasterise_polygon(uv, lp, size, blur) for lp in loops), 0, 1)
              for name, loops in regions.items()}
-
-    mean = np.broadcast_to(SKIN_LINEAR, (size, size, 3)).copy()
-    if "lips" in masks:
-        lips = masks["lips"][..., None]
-        mean = mean * (1 - lips) + lips * mean * np.exp(-0.8 * HAEMOGLOBIN)
-    if "brows" in masks:
-        b = masks["brows"][..., None]
-        mean = mean * (1 - b) + b * mean * np.exp(-2.0 * MELANIN)
-    if "eyes" in masks:
-        e = masks["eyes"][..., None]
-        mean = mean * (1 - e) + e * EYE_GREY
-    axes = _colour_axes(mean)
-
     ys, xs = np.nonzero(support)
     y0, y1, x0, x1 = ys.min(), ys.max(), xs.min(), xs.max()
-    sel = support.ravel()
-    n_s = int(sel.sum())
     tt = np.clip((ys - y0) / max(y1 - y0, 1), 0, 1)   # support texels, row-major
     ss = np.clip((xs - x0) / max(x1 - x0, 1), 0, 1)
-
-    # Every candidate is (spatial function f) x (colour axis c); keep them apart
-    # so the Gram matrix and the basis cost O(texels * functions^2), not
-    # O(texels * candidates^2).
-    funcs, fstd = [], []          # spatial functions on the support, base std
+    funcs, finfo = [], []         # spatial functions on the support; (name, kind, w)
     for a in range(SPATIAL_ORDER + 1):
         for b in range(SPATIAL_ORDER + 1 - a):
             funcs.append(np.cos(np.pi * a * ss) * np.cos(np.pi * b * tt))
-            fstd.append(("global", 1.0 / (1 + a + b)))
+            finfo.append((f"a{a}b{b}", "constant" if a + b == 0 else "global", 1.0 / (1 + a + b)))
     for rname, m in masks.items():
         mv = m[ys, xs]
         core = mv > 0.5
@@ -127,45 +158,94 @@ def build_albedo_prior(uv: np.ndarray, tri: np.ndarray, regions: dict[str, list[
         # region-local coordinates in [-1, 1]; std scaled by sqrt(area share)
         # so the stated per-region std holds *inside* the region
         share = float(np.sqrt((mv ** 2).mean()))
-        for f in (np.ones_like(ss), _local(ss, core), _local(tt, core)):
+        for fname, f in (("1", np.ones_like(ss)), ("s", _local(ss, core)), ("t", _local(tt, core))):
             funcs.append(mv * f)
-            fstd.append((rname, share))
-    fmat = np.stack(funcs, 1)                               # [n_s, nf]
-    cnames = list(axes)
-    amat = np.stack([axes[c][ys, xs] for c in cnames], 0)   # [nc, n_s, 3]
-    cands = []                                              # (std, f index, c index)
-    for fi, (kind, w) in enumerate(fstd):
-        for ci, c in enumerate(cnames):
+            finfo.append((f"{rname}_{fname}", rname, share))
+    return support, masks, ys, xs, np.stack(funcs, 1), finfo
+
+
+def _candidates(finfo):
+    """[(std, function index, axis name, column name)] sorted by std (stable)."""
+    _, _, tone_std = tone_model()
+    cands = []
+    for fi, (fname, kind, w) in enumerate(finfo):
+        if kind == "constant":
+            for k, ax in enumerate(TONE_AXES):
+                cands.append((float(tone_std[k]), fi, ax, ax))
+            continue
+        for c in CHROMOPHORES:
             if kind == "global":
-                sd = BASE_STD[c] * w
+                sd = BASE_STD[c] * w * STD_SCALE
             else:
-                sd = REGION_STD[kind] * w * (1.0 if c != "haemoglobin" else 0.7)
-            cands.append((sd, fi, ci))
-    order = sorted(range(len(cands)), key=lambda i: -cands[i][0])
+                sd = REGION_STD[kind] * w * (1.0 if c != "haemoglobin" else 0.7) * STD_SCALE
+            cands.append((sd, fi, c, f"{fname}_{c}"))
+    return sorted(cands, key=lambda c: -c[0])
+
+
+def prior_layout(uv: np.ndarray, tri: np.ndarray, regions: dict[str, list[np.ndarray]],
+                 size: int = 256, num_components: int = DEFAULT_NUM_COMPONENTS) -> list[str]:
+    """Names of the K basis columns of ``build_albedo_prior`` (same arguments),
+    in order: ``tone0..2`` (the skin-tone axes), ``a{a}b{b}_{chromophore}``
+    (smooth functions) and ``{region}_{1|s|t}_{chromophore}``. Cheap."""
+    *_, finfo = _setup(uv, tri, regions, size)
+    return [c[3] for c in _candidates(finfo)[:int(num_components)]]
+
+
+def build_albedo_prior(uv: np.ndarray, tri: np.ndarray, regions: dict[str, list[np.ndarray]],
+                       size: int = 256, num_components: int = DEFAULT_NUM_COMPONENTS):
+    """Returns (mean [H,W,3], basis [H,W,3,K], std [K], support [H,W] bool)."""
+    support, masks, ys, xs, fmat, finfo = _setup(uv, tri, regions, size)
+    mean = np.broadcast_to(SKIN_LINEAR, (size, size, 3)).copy()
+    if "lips" in masks:
+        lips = masks["lips"][..., None]
+        mean = mean * (1 - lips) + lips * mean * np.exp(-0.8 * HAEMOGLOBIN)
+    if "brows" in masks:
+        b = masks["brows"][..., None]
+        mean = mean * (1 - b) + b * mean * np.exp(-2.0 * MELANIN)
+    tone_carrier = mean / SKIN_LINEAR                 # r(x): skin 1, lips/brows darker
+    if "eyes" in masks:
+        e = masks["eyes"][..., None]
+        mean = mean * (1 - e) + e * EYE_GREY
+        tone_carrier = tone_carrier * (1 - e)
+    _, tone_axes, _ = tone_model()
+    axes = {"melanin": -mean * MELANIN, "haemoglobin": -mean * HAEMOGLOBIN, "grey": mean}
+    for k, name in enumerate(TONE_AXES):
+        axes[name] = tone_carrier * tone_axes[:, k]
+
+    sel = support.ravel()
+    n_s = int(sel.sum())
+    cands = _candidates(finfo)
     k = min(int(num_components), len(cands))
     if k < 1:
         raise ValueError("num_components must be >= 1")
-
+    # Every candidate is (spatial function f) x (colour axis c); keep them apart
+    # so the Gram matrix and the basis cost O(texels * functions^2), not
+    # O(texels * candidates^2). Only the axis pairs that occur are computed.
+    cnames = [c for c in (*CHROMOPHORES, *TONE_AXES) if any(x[2] == c for x in cands)]
+    cidx = {c: i for i, c in enumerate(cnames)}
+    amat = np.stack([axes[c][ys, xs] for c in cnames], 0)   # [nc, n_s, 3]
+    fi = np.array([c[1] for c in cands])
+    ci = np.array([cidx[c[2]] for c in cands])
     nf, nc = fmat.shape[1], len(cnames)
-    gram_blocks = np.empty((nc, nc, nf, nf))
-    for ci in range(nc):
-        for di in range(ci, nc):
-            w = (amat[ci] * amat[di]).sum(1)                # [n_s]
-            blk = fmat.T @ (w[:, None] * fmat) / n_s
-            gram_blocks[ci, di] = blk
-            gram_blocks[di, ci] = blk.T
-    fi = np.array([cands[i][1] for i in order])
-    ci = np.array([cands[i][2] for i in order])
+    used = [np.unique(fi[ci == c]) for c in range(nc)]       # functions each axis carries
+    gram_blocks = np.zeros((nc, nc, nf, nf))
+    for c in range(nc):
+        for d in range(c, nc):
+            w = (amat[c] * amat[d]).sum(1)                   # [n_s]
+            fa, fb = fmat[:, used[c]], fmat[:, used[d]]
+            blk = fa.T @ (w[:, None] * fb) / n_s
+            gram_blocks[c, d][np.ix_(used[c], used[d])] = blk
+            gram_blocks[d, c][np.ix_(used[d], used[c])] = blk.T
     gram = gram_blocks[ci[:, None], ci[None, :], fi[:, None], fi[None, :]]
     coef = _orthonormalising_coefficients(gram)[:, :k]      # [n_cand, k]
-    std = np.array([cands[i][0] for i in order[:k]])
+    std = np.array([c[0] for c in cands[:k]])
     coef = coef * std[None, :]
     tmats = []
     for c in range(nc):
         rows = ci == c
         cm = np.zeros((nf, k))
         cm[fi[rows]] = coef[rows]
-        tmats.append((fmat @ cm).astype(np.float32))        # [n_s, k]
+        tmats.append((fmat[:, used[c]] @ cm[used[c]]).astype(np.float32))   # [n_s, k]
     basis = np.zeros((size * size, 3, k), np.float32)
     idx = np.flatnonzero(sel)
     for j in range(3):

@@ -23,7 +23,7 @@ import math
 
 import numpy as np
 
-from tf_face.synthetic.albedo import HAIR_COLOURS, random_albedo
+from tf_face.synthetic.albedo import check_skin_tone, hair_colour, random_albedo
 from tf_face.synthetic.background import KINDS as BACKGROUND_KINDS
 from tf_face.synthetic.lighting import random_sh
 from tf_face.synthetic.occluders import random_occluders
@@ -83,6 +83,8 @@ class SyntheticFace:
     shape_source: str = "default"   # "default" (random smooth bumps) or "ict"
     ict_alpha: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0))
     ict_beta: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0))
+    skin_group: str = ""            # ITA group of the drawn skin tone (tf_face.skin_tone)
+    ita_deg: float = math.nan       # drawn ITA deg = skin_tone.skin_ita(prior_albedo)
 
     def rotation(self) -> np.ndarray:
         return euler_rotation(self.yaw, self.pitch, self.roll)
@@ -119,7 +121,8 @@ def border_colour(albedo: np.ndarray, model) -> np.ndarray:
 
 
 def sample_face(rng: np.random.Generator, model=None,
-                difficulty: Difficulty | None = None, ict=None) -> SyntheticFace:
+                difficulty: Difficulty | None = None, ict=None,
+                skin_tone: str | None = None) -> SyntheticFace:
     """Draw one synthetic face (see the module docstrings for each part).
 
     ``model``: the default face model (``tf_face.facemodel.default_model()``,
@@ -127,6 +130,10 @@ def sample_face(rng: np.random.Generator, model=None,
     ``ict``: an ``ict_shapes.IctShapes`` (``IctShapes.load(path)``) to take the
     shape from ICT-FaceKit identities + expressions transferred onto the
     default mesh (scaled by ``shape_strength``) instead of random smooth bumps.
+    ``skin_tone``: None or "all" draws the tone uniformly over the six ITA
+    groups of ``tf_face.skin_tone``; a group name (``skin_tone.GROUP_NAMES``)
+    draws only that group (ValueError for any other value). Hair, brow, iris
+    and lip colours go with the tone (``albedo``).
     """
     from tf_face.facemodel import default_model
     model = default_model() if model is None else model
@@ -134,6 +141,7 @@ def sample_face(rng: np.random.Generator, model=None,
         raise ValueError("sample_face needs the default (MediaPipe-topology) model; the ground "
                          "truth is defined in its UV space")
     d = (difficulty or Difficulty()).validate()
+    tone_group = check_skin_tone(skin_tone)
     if ict is None:
         verts = random_shape(rng, model, strength=d.shape_strength)
         source, alpha, beta = "default", np.zeros(0), np.zeros(0)
@@ -141,12 +149,13 @@ def sample_face(rng: np.random.Generator, model=None,
         verts, alpha, beta = ict.sample(rng, model.mean_shape, shape_scale=d.shape_strength)
         source = "ict"
     yaw, pitch, roll, face_height, centre = sample_pose(rng, d)
-    alb = random_albedo(rng, model, UV_SIZE, prior_scale=0.5, detail=d.albedo_detail)
+    alb = random_albedo(rng, model, UV_SIZE, prior_scale=0.5, detail=d.albedo_detail,
+                        skin_tone_group=tone_group)
     disp = random_displacement(rng, model, UV_SIZE, strength=d.wrinkle_strength)
     sh = random_sh(rng, d.light_harshness)
     occ = random_occluders(rng, d.occlusion_prob)
     skin = border_colour(alb["albedo"], model)
-    hair = alb["hair_colour"] if rng.random() < 0.8 else HAIR_COLOURS[rng.integers(len(HAIR_COLOURS))]
+    hair = alb["hair_colour"] if rng.random() < 0.8 else hair_colour(rng, alb["skin_group"])
     return SyntheticFace(
         vertices_model=verts, yaw=yaw, pitch=pitch, roll=roll, face_height=face_height,
         centre=centre, albedo=alb["albedo"], prior_albedo=alb["prior_albedo"],
@@ -156,4 +165,5 @@ def sample_face(rng: np.random.Generator, model=None,
         blur_sigma=float(d.camera_noise * rng.uniform(0.0, 1.0)),
         noise_sigma=float(d.camera_noise * rng.uniform(0.002, 0.012)),
         render_seed=int(rng.integers(2 ** 31)), difficulty=d, shape_source=source,
-        ict_alpha=np.asarray(alpha, np.float32), ict_beta=np.asarray(beta, np.float32))
+        ict_alpha=np.asarray(alpha, np.float32), ict_beta=np.asarray(beta, np.float32),
+        skin_group=alb["skin_group"], ita_deg=float(alb["ita_deg"]))

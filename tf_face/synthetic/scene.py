@@ -20,7 +20,8 @@ Ground truth (``SyntheticTruth``), all UV maps ``[256, 256, ...]`` in the
 default model's UV space (texel centre ``((c+.5)/W, (r+.5)/H)``, v down):
 
 * ``albedo`` linear RGB (``prior_albedo`` / ``prior_coeffs``: the smooth
-  prior draw it started from, before the procedural detail); ``displacement`` (IOD units along the base normal,
+  prior draw it started from, before the procedural detail; ``skin_group`` /
+  ``ita_deg``: the drawn skin tone, see ``tf_face.skin_tone``); ``displacement`` (IOD units along the base normal,
   positive outwards); ``sh`` [9,3] (camera frame, ``tf_face.render.sh``);
 * ``normals`` detail normals and ``base_normals`` mesh normals, unit,
   camera frame at the photo's pose (0 off the atlas);
@@ -89,6 +90,8 @@ class SyntheticTruth:
     face_alpha: np.ndarray      # [H,W] float32 coverage of the face mesh
     prior_albedo: np.ndarray    # [S,S,3] float32: the albedo-prior draw before the detail
     prior_coeffs: np.ndarray    # [K] float32: its coefficients (unit variance)
+    skin_group: str = ""        # ITA group of the face's drawn skin tone (tf_face.skin_tone)
+    ita_deg: float = float("nan")   # its drawn ITA deg (= skin_tone.skin_ita(prior_albedo))
 
     def fitted(self) -> FittedFace:
         """The true geometry as a ``FittedFace`` (for ``tf_face.uv.unwrap``)."""
@@ -184,7 +187,8 @@ def render_face(face: SyntheticFace, image_size: int = 512, model=None, atlas=No
         iod_model=iod_m, iod_pixels=iod_px, image_size=(h, w),
         occluder_alpha=occ_a.astype(np.float32), face_alpha=face_a.astype(np.float32),
         prior_albedo=face.prior_albedo.astype(np.float32),
-        prior_coeffs=face.prior_coeffs.astype(np.float32))
+        prior_coeffs=face.prior_coeffs.astype(np.float32),
+        skin_group=face.skin_group, ita_deg=float(face.ita_deg))
     sample = unwrap(image, truth.fitted(), model, atlas)
     truth.visible = sample.mask.copy()
     occ_dil = cv2.dilate(occ_a.astype(np.float32), np.ones((3, 3), np.uint8))
