@@ -87,8 +87,12 @@ def render_views(image, vertices_image, triangles, uv, albedo, sh, detail_normal
     out = {}
     for name, (light, yaw, bg) in jobs.items():
         for suffix, nmap in (("", detail_normals), ("_base", None)):
+            # the renderer shades without encoding (its "srgb" = no transfer curve);
+            # the one sRGB encoding happens below, after un-premultiplying (with
+            # the renderer's default "linear" the colour was encoded twice: pale)
             img, alpha = render(v, triangles, uv, albedo, light, hh, ww, normal_map=nmap,
-                                uv_mask=uv_mask, yaw_deg=yaw, supersample=supersample)
+                                uv_mask=uv_mask, yaw_deg=yaw, supersample=supersample,
+                                color_space="srgb")
             a = alpha[..., None].astype(np.float64)
             colour = to_display(img / np.maximum(a, 1e-6), color_space)
             back = np.full((hh, ww, 3), BACKGROUND) if bg is None else bg
