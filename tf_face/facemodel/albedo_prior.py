@@ -227,31 +227,45 @@ def build_albedo_prior(uv: np.ndarray, tri: np.ndarray, regions: dict[str, list[
     fi = np.array([c[1] for c in cands])
     ci = np.array([cidx[c[2]] for c in cands])
     nf, nc = fmat.shape[1], len(cnames)
-    used = [np.unique(fi[ci == c]) for c in range(nc)]       # functions each axis carries
+    # the functions each axis carries: all (chromophores, but the constant) or
+    # one (the tone axes, the constant)
+    used = [np.unique(fi[ci == c]) for c in range(nc)]
+    used = [np.arange(nf) if len(u) > nf // 2 else u for u in used]
+    fsub = [fmat if len(u) == nf else np.ascontiguousarray(fmat[:, u]) for u in used]
     gram_blocks = np.zeros((nc, nc, nf, nf))
     for c in range(nc):
         for d in range(c, nc):
             w = (amat[c] * amat[d]).sum(1)                   # [n_s]
-            fa, fb = fmat[:, used[c]], fmat[:, used[d]]
-            blk = fa.T @ (w[:, None] * fb) / n_s
+            blk = fsub[c].T @ (w[:, None] * fsub[d]) / n_s
             gram_blocks[c, d][np.ix_(used[c], used[d])] = blk
             gram_blocks[d, c][np.ix_(used[d], used[c])] = blk.T
     gram = gram_blocks[ci[:, None], ci[None, :], fi[:, None], fi[None, :]]
     coef = _orthonormalising_coefficients(gram)[:, :k]      # [n_cand, k]
     std = np.array([c[0] for c in cands[:k]])
     coef = coef * std[None, :]
-    tmats = []
+    # basis[:, j] = sum_c axis_c[:, j] * (F_c @ coefficients_c); an axis that
+    # carries one function (the tone axes) is a rank-1 term, summed by one matmul
+    tmats, single, single_rows = [], [], []
     for c in range(nc):
         rows = ci == c
         cm = np.zeros((nf, k))
         cm[fi[rows]] = coef[rows]
-        tmats.append((fmat[:, used[c]] @ cm[used[c]]).astype(np.float32))   # [n_s, k]
+        if len(used[c]) == 1:
+            single.append(c)
+            single_rows.append(cm[used[c][0]])
+            tmats.append(None)
+        else:
+            tmats.append((fsub[c] @ cm[used[c]]).astype(np.float32))   # [n_s, k]
     basis = np.zeros((size * size, 3, k), np.float32)
     idx = np.flatnonzero(sel)
     for j in range(3):
         acc = np.zeros((n_s, k), np.float32)
         for c in range(nc):
-            acc += amat[c][:, j:j + 1].astype(np.float32) * tmats[c]
+            if tmats[c] is not None:
+                acc += amat[c][:, j:j + 1].astype(np.float32) * tmats[c]
+        if single:
+            lhs = np.stack([amat[c][:, j] * fsub[c][:, 0] for c in single], 1)   # [n_s, n1]
+            acc += (lhs @ np.stack(single_rows, 0)).astype(np.float32)
         basis[idx, j, :] = acc
     return (mean.astype(np.float32), basis.reshape(size, size, 3, k),
             std.astype(np.float32), support)
