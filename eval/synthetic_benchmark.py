@@ -1,55 +1,107 @@
-"""Benchmark of the trained networks on held-out synthetic faces with ground truth.
+"""Benchmark of every appearance path on held-out synthetic faces with ground truth.
 
-    python eval/synthetic_benchmark.py --weights_dir=DIR --json=PATH \\
-        [--num_faces=12 --seed=1000 --out_dir=PICS]
+    python eval/synthetic_benchmark.py [--weights_dir=DIR] --json=PATH \\
+        [--num_faces=12 --seed=1000 --out_dir=PICS] [--appearance=fit,pca_fit,...] \\
+        [--skin_tone=all --max_yaw=60 --occlusion_prob=0.3 ...]
 
 Face i is drawn exactly as ``tf_face.synthetic.make_dataset`` draws it
-(``default_rng([seed, i])``, default ``Difficulty``), so a seed not used for
-the training set (default 1000) gives a held-out set. Each rendered photo goes
-through the **real** geometry pipeline (``GeometryPipeline("default")``:
-detect -> landmarks -> fit -> unwrap), then through B-Net, FAN and DRN exactly
-as in training (``tf_face.training.stages``: ``bnet_predict``; FAN's output
-as albedo; DRN's rate -> ``displacement_from_rate`` -> ``detail_normals``
-with positions / (fit scale x detail_unit)). The texture is quantised to
-8 bits first, as the TFRecord shards store it.
+(``default_rng([seed, i])``, ``Difficulty`` from the knob flags, default
+knobs = the generator's defaults), so a seed not used for the training set
+(default 1000) gives a held-out set. Each rendered photo goes through the
+**real** geometry pipeline (``GeometryPipeline("default")``: detect ->
+landmarks -> fit -> unwrap); the texture is quantised to 8 bits, as the
+TFRecord shards store it. Then every appearance path runs on the same UV
+sample, side by side.
 
-Metrics (``tf_face.eval_metrics``), per face, then the mean over the faces the
-pipeline accepted (each face counts once):
+Paths (``--appearance``, a comma list; default: every path that can run -- the
+network paths only with ``--weights_dir``):
 
-* ``albedo_error_{pca,fan}_{visible,hidden}``: mean |albedo - truth| in linear
-  RGB; visible = atlas & pipeline visibility & not occluded (truth), hidden =
-  the rest of the atlas. PCA = B-Net's R_a = m_a + U_a p_a;
-  ``albedo_error_mean_*``: the prior's mean m_a alone (a no-learning baseline);
-  ``albedo_error_oracle_pca_*``: the truth's own prior draw (``prior_albedo``,
-  before the procedural detail), i.e. the best a perfect B-Net could do with
-  the default model's prior: FAN has to beat this to show detail beyond PCA.
-* ``sh_error`` (headline): RMS over the 27 SH coefficients of B-Net's lighting
-  vs the truth (camera frame, linear RGB shading). Also
-  ``sh_error_scale_invariant`` (prediction rescaled by the least-squares
-  factor: albedo x light has a global scale ambiguity) and ``sh_error_relative``.
-  Raw RMS is the headline because the albedo errors above are absolute too,
-  and the PCA prior pins the albedo's scale.
-* ``normal_error_{base,drn}_deg`` over the atlas texels, ``*_wrinkle_deg`` over
-  ``wrinkle_mask(truth.displacement)``, ``*_visible_deg`` over visible texels:
-  angle between the pipeline's UV normal map (base) / base + DRN detail
-  normals and the truth's detail normals (camera frame).
-  ``normal_error_truth_base_deg`` is the truth's own base-vs-detail angle
-  (what a perfect base mesh would score: the size of the detail signal).
-* ``rerender_error``: visible texels, mean |I_t - shade(FAN albedo, detail
-  normals, B-Net SH)| in the training shading space (linear RGB unless the
-  weights were trained with ``--color_space=srgb``); ``rerender_error_base``
-  the same with the base normals.
+==========================  ====================================================
+``mean``                    the albedo prior's mean m_a (no-learning baseline)
+``pca``                     B-Net: R_a = m_a + U_a p_a and its SH (weights)
+``pca_fit``                 the per-photo PCA fit: (p_a, SH) of
+                            ``tf_face.appearance.light_albedo`` (no weights)
+``oracle_pca``              the truth's own prior draw (``prior_albedo``, before
+                            the procedural detail): the best any PCA albedo can do
+``delight``                 texture (linear) / shading of the *fit's* SH on the
+                            pipeline's normals, on visible texels; hidden texels
+                            from the UV mirror (flip along the width) where that
+                            is visible, else the PCA fit; clipped to [0, 1]
+``delight_oracle_light``    the same with the **true** SH: the best any light
+                            estimate can do with our geometry and photo resolution
+``fan``                     FAN's albedo map (weights)
+``fit``                     the per-photo appearance fit
+                            (``tf_face.appearance.fit.AppearanceFitter``): its
+                            albedo map and its displacement (detail normals)
+``none``                    detail baseline: detail normals = base normals
+``drn``                     DRN's displacement -> detail normals (weights)
+==========================  ====================================================
 
-Writes the JSON (summary keys, per-face values, failures, counts, settings),
-prints a table, and with ``--out_dir`` a contact sheet
-``synthetic_benchmark_sheet.png`` (one row per face: photo crop | unwrapped
-texture | truth albedo | PCA albedo | FAN albedo | base shading | DRN detail
-shading | truth detail shading; shading = grey albedo under one fixed light,
-so only the normals differ; albedos shown in sRGB over the whole atlas).
+``pca_fit``, ``delight`` and ``delight_oracle_light`` need the light/albedo
+fit; when ``fit`` runs they reuse its first stage (``res.albedo_pca``,
+``res.sh``), otherwise the benchmark runs that stage alone. A photo the fit
+rejects (``AppearanceFitError``) is listed in ``appearance_failures`` and
+leaves those paths out for that face only. Detail normals of DRN and of the
+fit come from ``tf_face.serving.reconstruct.detail_maps`` (the one
+detail-normal formula, ``tf_face.serving.detail``).
+
+Metrics (``tf_face.eval_metrics``), per face, then the mean over the faces
+that have them (each face counts once). **A path that was not run is absent
+from the JSON, never 0 or null.**
+
+* ``albedo_error_<m>_{visible,hidden}`` for m in mean, pca, pca_fit,
+  oracle_pca, delight, delight_oracle_light, fan, fit: mean |albedo - truth|
+  in linear RGB; visible = atlas & pipeline visibility & not occluded
+  (truth), hidden = the rest of the atlas.
+* skin tone: ``ita_<m>`` per face = ITA° (``tf_face.skin_tone.skin_ita``) of
+  the albedo's mean colour over cheeks + forehead (``face_skin_mask``),
+  ``ita_truth`` the same of the true albedo, ``skin_group`` the face's tone
+  group (the group the generator drew, ``SyntheticFace.skin_group``; else the
+  group of ``ita_truth``). Summary: ``ita_error_<m>`` = mean |ita_<m> -
+  ita_truth| over the faces; ``ita_error_by_group`` = {m: {group: mean error}}
+  (groups with faces only), ``faces_by_group``; ``ita_bias_<m>`` = largest
+  minus smallest group mean error (the FAIR-style gap; present when at least
+  two groups have faces).
+* detail, relative to base (``eval_metrics.relative_detail_error``: predicted
+  detail normals relative to the pipeline's base normals vs the true detail
+  normals relative to the true base normals, so the base mesh's misalignment
+  drops out): ``detail_error_<d>_deg`` over the atlas,
+  ``detail_error_<d>_wrinkle_deg`` over ``wrinkle_mask(truth.displacement)``,
+  ``detail_error_<d>_visible_deg`` over visible texels, for d in none, drn,
+  fit (``none`` = the size of the true detail signal).
+* absolute normals: ``normal_error_{base,drn,fit}{,_wrinkle,_visible}_deg``
+  (the pipeline's base normals / base + detail vs the truth's detail
+  normals, camera frame); ``normal_error_truth_base*_deg`` the truth's own
+  base-vs-detail angle.
+* light: ``sh_error`` (B-Net, RMS over the 27 coefficients, raw),
+  ``sh_error_scale_invariant``, ``sh_error_relative``; the same for the
+  per-photo light fit as ``sh_error_fit{,_scale_invariant,_relative}``.
+* re-render, visible texels, mean |I_t - shade(albedo, detail normals, SH)|:
+  ``rerender_error`` / ``rerender_error_base`` for the networks (FAN or PCA
+  albedo, DRN or base normals, B-Net SH; in the weights' shading space) and
+  ``rerender_error_fit`` (fit albedo, fit detail normals, fit SH; linear).
+* time: ``ms_per_photo_<stage>`` = the **median** over the faces (the first
+  face pays tf.function tracing) for geometry, pca (B-Net), fan, drn,
+  pca_fit (the light/albedo fit), delight (the division + mirror), fit (the
+  whole appearance fit) and fit_{light_albedo,displacement,albedo_map}.
+* per face only: ``truth_displacement_rms`` (IOD units), ``fit_rate_rms`` /
+  ``drn_rate_rms`` (detail units: the mean shape's IOD) over the atlas -- is
+  there any displacement at all; ``ita_truth``, ``ita_drawn`` (the
+  generator's ITA of the prior draw), ``ita_<m>``, ``skin_group``.
+
+Writes the JSON (summary keys, ``per_face``, failures, counts, settings),
+prints a table (rows = methods, columns = metrics) and a per-tone-group
+table, and with ``--out_dir`` a contact sheet ``synthetic_benchmark_sheet.png``,
+one row per face: photo | truth albedo | PCA | FAN | fit | truth detail
+shading | DRN | fit detail (the PCA tile is B-Net's when it ran, else the
+per-photo PCA fit's, as its header says; blank tiles for paths not run;
+albedos in sRGB over the whole atlas; shading = grey albedo under one fixed
+light, so only the normals differ).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
@@ -65,41 +117,82 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 FLAGS = flags.FLAGS
 
+ALBEDO_METHODS = ("mean", "pca", "pca_fit", "oracle_pca", "delight", "delight_oracle_light",
+                  "fan", "fit")
+DETAIL_METHODS = ("none", "drn", "fit")
+PATHS = ALBEDO_METHODS + ("none", "drn")          # the names --appearance takes
+NETWORK_PATHS = {"pca": "bnet", "fan": "fan", "drn": "drn"}
+#: paths that need the per-photo light/albedo fit (the first stage of ``fit``)
+LIGHT_FIT_PATHS = ("pca_fit", "delight", "delight_oracle_light", "fit")
+KNOBS = ("max_yaw", "max_pitch", "max_roll", "occlusion_prob", "light_harshness",
+         "shape_strength", "wrinkle_strength", "albedo_detail", "camera_noise")
+#: shading below this (any channel) makes a texel unusable for delighting
+#: (as ``tf_face.appearance.maps.fit_albedo_map``'s closed-form start)
+MIN_SHADING = 0.05
+
 
 def define_flags() -> None:
     """The CLI flags (defined only when run as a script, so importing this
     module - e.g. from tests - never clashes with other CLIs' flags)."""
-    flags.DEFINE_string("weights_dir", None, "Weights folder of the training jobs (bnet/fan/drn.keras).")
+    from tf_face.synthetic.sampling import Difficulty
+
+    flags.DEFINE_string("weights_dir", None, "Weights folder of the training jobs "
+                        "(bnet/fan/drn.keras); without it the network paths are absent.")
+    flags.DEFINE_string("appearance", "", "Comma list of paths to score, of: "
+                        + ", ".join(PATHS) + " (default: all that can run).")
     flags.DEFINE_string("json", None, "Write the results here.")
     flags.DEFINE_integer("num_faces", 12, "Held-out faces to generate.")
     flags.DEFINE_integer("seed", 1000, "Seed of the held-out set (not the training seed).")
     flags.DEFINE_integer("image_size", 512, "Photo size in pixels.")
     flags.DEFINE_string("out_dir", None, "Write the contact sheet PNG here.")
     flags.DEFINE_string("ict_npz", "", "Draw shapes from the ICT model (as make_dataset --ict_npz).")
+    flags.DEFINE_string("skin_tone", "", "Skin tones of the faces: 'all' (uniform over the "
+                        "six ITA groups), one group (very_light, light, intermediate, tan, "
+                        "brown, dark), or empty for the generator's default (all).")
+    d = Difficulty()
+    for k in KNOBS:
+        flags.DEFINE_float(k, float(getattr(d, k)), f"Generator knob Difficulty.{k}.")
     flags.DEFINE_bool("progress", True, "Show a progress bar (--noprogress: none).")
     flags.DEFINE_bool("debug", False, "Show tracebacks of internal errors.")
 
 
-SUMMARY_KEYS = (
-    "albedo_error_pca_visible", "albedo_error_fan_visible",
-    "albedo_error_pca_hidden", "albedo_error_fan_hidden",
-    "albedo_error_mean_visible", "albedo_error_mean_hidden",
-    "albedo_error_oracle_pca_visible", "albedo_error_oracle_pca_hidden",
-    "sh_error", "sh_error_scale_invariant", "sh_error_relative",
-    "normal_error_base_deg", "normal_error_drn_deg",
-    "normal_error_base_wrinkle_deg", "normal_error_drn_wrinkle_deg",
-    "normal_error_base_visible_deg", "normal_error_drn_visible_deg",
-    "normal_error_truth_base_deg", "normal_error_truth_base_wrinkle_deg",
-    "normal_error_truth_base_visible_deg",
-    "rerender_error", "rerender_error_base",
-)
 COUNT_KEYS = ("texels_visible", "texels_hidden", "texels_atlas", "texels_wrinkle")
+#: per-face keys averaged into the summary (when present in any face)
+SUMMARY_PREFIXES = ("albedo_error_", "ita_error_", "detail_error_", "normal_error_",
+                    "sh_error", "rerender_error")
+TIME_PREFIX = "ms_per_photo_"
+
+
+def resolve_paths(requested, has_weights: bool, has_fan: bool = False,
+                  has_drn: bool = False) -> tuple:
+    """The paths to run, in ``PATHS`` order. ``requested``: comma string /
+    iterable / None (= every path that can run). Asking for a network path
+    that has no weights is an error, not a silent omission."""
+    from tf_face.errors import TfFaceError
+
+    available = {p: True for p in PATHS}
+    available.update({"pca": has_weights, "fan": has_weights and has_fan,
+                      "drn": has_weights and has_drn})
+    if isinstance(requested, str):
+        requested = [s.strip() for s in requested.split(",") if s.strip()]
+    if not requested:
+        return tuple(p for p in PATHS if available[p])
+    unknown = [p for p in requested if p not in PATHS]
+    if unknown:
+        raise TfFaceError(f"unknown --appearance path(s) {', '.join(unknown)}; "
+                          f"known: {', '.join(PATHS)}")
+    missing = [p for p in requested if not available[p]]
+    if missing:
+        why = ("need --weights_dir" if not has_weights else
+               "have no network in --weights_dir (fan.keras / drn.keras)")
+        raise TfFaceError(f"--appearance path(s) {', '.join(missing)} {why}")
+    return tuple(p for p in PATHS if p in requested)
 
 
 class Networks:
     """B-Net (required), FAN and DRN (optional) + the training context."""
 
-    def __init__(self, weights_dir):
+    def __init__(self, weights_dir, model=None, atlas=None):
         import tensorflow as tf
 
         from tf_face.errors import TfFaceError
@@ -120,8 +213,8 @@ class Networks:
         if model_name != "default" or self.uv_size != 256:
             raise TfFaceError("the synthetic truth is in the default model's 256x256 UV space; "
                               f"these weights use model={model_name!r}, uv_size={self.uv_size}")
-        self.model = load_face_model("default")
-        self.atlas = get_atlas(self.model, size=self.uv_size)
+        self.model = model if model is not None else load_face_model("default")
+        self.atlas = atlas if atlas is not None else get_atlas(self.model, size=self.uv_size)
         self.color_space = self.config.get("color_space", "linear")
         self.detail_unit = float(self.config.get("detail_unit") or model_detail_unit(self.model))
         albedo = uv_albedo_model(self.model, self.atlas, self.config.get("num_albedo"))
@@ -131,49 +224,90 @@ class Networks:
         self.fan = load_stage_model(folder, "fan") if (folder / "fan.keras").is_file() else None
         self.drn = load_stage_model(folder, "drn") if (folder / "drn.keras").is_file() else None
 
-    def predict(self, sample, fit_scale: float) -> dict:
-        """Network outputs for one UV sample, as numpy [H,W,...] (linear albedos)."""
+    def predict(self, sample, fit_scale: float, paths=PATHS) -> dict:
+        """Network outputs for one (8-bit) UV sample, numpy [H,W,...], linear
+        albedos; ``ms_*`` per network."""
         import tensorflow as tf
 
         from tf_face.render import sh_shade
+        from tf_face.serving.reconstruct import detail_maps
         from tf_face.training.colour import srgb_to_linear, to_shading_space
-        from tf_face.training.detail import (detail_normals, displacement_from_rate,
-                                             fd_orientation)
         from tf_face.training.stages import bnet_predict
 
         ctx = self.ctx
-        texture = tf.constant((np.round(sample.texture * 255.0) / 255.0)[None], tf.float32)
+        texture = tf.constant(np.asarray(sample.texture, np.float32)[None])
         normals = tf.constant(sample.normals[None], tf.float32)
+        t = time.perf_counter()
         _, gamma, pca = bnet_predict(self.bnet, texture, ctx, training=False)
-        fan = self.fan(texture, training=False) if self.fan is not None else None
-        out = {"sh": gamma[0].numpy(), "pca": pca[0].numpy(), "mean": ctx.albedo_mean.numpy(),
-               "fan": None if fan is None else fan[0].numpy(), "drn_normals": None}
-        if self.drn is not None:
-            valid = ctx.detail_valid * tf.cast(tf.reduce_any(normals != 0, -1, keepdims=True),
-                                               tf.float32)
-            position = tf.constant(sample.position[None], tf.float32) / (fit_scale * self.detail_unit)
-            rate = self.drn(texture, training=False)
-            delta = displacement_from_rate(rate, normals, valid)
-            orient = fd_orientation(position, normals, valid)
-            out["drn_normals"] = detail_normals(position, normals, delta, valid, orient)[0].numpy()
-            out["rate"] = rate[0, ..., 0].numpy()
+        out = {"sh": gamma[0].numpy(), "pca": pca[0].numpy(), "fan": None, "drn_normals": None,
+               "ms_pca": (time.perf_counter() - t) * 1e3}
+        fan = None
+        if self.fan is not None and "fan" in paths:
+            t = time.perf_counter()
+            fan = self.fan(texture, training=False)
+            out["fan"] = fan[0].numpy()
+            out["ms_fan"] = (time.perf_counter() - t) * 1e3
+        if self.drn is not None and "drn" in paths:
+            t = time.perf_counter()
+            rate = self.drn(texture, training=False)[0, ..., 0].numpy()
+            _, _, _, dn = detail_maps(sample, self.atlas.mask, rate, fit_scale, self.detail_unit)
+            out["drn_normals"] = np.where(np.any(dn != 0, -1, keepdims=True), dn, sample.normals)
+            out["rate"] = rate
+            out["ms_drn"] = (time.perf_counter() - t) * 1e3
         target = to_shading_space(texture, self.color_space)[0].numpy()
-        out["target"] = target
         albedo_for_shading = fan if fan is not None else pca
-        out["rerender"] = sh_shade(albedo_for_shading, normals if out["drn_normals"] is None
-                                   else out["drn_normals"][None], gamma)[0].numpy()
-        out["rerender_base"] = sh_shade(albedo_for_shading, normals, gamma)[0].numpy()
+        detail = normals if out["drn_normals"] is None else \
+            tf.constant(out["drn_normals"][None], tf.float32)
+        out["rerender"] = (sh_shade(albedo_for_shading, detail, gamma)[0].numpy(), target)
+        out["rerender_base"] = (sh_shade(albedo_for_shading, normals, gamma)[0].numpy(), target)
         if self.color_space == "srgb":     # compare albedos with the (linear) truth
             out["pca"] = srgb_to_linear(out["pca"]).numpy()
-            out["mean"] = srgb_to_linear(out["mean"]).numpy()
             if out["fan"] is not None:
                 out["fan"] = srgb_to_linear(out["fan"]).numpy()
         return out
 
 
-def face_metrics(truth, sample, pred) -> dict:
-    """All per-face metrics (``tf_face.eval_metrics``) of one face."""
+# ------------------------------------------------------------ delighting
+def shading_map(normals, sh) -> np.ndarray:
+    """Irradiance [S,S,3] of SH ``sh`` [9,3] on ``normals`` [S,S,3] (white albedo)."""
+    from tf_face.render import sh_shade
+    n = np.asarray(normals, np.float32)[None]
+    return sh_shade(np.ones_like(n), n, np.asarray(sh, np.float32).reshape(1, 9, 3))[0].numpy()
+
+
+def delight(texture_linear, visible, normals, sh, fallback, atlas_mask,
+            min_shading: float = MIN_SHADING) -> np.ndarray:
+    """Delighted albedo [S,S,3] (linear): ``texture / shading(sh, normals)``
+    on visible texels whose shading is >= ``min_shading`` in every channel,
+    clipped to [0, 1]; other atlas texels take their UV mirror (flip along
+    the width: u -> 1 - u) where that is delighted, else ``fallback``; 0 off
+    the atlas."""
+    atlas = np.asarray(atlas_mask, bool)
+    n = np.asarray(normals, np.float32)
+    shading = shading_map(n, sh)
+    ok = (np.asarray(visible, bool) & atlas & np.any(n != 0, -1)
+          & (shading.min(-1) >= min_shading))
+    delit = np.clip(np.asarray(texture_linear, np.float64) / np.maximum(shading, min_shading),
+                    0.0, 1.0)
+    mirror_ok = ok[:, ::-1]
+    fill = np.where(mirror_ok[..., None], delit[:, ::-1], np.asarray(fallback, np.float64))
+    out = np.where(ok[..., None], delit, fill)
+    return np.where(atlas[..., None], out, 0.0).astype(np.float32)
+
+
+# ---------------------------------------------------------------- metrics
+def face_metrics(truth, sample, pred, skin_group=None, skin_mask=None) -> dict:
+    """All per-face metrics (``tf_face.eval_metrics``) of one face.
+
+    ``pred``: ``albedo`` {method: [S,S,3] linear} (methods of ``ALBEDO_METHODS``
+    that ran), ``detail`` {d: detail normals [S,S,3]} (``DETAIL_METHODS``),
+    ``sh`` {"pca"|"fit": [9,3]}, ``rerender`` {suffix: (render, target)} ->
+    ``rerender_error<suffix>``; missing entries give missing keys.
+    ``skin_group``: the face's tone group (default: that of its true ITA);
+    ``skin_mask``: cheeks + forehead (default ``face_skin_mask(S)``).
+    """
     from tf_face import eval_metrics as M
+    from tf_face.skin_tone import face_skin_mask, skin_ita, tone_group
     from tf_face.synthetic.wrinkles import wrinkle_mask
 
     atlas = np.asarray(truth.atlas_mask, bool)
@@ -181,45 +315,100 @@ def face_metrics(truth, sample, pred) -> dict:
     wr = atlas & wrinkle_mask(truth.displacement)
     r = {"texels_visible": int(vis.sum()), "texels_hidden": int(hid.sum()),
          "texels_atlas": int(atlas.sum()), "texels_wrinkle": int(wr.sum())}
-    r["albedo_error_pca_visible"] = M.masked_mae(pred["pca"], truth.albedo, vis)[0]
-    r["albedo_error_pca_hidden"] = M.masked_mae(pred["pca"], truth.albedo, hid)[0]
-    prior = getattr(truth, "prior_albedo", None)
-    if prior is not None:
-        r["albedo_error_oracle_pca_visible"] = M.masked_mae(prior, truth.albedo, vis)[0]
-        r["albedo_error_oracle_pca_hidden"] = M.masked_mae(prior, truth.albedo, hid)[0]
-    if pred.get("mean") is not None:
-        r["albedo_error_mean_visible"] = M.masked_mae(pred["mean"], truth.albedo, vis)[0]
-        r["albedo_error_mean_hidden"] = M.masked_mae(pred["mean"], truth.albedo, hid)[0]
-    if pred["fan"] is not None:
-        r["albedo_error_fan_visible"] = M.masked_mae(pred["fan"], truth.albedo, vis)[0]
-        r["albedo_error_fan_hidden"] = M.masked_mae(pred["fan"], truth.albedo, hid)[0]
-    r["sh_error"] = M.sh_rms(pred["sh"], truth.sh)
-    r["sh_error_scale_invariant"] = M.sh_scale_invariant_rms(pred["sh"], truth.sh)
-    r["sh_error_relative"] = M.sh_relative_error(pred["sh"], truth.sh)
+    if skin_mask is None:
+        skin_mask = face_skin_mask(atlas.shape[0])
+    ita_truth = skin_ita(truth.albedo, skin_mask)
+    r["ita_truth"] = ita_truth
+    r["skin_group"] = skin_group or (tone_group(ita_truth) if np.isfinite(ita_truth) else None)
+    albedos = pred.get("albedo", {})
+    for m in ALBEDO_METHODS:
+        a = albedos.get(m)
+        if a is None:
+            continue
+        r[f"albedo_error_{m}_visible"] = M.masked_mae(a, truth.albedo, vis)[0]
+        r[f"albedo_error_{m}_hidden"] = M.masked_mae(a, truth.albedo, hid)[0]
+        r[f"ita_{m}"] = skin_ita(a, skin_mask)
+        r[f"ita_error_{m}"] = abs(r[f"ita_{m}"] - ita_truth)
+    for src, suffix in (("pca", ""), ("fit", "_fit")):
+        sh = pred.get("sh", {}).get(src)
+        if sh is None:
+            continue
+        r[f"sh_error{suffix}"] = M.sh_rms(sh, truth.sh)
+        r[f"sh_error{suffix}_scale_invariant"] = M.sh_scale_invariant_rms(sh, truth.sh)
+        r[f"sh_error{suffix}_relative"] = M.sh_relative_error(sh, truth.sh)
     regions = {"": atlas, "_wrinkle": wr, "_visible": vis}
+    details = pred.get("detail", {})
     for suffix, m in regions.items():
         r[f"normal_error_base{suffix}_deg"] = M.mean_angular_error(sample.normals, truth.normals, m)[0]
-        if pred["drn_normals"] is not None:
-            r[f"normal_error_drn{suffix}_deg"] = M.mean_angular_error(
-                pred["drn_normals"], truth.normals, m)[0]
         r[f"normal_error_truth_base{suffix}_deg"] = M.mean_angular_error(
             truth.base_normals, truth.normals, m)[0]
-    r["rerender_error"] = M.masked_mae(pred["rerender"], pred["target"], vis)[0]
-    r["rerender_error_base"] = M.masked_mae(pred["rerender_base"], pred["target"], vis)[0]
+        for d in DETAIL_METHODS:
+            dn = details.get(d)
+            if dn is None:
+                continue
+            if d != "none":
+                r[f"normal_error_{d}{suffix}_deg"] = M.mean_angular_error(dn, truth.normals, m)[0]
+            r[f"detail_error_{d}{suffix}_deg"] = M.relative_detail_error(
+                dn, sample.normals, truth.normals, truth.base_normals, m)[0]
+    for suffix, (render, target) in pred.get("rerender", {}).items():
+        r[f"rerender_error{suffix}"] = M.masked_mae(render, target, vis)[0]
     return r
 
 
-def summarize(per_face: list, failures: list, num_faces: int) -> dict:
-    from tf_face.eval_metrics import nanmean
+def _is_summary_key(k: str) -> bool:
+    return k.startswith(SUMMARY_PREFIXES) or k.startswith(TIME_PREFIX)
+
+
+def summarize(per_face: list, failures: list, num_faces: int, paths=None) -> dict:
+    """Means over the faces (medians for ``ms_per_photo_*``) of every metric
+    present in some face, the tone-group breakdown and the counts. Keys of
+    paths that did not run are absent."""
+    from tf_face.eval_metrics import group_bias, group_means, nanmean
+    from tf_face.skin_tone import GROUP_NAMES
+
     out = {}
-    for k in SUMMARY_KEYS:
-        vals = [f.get(k) for f in per_face]
-        out[k] = nanmean(vals) if any(v is not None for v in vals) else None
+    keys = []
+    for f in per_face:
+        keys += [k for k in f if _is_summary_key(k) and k not in keys]
+    for k in keys:
+        vals = [f.get(k) for f in per_face if f.get(k) is not None]
+        if k.startswith(TIME_PREFIX):
+            v = np.asarray(vals, np.float64)
+            v = v[np.isfinite(v)]
+            out[k] = float(np.median(v)) if v.size else float("nan")
+        else:
+            out[k] = nanmean(vals)
+    # tone groups
+    groups = [f.get("skin_group") for f in per_face]
+    by_group, faces_by_group = {}, {}
+    for g in groups:
+        if g is not None:
+            faces_by_group[g] = faces_by_group.get(g, 0) + 1
+    for m in ALBEDO_METHODS:
+        key = f"ita_error_{m}"
+        if key not in out:
+            continue
+        means = group_means([f.get(key) for f in per_face], groups, order=GROUP_NAMES)
+        by_group[m] = means
+        bias = group_bias(means)
+        if bias is not None:
+            out[f"ita_bias_{m}"] = bias
+    if by_group:
+        out["ita_error_by_group"] = by_group
+        out["faces_by_group"] = _ordered_groups(faces_by_group)
     for k in COUNT_KEYS:
         out[k] = int(sum(f[k] for f in per_face))
     out.update({"faces": num_faces, "faces_evaluated": len(per_face),
                 "failures": failures, "num_failures": len(failures)})
+    if paths is not None:
+        out["paths"] = list(paths)
     return out
+
+
+def _ordered_groups(d: dict) -> dict:
+    from tf_face.skin_tone import GROUP_NAMES
+    return {g: d[g] for g in GROUP_NAMES if g in d} | {g: v for g, v in d.items()
+                                                       if g not in GROUP_NAMES}
 
 
 # ---------------------------------------------------------------- pictures
@@ -257,31 +446,44 @@ def _photo_crop(image, truth) -> np.ndarray:
     return cv2.resize(crop, (_TILE, _TILE), interpolation=cv2.INTER_AREA)
 
 
-def sheet_row(image, truth, sample, pred) -> np.ndarray:
+def pca_column(paths) -> str:
+    """The albedo the sheet's PCA column shows: B-Net's, else the per-photo fit's."""
+    return "pca" if "pca" in paths else ("pca_fit" if "pca_fit" in paths else "pca")
+
+
+def sheet_columns(paths) -> tuple:
+    col = {"pca": "B-Net PCA", "pca_fit": "PCA fit"}[pca_column(paths)]
+    return ("photo", "truth albedo", col, "FAN albedo", "fit albedo",
+            "truth detail", "DRN detail", "fit detail")
+
+
+def sheet_row(image, truth, sample, pred, paths=PATHS, label: str = "") -> np.ndarray:
     import cv2
     atlas = np.asarray(truth.atlas_mask, bool)
-    tex = (np.clip(sample.texture, 0, 1) * 255).round().astype(np.uint8)
-    tex[~np.asarray(sample.mask, bool)] = (20, 20, 60)
     blank = np.zeros((_TILE, _TILE, 3), np.uint8)
-    tiles = [_photo_crop(image, truth), tex, _srgb_tile(truth.albedo, atlas),
-             _srgb_tile(pred["pca"], atlas),
-             _srgb_tile(pred["fan"], atlas) if pred["fan"] is not None else blank,
-             _grey_shading(sample.normals, atlas),
-             _grey_shading(pred["drn_normals"], atlas) if pred["drn_normals"] is not None else blank,
-             _grey_shading(truth.normals, atlas)]
+    albedos, details = pred.get("albedo", {}), pred.get("detail", {})
+
+    def alb(m):
+        return _srgb_tile(albedos[m], atlas) if albedos.get(m) is not None else blank
+
+    def det(d):
+        return _grey_shading(details[d], atlas) if details.get(d) is not None else blank
+
+    photo = _photo_crop(image, truth).copy()
+    if label:
+        cv2.putText(photo, label, (4, _TILE - 8), cv2.FONT_HERSHEY_SIMPLEX, 0.45,
+                    (255, 255, 255), 1, cv2.LINE_AA)
+    tiles = [photo, _srgb_tile(truth.albedo, atlas), alb(pca_column(paths)), alb("fan"),
+             alb("fit"), _grey_shading(truth.normals, atlas), det("drn"), det("fit")]
     tiles = [t if t.shape[:2] == (_TILE, _TILE) else
              cv2.resize(t, (_TILE, _TILE), interpolation=cv2.INTER_AREA) for t in tiles]
     return np.concatenate(tiles, axis=1)
 
 
-SHEET_COLUMNS = ("photo", "texture", "truth albedo", "PCA albedo", "FAN albedo",
-                 "base shading", "DRN shading", "truth shading")
-
-
-def save_sheet(rows, path) -> None:
+def save_sheet(rows, path, columns) -> None:
     import cv2
     header = np.full((28, rows[0].shape[1], 3), 255, np.uint8)
-    for i, name in enumerate(SHEET_COLUMNS):
+    for i, name in enumerate(columns):
         cv2.putText(header, name, (i * _TILE + 6, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.55,
                     (0, 0, 0), 1, cv2.LINE_AA)
     sheet = np.concatenate([header] + list(rows), axis=0)
@@ -290,96 +492,315 @@ def save_sheet(rows, path) -> None:
 
 
 # ---------------------------------------------------------------- the run
-def run_benchmark(weights_dir, num_faces: int, seed: int, image_size: int = 512,
-                  out_dir=None, ict_npz=None, progress: bool = True) -> dict:
+def make_difficulty(**knobs):
+    """``Difficulty`` with the given knobs (the others at their defaults), validated."""
+    from tf_face.synthetic.sampling import Difficulty
+    unknown = set(knobs) - set(KNOBS)
+    if unknown:
+        raise ValueError(f"unknown generator knob(s): {', '.join(sorted(unknown))}")
+    return Difficulty(**{k: float(v) for k, v in knobs.items()}).validate()
+
+
+def _draw(rng, model, difficulty, ict, skin_tone):
+    """``sample_face``, with ``skin_tone`` only when one is asked for (None:
+    the generator's default, every tone group)."""
+    from tf_face.synthetic import sample_face
+    if not skin_tone:
+        return sample_face(rng, model, difficulty, ict=ict)
+    return sample_face(rng, model, difficulty, ict=ict, skin_tone=skin_tone)
+
+
+class _LightFit:
+    """The per-photo light/albedo fit alone (``fit``'s first stage)."""
+
+    def __init__(self, fitter):
+        self.fitter = fitter
+
+    def __call__(self, sample):
+        from tf_face.appearance.fit import AppearanceFitError, srgb_to_linear_np
+        from tf_face.appearance.light_albedo import fit_light_albedo
+        f = self.fitter
+        vis = f.check_sample(sample)
+        try:
+            la = fit_light_albedo(srgb_to_linear_np(sample.texture), vis, sample.normals,
+                                  f.mean, f.basis, f.options.light_albedo)
+        except (ValueError, np.linalg.LinAlgError) as e:
+            raise AppearanceFitError(f"light/albedo fit failed: {e}") from e
+        if not (np.all(np.isfinite(la.sh)) and np.all(np.isfinite(la.p_a))):
+            raise AppearanceFitError("the light/albedo fit gave non-finite values")
+        pca = f.mean + np.einsum("hwck,k->hwc", f.basis, la.p_a)
+        return np.where(f.atlas_mask[..., None], pca, 0.0).astype(np.float32), la.sh
+
+
+def run_face(i, face, image, truth, res, paths, ctx) -> tuple:
+    """(per-face metrics, pred, appearance failures) for one pipeline result."""
+    from tf_face.appearance.fit import AppearanceFitError, srgb_to_linear_np
+    from tf_face.render import sh_shade
+    from tf_face.serving.reconstruct import detail_maps
+
+    sample = dataclasses.replace(
+        res.sample, texture=(np.round(np.clip(res.sample.texture, 0, 1) * 255.0) / 255.0)
+        .astype(np.float32))
+    scale = float(res.fitted.scale)
+    atlas = ctx["atlas"].mask
+    pred = {"albedo": {}, "detail": {}, "sh": {}, "rerender": {}}
+    times, fails = {}, []
+    if "mean" in paths:
+        pred["albedo"]["mean"] = ctx["albedo_model"].mean
+    if "oracle_pca" in paths:
+        pred["albedo"]["oracle_pca"] = truth.prior_albedo
+    if "none" in paths:
+        pred["detail"]["none"] = sample.normals
+    nets = ctx.get("nets")
+    if nets is not None:
+        out = nets.predict(sample, scale, paths)
+        if "pca" in paths:
+            pred["albedo"]["pca"] = out["pca"]
+            pred["sh"]["pca"] = out["sh"]
+        if out["fan"] is not None:
+            pred["albedo"]["fan"] = out["fan"]
+        if out["drn_normals"] is not None:
+            pred["detail"]["drn"] = out["drn_normals"]
+            pred["rate_drn"] = out["rate"]
+        pred["rerender"][""] = out["rerender"]
+        pred["rerender"]["_base"] = out["rerender_base"]
+        times.update({f"ms_per_photo_{k[3:]}": v for k, v in out.items() if k.startswith("ms_")})
+    pca_fit = sh_fit = None
+    if any(p in paths for p in LIGHT_FIT_PATHS):
+        tex_lin = srgb_to_linear_np(sample.texture)
+        try:
+            t = time.perf_counter()
+            if "fit" in paths:
+                fr = ctx["fitter"].fit(sample, scale)
+                times["ms_per_photo_fit"] = (time.perf_counter() - t) * 1e3
+                times.update({f"ms_per_photo_fit_{k[4:] if k.startswith('fit_') else k}": v
+                              for k, v in fr.timings_ms.items()})
+                times["ms_per_photo_pca_fit"] = fr.timings_ms.get("fit_light_albedo", float("nan"))
+                pca_fit, sh_fit = fr.albedo_pca, fr.sh
+                _, _, _, dn = detail_maps(sample, atlas, fr.moving_rate, scale, ctx["detail_unit"])
+                dn = np.where(np.any(dn != 0, -1, keepdims=True), dn, sample.normals)
+                pred["albedo"]["fit"] = fr.albedo
+                pred["detail"]["fit"] = dn
+                pred["rerender"]["_fit"] = (
+                    sh_shade(fr.albedo[None], dn[None].astype(np.float32),
+                             np.asarray(fr.sh, np.float32)[None])[0].numpy(), tex_lin)
+                pred["rate_fit"] = fr.moving_rate
+            else:
+                pca_fit, sh_fit = ctx["light_fit"](sample)
+                times["ms_per_photo_pca_fit"] = (time.perf_counter() - t) * 1e3
+        except AppearanceFitError as e:
+            fails.append({"face": i, "path": "fit" if "fit" in paths else "pca_fit",
+                          "error": str(e)})
+        if pca_fit is not None:
+            pred["sh"]["fit"] = sh_fit
+            if "pca_fit" in paths:
+                pred["albedo"]["pca_fit"] = pca_fit
+            t = time.perf_counter()
+            if "delight" in paths:
+                pred["albedo"]["delight"] = delight(tex_lin, sample.mask, sample.normals, sh_fit,
+                                                    pca_fit, atlas)
+                times["ms_per_photo_delight"] = (time.perf_counter() - t) * 1e3
+            if "delight_oracle_light" in paths:
+                pred["albedo"]["delight_oracle_light"] = delight(
+                    tex_lin, sample.mask, sample.normals, truth.sh, pca_fit, atlas)
+    m = face_metrics(truth, sample, pred, skin_group=getattr(face, "skin_group", None),
+                     skin_mask=ctx["skin_mask"])
+    m.update(times)
+    # size of the detail signal vs what the fit / DRN put there (atlas RMS; the
+    # truth in IOD units, the rates in detail units = the mean shape's IOD)
+    m["truth_displacement_rms"] = float(np.sqrt(np.mean(np.square(truth.displacement[atlas]))))
+    for name, rate in (("fit", pred.get("rate_fit")), ("drn", pred.get("rate_drn"))):
+        if rate is not None:
+            m[f"{name}_rate_rms"] = float(np.sqrt(np.mean(np.square(np.asarray(rate)[atlas]))))
+    return m, pred, fails
+
+
+def run_benchmark(weights_dir=None, num_faces: int = 12, seed: int = 1000,
+                  image_size: int = 512, out_dir=None, ict_npz=None, progress: bool = True,
+                  appearance=None, difficulty=None, skin_tone=None, fit_options=None) -> dict:
+    """Run the benchmark (module doc); returns the result dict (the JSON).
+
+    ``appearance``: paths (comma string or list; None = all that can run);
+    ``difficulty``: a ``Difficulty`` (None = defaults); ``skin_tone``: None /
+    "all" / a group, passed to ``sample_face``; ``fit_options``: the
+    ``AppearanceOptions`` of the fit (None = its defaults).
+    """
     from tqdm import tqdm
 
     from tf_face.errors import TfFaceError
+    from tf_face.facemodel import load_face_model
     from tf_face.pipeline import GeometryPipeline
-    from tf_face.synthetic import render_face, sample_face
-    from tf_face.synthetic.sampling import Difficulty
+    from tf_face.skin_tone import face_skin_mask
+    from tf_face.synthetic import render_face
+    from tf_face.training.albedo_model import uv_albedo_model
+    from tf_face.training.jobs import model_detail_unit
+    from tf_face.uv import get_atlas
 
-    nets = Networks(weights_dir)
-    pipe = GeometryPipeline("default", uv_size=nets.uv_size)
+    from tf_face.skin_tone import GROUP_NAMES
+
+    if skin_tone and skin_tone not in ("all",) + tuple(GROUP_NAMES):
+        raise TfFaceError(f"unknown --skin_tone {skin_tone!r}; one of all, "
+                          + ", ".join(GROUP_NAMES))
+    t0 = time.perf_counter()
+    model = load_face_model("default")
+    atlas = get_atlas(model, size=256)
+    nets = Networks(weights_dir, model, atlas) if weights_dir else None
+    paths = resolve_paths(appearance, nets is not None,
+                          nets is not None and nets.fan is not None,
+                          nets is not None and nets.drn is not None)
+    ctx = {"atlas": atlas, "nets": nets, "skin_mask": face_skin_mask(256),
+           "albedo_model": uv_albedo_model(model, atlas),
+           "detail_unit": nets.detail_unit if nets is not None else model_detail_unit(model)}
+    if any(p in paths for p in LIGHT_FIT_PATHS):
+        from tf_face.appearance.fit import AppearanceFitter
+        ctx["fitter"] = AppearanceFitter(ctx["albedo_model"], atlas.mask, ctx["detail_unit"],
+                                         fit_options)
+        ctx["light_fit"] = _LightFit(ctx["fitter"])
+    pipe = GeometryPipeline("default", uv_size=256)
     ict = None
     if ict_npz:
         from tf_face.synthetic.ict_shapes import IctShapes
-        ict = IctShapes.load(ict_npz, nets.model)
-    difficulty = Difficulty().validate()
-    per_face, failures, rows = [], [], []
-    t0 = time.perf_counter()
+        ict = IctShapes.load(ict_npz, model)
+    difficulty = (difficulty or make_difficulty()).validate()
+    per_face, failures, app_failures, rows = [], [], [], []
     for i in tqdm(range(num_faces), desc="benchmark", unit="face", file=sys.stderr,
                   disable=not progress):
-        face = sample_face(np.random.default_rng([int(seed), i]), nets.model, difficulty, ict=ict)
-        image, truth = render_face(face, image_size, model=nets.model, atlas=nets.atlas)
+        face = _draw(np.random.default_rng([int(seed), i]), model, difficulty, ict, skin_tone)
+        image, truth = render_face(face, image_size, model=model, atlas=atlas)
+        t = time.perf_counter()
         try:
             res = pipe.run(image)
         except TfFaceError as e:
             failures.append({"face": i, "error": str(e)})
             continue
-        pred = nets.predict(res.sample, float(res.fitted.scale))
-        m = face_metrics(truth, res.sample, pred)
-        m.update({"face": i, "yaw": float(truth.yaw),
+        ms_geometry = (time.perf_counter() - t) * 1e3
+        m, pred, fails = run_face(i, face, image, truth, res, paths, ctx)
+        app_failures += fails
+        m.update({"face": i, "yaw": float(truth.yaw), "ms_per_photo_geometry": ms_geometry,
                   "occluded_texels": int(np.asarray(truth.occlusion).sum()),
                   "landmark_rmse_iod": float(res.fitted.landmark_rmse_iod)})
+        drawn = getattr(face, "ita_deg", None)
+        if drawn is not None and np.isfinite(drawn):
+            m["ita_drawn"] = float(drawn)      # the generator's ITA of the prior draw
         per_face.append(m)
         if out_dir:
-            rows.append(sheet_row(image, truth, res.sample, pred))
-    result = summarize(per_face, failures, num_faces)
-    stages = nets.config.get("stages", {})
+            label = f"#{i} {m['skin_group'] or ''} ITA {m['ita_truth']:+.0f}"
+            rows.append(sheet_row(image, truth, res.sample, pred, paths, label))
+    result = summarize(per_face, failures, num_faces, paths)
+    stages = nets.config.get("stages", {}) if nets is not None else {}
     result.update({
+        "appearance_failures": app_failures, "num_appearance_failures": len(app_failures),
         "per_face": per_face,
         "sh_headline": "sh_error = RMS over the 27 coefficients (raw, no rescaling)",
-        "albedo_space": "linear RGB", "rerender_space": nets.color_space,
-        "settings": {"weights_dir": str(weights_dir), "seed": int(seed),
-                     "num_faces": int(num_faces), "image_size": int(image_size),
-                     "ict": bool(ict_npz), "color_space": nets.color_space,
-                     "detail_unit": nets.detail_unit, "has_fan": nets.fan is not None,
-                     "has_drn": nets.drn is not None,
-                     "training_steps": {k: v.get("steps") for k, v in stages.items()},
-                     "training_data": {k: v.get("data") for k, v in stages.items()}},
+        "albedo_space": "linear RGB",
+        "settings": {"weights_dir": str(weights_dir) if weights_dir else None,
+                     "seed": int(seed), "num_faces": int(num_faces),
+                     "image_size": int(image_size), "ict": bool(ict_npz),
+                     "appearance": list(paths), "skin_tone": skin_tone or None,
+                     "difficulty": dataclasses.asdict(difficulty),
+                     "detail_unit": ctx["detail_unit"]},
         "seconds": time.perf_counter() - t0,
     })
+    if nets is not None:
+        result["rerender_space"] = nets.color_space
+        result["settings"].update({
+            "color_space": nets.color_space, "has_fan": nets.fan is not None,
+            "has_drn": nets.drn is not None,
+            "training_steps": {k: v.get("steps") for k, v in stages.items()},
+            "training_data": {k: v.get("data") for k, v in stages.items()}})
     if out_dir and rows:
         path = Path(out_dir) / "synthetic_benchmark_sheet.png"
-        save_sheet(rows, path)
+        save_sheet(rows, path, sheet_columns(paths))
         result["sheet"] = str(path)
     return result
 
 
 def json_safe(x):
-    """NaN/Inf -> None (strict JSON), recursively."""
+    """NaN/Inf -> None (strict JSON), numpy scalars -> Python, recursively."""
     if isinstance(x, dict):
         return {k: json_safe(v) for k, v in x.items()}
     if isinstance(x, (list, tuple)):
         return [json_safe(v) for v in x]
+    if isinstance(x, np.generic):
+        x = x.item()
     if isinstance(x, float) and not np.isfinite(x):
         return None
     return x
 
 
+# ---------------------------------------------------------------- tables
+def _f(v, width=9, digits=4) -> str:
+    if v is None or not np.isfinite(v):
+        return f"{'-':>{width}}"
+    return f"{v:>{width}.{digits}f}"
+
+
+_ALBEDO_NAMES = {"mean": "prior mean", "pca": "B-Net PCA", "pca_fit": "PCA fit",
+                 "oracle_pca": "oracle PCA", "delight": "delight",
+                 "delight_oracle_light": "delight (true SH)", "fan": "FAN", "fit": "fit"}
+_MS_KEY = {"pca": "pca", "fan": "fan", "pca_fit": "pca_fit", "delight": "delight",
+           "fit": "fit", "drn": "drn"}
+
+
 def format_table(result: dict) -> str:
-    def f(v):
-        return "   n/a" if v is None or not np.isfinite(v) else f"{v:8.4f}"
-    lines = [f"{result['faces_evaluated']}/{result['faces']} faces evaluated "
-             f"({result['num_failures']} rejected by the pipeline)",
-             f"{'albedo MAE (linear)':<26}{'PCA':>10}{'FAN':>10}{'mean m_a':>11}"
-             f"{'oracle PCA':>11}"]
-    for part in ("visible", "hidden"):
-        lines.append(f"  {part:<24}{f(result[f'albedo_error_pca_{part}']):>10}"
-                     f"{f(result[f'albedo_error_fan_{part}']):>10}"
-                     f"{f(result[f'albedo_error_mean_{part}']):>11}"
-                     f"{f(result[f'albedo_error_oracle_pca_{part}']):>11}")
-    lines.append(f"{'normal error (deg)':<26}{'base':>10}{'base+DRN':>10}{'truth base':>11}")
-    for suffix, name in (("", "atlas"), ("_wrinkle", "wrinkles"), ("_visible", "visible")):
-        tb = result.get(f"normal_error_truth_base{suffix}_deg")
-        lines.append(f"  {name:<24}{f(result[f'normal_error_base{suffix}_deg']):>10}"
-                     f"{f(result[f'normal_error_drn{suffix}_deg']):>10}{f(tb):>11}")
-    lines.append(f"{'SH RMS (headline)':<26}{f(result['sh_error']):>10}")
-    lines.append(f"{'SH RMS scale-invariant':<26}{f(result['sh_error_scale_invariant']):>10}")
-    lines.append(f"{'SH relative':<26}{f(result['sh_error_relative']):>10}")
-    lines.append(f"{'re-render MAE (visible)':<26}{f(result['rerender_error']):>10}"
-                 f"   (base normals {f(result['rerender_error_base']).strip()})")
+    """Rows = methods, columns = metrics (``-``: not measured), then the
+    per-tone-group ITA errors."""
+    r = result
+    lines = [f"{r['faces_evaluated']}/{r['faces']} faces evaluated "
+             f"({r['num_failures']} rejected by the pipeline"
+             + (f", {r['num_appearance_failures']} appearance-fit failures"
+                if r.get("num_appearance_failures") else "") + ")"]
+    head = (f"{'albedo':<20}{'vis MAE':>9}{'hid MAE':>9}{'ITA err':>9}{'ITA bias':>9}"
+            f"{'SH RMS':>9}{'rerender':>9}{'ms/photo':>10}")
+    lines.append(head)
+    for m in ALBEDO_METHODS:
+        if f"albedo_error_{m}_visible" not in r:
+            continue
+        sh = {"pca": r.get("sh_error"), "pca_fit": r.get("sh_error_fit"),
+              "fit": r.get("sh_error_fit"), "delight": r.get("sh_error_fit")}.get(m)
+        rr = {"fit": r.get("rerender_error_fit"),
+              "fan": r.get("rerender_error"),
+              "pca": None if "albedo_error_fan_visible" in r else r.get("rerender_error")}.get(m)
+        ms = r.get(f"ms_per_photo_{_MS_KEY[m]}") if m in _MS_KEY else None
+        lines.append(f"{_ALBEDO_NAMES[m]:<20}{_f(r[f'albedo_error_{m}_visible'])}"
+                     f"{_f(r[f'albedo_error_{m}_hidden'])}{_f(r.get(f'ita_error_{m}'), 9, 2)}"
+                     f"{_f(r.get(f'ita_bias_{m}'), 9, 2)}{_f(sh)}{_f(rr)}{_f(ms, 10, 0)}")
+    lines.append(f"{'detail (deg)':<20}{'rel all':>9}{'rel wrnk':>9}{'rel vis':>9}"
+                 f"{'abs all':>9}{'abs wrnk':>9}{'abs vis':>9}{'ms/photo':>10}")
+    for d in DETAIL_METHODS:
+        if f"detail_error_{d}_deg" not in r:
+            continue
+        a = "base" if d == "none" else d
+        ms = r.get(f"ms_per_photo_fit_displacement") if d == "fit" else r.get(f"ms_per_photo_{d}")
+        lines.append(f"{d:<20}{_f(r[f'detail_error_{d}_deg'], 9, 2)}"
+                     f"{_f(r.get(f'detail_error_{d}_wrinkle_deg'), 9, 2)}"
+                     f"{_f(r.get(f'detail_error_{d}_visible_deg'), 9, 2)}"
+                     f"{_f(r.get(f'normal_error_{a}_deg'), 9, 2)}"
+                     f"{_f(r.get(f'normal_error_{a}_wrinkle_deg'), 9, 2)}"
+                     f"{_f(r.get(f'normal_error_{a}_visible_deg'), 9, 2)}{_f(ms, 10, 0)}")
+    rms = {k: [f[k] for f in r.get("per_face", []) if k in f]
+           for k in ("truth_displacement_rms", "fit_rate_rms", "drn_rate_rms")}
+    if rms["fit_rate_rms"] or rms["drn_rate_rms"]:
+        lines.append("displacement RMS over the atlas (IOD / detail units): truth "
+                     + ", ".join(f"{name} {np.mean(v):.2e}" for name, v in
+                                 zip(("", "fit", "DRN"), rms.values()) if v).strip())
+    times = [f"{k[len(TIME_PREFIX):]} {v:.0f}" for k, v in r.items()
+             if k.startswith(TIME_PREFIX) and v is not None and np.isfinite(v)]
+    if times:
+        lines.append("ms per photo (median): " + ", ".join(times))
+    by_group = r.get("ita_error_by_group")
+    if by_group:
+        groups = list(r.get("faces_by_group", {}))
+        lines.append("")
+        lines.append(f"{'|ITA error| (deg)':<20}" + "".join(f"{g[:10]:>11}" for g in groups)
+                     + f"{'bias':>8}")
+        lines.append(f"{'  faces':<20}" + "".join(f"{r['faces_by_group'][g]:>11d}" for g in groups))
+        for m in ALBEDO_METHODS:
+            if m not in by_group:
+                continue
+            lines.append(f"{_ALBEDO_NAMES[m]:<20}"
+                         + "".join(_f(by_group[m].get(g), 11, 2) for g in groups)
+                         + _f(r.get(f"ita_bias_{m}"), 8, 2))
     return "\n".join(lines)
 
 
@@ -387,18 +808,21 @@ def main(argv):
     del argv
     from tf_face.cli.common import run_single
 
-    if not FLAGS.weights_dir:
-        print("error: --weights_dir is required", file=sys.stderr)
-        return 2
     if FLAGS.num_faces < 1:
         print("error: --num_faces must be >= 1", file=sys.stderr)
+        return 2
+    try:
+        difficulty = make_difficulty(**{k: getattr(FLAGS, k) for k in KNOBS})
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
         return 2
     box = {}
 
     def job():
-        box["r"] = run_benchmark(FLAGS.weights_dir, FLAGS.num_faces, FLAGS.seed,
+        box["r"] = run_benchmark(FLAGS.weights_dir or None, FLAGS.num_faces, FLAGS.seed,
                                  FLAGS.image_size, FLAGS.out_dir, FLAGS.ict_npz or None,
-                                 progress=FLAGS.progress)
+                                 progress=FLAGS.progress, appearance=FLAGS.appearance or None,
+                                 difficulty=difficulty, skin_tone=FLAGS.skin_tone or None)
 
     code = run_single(job, debug=FLAGS.debug)
     r = box.get("r")

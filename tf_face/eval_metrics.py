@@ -13,6 +13,10 @@ Conventions:
   variant first scales the prediction by the least-squares factor
   ``alpha = <p, t> / <p, p>`` (albedo x light is only defined up to a global
   factor), and ``sh_relative_error`` divides the RMS by the truth's RMS.
+* Detail normals can be compared relative to their own base normals
+  (``relative_detail_error``), so that the base meshes' disagreement drops out.
+* Per-group errors (skin-tone groups): ``group_means`` and the FAIR-style
+  ``group_bias`` = largest minus smallest group mean.
 """
 
 from __future__ import annotations
@@ -91,3 +95,59 @@ def nanmean(values) -> float:
     v = np.asarray([x for x in values if x is not None], np.float64)
     v = v[np.isfinite(v)]
     return float(v.mean()) if v.size else float("nan")
+
+
+def relative_to_base(detail, base) -> np.ndarray:
+    """Detail normals [..., 3] expressed in the frame of their base normals.
+
+    The minimal rotation that takes ``base`` to +z (Rodrigues) is applied to
+    ``detail``: a detail normal equal to its base normal becomes (0, 0, 1)
+    whatever the base, so comparing two reconstructions this way leaves out
+    how well their base meshes agree. Zero where either vector is ~0.
+    """
+    d = np.asarray(detail, np.float64)
+    b = np.asarray(base, np.float64)
+    nb = np.linalg.norm(b, axis=-1, keepdims=True)
+    nd = np.linalg.norm(d, axis=-1, keepdims=True)
+    ok = (nb > 1e-6) & (nd > 1e-6)
+    b = b / np.where(ok, nb, 1.0)
+    d = d / np.where(ok, nd, 1.0)
+    # rotation about axis k = b x z by the angle between b and z:
+    # v' = v cos + (k x v) sin + k (k . v)(1 - cos), with |k| = sin
+    z = np.zeros_like(b)
+    z[..., 2] = 1.0
+    kx = np.cross(b, z)                           # |kx| = sin(theta)
+    cos = b[..., 2:3]
+    # v' = v cos + kx x v + kx (kx . v) / (1 + cos)
+    out = d * cos + np.cross(kx, d) + kx * np.sum(kx * d, -1, keepdims=True) / np.maximum(1 + cos, 1e-9)
+    return np.where(ok, out, 0.0)
+
+
+def relative_detail_error(pred_detail, pred_base, true_detail, true_base, mask):
+    """(mean angle in degrees between the two detail normals, each taken
+    relative to its own base normal (``relative_to_base``), count)."""
+    return mean_angular_error(relative_to_base(pred_detail, pred_base),
+                              relative_to_base(true_detail, true_base), mask)
+
+
+def group_means(values, groups, order=None) -> dict:
+    """{group: mean of the finite values of its members} for per-item
+    ``values`` and ``groups`` (same length; None / NaN values and None groups
+    are left out; a group with no finite value is absent). Keys follow
+    ``order`` (then first appearance)."""
+    if len(values) != len(groups):
+        raise ValueError(f"{len(values)} values but {len(groups)} groups")
+    acc = {}
+    for v, g in zip(values, groups):
+        if g is None or v is None or not np.isfinite(v):
+            continue
+        acc.setdefault(g, []).append(float(v))
+    keys = [g for g in (order or ()) if g in acc] + [g for g in acc if g not in (order or ())]
+    return {g: float(np.mean(acc[g])) for g in keys}
+
+
+def group_bias(means: dict):
+    """FAIR-style bias of per-group mean errors: largest minus smallest
+    (None with fewer than two groups: one group has no gap to measure)."""
+    v = [float(x) for x in means.values() if x is not None and np.isfinite(x)]
+    return float(max(v) - min(v)) if len(v) >= 2 else None
