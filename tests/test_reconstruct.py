@@ -50,7 +50,8 @@ def batch_out(weights, astronaut, tmp_path_factory):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     res = subprocess.run([sys.executable, "-m", "tf_face.cli.reconstruct",
                           f"--image_dir={photos}", f"--out_dir={out}",
-                          f"--weights_dir={weights}"], cwd=REPO, capture_output=True,
+                          f"--weights_dir={weights}", "--appearance=net"], cwd=REPO,
+                         capture_output=True,
                          text=True, env=env, timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]
     assert "Traceback" not in res.stderr
@@ -60,7 +61,7 @@ def batch_out(weights, astronaut, tmp_path_factory):
 @pytest.fixture(scope="module")
 def recon(weights):
     from tf_face.serving.reconstruct import Reconstructor
-    return Reconstructor(weights, backend="tf")
+    return Reconstructor(weights, backend="tf", appearance="net")
 
 
 def test_batch_mode_failures_and_outputs(batch_out):
@@ -199,7 +200,7 @@ def test_tflite_backend_matches_tf(weights, recon, astronaut, tmp_path, monkeypa
 
     monkeypatch.setattr(tf_face.serving.backends, "tflite_cache_root",
                         lambda: tmp_path / "cache" / "tflite")
-    lite = Reconstructor(weights, backend="tflite", tflite_precision="float16",
+    lite = Reconstructor(weights, backend="tflite", tflite_precision="float16", appearance="net",
                          log=lambda *_: None)
     assert all(isinstance(n, TFLiteNetwork) for n in lite.backend.nets.values())
     assert len(list((tmp_path / "cache" / "tflite").rglob("*_float16.tflite"))) == 3
@@ -324,9 +325,38 @@ def test_cli_bad_photo_fails_in_one_line_before_loading_weights(tmp_path):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     res = subprocess.run([sys.executable, "-m", "tf_face.cli.reconstruct",
                           f"--image={tmp_path / 'text.jpg'}", f"--out_dir={tmp_path / 'o'}",
-                          f"--weights_dir={tmp_path / 'no-weights'}"], cwd=REPO,
+                          f"--weights_dir={tmp_path / 'no-weights'}", "--appearance=net"], cwd=REPO,
                          capture_output=True, text=True, env=env, timeout=300)
     assert res.returncode != 0 and "Traceback" not in res.stderr
     errors = [ln for ln in res.stderr.splitlines() if ln.startswith("error:")]
     assert len(errors) == 1 and "text.jpg" in errors[0] and "weights" not in errors[0]
     assert not (tmp_path / "o").exists()
+
+
+def test_fit_appearance_needs_no_weights(tmp_path):
+    """--appearance=fit (the default): a synthetic photo reconstructs without any
+    weights folder, and the fitted albedo follows the photo's skin tone."""
+    from tf_face.facemodel import default_model
+    from tf_face.serving.reconstruct import Reconstructor, reconstruct_one
+    from tf_face.skin_tone import face_skin_mask, skin_ita
+    from tf_face.synthetic import render_face, sample_face
+    from tf_face.uv import get_atlas
+
+    model = default_model()
+    atlas = get_atlas(model, size=256)
+    recon = Reconstructor(None, log=lambda *_: None)
+    assert recon.appearance == "fit" and recon.weights_dir is None
+    itas = {}
+    for tone in ("very_light", "dark"):
+        face = sample_face(np.random.default_rng([7, len(itas)]), model, skin_tone=tone)
+        image, truth = render_face(face, 384, model=model, atlas=atlas)
+        path = tmp_path / f"{tone}.png"
+        cv2.imwrite(str(path), image[..., ::-1])
+        info = reconstruct_one(recon, path, tmp_path / tone, renders=False)
+        assert "albedo.png" in info["files"] and "mesh.glb" in info["files"]
+        rec = json.loads((tmp_path / tone / "reconstruction.json").read_text())
+        assert rec["appearance"] == "fit" and rec["weights"]["folder"] is None
+        albedo = cv2.imread(str(tmp_path / tone / "albedo.png"))[..., ::-1] / 255.0
+        lin = np.where(albedo <= 0.04045, albedo / 12.92, ((albedo + 0.055) / 1.055) ** 2.4)
+        itas[tone] = skin_ita(lin, face_skin_mask(256))
+    assert itas["very_light"] > 41 and itas["dark"] < 10, itas

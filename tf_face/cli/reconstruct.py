@@ -3,7 +3,7 @@
 Usage::
 
     python -m tf_face.cli.reconstruct --image=PHOTO --out_dir=OUT
-        [--weights_dir=W] [--backend=tf|tflite] [--tflite_precision=float32|float16|int8]
+        [--appearance=fit|net|net+fit] [--weights_dir=W] [--backend=tf|tflite] [--tflite_precision=float32|float16|int8]
         [--tflite_dir=DIR] [--model=SPEC] [--landmarks=FILE] [--face_index=N] [--overwrite]
     python -m tf_face.cli.reconstruct --image_dir=PHOTOS --out_dir=OUT   # OUT/<photo stem>/
 
@@ -15,7 +15,12 @@ without details), report.html (open it in a browser; works offline), plus the
 unwrap outputs (texture.png, mask.png, normals.*, position.npy, overlay.png,
 fit.json). See ``tf_face.serving.write`` for the conventions.
 
-Weights: ``--weights_dir`` or, without it, ``DEFAULT_WEIGHTS_DIR``
+Appearance (``--appearance``): ``fit`` (default) minimises the paper's B-Net,
+FAN and DRN objectives for this photo (``tf_face.appearance``; no weights,
+about a second on 2 CPU cores); ``net`` runs the trained networks; ``net+fit``
+starts the fit at the networks' outputs.
+
+Weights (``net``, ``net+fit``): ``--weights_dir`` or, without it, ``DEFAULT_WEIGHTS_DIR``
 (``<repo>/demo_out/weights``, what ``make demo`` trains). ``--backend=tflite``
 runs the three networks with the TFLite interpreter from ``--tflite_dir``
 (``python -m train.export --tflite`` output, DIR/tflite) or, without it, from
@@ -37,13 +42,17 @@ from absl import app, flags
 
 from tf_face.cli import unwrap as _unwrap  # noqa: F401 - defines the shared flags
 from tf_face.cli.common import quiet_tensorflow, run_photo_cli
-from tf_face.serving.reconstruct import reconstruct_one
+from tf_face.serving.reconstruct import APPEARANCE_MODES, DEFAULT_APPEARANCE, reconstruct_one
 from tf_face.serving.weights import DEFAULT_WEIGHTS_DIR
 
 FLAGS = flags.FLAGS
+flags.DEFINE_enum("appearance", DEFAULT_APPEARANCE, list(APPEARANCE_MODES),
+                  "Where albedo, light and details come from: 'fit' = per-photo "
+                  "analysis-by-synthesis of the paper's objectives (no weights needed), "
+                  "'net' = the trained B-Net/FAN/DRN, 'net+fit' = the networks start the fit.")
 flags.DEFINE_string("weights_dir", None,
-                    f"Trained weights folder (default: {DEFAULT_WEIGHTS_DIR}, made by "
-                    "`make demo`).")
+                    f"Trained weights folder for --appearance=net|net+fit (default: "
+                    f"{DEFAULT_WEIGHTS_DIR}, made by `make demo`).")
 flags.DEFINE_enum("backend", "tf", ["tf", "tflite"],
                   "Run the networks with TensorFlow or with the TFLite interpreter.")
 flags.DEFINE_enum("tflite_precision", "float32", ["float32", "float16", "int8"],
@@ -67,7 +76,8 @@ def make_reconstructor(log=print):
     recon = Reconstructor(FLAGS.weights_dir, backend=FLAGS.backend,
                           model=FLAGS.model if FLAGS["model"].present else None,
                           tflite_precision=FLAGS.tflite_precision, tflite_dir=FLAGS.tflite_dir,
-                          min_cos=FLAGS.min_cos, fit_options=opts, log=log)
+                          min_cos=FLAGS.min_cos, fit_options=opts, log=log,
+                          appearance=FLAGS.appearance, uv_size=FLAGS.uv_size)
     if FLAGS["uv_size"].present and FLAGS.uv_size != recon.cfg.uv_size:
         raise TfFaceError(f"--uv_size={FLAGS.uv_size} but the weights in {recon.weights_dir} "
                           f"work at {recon.cfg.uv_size}; omit --uv_size")
@@ -85,8 +95,14 @@ def main(argv):
                                FLAGS.overwrite, FLAGS.renders, inputs=inputs)
         t = info["timings_ms"]
         net = sum(t.get(k, 0.0) for k in ("bnet", "fan", "drn"))
-        return (f"wrote {out_dir}/ ({len(info['files'])} entries); networks {net:.0f} ms "
-                f"({recon.backend.name}); open {Path(out_dir) / 'report.html'}")
+        fit = sum(v for k, v in t.items() if k.startswith("fit_"))
+        parts = []
+        if recon.appearance != "fit":
+            parts.append(f"networks {net:.0f} ms ({recon.backend.name})")
+        if recon.appearance != "net":
+            parts.append(f"appearance fit {fit:.0f} ms")
+        return (f"wrote {out_dir}/ ({len(info['files'])} entries); {', '.join(parts)}; "
+                f"open {Path(out_dir) / 'report.html'}")
 
     return run_photo_cli(FLAGS, lambda: make_reconstructor(
         log=lambda m: print(m, file=sys.stderr)), process)

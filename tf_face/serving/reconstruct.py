@@ -1,4 +1,5 @@
-"""Photo -> reconstruction: geometry pipeline, the three networks, detail maps.
+"""Photo -> reconstruction: geometry pipeline, appearance (per-photo fit and/or
+the three networks), detail maps.
 
 ``Reconstructor(weights_dir, backend)`` loads once (face model, UV atlas,
 MediaPipe TFLite models, B-Net/FAN/DRN on TF or TFLite, the albedo PCA model)
@@ -28,7 +29,7 @@ from typing import Optional
 import numpy as np
 
 from tf_face.serving.backends import NetworkOutputs, make_backend
-from tf_face.serving.weights import (WeightsError, load_albedo_model, read_weights_config,
+from tf_face.serving.weights import (WeightsConfig, WeightsError, load_albedo_model, read_weights_config,
                                      resolve_weights_dir)
 
 
@@ -41,6 +42,7 @@ class Reconstruction:
     displaced_position: np.ndarray  # [S, S, 3] camera frame, pixels
     detail_normals: np.ndarray     # [S, S, 3] camera frame, unit (0 outside valid)
     timings_ms: dict
+    appearance_note: str = ""      # a fallback the appearance step took ("" if none)
 
 
 def model_kind(spec: str) -> str:
@@ -59,35 +61,84 @@ def detail_maps(sample, atlas_mask, moving_rate, scale: float, detail_unit: floa
     return valid, disp, moved, normals
 
 
+APPEARANCE_MODES = ("fit", "net", "net+fit")
+DEFAULT_APPEARANCE = "fit"
+
+
+def fit_only_config(face_model, model_spec: str, uv_size: int, max_rate: float):
+    """The ``WeightsConfig`` of a run without weights (``--appearance=fit``)."""
+    from tf_face.training.jobs import model_detail_unit
+    return WeightsConfig(folder=None, model=str(model_spec), num_albedo=-1, uv_size=int(uv_size),
+                         color_space="linear", detail_unit=model_detail_unit(face_model),
+                         drn_max_displacement=float(max_rate), raw={})
+
+
+class _NoNetworks:
+    """Stands in for a network backend when ``appearance="fit"``."""
+    name = "none (per-photo fit)"
+
+
 class Reconstructor:
-    """Everything loaded once; ``run`` per photo (see the module doc)."""
+    """Everything loaded once; ``run`` per photo (see the module doc).
+
+    ``appearance``: ``"fit"`` (default; the per-photo analysis-by-synthesis of
+    ``tf_face.appearance``, no weights needed), ``"net"`` (B-Net/FAN/DRN from
+    ``weights_dir``) or ``"net+fit"`` (the networks' outputs start the fit).
+    """
 
     def __init__(self, weights_dir=None, backend: str = "tf", model: Optional[str] = None,
                  tflite_precision: str = "float32", tflite_dir=None, num_threads=None,
-                 min_cos: float = 0.2, fit_options=None, log=print):
+                 min_cos: float = 0.2, fit_options=None, log=print,
+                 appearance: str = DEFAULT_APPEARANCE, appearance_options=None,
+                 uv_size: int = 256):
         from tf_face.pipeline import GeometryPipeline
 
+        if appearance not in APPEARANCE_MODES:
+            raise ValueError(f"appearance must be one of {APPEARANCE_MODES}, got {appearance!r}")
         t0 = time.perf_counter()
-        self.weights_dir = resolve_weights_dir(weights_dir)
-        self.cfg = read_weights_config(self.weights_dir)
-        if model is not None and model_kind(model) != model_kind(self.cfg.model):
-            raise WeightsError(
-                f"the weights in {self.weights_dir} were trained with --model={self.cfg.model}; "
-                f"--model={model} has another UV layout/albedo model (omit --model or pass "
-                "one of the same kind)")
-        self.pipeline = GeometryPipeline(model or self.cfg.model, uv_size=self.cfg.uv_size,
-                                         min_cos=min_cos, fit_options=fit_options)
+        self.appearance, self.log = appearance, log
+        uses_nets = appearance != "fit"
+        if uses_nets:
+            self.weights_dir = resolve_weights_dir(weights_dir)
+            self.cfg = read_weights_config(self.weights_dir)
+            if model is not None and model_kind(model) != model_kind(self.cfg.model):
+                raise WeightsError(
+                    f"the weights in {self.weights_dir} were trained with --model={self.cfg.model}; "
+                    f"--model={model} has another UV layout/albedo model (omit --model or pass "
+                    "one of the same kind)")
+            if appearance == "net+fit" and self.cfg.color_space != "linear":
+                raise WeightsError(f"--appearance=net+fit needs weights trained in linear RGB; "
+                                   f"{self.weights_dir} uses {self.cfg.color_space}")
+            spec, size = model or self.cfg.model, self.cfg.uv_size
+        else:
+            self.weights_dir = None
+            spec, size = model or "default", int(uv_size)
+        self.pipeline = GeometryPipeline(spec, uv_size=size, min_cos=min_cos,
+                                         fit_options=fit_options)
         self.model, self.atlas = self.pipeline.model, self.pipeline.atlas
-        self.albedo_model = load_albedo_model(self.cfg, self.model)
-        kwargs = {}
-        if backend == "tflite":
-            kwargs = {"precision": tflite_precision, "tflite_dir": tflite_dir,
-                      "num_threads": num_threads, "log": log}
-        self.backend = make_backend(backend, self.weights_dir, self.cfg, self.albedo_model,
-                                    **kwargs)
-        # trace the tf.functions / allocate the interpreters now, so that the
-        # first photo's timings are warm like the others
-        self.backend(np.zeros((self.cfg.uv_size, self.cfg.uv_size, 3), np.float32))
+        self.fitter = None
+        if uses_nets:
+            self.albedo_model = load_albedo_model(self.cfg, self.model)
+            kwargs = {}
+            if backend == "tflite":
+                kwargs = {"precision": tflite_precision, "tflite_dir": tflite_dir,
+                          "num_threads": num_threads, "log": log}
+            self.backend = make_backend(backend, self.weights_dir, self.cfg, self.albedo_model,
+                                        **kwargs)
+            # trace the tf.functions / allocate the interpreters now, so that the
+            # first photo's timings are warm like the others
+            self.backend(np.zeros((self.cfg.uv_size, self.cfg.uv_size, 3), np.float32))
+        else:
+            from tf_face.training.albedo_model import uv_albedo_model
+            self.albedo_model = uv_albedo_model(self.model, self.atlas)
+            self.backend = _NoNetworks()
+        if appearance != "net":
+            from tf_face.appearance import AppearanceFitter, AppearanceOptions
+            opts = appearance_options or AppearanceOptions()
+            if not uses_nets:
+                self.cfg = fit_only_config(self.model, spec, size, opts.displacement.max_rate)
+            self.fitter = AppearanceFitter(self.albedo_model, self.atlas.mask,
+                                           self.cfg.detail_unit, opts)
         self.load_ms = (time.perf_counter() - t0) * 1e3
 
     @property
@@ -95,19 +146,40 @@ class Reconstructor:
         return self.cfg.color_space
 
     def run_networks(self, result) -> tuple:
-        nets = self.backend(result.sample.texture)
+        """(appearance outputs, detail maps, detail-map ms, note): networks and/or fit."""
+        from tf_face.appearance import AppearanceFitError
+
+        nets = self.backend(result.sample.texture) if self.appearance != "fit" else None
+        note = ""
+        if self.fitter is not None:
+            try:
+                fit = self.fitter.fit(result.sample, result.fitted.scale, init=nets)
+            except AppearanceFitError as e:
+                if nets is None:
+                    raise
+                note = f"appearance fit failed ({e}); using the networks' outputs"
+                self.log(f"warning: {note}")
+            else:
+                note = fit.fallback
+                if note:
+                    self.log(f"warning: {note}")
+                timings = dict(nets.timings_ms) if nets is not None else {}
+                timings.update(fit.timings_ms)
+                nets = NetworkOutputs(p_a=fit.p_a, sh=fit.sh, albedo_pca=fit.albedo_pca,
+                                      albedo=fit.albedo, moving_rate=fit.moving_rate,
+                                      timings_ms=timings)
         t = time.perf_counter()
         maps = detail_maps(result.sample, self.atlas.mask, nets.moving_rate,
                            result.fitted.scale, self.cfg.detail_unit)
-        return nets, maps, (time.perf_counter() - t) * 1e3
+        return nets, maps, (time.perf_counter() - t) * 1e3, note
 
     def run(self, image: np.ndarray, landmarks=None, face_index: int = 0) -> Reconstruction:
         result = self.pipeline.run(image, landmarks=landmarks, face_index=face_index)
-        nets, (valid, disp, moved, normals), detail_ms = self.run_networks(result)
+        nets, (valid, disp, moved, normals), detail_ms, note = self.run_networks(result)
         timings = {k: v for k, v in result.timings_ms.items() if k != "total"}
         timings.update(nets.timings_ms)
         timings["detail_maps"] = detail_ms
-        return Reconstruction(result, nets, valid, disp, moved, normals, timings)
+        return Reconstruction(result, nets, valid, disp, moved, normals, timings, note)
 
 
 def reconstruct_one(recon, image_path, out_dir, landmarks_path=None, face_index=0,

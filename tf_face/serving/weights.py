@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 
@@ -37,7 +38,7 @@ class WeightsError(TfFaceError):
 
 @dataclasses.dataclass
 class WeightsConfig:
-    folder: Path
+    folder: Optional[Path]        # None: no weights (--appearance=fit)
     model: str                    # face model spec (GeometryPipeline / load_face_model)
     num_albedo: int               # K
     uv_size: int
@@ -47,7 +48,7 @@ class WeightsConfig:
     raw: dict
 
     def to_json(self) -> dict:
-        return {"folder": str(self.folder), "model": self.model, "num_albedo": self.num_albedo,
+        return {"folder": None if self.folder is None else str(self.folder), "model": self.model, "num_albedo": self.num_albedo,
                 "uv_size": self.uv_size, "color_space": self.color_space,
                 "detail_unit": self.detail_unit,
                 "drn_max_displacement": self.drn_max_displacement}

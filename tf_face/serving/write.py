@@ -146,13 +146,18 @@ def write_reconstruction(directory, image, rec, recon, title: str = "tf_face rec
             base = name[:-5] if name.endswith("_base") else name
             cap = captions.get(base, base) + (" (no details)" if name.endswith("_base") else "")
             images[cap] = f"renders/{name}.png"
-    maps = {"UV texture (photo)": "texture.png", "albedo (FAN)": "albedo.png",
-            "albedo (B-Net PCA)": "albedo_pca.png", "displacement (16-bit)": "displacement.png",
+    source = {"fit": ("per-photo fit", "per-photo PCA fit"), "net": ("FAN", "B-Net PCA"),
+              "net+fit": ("networks + fit", "B-Net start + PCA fit")}[recon.appearance]
+    maps = {"UV texture (photo)": "texture.png", f"albedo ({source[0]})": "albedo.png",
+            f"albedo ({source[1]})": "albedo_pca.png", "displacement (16-bit)": "displacement.png",
             "detail normals": "detail_normals.png", "base normals (camera)": "normals.png"}
     all_timings = dict(rec.timings_ms) | timings
     info = {"backend": recon.backend.name
             + (f" ({recon.backend.precision})" if recon.backend.name == "tflite" else ""),
-            "weights": str(recon.weights_dir), "face model": model.name,
+            "appearance": recon.appearance + (f" ({rec.appearance_note})"
+                                               if rec.appearance_note else ""),
+            "weights": str(recon.weights_dir) if recon.weights_dir else "none",
+            "face model": model.name,
             "image size": f"{image.shape[1]}x{image.shape[0]}",
             "landmark RMSE / IOD": f"{fitted.landmark_rmse_iod:.4f}",
             "files": "mesh.obj/.mtl, mesh_detailed.obj/.mtl, mesh.glb, mesh_detailed.glb, "
@@ -161,6 +166,7 @@ def write_reconstruction(directory, image, rec, recon, title: str = "tf_face rec
                  glb_name="mesh.glb", info=info)
     write_json(d / "reconstruction.json", {
         "backend": info["backend"], "weights": cfg.to_json(),
+        "appearance": recon.appearance, "appearance_note": rec.appearance_note,
         "timings_ms": {k: round(v, 3) for k, v in all_timings.items()},
         "fit": res.fit_json()})
     return {"files": sorted(p.name for p in d.iterdir()), "timings_ms": all_timings}

@@ -1,0 +1,157 @@
+"""Per-photo analysis-by-synthesis: B-Net's, FAN's and DRN's objectives
+minimised for one photo (``--appearance=fit``), no trained weights needed.
+
+``AppearanceFitter(albedo_model, atlas_mask, detail_unit)`` is built once per
+face model; ``fit(sample, fit_scale, init=None)`` runs, in order:
+
+1. light + PCA albedo: (p_a, gamma) by alternating IRLS on E_pixel + w_a E_a
+   (+ the light prior) -- ``light_albedo``;
+2. displacement: DRN's Eq. 9 on the moving-rate map, shading the PCA albedo
+   (smooth, so the shading's high frequencies are left to geometry) --
+   ``maps.fit_displacement_map``;
+3. albedo map: FAN's E_pixel with the low-frequency guidance towards the PCA
+   albedo and mirror symmetry for hidden texels, shaded with the detail
+   normals of step 2 (so wrinkle shading is not painted into the albedo) --
+   ``maps.fit_albedo_map``.
+
+Order (ours): the paper trains FAN before DRN; for one photo the displacement
+goes first, because an albedo map fitted first explains every shading
+wrinkle as colour and leaves DRN nothing to see, while the smooth PCA albedo
+leaves the high-frequency shading to the geometry.
+
+``init`` (a ``NetworkOutputs``-like object with p_a, sh, moving_rate) starts
+the fit at a network's prediction (``--appearance=net+fit``).
+
+Everything is in linear RGB. Failures a photo can cause (no visible texel
+with a normal, a black or saturated face, a non-finite solution) raise
+``AppearanceFitError`` with one line; callers fall back to the networks or
+the PCA albedo and say so.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Optional
+
+import numpy as np
+
+from tf_face.appearance.light_albedo import LightAlbedoOptions, fit_light_albedo
+from tf_face.appearance.maps import (AlbedoMapOptions, DetailGrid, DisplacementOptions,
+                                     fit_albedo_map, fit_displacement_map)
+from tf_face.errors import TfFaceError
+
+#: a face whose visible texels (sRGB) are darker / brighter than this on average
+#: carries no usable shading
+MIN_MEAN_SRGB, MAX_MEAN_SRGB = 0.02, 0.98
+MIN_VISIBLE_TEXELS = 200
+
+
+class AppearanceFitError(TfFaceError):
+    """The per-photo fit cannot work on this photo (one-line reason)."""
+
+
+@dataclasses.dataclass
+class AppearanceOptions:
+    light_albedo: LightAlbedoOptions = dataclasses.field(default_factory=LightAlbedoOptions)
+    albedo_map: AlbedoMapOptions = dataclasses.field(default_factory=AlbedoMapOptions)
+    displacement: DisplacementOptions = dataclasses.field(default_factory=DisplacementOptions)
+    backend: str = "auto"       # render ops: auto | op | reference
+
+
+@dataclasses.dataclass
+class AppearanceResult:
+    """Same fields as ``tf_face.serving.backends.NetworkOutputs`` (linear RGB)."""
+    p_a: np.ndarray           # [K]
+    sh: np.ndarray            # [9, 3]
+    albedo_pca: np.ndarray    # [S, S, 3]
+    albedo: np.ndarray        # [S, S, 3]
+    moving_rate: np.ndarray   # [S, S] detail units
+    timings_ms: dict
+    objectives: dict          # stage -> objective history
+    fallback: str = ""        # why the maps fell back to the PCA fit ("" if they did not)
+
+
+def srgb_to_linear_np(x):
+    x = np.clip(np.asarray(x, np.float32), 0.0, 1.0)
+    return np.where(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055) ** 2.4).astype(np.float32)
+
+
+class AppearanceFitter:
+    def __init__(self, albedo_model, atlas_mask, detail_unit: float,
+                 options: Optional[AppearanceOptions] = None):
+        self.mean = np.asarray(albedo_model.mean, np.float32)
+        self.basis = np.asarray(albedo_model.basis, np.float32)
+        self.atlas_mask = np.asarray(atlas_mask, bool)
+        self.detail_unit = float(detail_unit)
+        self.options = options or AppearanceOptions()
+        self.grid = DetailGrid(self.atlas_mask)
+
+    def check_sample(self, sample) -> np.ndarray:
+        """The visible mask used, or ``AppearanceFitError`` (bad-input cases).
+
+        Texels with a non-finite normal or texture value are dropped (their
+        normal is zeroed in ``fit``), not propagated as NaN.
+        """
+        finite = np.all(np.isfinite(sample.normals), -1) & np.all(np.isfinite(sample.texture), -1)
+        vis = (np.asarray(sample.mask, bool) & self.atlas_mask & finite
+               & np.any(np.nan_to_num(sample.normals) != 0, -1))
+        n = int(vis.sum())
+        if n < MIN_VISIBLE_TEXELS:
+            raise AppearanceFitError(f"only {n} visible texels: the face is hidden, nothing "
+                                     "to fit the appearance to")
+        m = float(np.asarray(sample.texture, np.float32)[vis].mean())
+        if m < MIN_MEAN_SRGB:
+            raise AppearanceFitError(f"the face is black (mean {m:.3f}): no shading to fit")
+        if m > MAX_MEAN_SRGB:
+            raise AppearanceFitError(f"the face is saturated (mean {m:.3f}): no shading to fit")
+        return vis
+
+    def fit(self, sample, fit_scale: float, init=None) -> AppearanceResult:
+        o = self.options
+        vis = self.check_sample(sample)
+        if not (np.all(np.isfinite(sample.normals)) and np.all(np.isfinite(sample.texture))):
+            sample = dataclasses.replace(sample, normals=np.nan_to_num(sample.normals).astype(np.float32),
+                                 texture=np.nan_to_num(sample.texture).astype(np.float32))
+        timings = {}
+        tex = srgb_to_linear_np(sample.texture)
+        t = time.perf_counter()
+        try:
+            la = fit_light_albedo(tex, vis, sample.normals, self.mean, self.basis,
+                                  o.light_albedo,
+                                  p_init=None if init is None else init.p_a,
+                                  sh_init=None if init is None else init.sh)
+        except (ValueError, np.linalg.LinAlgError) as e:
+            raise AppearanceFitError(f"light/albedo fit failed: {e}") from e
+        pca = self.mean + np.einsum("hwck,k->hwc", self.basis, la.p_a)
+        pca = np.where(self.atlas_mask[..., None], pca, 0.0).astype(np.float32)
+        timings["fit_light_albedo"] = (time.perf_counter() - t) * 1e3
+        if not (np.all(np.isfinite(la.sh)) and np.all(np.isfinite(la.p_a))):
+            raise AppearanceFitError("the light/albedo fit gave non-finite values")
+
+        t = time.perf_counter()
+        pos = np.asarray(sample.position, np.float32) / (float(fit_scale) * self.detail_unit)
+        rate, hist_d = fit_displacement_map(
+            tex, vis, sample.normals, pos, la.sh, pca, self.grid, o.displacement,
+            rate_init=None if init is None else init.moving_rate, backend=o.backend)
+        timings["fit_displacement"] = (time.perf_counter() - t) * 1e3
+        if not np.all(np.isfinite(rate)):
+            rate = np.full_like(rate, np.nan)     # reported as a fallback below
+
+        t = time.perf_counter()
+        normals = sample.normals
+        if np.all(np.isfinite(rate)) and np.any(rate != 0):
+            from tf_face.serving.reconstruct import detail_maps
+            _, _, _, normals = detail_maps(sample, self.atlas_mask, rate, fit_scale,
+                                           self.detail_unit)
+            normals = np.where(np.any(normals != 0, -1, keepdims=True), normals, sample.normals)
+        albedo, hist_a = fit_albedo_map(tex, vis, normals, la.sh, pca, self.atlas_mask,
+                                        o.albedo_map, backend=o.backend)
+        timings["fit_albedo_map"] = (time.perf_counter() - t) * 1e3
+        fallback = ""
+        if not (np.all(np.isfinite(albedo)) and np.all(np.isfinite(rate))):
+            fallback = "the albedo/displacement map fit gave non-finite values; using the PCA fit"
+            albedo, rate = pca.copy(), np.zeros_like(pca[..., 0])
+        return AppearanceResult(la.p_a, la.sh, pca, albedo, rate.astype(np.float32), timings,
+                                {"light_albedo": la.objective, "displacement": hist_d,
+                                 "albedo_map": hist_a}, fallback)

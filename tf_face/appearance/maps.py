@@ -1,0 +1,221 @@
+"""FAN's and DRN's objectives minimised for one photo, on the maps themselves.
+
+* ``fit_albedo_map``: the albedo map A [S,S,3] (linear RGB) that minimises
+
+      E_pixel(T, A * E(n, gamma))                       (FAN's E_pixel, B-Net's gamma)
+    + w_low  * sum_atlas |G_sigma * (A - R_a)|^2        (low-frequency guidance)
+    + w_sym  * sum_{hidden, mirror visible} |A - flip(A)|   (what FAN's flip features do)
+
+  with ``R_a`` the PCA albedo of the light/albedo fit, ``G_sigma`` a Gaussian
+  low-pass (normalised convolution over the atlas) and ``flip`` the UV map's
+  left/right mirror (the UV layouts are symmetric in u). The guidance keeps
+  the map's low frequencies at the PCA albedo -- so shading and shadows, which
+  are low-frequency, do not leak into the albedo -- while the pixels give the
+  high frequencies (freckles, moles, brows, lip lines). Hidden texels whose
+  mirror is visible take the mirror's detail; the others keep R_a.
+  Start: the closed-form minimiser without the coupling, ``R_a + highpass(T /
+  E - R_a)`` on visible texels and its mirror on hidden ones; then Adam steps
+  on the whole objective.
+* ``fit_displacement_map``: DRN's moving rate r_d [S,S] (detail units along
+  the base normal) minimising Eq. 9,
+  ``w_grad E_grad + w_const E_const + w_smooth E_smooth``, with the shading of
+  the displaced detail mesh (``tf_face.training.detail``, the one detail-normal
+  formula), from 0 (or a network's output) by Adam. E_const and E_smooth
+  measure Δd in millimetres (``unit_mm`` = 63 mm per inter-ocular distance,
+  the adult mean): the paper's weights were set for a face model in mm
+  (BFM), and in inter-ocular units (1 IOD ~ 63 mm) they are 63x (E_const)
+  and 63^2 x (E_smooth) too weak -- measured: the fit then bends the normals
+  to explain the photo's noise and the base mesh's misfit (detail-normal
+  error 2.2 -> 10 deg on synthetic faces), while in mm it stays at or below
+  "no detail".
+
+Shading goes through ``tf_face.render.sh_shade`` and E_smooth through
+``tf_face.render.mesh_laplacian_smoothness`` (custom ops, or their pure-TF
+reference: ``backend``). Loss terms are ``tf_face.losses`` with
+``reduction="sum"`` (the L1 norms of the paper, so its weights apply).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import tensorflow as tf
+
+from tf_face import losses as L
+from tf_face.render import grid_adjacency, mesh_laplacian_smoothness, sh_shade
+from tf_face.training.detail import (detail_normals, displacement_from_rate, fd_orientation,
+                                     gather_texels)
+
+
+@dataclasses.dataclass
+class AlbedoMapOptions:
+    w_low: float = 100.0        # low-frequency guidance towards the PCA albedo
+    w_sym: float = 0.5          # hidden texels towards their visible mirror
+    sigma: float = 4.0          # low-pass Gaussian sigma, texels at 256^2 (scaled with S)
+    steps: int = 15             # Adam steps after the closed-form start (0: start only)
+    learning_rate: float = 3e-3
+
+
+@dataclasses.dataclass
+class DisplacementOptions:
+    w_grad: float = 0.5         # the paper's DRN weights (sum reductions)
+    w_const: float = 1.0
+    w_smooth: float = 20.0
+    unit_mm: float = 63.0        # millimetres per detail unit, for E_const and E_smooth
+    steps: int = 10
+    learning_rate: float = 3e-3  # largest move per step, detail units (inter-ocular distances)
+    max_rate: float = 0.05       # |r_d| bound, detail units (as DRN's output layer)
+
+
+def _gaussian_kernel(sigma: float) -> np.ndarray:
+    r = max(1, int(np.ceil(3 * sigma)))
+    x = np.arange(-r, r + 1, dtype=np.float64)
+    k = np.exp(-0.5 * (x / sigma) ** 2)
+    return (k / k.sum()).astype(np.float32)
+
+
+def _blur(x: tf.Tensor, kernel: np.ndarray) -> tf.Tensor:
+    """Separable Gaussian blur of [B,H,W,C] with zero padding."""
+    c = x.shape[-1]
+    k = tf.constant(kernel)
+    kx = tf.tile(tf.reshape(k, [1, -1, 1, 1]), [1, 1, c, 1])
+    ky = tf.tile(tf.reshape(k, [-1, 1, 1, 1]), [1, 1, c, 1])
+    y = tf.nn.depthwise_conv2d(x, kx, [1, 1, 1, 1], "SAME")
+    return tf.nn.depthwise_conv2d(y, ky, [1, 1, 1, 1], "SAME")
+
+
+def masked_lowpass(x, mask, kernel) -> tf.Tensor:
+    """Normalised convolution: blur(x m) / blur(m) (0 where blur(m) ~ 0)."""
+    num = _blur(x * mask, kernel)
+    den = _blur(mask, kernel)
+    return tf.math.divide_no_nan(num, den) * tf.cast(den > 1e-3, x.dtype)
+
+
+def _adam(objective, x0: tf.Tensor, steps: int, lr: float, project=None):
+    """``steps`` Adam steps on ``objective(x)`` with ONE second-moment scale for
+    the whole map (the running mean of the largest squared gradient entry)
+    instead of one per entry; returns (x, objective history).
+
+    Per-entry Adam moves every texel by about ``lr`` per step whatever the size
+    of its gradient, so texels whose optimum is 0 (most of a displacement map)
+    dither by +-lr and the map fills with noise; one shared scale keeps the
+    gradient's relative sizes (a texel with a 100x smaller gradient moves 100x
+    less; the largest moves about ``lr``) while keeping Adam's invariance to the
+    objective's scale.
+    """
+    x = tf.Variable(x0)
+    opt_m = tf.zeros_like(x0)
+    opt_v = tf.zeros([], x0.dtype)
+    b1, b2, eps = 0.9, 0.999, 1e-12
+
+    @tf.function(reduce_retracing=True)
+    def step(t, m, v):
+        with tf.GradientTape() as tape:
+            loss = objective(x)
+        g = tape.gradient(loss, x)
+        g = tf.where(tf.math.is_finite(g), g, tf.zeros_like(g))
+        m = b1 * m + (1 - b1) * g
+        v = b2 * v + (1 - b2) * tf.reduce_max(tf.square(g))
+        mh = m / (1 - b1 ** t)
+        vh = v / (1 - b2 ** t)
+        new = x - lr * mh / (tf.sqrt(vh) + eps)
+        x.assign(project(new) if project is not None else new)
+        return loss, m, v
+
+    history = []
+    for t in range(1, int(steps) + 1):
+        loss, opt_m, opt_v = step(tf.constant(float(t)), opt_m, opt_v)
+        history.append(float(loss))
+    if steps > 0:
+        history.append(float(objective(x)))
+    return x.value(), history
+
+
+def mirror_u(x):
+    """The UV map's left/right mirror (u -> 1 - u): flip the width axis."""
+    return tf.reverse(x, axis=[2])
+
+
+def fit_albedo_map(texture_linear, visible, normals, sh, albedo_pca, atlas_mask,
+                   opts: AlbedoMapOptions | None = None, backend: str = "auto"):
+    """(albedo [S,S,3] float32 linear, objective history); see the module doc."""
+    opts = opts or AlbedoMapOptions()
+    size = int(np.shape(atlas_mask)[0])
+    kernel = _gaussian_kernel(opts.sigma * size / 256.0)
+    t = tf.constant(np.asarray(texture_linear, np.float32)[None])
+    n = tf.constant(np.asarray(normals, np.float32)[None])
+    g = tf.constant(np.asarray(sh, np.float32).reshape(1, 9, 3))
+    atlas = tf.constant(np.asarray(atlas_mask, np.float32)[None, ..., None])
+    vis = tf.constant(np.asarray(visible, np.float32)[None, ..., None]) * atlas
+    pca = tf.constant(np.asarray(albedo_pca, np.float32)[None]) * atlas
+    irradiance = sh_shade(tf.ones_like(n), n, g, backend=backend)
+    # closed-form start: delighted residual, high-passed, mirrored into hidden texels
+    ok = vis * tf.cast(tf.reduce_min(irradiance, -1, keepdims=True) > 0.05, tf.float32)
+    delit = tf.math.divide_no_nan(t, tf.maximum(irradiance, 0.05)) * ok
+    resid = (delit - pca) * ok
+    high = (resid - masked_lowpass(resid, ok, kernel)) * ok
+    mirror_ok = mirror_u(ok) * atlas * (1 - ok)
+    x0 = high + mirror_u(high) * mirror_ok
+    sym_mask = mirror_ok
+
+    def objective(x):
+        albedo = pca + x * atlas
+        shaded = sh_shade(albedo, n, g, backend=backend)
+        e_pix = L.pixel_loss(t, shaded, vis, reduction="sum")
+        low = masked_lowpass(x, atlas, kernel) * atlas
+        e_low = tf.reduce_sum(tf.square(low))
+        e_sym = tf.reduce_sum(tf.abs(albedo - tf.stop_gradient(mirror_u(albedo))) * sym_mask)
+        return e_pix + opts.w_low * e_low + opts.w_sym * e_sym
+
+    x, history = _adam(objective, x0, opts.steps, opts.learning_rate)
+    albedo = tf.clip_by_value(pca + x * atlas, 0.0, 1.0) * atlas
+    return albedo[0].numpy(), history
+
+
+class DetailGrid:
+    """The texel-grid detail mesh of an atlas mask (adjacency as tensors), built once."""
+
+    def __init__(self, atlas_mask):
+        adj = grid_adjacency(np.asarray(atlas_mask, bool))
+        self.row_ptr = tf.constant(adj.row_ptr, tf.int32)
+        self.col_idx = tf.constant(adj.col_idx, tf.int32)
+        self.texels = tf.constant(adj.texel_index, tf.int32)
+        self.valid = tf.constant(np.asarray(atlas_mask, np.float32)[None, ..., None])
+
+
+def fit_displacement_map(texture_linear, visible, normals, position_units, sh, albedo,
+                         grid: DetailGrid, opts: DisplacementOptions | None = None,
+                         rate_init=None, backend: str = "auto"):
+    """(moving rate r_d [S,S] float32 in detail units, objective history).
+
+    ``position_units``: the position map divided by (fit scale x detail unit),
+    so r_d is in the same units as DRN's output.
+    """
+    opts = opts or DisplacementOptions()
+    t = tf.constant(np.asarray(texture_linear, np.float32)[None])
+    n = tf.constant(np.asarray(normals, np.float32)[None])
+    pos = tf.constant(np.asarray(position_units, np.float32)[None])
+    g = tf.constant(np.asarray(sh, np.float32).reshape(1, 9, 3))
+    a = tf.constant(np.asarray(albedo, np.float32)[None])
+    valid = grid.valid * tf.cast(tf.reduce_any(n != 0, -1, keepdims=True), tf.float32)
+    vis = tf.constant(np.asarray(visible, np.float32)[None, ..., None]) * valid
+    orient = fd_orientation(pos, n, valid)
+    x0 = tf.zeros_like(valid) if rate_init is None else \
+        tf.constant(np.asarray(rate_init, np.float32).reshape(valid.shape))
+
+    def objective(rate):
+        delta = displacement_from_rate(rate, n, valid)
+        nd = detail_normals(pos, n, delta, valid, orient)
+        shaded = sh_shade(a, nd, g, backend=backend)
+        e_grad = L.gradient_loss(t, shaded, vis, reduction="sum")
+        delta_mm = delta * opts.unit_mm
+        e_const = L.displacement_const(delta_mm, valid, reduction="sum")
+        e_smooth = tf.reduce_sum(mesh_laplacian_smoothness(
+            gather_texels(delta_mm, grid.texels), grid.row_ptr, grid.col_idx, backend=backend))
+        return opts.w_grad * e_grad + opts.w_const * e_const + opts.w_smooth * e_smooth
+
+    bound = float(opts.max_rate)
+    x, history = _adam(objective, x0, opts.steps, opts.learning_rate,
+                       project=lambda r: tf.clip_by_value(r, -bound, bound) * valid)
+    return x[0, ..., 0].numpy(), history
