@@ -136,9 +136,10 @@ def run_demo(out_dir: Path) -> None:
     for name, photo in (("astronaut", out_dir / "astronaut.png"), ("synthetic", held_photo)):
         target = out_dir / "reconstruct" / name
         times[f"reconstruct {name}"] = run_step(
-            f"5. reconstruct {name}: textured, detailed 3D face, renders, report.html",
+            f"5. reconstruct {name}: textured, detailed 3D face, renders, report.html "
+            "(appearance: the per-photo fit, started at the demo networks' outputs)",
             [py, "-m", "tf_face.cli.reconstruct", f"--image={photo}", f"--out_dir={target}",
-             f"--weights_dir={weights}", "--overwrite"])
+             f"--weights_dir={weights}", "--appearance=net+fit", "--overwrite"])
         reports.append(target / "report.html")
     print("\n=== done in %.0f s" % (time.perf_counter() - t0))
     for k, v in times.items():
