@@ -77,10 +77,21 @@ def normals_to_rgb(normals: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return np.where(mask[..., None], rgb, 0.0)
 
 
+OVERLAY_OBSERVED_BGR = (40, 40, 230)    # red: landmarks the fit was given
+OVERLAY_FITTED_BGR = (230, 210, 0)      # cyan: the fitted model's landmarks, reprojected
+OVERLAY_LINK_BGR = (0, 230, 255)        # yellow: observed -> fitted, one line per pair
+
+
 def draw_overlay(image: np.ndarray, vertices_image: np.ndarray, triangles: np.ndarray,
                  landmarks_2d: np.ndarray | None = None,
-                 detection_box: np.ndarray | None = None) -> np.ndarray:
-    """Mesh wireframe (green), landmarks (red) and the face box (blue) on the photo."""
+                 detection_box: np.ndarray | None = None,
+                 fitted_2d: np.ndarray | None = None) -> np.ndarray:
+    """Mesh wireframe (green), observed landmarks (red), the face box (blue) on the photo.
+
+    With ``fitted_2d`` (the fitted model's landmarks projected, same order and
+    count as ``landmarks_2d``) each pair is joined by a yellow line and the
+    fitted point is drawn in cyan on top, so the reprojection error of every
+    landmark is visible; a one-line legend goes in the top-left corner."""
     h, w = image.shape[:2]
     scale = min(1.0, OVERLAY_MAX_SIDE / max(h, w))
     canvas = image if scale == 1.0 else cv2.resize(
@@ -92,11 +103,29 @@ def draw_overlay(image: np.ndarray, vertices_image: np.ndarray, triangles: np.nd
     pts = np.round(vertices_image[:, :2] * f).astype(np.int32)
     polys = [pts[t] for t in triangles]
     thick = max(1, round(max(canvas.shape[:2]) / 800))
-    cv2.polylines(canvas, polys, True, (60, 200, 60), thick, cv2.LINE_AA, shift)
+    # the wireframe at 45 % opacity: dense meshes (ICT: 18k triangles) on a small
+    # face would otherwise hide the photo and the landmarks' context
+    wire = canvas.copy()
+    cv2.polylines(wire, polys, True, (60, 200, 60), thick, cv2.LINE_AA, shift)
+    canvas = cv2.addWeighted(wire, 0.45, canvas, 0.55, 0.0)
     if landmarks_2d is not None:
         r = max(2, thick * 2) << shift
-        for p in np.round(np.asarray(landmarks_2d)[:, :2] * f).astype(np.int32):
-            cv2.circle(canvas, (int(p[0]), int(p[1])), r, (40, 40, 230), -1, cv2.LINE_AA, shift)
+        obs = np.round(np.asarray(landmarks_2d)[:, :2] * f).astype(np.int32)
+        fit = None
+        if fitted_2d is not None and np.shape(fitted_2d)[0] == len(obs):
+            fit = np.round(np.asarray(fitted_2d)[:, :2] * f).astype(np.int32)
+            for a, b in zip(obs, fit):
+                cv2.line(canvas, (int(a[0]), int(a[1])), (int(b[0]), int(b[1])),
+                         OVERLAY_LINK_BGR, thick, cv2.LINE_AA, shift)
+        for p in obs:
+            cv2.circle(canvas, (int(p[0]), int(p[1])), r, OVERLAY_OBSERVED_BGR, -1,
+                       cv2.LINE_AA, shift)
+        if fit is not None:
+            rf = max(1 << shift, (r * 3) // 4)
+            for p in fit:
+                cv2.circle(canvas, (int(p[0]), int(p[1])), rf, OVERLAY_FITTED_BGR, -1,
+                           cv2.LINE_AA, shift)
+            _legend(canvas, thick)
     if detection_box is not None:
         b = np.round(np.asarray(detection_box) * f).astype(np.int32)
         cv2.rectangle(canvas, (int(b[0]), int(b[1])), (int(b[2]), int(b[3])), (230, 120, 30),
@@ -104,11 +133,28 @@ def draw_overlay(image: np.ndarray, vertices_image: np.ndarray, triangles: np.nd
     return canvas[..., ::-1]
 
 
+def _legend(canvas: np.ndarray, thick: int) -> None:
+    """'observed' in red, 'fitted' in cyan, on a dark strip in the top-left corner."""
+    font_scale = max(0.4, max(canvas.shape[:2]) / 1400)
+    x, y = 4, 4
+    (w1, h), _ = cv2.getTextSize("observed ", cv2.FONT_HERSHEY_SIMPLEX, font_scale, thick)
+    (w2, _), _ = cv2.getTextSize("fitted", cv2.FONT_HERSHEY_SIMPLEX, font_scale, thick)
+    cv2.rectangle(canvas, (x, y), (x + w1 + w2 + 8, y + h + 10), (0, 0, 0), -1)
+    cv2.putText(canvas, "observed", (x + 4, y + h + 4), cv2.FONT_HERSHEY_SIMPLEX, font_scale,
+                OVERLAY_OBSERVED_BGR, thick, cv2.LINE_AA)
+    cv2.putText(canvas, "fitted", (x + 4 + w1, y + h + 4), cv2.FONT_HERSHEY_SIMPLEX, font_scale,
+                OVERLAY_FITTED_BGR, thick, cv2.LINE_AA)
+
+
 def write_unwrap_outputs(directory, image: np.ndarray, result, model) -> list:
     """Write texture/mask/normals/position/overlay/fit.json of one PipelineResult.
 
-    The overlay shows the fitted mesh and the landmarks the fit used (for the
-    468-point MediaPipe landmarks: their 68 iBUG points, for readability)."""
+    The overlay shows the fitted mesh, the landmarks the fit used (red; for
+    the 468-point MediaPipe landmarks their 68 iBUG points, for readability)
+    and the fitted model's landmarks reprojected (cyan: the vertices
+    ``fitted.landmark_vertices``, sliding jaw choices included), each pair
+    joined by a yellow line. For the default model the fitted vertices are
+    the observations, so the pairs coincide."""
     d = Path(directory)
     s = result.sample
     write_png_rgb(d / "texture.png", np.where(s.mask[..., None], s.texture, 0.0))
@@ -116,11 +162,17 @@ def write_unwrap_outputs(directory, image: np.ndarray, result, model) -> list:
     write_png_rgb(d / "normals.png", normals_to_rgb(s.normals, np.any(s.normals != 0, axis=-1)))
     np.save(d / "position.npy", s.position.astype(np.float32))
     np.save(d / "normals.npy", s.normals.astype(np.float32))
-    lm = np.asarray(result.fitted.landmarks_observed)
+    fitted = result.fitted
+    lm = np.asarray(fitted.landmarks_observed)
+    fit_lm = np.asarray(fitted.vertices_image)[np.asarray(fitted.landmark_vertices)]
     if lm.shape[0] == model.num_vertices and model.landmarks68 is not None:
-        lm = lm[model.landmarks68]
+        lm, fit_lm = lm[model.landmarks68], fit_lm[model.landmarks68]
+    elif lm.shape[0] == 5 and model.landmarks68 is not None:
+        # 5-point fits: eye centres are means of iBUG 36-41 / 42-47 (see fitting.spec_5)
+        v68 = np.asarray(fitted.vertices_image)[np.asarray(model.landmarks68)]
+        fit_lm = np.stack([v68[36:42].mean(0), v68[42:48].mean(0), v68[30], v68[48], v68[54]])
     box = result.detection.box if result.detection is not None else None
-    write_png_rgb(d / "overlay.png", draw_overlay(image, result.fitted.vertices_image,
-                                                   model.triangles, lm, box))
+    write_png_rgb(d / "overlay.png", draw_overlay(image, fitted.vertices_image,
+                                                   model.triangles, lm, box, fit_lm))
     write_json(d / "fit.json", result.fit_json())
     return sorted(p.name for p in d.iterdir())
