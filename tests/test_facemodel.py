@@ -275,6 +275,30 @@ def test_ict_obj_folder_round_trip(tmp_path):
     assert np.all(n[:, 2] > 0)
 
 
+def test_ict_obj_folder_landmarks_and_contours(tmp_path):
+    """A landmarks68.txt beside the OBJs gives landmarks and sliding jaw
+    candidates (patches inside the jaw line, on the landmark's side)."""
+    lm = grid_landmarks()
+    vts = (VERTS[:, :2] - VERTS[:, :2].min(0)) / np.ptp(VERTS[:, :2], axis=0)
+    write_obj(tmp_path / "generic_neutral_mesh.obj", VERTS, TRIS, vts)
+    (tmp_path / "landmarks68.txt").write_text(" ".join(map(str, lm)))
+    m = load_face_model(f"ict:{tmp_path}")
+    np.testing.assert_array_equal(m.landmarks68, lm)
+    assert set(m.contour_candidates) == set(range(8)) | set(range(9, 17))
+    centre = m.mean_shape[lm, :2].mean(axis=0)
+    for slot, cand in m.contour_candidates.items():
+        x = m.mean_shape[cand]
+        assert cand[0] == lm[slot] and len(np.unique(cand)) == len(cand)
+        assert np.all(np.sign(x[:, 0]) == np.sign(x[0, 0]))
+        # the far side's outline lies inside the jaw line: candidates reach
+        # there, none lies further out than the jaw vertex (on this coarse
+        # 14 mm grid a slot may keep only its own vertex)
+        r = np.linalg.norm(x[:, :2] - centre, axis=1)
+        assert len(cand) == 1 or r[1:].min() < r[0]
+        assert r.max() <= r[0] + 1e-4
+    assert sum(len(c) > 1 for c in m.contour_candidates.values()) >= 12
+
+
 def test_ict_obj_folder_errors(tmp_path):
     with pytest.raises(FaceModelError, match="not a folder"):
         load_face_model(f"ict:{tmp_path / 'nope'}")
@@ -345,11 +369,12 @@ def test_shared_ict_npz_loads_with_landmarks_and_contours():
     # v down: forehead above chin in the image sense
     assert m.uv[m.landmarks68[27], 1] < m.uv[m.landmarks68[8], 1]
     assert set(m.contour_candidates) == set(range(8)) | set(range(9, 17))
-    ext = set(np.load(p)["contour_right_ext"].tolist())
-    assert any(ext & set(m.contour_candidates[s].tolist()) for s in range(8))
+    narrow = np.load(p)["narrow_face_vertex_mask"]
     for slot, cand in m.contour_candidates.items():
         assert cand[0] == m.landmarks68[slot]
         assert len(cand) == len(set(cand.tolist()))
+        # on the face: no neck, ears or scalp (tests/test_fitting.py checks more)
+        assert narrow[cand].all()
     # std-scaled identity basis: unit coefficient = README's identityKKK delta
     np.testing.assert_allclose(
         m.shape_basis[:, :, 0], (np.load(p)["id_basis"][:, 0] * np.load(p)["id_std"][0]).reshape(-1, 3),

@@ -16,8 +16,17 @@
   ``../shared/data/ict_face_model.README.md``: ``mean`` [V,3] cm,
   ``id_basis`` [3V,K] with ``id_std`` [K] (std-scaled basis = id_basis *
   id_std), ``exp_basis`` [3V,Ke], ``triangles``, ``uv`` (v up -> flipped),
-  ``landmarks68``, ``contour_right_ext`` / ``contour_left_ext`` (jawline
-  candidates that feed the sliding contours).
+  ``landmarks68``, ``narrow_face_vertex_mask``.
+
+Sliding jaw candidates (``tf_face.fitting.contour.jaw_contour_candidates``)
+are patches of the *narrow face area* (vertices 0..6705: no neck, ears or
+scalp) around each jaw landmark, from inside the face out to the jaw line and
+not beyond it (the underside of the chin and the neck lie there). The
+file's ``contour_*_ext`` jawline lists are not used: they run *along* the
+jaw. (The earlier horizontal bands over the whole face area, beyond the jaw
+vertex too, reached the front of the neck at chin height, which is wider
+than the chin, so the "outermost" candidate of jaw points 5-11 was a neck
+vertex up to 0.54 IOD from the detected chin: astronaut landmark RMSE 0.112.)
 
 ICT's frame is the model frame already (+x subject's left, +y up, +z out of
 the face), units centimetres. No albedo model.
@@ -32,10 +41,13 @@ import numpy as np
 
 from tf_face.errors import FaceModelError
 from tf_face.facemodel.base import FaceModel
-from tf_face.facemodel.mesh import contour_candidates
 from tf_face.facemodel.safe_io import need, read_npz
+from tf_face.fitting.contour import jaw_contour_candidates
 
 NEUTRAL_OBJ = "generic_neutral_mesh.obj"
+# ICT-FaceKit's "narrow face area": vertices 0..6705 of the source mesh (face
+# without ears, neck or scalp). Sliding jaw candidates stay inside it.
+NARROW_FACE_VERTICES = 6706
 
 
 def _parse_obj(path: Path, want_faces: bool, what: str):
@@ -155,7 +167,10 @@ def load_ict_obj_folder(folder: str | Path) -> FaceModel:
         expr_basis=None if not exprs else deltas(exprs).astype(np.float32),
         units="cm", expr_names=[p.stem for p in exprs])
     if lm is not None:
-        model.contour_candidates = contour_candidates(mean, tri, lm)
+        # face-area vertices come first in ICT's OBJ, so ids 0..6705 (the
+        # README's "narrow face area") are the face without neck, ears, scalp
+        narrow = (keep - 1) < NARROW_FACE_VERTICES
+        model.contour_candidates = jaw_contour_candidates(mean, tri, lm, vertex_mask=narrow)
     return model.validate()
 
 
@@ -188,19 +203,19 @@ def load_ict_npz(path: str | Path) -> FaceModel:
     lm = need(d, "landmarks68", what).astype(np.int64)
     if lm.shape != (68,) or lm.min() < 0 or lm.max() >= n:
         raise FaceModelError(f"{what}: landmarks68 must be 68 ids in [0,{n})")
-    extra = {}
-    if "contour_right_ext" in d and "contour_left_ext" in d:
-        right = need(d, "contour_right_ext", what).astype(np.int64).ravel()
-        left = need(d, "contour_left_ext", what).astype(np.int64).ravel()
-        if min(right.min(), left.min()) < 0 or max(right.max(), left.max()) >= n:
-            raise FaceModelError(f"{what}: contour lists hold ids outside [0,{n})")
-        extra = {**{s: right for s in range(8)}, **{s: left for s in range(9, 17)}}
+    narrow = None
+    if "narrow_face_vertex_mask" in d:
+        narrow = d["narrow_face_vertex_mask"].astype(bool).ravel()
+        if narrow.shape != (n,):
+            raise FaceModelError(f"{what}: narrow_face_vertex_mask must have {n} values")
+    elif n > NARROW_FACE_VERTICES:
+        narrow = np.arange(n) < NARROW_FACE_VERTICES
     tri = tri.astype(np.int32)
     model = FaceModel(
         name="ict", mean_shape=mean.astype(np.float32), triangles=tri,
         uv=uv.astype(np.float32), landmarks68=lm.astype(np.int32),
         shape_basis=basis("id_basis", id_std), expr_basis=basis("exp_basis"),
-        contour_candidates=contour_candidates(mean, tri, lm, extra=extra),
+        contour_candidates=jaw_contour_candidates(mean, tri, lm, vertex_mask=narrow),
         units=str(d["units"]) if "units" in d and d["units"].dtype.kind == "U" else "cm",
         expr_names=([str(s) for s in d["exp_names"]]
                     if "exp_names" in d and d["exp_names"].dtype.kind == "U" else []))

@@ -13,7 +13,8 @@ Input forms (``landmarks``, image pixels):
   and the *posed mean shape*, / IOD: it says how far the face is from the mean
   (0 only for a face that is exactly the mean up to a similarity).
 * ``[68, 2]`` (iBUG order; a third column is ignored): Eq. 1 on
-  ``model.landmarks68`` with sliding contour landmarks.
+  ``model.landmarks68`` with sliding contour landmarks (across the jaw to
+  the outline; in the final pass also along the jaw, see ``contour.py``).
 * ``[5, 2]``: image-left eye centre, image-right eye centre, nose tip,
   image-left and image-right mouth corner (iBUG mean(36..41), mean(42..47),
   30, 48, 54), fitted as weighted vertex sums.
@@ -193,6 +194,27 @@ def _rows(model, parts, used):
     return mean_v, basis_v
 
 
+_TABLE_CACHE: list = []   # [(weakref of the mean shape, key bytes, ContourTable)], newest last
+
+
+def _contour_table(model, spec):
+    """``ContourTable.from_spec`` (~10 ms for ICT's 2.5k candidates), cached
+    per (mean-shape array, landmark rows, candidate ids) like ``_rows``."""
+    rows = sorted(spec.contour)
+    key = b"|".join([spec.main_vertex().tobytes()]
+                    + [np.asarray(spec.contour[r], np.int64).tobytes() for r in rows])
+    for ref, k, table in _TABLE_CACHE:
+        if k == key and ref() is model.mean_shape:
+            return table
+    table = ContourTable.from_spec(spec, np.asarray(model.mean_shape))
+    try:
+        _TABLE_CACHE.append((weakref.ref(model.mean_shape), key, table))
+    except TypeError:
+        return table
+    del _TABLE_CACHE[:-_ROW_CACHE_SIZE]
+    return table
+
+
 def _fit_2d(model, xy: np.ndarray, spec, size, options: FitOptions) -> FittedFace:
     _spread_check(xy)
     iod = eye_distance(xy, spec)
@@ -213,14 +235,21 @@ def _fit_2d(model, xy: np.ndarray, spec, size, options: FitOptions) -> FittedFac
     prob = eq1.Problem(obs=obs, mean_v=mean_v, basis_v=basis_v,
                        idx=np.searchsorted(used, spec.indices), wts=spec.weights.copy(),
                        reg=cat(regs), lo=cat(los), hi=cat(his), free=cat(frees, bool))
-    table = ContourTable.from_spec(spec, np.asarray(model.mean_shape)) if sliding else None
+    table = _contour_table(model, spec) if sliding else None
     if table is not None:
         cand_pos = np.searchsorted(used, table.ids)
 
-    def reselect(st) -> bool:
+    def reselect(st, along=False) -> bool:
+        """Contour choice for the state ``st``; ``along``: the strip nearest
+        the observation (sliding along the jaw), else strip 0 (contour.py)."""
         pos = mean_v + basis_v @ st.c if basis_v.shape[2] else mean_v   # [U, 3]
-        pts3 = pos[cand_pos]
-        chosen = np.searchsorted(used, table.select(pts3, st.r, options.contour_near_yaw_deg))
+        pts3 = pos[cand_pos]                                            # [S, strips, n, 3]
+        img = img_obs = None
+        if along:
+            img = st.s * (pts3 @ st.r.T)[..., :2] * np.array([1.0, -1.0]) + st.t
+            img_obs = prob.obs[table.rows]
+        chosen = np.searchsorted(used, table.select(pts3, st.r, options.contour_near_yaw_deg,
+                                                    img, img_obs))
         changed = bool(np.any(prob.idx[table.rows, 0] != chosen))
         prob.idx[table.rows, 0] = chosen
         return changed
@@ -237,10 +266,10 @@ def _fit_2d(model, xy: np.ndarray, spec, size, options: FitOptions) -> FittedFac
         st.c = eq1.solve_coefficients(st, prob)
     if table is not None and options.rounds == 0:
         reselect(st)
-    for _ in range(2):
+    for _ in range(2):      # joint LM; re-select (now also along the jaw) and refine once
         st = eq1.levenberg_marquardt(st, prob, options.lm_iterations, lm,
                                      tol=options.lm_tolerance)
-        if table is None or not reselect(st):
+        if table is None or not reselect(st, options.contour_along_jaw):
             break
     mean_l, basis_l = eq1.landmark_rows(prob)
     res, _ = eq1.residual(st, mean_l, basis_l, prob)

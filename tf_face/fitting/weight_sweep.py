@@ -6,7 +6,8 @@
 Faces: alpha ~ N(0, I), ICT blendshape weights clip(U(-0.6, 0.5), 0, 1)
 (about a third of the 53 active), yaw U(-40, 40), pitch/roll U(-15, 15) deg.
 The 68 landmarks are what a 2D annotator would mark (jaw points on the visible
-outline for sides not turned towards the camera), plus Gaussian noise of
+outline for sides not turned towards the camera, ``annotator_landmarks``;
+candidates from the model's loader), plus Gaussian noise of
 ``noise`` x IOD per coordinate. Reported per (noise, w_shape, w_expr): dense
 vertex error of the pose-free shape (cm, RMS over all vertices), RMS error of
 alpha, mean |beta error|, rotation error (deg), landmark_rmse_iod.
@@ -20,23 +21,26 @@ import time
 
 import numpy as np
 
+from tf_face.fitting.contour import ContourTable
 from tf_face.fitting.fit import fit_face
+from tf_face.fitting.landmark_spec import spec_68
 from tf_face.fitting.options import FitOptions
 from tf_face.fitting.rotation import euler_ypr, rotation_angle
 from tf_face.types import model_to_image
 
 
 def annotator_landmarks(model, shape, scale, rot, trans, near_yaw_deg=30.0):
-    """68 image points; jaw slots slide to the outline (see contour.py)."""
+    """68 image points; jaw slots on the visible outline as ``contour.py``
+    defines it (strip 0 of each slot's candidates, for the true shape and
+    pose: the fixed vertex on a side turned towards the camera, else the
+    outermost vertex across the jaw)."""
     img = model_to_image(shape, scale, rot, trans)
     ids = np.asarray(model.landmarks68, np.int64).copy()
-    for k, cand in (model.contour_candidates or {}).items():
-        side = -1.0 if k < 8 else 1.0
-        axis = rot @ np.array([side, 0.0, 0.0])
-        if axis[2] > np.sin(np.radians(near_yaw_deg)):
-            continue
-        cand = np.asarray(cand)
-        ids[k] = cand[np.argmax(img[cand, :2] @ (axis[:2] * [1.0, -1.0]))]
+    spec = spec_68(model)
+    table = ContourTable.from_spec(spec, np.asarray(model.mean_shape))
+    if table is not None:
+        ids[table.rows] = table.select(np.asarray(shape, np.float64)[table.ids], rot,
+                                       near_yaw_deg)
     return img[ids, :2]
 
 
@@ -83,11 +87,8 @@ def main(argv=None):
 
     def run(_):
         from tf_face.facemodel import load_face_model
-        from tf_face.fitting.contour import horizontal_candidates
         fl = flags.FLAGS
-        model = load_face_model(fl.model)
-        jaw = {k: int(model.landmarks68[k]) for k in list(range(8)) + list(range(9, 17))}
-        model.contour_candidates = horizontal_candidates(model.mean_shape, jaw, band=0.3)
+        model = load_face_model(fl.model)       # with the loader's contour candidates
         mean_dense = np.mean([np.sqrt(((f[3] - model.mean_shape) ** 2).sum(1).mean())
                               for f in make_faces(model, fl.faces, 0)])
         print(f"dense error of the mean shape itself: {mean_dense:.3f}")
