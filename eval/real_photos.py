@@ -167,7 +167,8 @@ class RealPhotoEvaluator:
         self.recon = None
         if weights_dir:
             from tf_face.serving.reconstruct import Reconstructor, model_kind
-            self.recon = Reconstructor(weights_dir, log=lambda *a, **k: None)
+            # the networks only: this report runs the fit itself, from scratch
+            self.recon = Reconstructor(weights_dir, log=lambda *a, **k: None, appearance="net")
             pipeline = self.recon.pipeline
             if model_kind(self.recon.cfg.model) != "default":
                 raise TfFaceError(

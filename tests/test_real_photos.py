@@ -133,6 +133,28 @@ def test_report_on_a_synthetic_photo(evaluator, tmp_path):
     assert row.shape == (256, 256 * len(RP.SHEET_COLUMNS), 3)
 
 
+def test_network_paths_with_random_weights(tmp_path):
+    """With --weights_dir the B-Net (pca) and FAN paths appear, with their ms."""
+    from tf_face.appearance.fit import AppearanceOptions
+    from tf_face.serving.random_weights import write_random_weights
+
+    w = write_random_weights(tmp_path / "w", num_albedo=8, bnet_width=4, ngf=4,
+                             p_a_std=0.3, sh_std=0.05, seed=7)
+    opts = AppearanceOptions()
+    opts.displacement.steps = opts.albedo_map.steps = 2
+    ev = RP.RealPhotoEvaluator(weights_dir=w, fit_options=opts)
+    image = _synthetic_photo(ev.pipe.model, ev.atlas)
+    rec, pics = ev.evaluate(image, "face.png")
+    for m in RP.PATHS:
+        assert 0.0 < rec[f"rerender_error_{m}"] < 1.0, m
+        assert -90 < rec[f"ita_{m}"] <= 90, m
+    assert rec["ms_net_total"] > 0 and rec["ms_net_bnet"] > 0
+    s = RP.summarize([rec], [], 1)
+    assert s["photos_compared_pca"] == 1 and "fit_beats_pca_on" in s
+    row = RP.sheet_row(rec, pics, ev.atlas.mask, with_fan=True)
+    assert row.shape == (256, 256 * (len(RP.SHEET_COLUMNS) + 1), 3)
+
+
 DARK = "deca_examples/id08456-SEvpX9LhEP4-000957_inputs_inputs.jpg"
 LIGHT = "package_photos/astronaut.png"
 
