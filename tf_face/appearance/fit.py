@@ -40,6 +40,7 @@ from tf_face.appearance.light_albedo import LightAlbedoOptions, fit_light_albedo
 from tf_face.appearance.maps import (AlbedoMapOptions, DetailGrid, DisplacementOptions,
                                      fit_albedo_map, fit_displacement_map)
 from tf_face.errors import TfFaceError
+from tf_face.skin_tone import srgb_to_linear
 
 #: a face whose visible texels (sRGB) are darker / brighter than this on average
 #: carries no usable shading
@@ -72,9 +73,9 @@ class AppearanceResult:
     fallback: str = ""        # why the maps fell back to the PCA fit ("" if they did not)
 
 
-def srgb_to_linear_np(x):
-    x = np.clip(np.asarray(x, np.float32), 0.0, 1.0)
-    return np.where(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055) ** 2.4).astype(np.float32)
+def srgb_to_linear_np(x) -> np.ndarray:
+    """float32 linear RGB of an sRGB map (``tf_face.skin_tone.srgb_to_linear``), clipped to [0, 1]."""
+    return srgb_to_linear(np.clip(x, 0.0, 1.0)).astype(np.float32)
 
 
 class AppearanceFitter:
