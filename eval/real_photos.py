@@ -161,6 +161,7 @@ class RealPhotoEvaluator:
         from tf_face.appearance.fit import AppearanceFitter
         from tf_face.errors import TfFaceError
         from tf_face.pipeline import GeometryPipeline
+        from tf_face.skin_tone import face_skin_mask
         from tf_face.training.albedo_model import uv_albedo_model
         from tf_face.training.jobs import model_detail_unit
 
@@ -180,8 +181,8 @@ class RealPhotoEvaluator:
         self.albedo_model = uv_albedo_model(self.pipe.model, self.atlas)
         self.fitter = AppearanceFitter(self.albedo_model, self.atlas.mask, self.detail_unit,
                                        fit_options)
-        from tf_face.skin_tone import face_skin_mask
-        self.skin_mask = face_skin_mask(self.atlas.mask.shape[0]) & np.asarray(self.atlas.mask, bool)
+        self.skin_mask = face_skin_mask(self.atlas.mask.shape[0]) & np.asarray(self.atlas.mask,
+                                                                               bool)
 
     @property
     def has_networks(self) -> bool:
@@ -384,10 +385,11 @@ def run_real_photos(paths, root=None, weights_dir=None, out_dir=None, rows_per_s
     from tf_face.cli.common import describe_error
     from tf_face.pipeline import read_inputs
 
+    paths = list(paths)
     ev = evaluator if evaluator is not None else RealPhotoEvaluator(weights_dir)
     per_photo, failures, rows = [], [], []
     t0 = time.perf_counter()
-    for p in tqdm(list(paths), desc="real photos", unit="photo", file=sys.stderr,
+    for p in tqdm(paths, desc="real photos", unit="photo", file=sys.stderr,
                   disable=not progress):
         p = Path(p)
         name = str(p.relative_to(root)) if root is not None else p.name
@@ -400,10 +402,11 @@ def run_real_photos(paths, root=None, weights_dir=None, out_dir=None, rows_per_s
         per_photo.append(rec)
         if out_dir:
             rows.append(sheet_row(rec, pics, ev.atlas.mask, with_fan=ev.has_networks))
-    result = summarize(per_photo, failures, len(list(paths)))
+    result = summarize(per_photo, failures, len(paths))
     result.update({
         "per_photo": per_photo,
-        "paths": [m for m in PATHS if any(f"rerender_error_{m}" in r for r in per_photo)],
+        "appearance_paths": [m for m in PATHS
+                             if any(f"rerender_error_{m}" in r for r in per_photo)],
         "rerender_space": "sRGB, visible texels, mean over texels and channels",
         "ita_mask": "tf_face.skin_tone.face_skin_mask (cheeks + forehead)",
         "settings": {"weights_dir": None if weights_dir is None else str(weights_dir),
@@ -417,7 +420,7 @@ def run_real_photos(paths, root=None, weights_dir=None, out_dir=None, rows_per_s
 
 
 def format_table(result: dict) -> str:
-    paths = [m for m in PATHS if m in result.get("paths", ())]
+    paths = [m for m in PATHS if m in result.get("appearance_paths", ())]
 
     def f(v, w=8, d=3):
         return f"{'n/a':>{w}}" if v is None else f"{v:{w}.{d}f}"

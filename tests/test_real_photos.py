@@ -103,7 +103,7 @@ def test_report_on_a_synthetic_photo(evaluator, tmp_path):
         assert not any(k.endswith(f"_{m}") for k in rec), m
         assert f"mean_rerender_error_{m}" not in r and f"fit_beats_{m}_on" not in r
     assert not any(k.startswith("ms_net") for k in rec)
-    assert r["paths"] == ["pca_fit", "fit"]
+    assert r["appearance_paths"] == ["pca_fit", "fit"]
     assert r["photos_compared_pca_fit"] == 1 and r["fit_beats_pca_fit_on"] in (0, 1)
     assert r["mean_rerender_error_fit"] == pytest.approx(rec["rerender_error_fit"])
     # strict JSON
