@@ -59,7 +59,8 @@ class LightAlbedoOptions:
     w_light: float = 1e4        # light prior: mean front irradiance near ``exposure``
     w_white: float = 1e5        # light prior: channels' front irradiance near equal
     exposure: float = 0.95      # mean front irradiance the prior expects
-    iterations: int = 20        # joint Gauss-Newton steps
+    w_sh_dir: float = 10.0      # light prior: ||gamma_1..8||^2 (directional part) small
+    iterations: int = 10        # joint Gauss-Newton steps
     stride: int = 3             # use every stride-th visible texel per axis (x stride^2 weight)
     irls_floor: float = 2e-3    # |r| floor of the IRLS weights (linear RGB)
 
@@ -80,7 +81,8 @@ def _front_irradiance(sh: np.ndarray) -> np.ndarray:
 def light_prior(sh: np.ndarray, opts: LightAlbedoOptions) -> float:
     e = _front_irradiance(sh)
     ebar = float(e.mean())
-    return opts.w_light * (ebar - opts.exposure) ** 2 + opts.w_white * float(np.sum((e - ebar) ** 2))
+    return (opts.w_light * (ebar - opts.exposure) ** 2 + opts.w_white * float(np.sum((e - ebar) ** 2))
+            + opts.w_sh_dir * float(np.sum(np.asarray(sh, np.float64)[1:] ** 2)))
 
 
 def _solve_light(target, albedo, basis, weight, opts):
@@ -165,6 +167,10 @@ def _gauss_newton_step(target, mean, basis_k, basis_sh, p, sh, weight, opts, dam
     avg, rows = _light_prior_system()
     lhs[k:, k:] += opts.w_light * np.outer(avg, avg) + opts.w_white * rows.T @ rows
     rhs[k:] -= opts.w_light * avg * (avg @ g_vec - opts.exposure) + opts.w_white * rows.T @ (rows @ g_vec)
+    if opts.w_sh_dir > 0:
+        dirs = np.array([k + 9 * c + j for c in range(3) for j in range(1, 9)])
+        lhs[dirs, dirs] += opts.w_sh_dir
+        rhs[dirs] -= opts.w_sh_dir * g_vec[dirs - k]
     lhs += damping * np.diag(np.diag(lhs) + 1e-9)
     step = np.linalg.solve(lhs, rhs)
     return p + step[:k], sh + step[k:].reshape(3, 9).T

@@ -43,7 +43,7 @@ import numpy as np
 import tensorflow as tf
 
 from tf_face import losses as L
-from tf_face.render import grid_adjacency, mesh_laplacian_smoothness, sh_shade
+from tf_face.render import grid_adjacency, sh_shade
 from tf_face.training.detail import (detail_normals, displacement_from_rate, fd_orientation,
                                      gather_texels)
 
@@ -53,6 +53,7 @@ class AlbedoMapOptions:
     w_low: float = 100.0        # low-frequency guidance towards the PCA albedo
     w_sym: float = 0.5          # hidden texels towards their visible mirror
     sigma: float = 4.0          # low-pass Gaussian sigma, texels at 256^2 (scaled with S)
+    detail_threshold: float = 0.03  # start: soft-threshold |high-pass residual| by this (linear RGB)
     steps: int = 15             # Adam steps after the closed-form start (0: start only)
     learning_rate: float = 3e-3
 
@@ -78,7 +79,7 @@ def _gaussian_kernel(sigma: float) -> np.ndarray:
 def _blur(x: tf.Tensor, kernel: np.ndarray) -> tf.Tensor:
     """Separable Gaussian blur of [B,H,W,C] with zero padding."""
     c = x.shape[-1]
-    k = tf.constant(kernel)
+    k = tf.convert_to_tensor(kernel, tf.float32)
     kx = tf.tile(tf.reshape(k, [1, -1, 1, 1]), [1, 1, c, 1])
     ky = tf.tile(tf.reshape(k, [-1, 1, 1, 1]), [1, 1, c, 1])
     y = tf.nn.depthwise_conv2d(x, kx, [1, 1, 1, 1], "SAME")
@@ -92,10 +93,11 @@ def masked_lowpass(x, mask, kernel) -> tf.Tensor:
     return tf.math.divide_no_nan(num, den) * tf.cast(den > 1e-3, x.dtype)
 
 
-def _adam(objective, x0: tf.Tensor, steps: int, lr: float, project=None):
-    """``steps`` Adam steps on ``objective(x)`` with ONE second-moment scale for
-    the whole map (the running mean of the largest squared gradient entry)
-    instead of one per entry; returns (x, objective history).
+def _adam(objective, x0: tf.Tensor, args: tuple, consts: tuple, steps: int, lr: float,
+          bound: float = 0.0):
+    """``steps`` Adam steps on ``objective(x, args, consts)`` with ONE
+    second-moment scale for the whole map (the running mean of the largest
+    squared gradient entry) instead of one per entry; returns (x, history).
 
     Per-entry Adam moves every texel by about ``lr`` per step whatever the size
     of its gradient, so texels whose optimum is 0 (most of a displacement map)
@@ -103,33 +105,44 @@ def _adam(objective, x0: tf.Tensor, steps: int, lr: float, project=None):
     gradient's relative sizes (a texel with a 100x smaller gradient moves 100x
     less; the largest moves about ``lr``) while keeping Adam's invariance to the
     objective's scale.
+
+    ``objective`` is a module-level function, ``args`` tensors and ``consts``
+    Python numbers, so the compiled step is traced once per map size and
+    reused for every photo (a closure per photo would retrace: ~1 s each).
+    ``bound`` > 0 clips x to [-bound, bound].
     """
-    x = tf.Variable(x0)
-    opt_m = tf.zeros_like(x0)
-    opt_v = tf.zeros([], x0.dtype)
-    b1, b2, eps = 0.9, 0.999, 1e-12
-
-    @tf.function(reduce_retracing=True)
-    def step(t, m, v):
-        with tf.GradientTape() as tape:
-            loss = objective(x)
-        g = tape.gradient(loss, x)
-        g = tf.where(tf.math.is_finite(g), g, tf.zeros_like(g))
-        m = b1 * m + (1 - b1) * g
-        v = b2 * v + (1 - b2) * tf.reduce_max(tf.square(g))
-        mh = m / (1 - b1 ** t)
-        vh = v / (1 - b2 ** t)
-        new = x - lr * mh / (tf.sqrt(vh) + eps)
-        x.assign(project(new) if project is not None else new)
-        return loss, m, v
-
+    x = tf.convert_to_tensor(x0)
+    m = tf.zeros_like(x)
+    v = tf.zeros([], x.dtype)
     history = []
     for t in range(1, int(steps) + 1):
-        loss, opt_m, opt_v = step(tf.constant(float(t)), opt_m, opt_v)
+        x, m, v, loss = _adam_step(objective, x, m, v, tf.constant(float(t)), args, consts,
+                                   float(lr), float(bound))
         history.append(float(loss))
     if steps > 0:
-        history.append(float(objective(x)))
-    return x.value(), history
+        history.append(float(_objective_value(objective, x, args, consts)))
+    return x, history
+
+
+@tf.function(reduce_retracing=True)
+def _objective_value(objective, x, args, consts):
+    return objective(x, args, consts)
+
+
+@tf.function(reduce_retracing=True)
+def _adam_step(objective, x, m, v, t, args, consts, lr, bound):
+    b1, b2, eps = 0.9, 0.999, 1e-12
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        loss = objective(x, args, consts)
+    g = tape.gradient(loss, x)
+    g = tf.where(tf.math.is_finite(g), g, tf.zeros_like(g))
+    m = b1 * m + (1 - b1) * g
+    v = b2 * v + (1 - b2) * tf.reduce_max(tf.square(g))
+    new = x - lr * (m / (1 - b1 ** t)) / (tf.sqrt(v / (1 - b2 ** t)) + eps)
+    if bound > 0:
+        new = tf.clip_by_value(new, -bound, bound)
+    return new, m, v, loss
 
 
 def mirror_u(x):
@@ -155,22 +168,29 @@ def fit_albedo_map(texture_linear, visible, normals, sh, albedo_pca, atlas_mask,
     delit = tf.math.divide_no_nan(t, tf.maximum(irradiance, 0.05)) * ok
     resid = (delit - pca) * ok
     high = (resid - masked_lowpass(resid, ok, kernel)) * ok
+    if opts.detail_threshold > 0:
+        high = tf.sign(high) * tf.nn.relu(tf.abs(high) - opts.detail_threshold)
     mirror_ok = mirror_u(ok) * atlas * (1 - ok)
     x0 = high + mirror_u(high) * mirror_ok
     sym_mask = mirror_ok
 
-    def objective(x):
-        albedo = pca + x * atlas
-        shaded = sh_shade(albedo, n, g, backend=backend)
-        e_pix = L.pixel_loss(t, shaded, vis, reduction="sum")
-        low = masked_lowpass(x, atlas, kernel) * atlas
-        e_low = tf.reduce_sum(tf.square(low))
-        e_sym = tf.reduce_sum(tf.abs(albedo - tf.stop_gradient(mirror_u(albedo))) * sym_mask)
-        return e_pix + opts.w_low * e_low + opts.w_sym * e_sym
-
-    x, history = _adam(objective, x0, opts.steps, opts.learning_rate)
+    args = (t, n, g, atlas, vis, pca, sym_mask, tf.constant(kernel))
+    x, history = _adam(_albedo_objective, x0, args, (opts.w_low, opts.w_sym, backend),
+                       opts.steps, opts.learning_rate)
     albedo = tf.clip_by_value(pca + x * atlas, 0.0, 1.0) * atlas
     return albedo[0].numpy(), history
+
+
+def _albedo_objective(x, args, consts):
+    t, n, g, atlas, vis, pca, sym_mask, kernel = args
+    w_low, w_sym, backend = consts
+    albedo = pca + x * atlas
+    shaded = sh_shade(albedo, n, g, backend=backend)
+    e_pix = L.pixel_loss(t, shaded, vis, reduction="sum")
+    low = masked_lowpass(x, atlas, kernel) * atlas
+    e_low = tf.reduce_sum(tf.square(low))
+    e_sym = tf.reduce_sum(tf.abs(albedo - tf.stop_gradient(mirror_u(albedo))) * sym_mask)
+    return e_pix + w_low * e_low + w_sym * e_sym
 
 
 class DetailGrid:
@@ -182,6 +202,20 @@ class DetailGrid:
         self.col_idx = tf.constant(adj.col_idx, tf.int32)
         self.texels = tf.constant(adj.texel_index, tf.int32)
         self.valid = tf.constant(np.asarray(atlas_mask, np.float32)[None, ..., None])
+
+
+def _displacement_objective(rate, args, consts):
+    t, n, pos, g, a, valid, vis, orient, texels, row_ptr, col_idx = args
+    w_grad, w_const, w_smooth, unit_mm, backend = consts
+    delta = displacement_from_rate(rate, n, valid)
+    nd = detail_normals(pos, n, delta, valid, orient)
+    shaded = sh_shade(a, nd, g, backend=backend)
+    e_grad = L.gradient_loss(t, shaded, vis, reduction="sum")
+    delta_mm = delta * unit_mm
+    e_const = L.displacement_const(delta_mm, valid, reduction="sum")
+    e_smooth = L.smoothness_loss(gather_texels(delta_mm, texels), row_ptr, col_idx,
+                                 reduction="sum", backend=backend)
+    return w_grad * e_grad + w_const * e_const + w_smooth * e_smooth
 
 
 def fit_displacement_map(texture_linear, visible, normals, position_units, sh, albedo,
@@ -204,18 +238,9 @@ def fit_displacement_map(texture_linear, visible, normals, position_units, sh, a
     x0 = tf.zeros_like(valid) if rate_init is None else \
         tf.constant(np.asarray(rate_init, np.float32).reshape(valid.shape))
 
-    def objective(rate):
-        delta = displacement_from_rate(rate, n, valid)
-        nd = detail_normals(pos, n, delta, valid, orient)
-        shaded = sh_shade(a, nd, g, backend=backend)
-        e_grad = L.gradient_loss(t, shaded, vis, reduction="sum")
-        delta_mm = delta * opts.unit_mm
-        e_const = L.displacement_const(delta_mm, valid, reduction="sum")
-        e_smooth = tf.reduce_sum(mesh_laplacian_smoothness(
-            gather_texels(delta_mm, grid.texels), grid.row_ptr, grid.col_idx, backend=backend))
-        return opts.w_grad * e_grad + opts.w_const * e_const + opts.w_smooth * e_smooth
-
-    bound = float(opts.max_rate)
-    x, history = _adam(objective, x0, opts.steps, opts.learning_rate,
-                       project=lambda r: tf.clip_by_value(r, -bound, bound) * valid)
+    args = (t, n, pos, g, a, valid, vis, orient, grid.texels, grid.row_ptr, grid.col_idx)
+    consts = (opts.w_grad, opts.w_const, opts.w_smooth, opts.unit_mm, backend)
+    x, history = _adam(_displacement_objective, x0 * valid, args, consts, opts.steps,
+                       opts.learning_rate, bound=float(opts.max_rate))
+    x = x * valid
     return x[0, ..., 0].numpy(), history

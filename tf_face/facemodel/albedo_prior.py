@@ -46,8 +46,9 @@ Construction (all in linear RGB, texel grid ``size x size``, v down):
   ``a + b <= order`` over the support's bounding box (s, t in [0, 1]).
 * regions: lips, brows, eyes rasterised from the connection-list contours
   (vertex-id loops stored in the asset) and blurred (sigma ``size/128``);
-  each carries (1, s_r, t_r) x the three chromophore axes, with (s_r, t_r)
-  the region's own coordinates in [-1, 1].
+  each carries (1, s_r, t_r) x the three chromophore axes (the eyes: x the
+  grey axis only -- melanin there tinted the sclera yellow on real photos),
+  with (s_r, t_r) the region's own coordinates in [-1, 1].
 * candidates: the **constant** function carries the three tone axes
   ``u_k * r(x)`` with std sigma_k, where ``r(x) = m(x) / SKIN_LINEAR`` outside
   the eyes and 0 inside them (a tone change darkens skin, lips and brows in
@@ -174,6 +175,11 @@ def _candidates(finfo):
                 cands.append((float(tone_std[k]), fi, ax, ax))
             continue
         for c in CHROMOPHORES:
+            if kind == "eyes" and c != "grey":
+                # eyes vary in lightness only: a melanin or haemoglobin axis
+                # there tints the sclera yellow or red (seen on real photos,
+                # where the fit used it to darken lashes and lid shadows)
+                continue
             if kind == "global":
                 sd = BASE_STD[c] * w * STD_SCALE
             else:
