@@ -73,13 +73,17 @@ def test_light_albedo_recovers_prior_draw_and_never_increases(setup):
     sh = _light(rng)
     s = _sample(setup, albedo, sh)
     lin = np.where(s.texture <= 0.04045, s.texture / 12.92, ((s.texture + 0.055) / 1.055) ** 2.4)
-    fit = fit_light_albedo(lin, s.mask, s.normals, am.mean, am.basis,
-                           LightAlbedoOptions(stride=1))
-    est = am.mean + np.einsum("hwck,k->hwc", am.basis, fit.p_a)
-    err = np.abs(est - albedo)[atlas.mask].mean()
     base = np.abs(am.mean - albedo)[atlas.mask].mean()
-    assert err < 0.2 * base, (err, base)   # w_a ||p||^2 keeps it a little towards the mean
-    assert np.all(np.diff(fit.objective) <= 1e-6 * fit.objective[0])
+    # the paper's objective (+ the exposure prior, exactly met here) recovers a
+    # random draw; the symmetry and light-direction priors bias an asymmetric
+    # draw like this one a little
+    for opts, bound in ((LightAlbedoOptions(stride=1, w_mirror=0, w_sh_dir=0), 0.2),
+                        (LightAlbedoOptions(stride=1), 0.35)):
+        fit = fit_light_albedo(lin, s.mask, s.normals, am.mean, am.basis, opts)
+        est = am.mean + np.einsum("hwck,k->hwc", am.basis, fit.p_a)
+        err = np.abs(est - albedo)[atlas.mask].mean()
+        assert err < bound * base, (err, base)
+        assert np.all(np.diff(fit.objective) <= 1e-6 * fit.objective[0])
     np.testing.assert_allclose(FRONT_MEAN_BASIS @ fit.sh, FRONT_MEAN_BASIS @ sh, atol=0.03)
 
 

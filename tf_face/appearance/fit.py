@@ -36,7 +36,7 @@ from typing import Optional
 
 import numpy as np
 
-from tf_face.appearance.light_albedo import LightAlbedoOptions, fit_light_albedo
+from tf_face.appearance.light_albedo import LightAlbedoOptions, fit_light_albedo, mirror_gram
 from tf_face.appearance.maps import (AlbedoMapOptions, DetailGrid, DisplacementOptions,
                                      fit_albedo_map, fit_displacement_map)
 from tf_face.errors import TfFaceError
@@ -87,6 +87,7 @@ class AppearanceFitter:
         self.detail_unit = float(detail_unit)
         self.options = options or AppearanceOptions()
         self.grid = DetailGrid(self.atlas_mask)
+        self.mirror = mirror_gram(self.basis, self.atlas_mask)
 
     def check_sample(self, sample) -> np.ndarray:
         """The visible mask used, or ``AppearanceFitError`` (bad-input cases).
@@ -121,7 +122,7 @@ class AppearanceFitter:
             la = fit_light_albedo(tex, vis, sample.normals, self.mean, self.basis,
                                   o.light_albedo,
                                   p_init=None if init is None else init.p_a,
-                                  sh_init=None if init is None else init.sh)
+                                  sh_init=None if init is None else init.sh, mirror=self.mirror)
         except (ValueError, np.linalg.LinAlgError) as e:
             raise AppearanceFitError(f"light/albedo fit failed: {e}") from e
         pca = self.mean + np.einsum("hwck,k->hwc", self.basis, la.p_a)
