@@ -52,7 +52,10 @@ from the JSON, never 0 or null.**
 * ``albedo_error_<m>_{visible,hidden}`` for m in mean, pca, pca_fit,
   oracle_pca, delight, delight_oracle_light, fan, fit: mean |albedo - truth|
   in linear RGB; visible = atlas & pipeline visibility & not occluded
-  (truth), hidden = the rest of the atlas.
+  (truth), hidden = the rest of the atlas. ``albedo_error_<m>_visible_gain_invariant``:
+  the same after the least-squares global gain (``eval_metrics.gain_invariant_mae``):
+  exposure, which one photo cannot fix (the generator draws the face's mean
+  irradiance from 0.8-1.1), left out; the oracle-light references know it.
 * skin tone: ``ita_<m>`` per face = ITA° (``tf_face.skin_tone.skin_ita``) of
   the albedo's mean colour over cheeks + forehead (``face_skin_mask``),
   ``ita_truth`` the same of the true albedo, ``skin_group`` the face's tone
@@ -327,6 +330,8 @@ def face_metrics(truth, sample, pred, skin_group=None, skin_mask=None) -> dict:
             continue
         r[f"albedo_error_{m}_visible"] = M.masked_mae(a, truth.albedo, vis)[0]
         r[f"albedo_error_{m}_hidden"] = M.masked_mae(a, truth.albedo, hid)[0]
+        r[f"albedo_error_{m}_visible_gain_invariant"] = M.gain_invariant_mae(
+            a, truth.albedo, vis)[0]
         r[f"ita_{m}"] = skin_ita(a, skin_mask)
         r[f"ita_error_{m}"] = abs(r[f"ita_{m}"] - ita_truth)
     for src, suffix in (("pca", ""), ("fit", "_fit")):
@@ -750,8 +755,8 @@ def format_table(result: dict) -> str:
              f"({r['num_failures']} rejected by the pipeline"
              + (f", {r['num_appearance_failures']} appearance-fit failures"
                 if r.get("num_appearance_failures") else "") + ")"]
-    head = (f"{'albedo':<20}{'vis MAE':>9}{'hid MAE':>9}{'ITA err':>9}{'ITA bias':>9}"
-            f"{'SH RMS':>9}{'rerender':>9}{'ms/photo':>10}")
+    head = (f"{'albedo':<20}{'vis MAE':>9}{'vis gain':>9}{'hid MAE':>9}{'ITA err':>9}"
+            f"{'ITA bias':>9}{'SH RMS':>9}{'rerender':>9}{'ms/photo':>10}")
     lines.append(head)
     for m in ALBEDO_METHODS:
         if f"albedo_error_{m}_visible" not in r:
@@ -763,6 +768,7 @@ def format_table(result: dict) -> str:
               "pca": None if "albedo_error_fan_visible" in r else r.get("rerender_error")}.get(m)
         ms = r.get(f"ms_per_photo_{_MS_KEY[m]}") if m in _MS_KEY else None
         lines.append(f"{_ALBEDO_NAMES[m]:<20}{_f(r[f'albedo_error_{m}_visible'])}"
+                     f"{_f(r.get(f'albedo_error_{m}_visible_gain_invariant'))}"
                      f"{_f(r[f'albedo_error_{m}_hidden'])}{_f(r.get(f'ita_error_{m}'), 9, 2)}"
                      f"{_f(r.get(f'ita_bias_{m}'), 9, 2)}{_f(sh)}{_f(rr)}{_f(ms, 10, 0)}")
     lines.append(f"{'detail (deg)':<20}{'rel all':>9}{'rel wrnk':>9}{'rel vis':>9}"

@@ -245,6 +245,9 @@ def test_face_metrics_on_hand_made_face():
     assert m["albedo_error_fan_hidden"] == pytest.approx(0.0)
     assert m["albedo_error_mean_visible"] == pytest.approx(0.1)
     assert m["albedo_error_oracle_pca_visible"] == 0.0 and m["albedo_error_oracle_pca_hidden"] == 0.0
+    # 1.5 x the truth: off in absolute terms, exact up to the global gain
+    assert m["albedo_error_fit_visible"] > 0.05
+    assert m["albedo_error_fit_visible_gain_invariant"] == pytest.approx(0.0, abs=1e-9)
     assert m["ita_error_oracle_pca"] == 0.0 and m["ita_error_fan"] == 0.0
     from tf_face.skin_tone import skin_ita
     assert m["ita_truth"] == pytest.approx(skin_ita(albedo, skin))
@@ -263,7 +266,8 @@ def test_face_metrics_on_hand_made_face():
     assert m["rerender_error"] == 0.0 and m["rerender_error_base"] == pytest.approx(0.05)
     # exactly the keys of what pred holds (no pca_fit, delight, fit detail, fit SH...)
     albedo_ms = ("mean", "pca", "oracle_pca", "fan", "fit")
-    expected = {f"albedo_error_{a}_{p}" for a in albedo_ms for p in ("visible", "hidden")}
+    expected = {f"albedo_error_{a}_{p}" for a in albedo_ms
+                for p in ("visible", "hidden", "visible_gain_invariant")}
     expected |= {f"ita_{a}" for a in albedo_ms} | {f"ita_error_{a}" for a in albedo_ms}
     regions = ("", "_wrinkle", "_visible")
     expected |= {f"normal_error_{b}{r}_deg" for b in ("base", "truth_base", "drn") for r in regions}
@@ -363,7 +367,8 @@ def test_resolve_paths():
 def _expected_keys(paths):
     albedo = [m for m in paths if m in ("mean", "pca", "pca_fit", "oracle_pca", "delight",
                                         "delight_oracle_light", "fan", "fit")]
-    keys = {f"albedo_error_{m}_{p}" for m in albedo for p in ("visible", "hidden")}
+    keys = {f"albedo_error_{m}_{p}" for m in albedo
+            for p in ("visible", "hidden", "visible_gain_invariant")}
     keys |= {f"ita_error_{m}" for m in albedo}
     regions = ("", "_wrinkle", "_visible")
     keys |= {f"normal_error_{b}{r}_deg" for b in ("base", "truth_base") for r in regions}

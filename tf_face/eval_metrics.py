@@ -47,6 +47,24 @@ def masked_mae(pred, truth, mask):
     return float(d.mean()), n
 
 
+def gain_invariant_mae(pred, truth, mask):
+    """(min_k mean |k pred - truth| with k the least-squares gain over the masked
+    texels and channels, number of texels).
+
+    Albedo x light has a global scale that no single photo fixes (exposure);
+    this leaves it out, so what remains is the albedo's shape, colour and detail.
+    """
+    m = np.asarray(mask, bool)
+    n = int(m.sum())
+    if n == 0:
+        return float("nan"), 0
+    p = np.asarray(pred, np.float64)[m]
+    t = np.asarray(truth, np.float64)[m]
+    pp = float(np.sum(p * p))
+    k = float(np.sum(p * t)) / pp if pp > _EPS else 1.0
+    return float(np.abs(k * p - t).mean()), n
+
+
 def angular_error_map(a, b) -> np.ndarray:
     """Per-texel angle in degrees between a and b [..., 3]; NaN where either is ~0."""
     a = np.asarray(a, np.float64)
