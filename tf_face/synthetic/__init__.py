@@ -1,14 +1,15 @@
 """Photo-like synthetic faces that know their ground truth.
 
-``sample_face(rng, model, difficulty, ict=None) -> SyntheticFace`` draws a
-face (``sampling``); ``render_face(face, image_size=512) -> (image uint8,
+``sample_face(rng, model, difficulty, ict=None, skin_tone=None) -> SyntheticFace``
+draws a face (``sampling``; the skin tone uniformly over the six ITA groups of
+``tf_face.skin_tone``, or only ``skin_tone``); ``render_face(face, image_size=512) -> (image uint8,
 SyntheticTruth)`` renders it (``scene``). ``python -m
 tf_face.synthetic.make_dataset`` writes photos, truth and TFRecord shards made
 by the real geometry pipeline, plus an alignment report.
 
 Modules: ``shape`` (random smooth shapes on the default mesh), ``ict_shapes``
 (optional ICT identities/expressions transferred onto it), ``albedo`` (prior
-draw + pores, freckles, moles, lips, brow hair, eyes), ``wrinkles``
+draw at the drawn skin tone + pores, freckles, moles, lips, brow hair, eyes), ``wrinkles``
 (displacement map, IOD units), ``normals`` (bump-mapped detail normals),
 ``lighting`` (SH), ``occluders``, ``background``, ``head`` (proxy head/neck),
 ``scene`` (render + truth), ``alignment`` (truth vs pipeline sample),
