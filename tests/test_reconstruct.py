@@ -360,3 +360,25 @@ def test_fit_appearance_needs_no_weights(tmp_path):
         lin = np.where(albedo <= 0.04045, albedo / 12.92, ((albedo + 0.055) / 1.055) ** 2.4)
         itas[tone] = skin_ita(lin, face_skin_mask(256))
     assert itas["very_light"] > 41 and itas["dark"] < 10, itas
+
+
+def test_net_plus_fit_starts_at_the_networks_and_improves_on_them(weights, recon, astronaut):
+    """--appearance=net+fit: the fit starts at the (random) networks' outputs and
+    re-renders the photo better than they do (same weights, same photo)."""
+    from tf_face.appearance.fit import srgb_to_linear_np
+    from tf_face.render import sh_shade
+    from tf_face.serving.reconstruct import Reconstructor
+
+    both = Reconstructor(weights, backend="tf", appearance="net+fit", log=lambda *_: None)
+    assert both.fitter is not None and both.backend.name == "tf"
+    errors = {}
+    for name, r in (("net", recon), ("net+fit", both)):
+        rec = r.run(astronaut)
+        s = rec.result.sample
+        assert np.all(np.isfinite(rec.nets.albedo)) and np.all(np.isfinite(rec.nets.moving_rate))
+        shaded = sh_shade(rec.nets.albedo_pca[None], s.normals[None], rec.nets.sh[None])[0].numpy()
+        vis = s.mask & r.atlas.mask
+        errors[name] = float(np.abs(shaded - srgb_to_linear_np(s.texture))[vis].mean())
+        if name == "net+fit":
+            assert {"bnet", "fan", "drn", "fit_light_albedo"} <= set(rec.timings_ms)
+    assert errors["net+fit"] < errors["net"], errors
