@@ -150,8 +150,10 @@ def define_flags() -> None:
     flags.DEFINE_string("out_dir", None, "Write the contact sheet PNG here.")
     flags.DEFINE_string("ict_npz", "", "Draw shapes from the ICT model (as make_dataset --ict_npz).")
     flags.DEFINE_string("skin_tone", "", "Skin tones of the faces: 'all' (uniform over the "
-                        "six ITA groups), one group (very_light, light, intermediate, tan, "
-                        "brown, dark), or empty for the generator's default (all).")
+                        "six ITA groups), 'balanced' (face i gets group i mod 6: equal "
+                        "group sizes for the per-group errors and the bias), one group "
+                        "(very_light, light, intermediate, tan, brown, dark), or empty for "
+                        "the generator's default (all).")
     d = Difficulty()
     for k in KNOBS:
         flags.DEFINE_float(k, float(getattr(d, k)), f"Generator knob Difficulty.{k}.")
@@ -506,10 +508,13 @@ def make_difficulty(**knobs):
     return Difficulty(**{k: float(v) for k, v in knobs.items()}).validate()
 
 
-def _draw(rng, model, difficulty, ict, skin_tone):
+def _draw(rng, model, difficulty, ict, skin_tone, index: int = 0):
     """``sample_face``, with ``skin_tone`` only when one is asked for (None:
-    the generator's default, every tone group)."""
+    the generator's default, every tone group; "balanced": group ``index`` mod 6)."""
+    from tf_face.skin_tone import GROUP_NAMES
     from tf_face.synthetic import sample_face
+    if skin_tone == "balanced":
+        skin_tone = GROUP_NAMES[index % len(GROUP_NAMES)]
     if not skin_tone:
         return sample_face(rng, model, difficulty, ict=ict)
     return sample_face(rng, model, difficulty, ict=ict, skin_tone=skin_tone)
@@ -627,7 +632,7 @@ def run_benchmark(weights_dir=None, num_faces: int = 12, seed: int = 1000,
 
     ``appearance``: paths (comma string or list; None = all that can run);
     ``difficulty``: a ``Difficulty`` (None = defaults); ``skin_tone``: None /
-    "all" / a group, passed to ``sample_face``; ``fit_options``: the
+    "all" / "balanced" (face i: group i mod 6) / a group, for ``sample_face``; ``fit_options``: the
     ``AppearanceOptions`` of the fit (None = its defaults).
     """
     from tqdm import tqdm
@@ -643,8 +648,8 @@ def run_benchmark(weights_dir=None, num_faces: int = 12, seed: int = 1000,
 
     from tf_face.skin_tone import GROUP_NAMES
 
-    if skin_tone and skin_tone not in ("all",) + tuple(GROUP_NAMES):
-        raise TfFaceError(f"unknown --skin_tone {skin_tone!r}; one of all, "
+    if skin_tone and skin_tone not in ("all", "balanced") + tuple(GROUP_NAMES):
+        raise TfFaceError(f"unknown --skin_tone {skin_tone!r}; one of all, balanced, "
                           + ", ".join(GROUP_NAMES))
     t0 = time.perf_counter()
     model = load_face_model("default")
@@ -670,7 +675,7 @@ def run_benchmark(weights_dir=None, num_faces: int = 12, seed: int = 1000,
     per_face, failures, app_failures, rows = [], [], [], []
     for i in tqdm(range(num_faces), desc="benchmark", unit="face", file=sys.stderr,
                   disable=not progress):
-        face = _draw(np.random.default_rng([int(seed), i]), model, difficulty, ict, skin_tone)
+        face = _draw(np.random.default_rng([int(seed), i]), model, difficulty, ict, skin_tone, i)
         image, truth = render_face(face, image_size, model=model, atlas=atlas)
         t = time.perf_counter()
         try:

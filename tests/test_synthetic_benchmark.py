@@ -481,3 +481,14 @@ def test_end_to_end_with_random_weights(tmp_path):
     assert all(np.isfinite(r[k]) for k in expected)
     assert bench.sheet_columns(r["paths"])[2] == "B-Net PCA"
     assert "B-Net PCA" in bench.format_table(r)
+
+
+def test_balanced_tones_cycle_the_groups():
+    """--skin_tone=balanced: face i is drawn from group i mod 6 (equal group sizes)."""
+    from tf_face.facemodel import default_model
+    from tf_face.skin_tone import GROUP_NAMES
+    bench = _bench()
+    model = default_model()
+    groups = [bench._draw(np.random.default_rng([5, i]), model, None, None, "balanced", i).skin_group
+              for i in range(7)]
+    assert groups == list(GROUP_NAMES) + [GROUP_NAMES[0]]
