@@ -89,6 +89,29 @@ class AppearanceFitter:
         self.grid = DetailGrid(self.atlas_mask)
         self.mirror = mirror_gram(self.basis, self.atlas_mask)
 
+    def warm_up(self) -> None:
+        """Trace the map steps once (a grey frontal face, one step each), so the
+        first photo's timings are warm like the others (a trace costs ~1-3 s)."""
+        from tf_face.types import UVSample
+        m = self.atlas_mask
+        normals = np.zeros(m.shape + (3,), np.float32)
+        normals[m, 2] = 1.0
+        yy, xx = np.mgrid[0:m.shape[0], 0:m.shape[1]].astype(np.float32)
+        pos = np.stack([xx, -yy, np.zeros_like(xx)], -1) * m[..., None]
+        sample = UVSample(np.repeat(np.where(m[..., None], 0.5, 0.0), 3, -1).astype(np.float32),
+                          m.copy(), normals,
+                          pos.astype(np.float32))
+        o = self.options
+        quick = dataclasses.replace(
+            o, light_albedo=dataclasses.replace(o.light_albedo, iterations=1),
+            albedo_map=dataclasses.replace(o.albedo_map, steps=1),
+            displacement=dataclasses.replace(o.displacement, steps=1))
+        self.options = quick
+        try:
+            self.fit(sample, 1.0)
+        finally:
+            self.options = o
+
     def check_sample(self, sample) -> np.ndarray:
         """The visible mask used, or ``AppearanceFitError`` (bad-input cases).
 

@@ -139,6 +139,7 @@ class Reconstructor:
                 self.cfg = fit_only_config(self.model, spec, size, opts.displacement.max_rate)
             self.fitter = AppearanceFitter(self.albedo_model, self.atlas.mask,
                                            self.cfg.detail_unit, opts)
+            self.fitter.warm_up()
         self.load_ms = (time.perf_counter() - t0) * 1e3
 
     @property
