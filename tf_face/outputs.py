@@ -2,15 +2,20 @@
 
 Every output folder is written into a temporary sibling folder first and
 renamed into place at the end, so a failure never leaves a partial folder.
-An existing folder is replaced only with ``overwrite=True``.
+An existing folder is replaced only with ``overwrite=True``. Temp folders are
+removed on failure and on interrupts, and the ones killed runs left behind
+are removed by the next run (``remove_stale_temp``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
+import re
 import shutil
+import signal
 import tempfile
 from pathlib import Path
 
@@ -26,6 +31,45 @@ class OutputExistsError(TfFaceError):
     """The output folder exists and --overwrite was not given."""
 
 
+class OutputNotWritableError(TfFaceError):
+    """The output folder cannot be created or written."""
+
+
+# Temp and replaced folders are named .NAME.tmp-PID-XXXX / .NAME.old-PID, so a
+# later run can tell the leftovers of a killed run (PID no longer alive) from
+# those of a run still going and remove them (``remove_stale_temp``).
+_TMP_RE = re.compile(r"^\.(?P<name>.+)\.(?:tmp-(?P<pid>\d+)-[a-z0-9]+|tmp-[a-z0-9_]{8}"
+                     r"|old-(?P<oldpid>\d+))$")
+
+# Interrupt handlers (``tf_face.cli.common``) defer SIGINT/SIGTERM while a
+# folder swap or a temp-folder clean-up is under way, so an interrupt never
+# leaves a half-swapped output or a half-removed temp folder.
+_critical = 0
+_pending_signals: list = []
+
+
+def in_critical_section() -> bool:
+    return _critical > 0
+
+
+def defer_signal(signum: int) -> None:
+    _pending_signals.append(signum)
+
+
+@contextlib.contextmanager
+def uninterruptible():
+    global _critical
+    _critical += 1
+    try:
+        yield
+    finally:
+        _critical -= 1
+        if _critical == 0 and _pending_signals:
+            signum = _pending_signals.pop(0)
+            _pending_signals.clear()
+            signal.raise_signal(signum)   # the handler runs now and raises
+
+
 def check_output_free(out_dir, overwrite: bool = False) -> None:
     """Raise ``OutputExistsError`` if ``out_dir`` holds something and not overwrite."""
     out_dir = Path(out_dir)
@@ -33,25 +77,128 @@ def check_output_free(out_dir, overwrite: bool = False) -> None:
         raise OutputExistsError(f"{out_dir} exists; pass --overwrite to replace it")
 
 
+def check_output_writable(path, flag: str = "--out_dir", sibling: bool = False) -> None:
+    """Raise ``OutputNotWritableError`` unless ``path`` can be created and written
+    (``sibling``: unless folders can be created beside ``path``, where
+    ``atomic_output_dir`` writes its temp folder).
+
+    Creates nothing that stays: finds the deepest existing ancestor of the
+    folder to write in, which must be a folder, and creates and removes a
+    probe folder in it (permission bits alone do not tell: root ignores them,
+    read-only mounts and /proc do not show them)."""
+    path = Path(os.path.abspath(path))
+    base = path.parent if sibling else path
+    while not os.path.lexists(base):
+        base = base.parent
+    if not base.is_dir():
+        what = "is a file" if base.is_file() else "is not a folder"
+        if base == path:
+            raise OutputNotWritableError(f"{flag} {path} {what}, not a folder")
+        raise OutputNotWritableError(f"cannot create {flag} {path}: {base} {what}")
+    try:
+        probe = Path(tempfile.mkdtemp(prefix=f".tf_face-probe-{os.getpid()}-", dir=base))
+    except OSError as e:
+        reason = ("this file system takes no new folders" if e.errno == errno.ENOENT
+                  else e.strerror or str(e))
+        raise OutputNotWritableError(f"cannot write {flag} {path}: {reason} (in {base})") from None
+    with contextlib.suppress(OSError):
+        probe.rmdir()
+
+
+def remove_stale_temp(directory, name: str | None = None) -> list:
+    """Remove the temp / replaced folders (``.NAME.tmp-*``, ``.NAME.old-*``) that
+    killed runs left in ``directory`` (only ``NAME`` == ``name`` when given).
+    Folders of runs still alive on this machine are kept. Returns the removed paths."""
+    d = Path(directory)
+    removed = []
+    try:
+        entries = list(d.iterdir())
+    except OSError:
+        return removed
+    for p in entries:
+        m = _TMP_RE.match(p.name)
+        if m is None or (name is not None and m.group("name") != name):
+            continue
+        pid = m.group("pid") or m.group("oldpid")
+        if pid is not None and (int(pid) == os.getpid() or _alive(int(pid))):
+            continue
+        with uninterruptible():
+            target = d / m.group("name")
+            if m.group("oldpid") is not None and not os.path.lexists(target):
+                # killed between the two renames of a swap: the old folder is
+                # the only copy; put it back
+                with contextlib.suppress(OSError):
+                    os.replace(p, target)
+                    continue
+            _remove(p)
+        removed.append(p)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:   # EPERM: it exists
+        return True
+    return True
+
+
+def _remove(p: Path) -> None:
+    if p.is_dir() and not p.is_symlink():
+        shutil.rmtree(p, ignore_errors=True)
+    else:
+        with contextlib.suppress(OSError):
+            p.unlink()
+
+
+def _make_temp_dir(out_dir: Path) -> Path:
+    """A new empty sibling ``.NAME.tmp-PID-XXXX`` of ``out_dir``, created with the
+    default mode (0777 less the umask, as ``mkdir`` does; ``mkdtemp`` makes 0700)."""
+    for _ in range(100):
+        tmp = out_dir.parent / f".{out_dir.name}.tmp-{os.getpid()}-{os.urandom(4).hex()}"
+        try:
+            tmp.mkdir()
+            return tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"cannot create a temp folder beside {out_dir}")
+
+
 @contextlib.contextmanager
 def atomic_output_dir(out_dir, overwrite: bool = False):
-    """Yield a temp dir that becomes ``out_dir`` when the block succeeds."""
+    """Yield a temp dir that becomes ``out_dir`` when the block succeeds.
+
+    The temp dir is removed when the block fails or is interrupted
+    (KeyboardInterrupt, or SIGTERM through the CLIs' handler); the swap into
+    place defers SIGINT/SIGTERM until it is done. With ``overwrite`` the old
+    ``out_dir`` (folder or file) is removed after the swap."""
     out_dir = Path(out_dir)
     check_output_free(out_dir, overwrite)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+    tmp = _make_temp_dir(out_dir)
     try:
         yield tmp
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        with uninterruptible():
+            shutil.rmtree(tmp, ignore_errors=True)
         raise
-    old = None
-    if out_dir.exists():
-        old = out_dir.parent / f".{out_dir.name}.old-{os.getpid()}"
-        os.replace(out_dir, old)
-    os.replace(tmp, out_dir)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+    with uninterruptible():
+        old = None
+        try:
+            if os.path.lexists(out_dir):
+                os.replace(out_dir, out_dir.parent / f".{out_dir.name}.old-{os.getpid()}")
+                old = out_dir.parent / f".{out_dir.name}.old-{os.getpid()}"
+            os.replace(tmp, out_dir)
+        except BaseException:
+            if old is not None and not os.path.lexists(out_dir):
+                with contextlib.suppress(OSError):
+                    os.replace(old, out_dir)
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        if old is not None:
+            _remove(old)
 
 
 def write_json(path, data) -> None:

@@ -34,11 +34,17 @@ def read_inputs(image_path, landmarks_path=None):
 
     The CLIs call this before loading any model, so bad input fails fast with
     the same one-line error everywhere."""
+    from tf_face.errors import show_path
     from tf_face.image_io import load_image
-    from tf_face.landmarks.landmark_files import read_landmark_file
+    from tf_face.landmarks.landmark_files import check_landmarks_in_image, read_landmark_file
 
     image = load_image(image_path)
-    landmarks = read_landmark_file(landmarks_path) if landmarks_path else None
+    landmarks = None
+    if landmarks_path:
+        landmarks = read_landmark_file(landmarks_path)
+        # the points must belong to this photo: far-off points would fit a face
+        # outside it (an all-black texture, or a failure deep in the renderer)
+        check_landmarks_in_image(landmarks, image.shape, show_path(landmarks_path))
     return image, landmarks
 
 

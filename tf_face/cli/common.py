@@ -1,9 +1,20 @@
 """Shared pieces of the command-line entry points: image listing, batch loop,
-one-line errors and exit codes."""
+one-line errors and exit codes, interrupts.
+
+Interrupts: SIGINT (Ctrl-C) and SIGTERM end a photo CLI with one line
+(``interrupted (SIGINT): ...``) and exit code 128 + signal (130, 143). The
+photo being written is dropped (its temp folder removed), finished photo
+folders stay, and a batch writes ``failures.json`` for the photos it finished.
+Rerunning the same batch command resumes: photos whose output folder exists
+are skipped (``--overwrite`` redoes them), and temp folders that killed runs
+(SIGKILL, power loss) left behind are removed first.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import sys
 import traceback
 from pathlib import Path
@@ -58,42 +69,140 @@ def run_single(fn: Callable[[], object], debug: bool = False) -> int:
         return 2
 
 
+class Interrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM arrived (raised by the handler ``interrupt_handlers`` installs)."""
+
+    def __init__(self, signum: int = signal.SIGINT):
+        super().__init__(signum)
+        self.signum = int(signum)
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
+
+    @property
+    def signal_name(self) -> str:
+        return signal.Signals(self.signum).name
+
+
+def _as_interrupted(err: KeyboardInterrupt) -> Interrupted:
+    return err if isinstance(err, Interrupted) else Interrupted(signal.SIGINT)
+
+
+def _on_signal(signum, frame):
+    from tf_face.outputs import defer_signal, in_critical_section
+    if in_critical_section():   # a folder swap / clean-up: raise when it is done
+        defer_signal(signum)
+        return
+    raise Interrupted(signum)
+
+
+@contextlib.contextmanager
+def interrupt_handlers():
+    """SIGINT and SIGTERM raise ``Interrupted`` (a KeyboardInterrupt) while inside,
+    so ``finally`` blocks and ``atomic_output_dir`` clean up; restored after."""
+    import tf_face.outputs  # noqa: F401 - imported now, not inside the handler
+    previous = {}
+    try:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous[sig] = signal.signal(sig, _on_signal)
+    except ValueError:   # not the main thread: leave the handlers alone
+        pass
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 def run_batch(paths: list[Path], fn: Callable[[Path], object], out_dir: Path,
-              desc: str = "photos") -> dict:
+              desc: str = "photos", skip: Callable[[Path], bool] | None = None) -> dict:
     """Run ``fn(path)`` for each path with a progress bar; failures never stop
-    the batch and are listed in ``out_dir/failures.json``."""
+    the batch and are listed in ``out_dir/failures.json``. Paths for which
+    ``skip(path)`` is true are counted as skipped. An interrupt stops the
+    batch: ``failures.json`` is still written for the photos finished, and the
+    summary says ``interrupted`` (the signal number)."""
     from tqdm import tqdm
 
-    from tf_face.outputs import write_json
+    from tf_face.outputs import uninterruptible, write_json
 
     failures = []
-    ok = 0
-    for p in tqdm(paths, desc=desc, unit="photo", file=sys.stderr):
+    ok = skipped = 0
+    interrupted = None
+    bar = tqdm(paths, desc=desc, unit="photo", file=sys.stderr)
+    try:
+        with bar:
+            for p in bar:
+                if skip is not None and skip(p):
+                    skipped += 1
+                    continue
+                try:
+                    fn(p)
+                    ok += 1
+                except Exception as e:  # noqa: BLE001 - one bad photo never stops the batch
+                    failures.append({"image": str(p), "error": describe_error(e),
+                                     "type": type(e).__name__})
+    except KeyboardInterrupt as e:
+        interrupted = _as_interrupted(e)
+    summary = {"total": len(paths), "succeeded": ok, "skipped": skipped,
+               "failed": len(failures),
+               "interrupted": interrupted.signum if interrupted is not None else None}
+    record = out_dir / "failures.json"
+    with uninterruptible():
         try:
-            fn(p)
-            ok += 1
-        except Exception as e:  # noqa: BLE001 - one bad photo never stops the batch
-            failures.append({"image": str(p), "error": describe_error(e),
-                             "type": type(e).__name__})
-    out_dir.mkdir(parents=True, exist_ok=True)
-    write_json(out_dir / "failures.json", failures)
-    summary = {"total": len(paths), "succeeded": ok, "failed": len(failures)}
-    print(f"{ok}/{len(paths)} photos done, {len(failures)} failed "
-          f"(see {out_dir / 'failures.json'})", file=sys.stderr)
+            out_dir.mkdir(parents=True, exist_ok=True)
+            write_json(record, failures)
+        except OSError as e:
+            summary["record_error"] = f"could not write {record}: {e.strerror or e}"
+    done = f"{ok}/{len(paths)} photos done"
+    if skipped:
+        done += f", {skipped} skipped (output folder exists; --overwrite redoes them)"
+    done += f", {len(failures)} failed"
+    where = (f"(see {record})" if "record_error" not in summary
+             else f"({summary['record_error']})")
+    if interrupted is not None:
+        left = len(paths) - ok - skipped - len(failures)
+        print(f"interrupted ({interrupted.signal_name}): {done}, {left} not done {where}; "
+              f"rerun the same command to resume", file=sys.stderr)
+    elif "record_error" in summary:
+        print(f"error: {done} {where}", file=sys.stderr)
+    else:
+        print(f"{done} {where}", file=sys.stderr)
     return summary
+
+
+def _batch_output_done(out_dir: Path) -> bool:
+    """A photo's output folder is there (they are written atomically, so complete)."""
+    try:
+        return out_dir.is_dir() and any(out_dir.iterdir())
+    except OSError:
+        return False
 
 
 def run_photo_cli(flag_values, make_worker: Callable[[], object],
                   process: Callable[..., str]) -> int:
     """The main of the photo CLIs (unwrap, reconstruct).
 
-    Checks the arguments; in single-photo mode reads and checks the photo,
-    the landmark file and the output folder *before* ``make_worker()`` loads
-    any model; then ``process(worker, image_path, out_dir, landmarks_path,
-    inputs)`` (returns a line to print) for the photo, or for every photo of
-    ``--image_dir`` with a progress bar and ``failures.json``.
+    Checks the arguments; reads and checks the photo and the landmark file
+    (single-photo mode) and checks that the output folder can be written
+    *before* ``make_worker()`` loads any model; then ``process(worker,
+    image_path, out_dir, landmarks_path, inputs)`` (returns a line to print)
+    for the photo, or for every photo of ``--image_dir`` with a progress bar
+    and ``failures.json``. Batch mode skips photos whose output folder exists
+    unless ``--overwrite`` (so a rerun resumes). SIGINT / SIGTERM: one line,
+    exit code 130 / 143 (see the module docstring).
     """
-    from tf_face.outputs import check_output_free
+    with interrupt_handlers():
+        try:
+            return _run_photo_cli(flag_values, make_worker, process)
+        except KeyboardInterrupt as e:
+            err = _as_interrupted(e)
+            print(f"interrupted ({err.signal_name})", file=sys.stderr)
+            return err.exit_code
+
+
+def _run_photo_cli(flag_values, make_worker, process) -> int:
+    from tf_face.outputs import check_output_free, check_output_writable, remove_stale_temp
     from tf_face.pipeline import read_inputs
 
     f = flag_values
@@ -112,10 +221,17 @@ def run_photo_cli(flag_values, make_worker: Callable[[], object],
     if f.image:
         def check():
             check_output_free(out, f.overwrite)
+            check_output_writable(out, sibling=True)
             holder["inputs"] = read_inputs(f.image, f.landmarks)
+            remove_stale_temp(out.parent, out.name)
         steps.append(check)
     else:
-        steps.append(lambda: holder.__setitem__("paths", list_images(f.image_dir)))
+        def check_batch():
+            holder["paths"] = list_images(f.image_dir)
+            check_output_writable(out)
+            if out.is_dir():
+                remove_stale_temp(out)
+        steps.append(check_batch)
     steps.append(lambda: holder.__setitem__("worker", make_worker()))
     for step in steps:
         rc = run_single(step, f.debug)
@@ -126,6 +242,12 @@ def run_photo_cli(flag_values, make_worker: Callable[[], object],
         return run_single(lambda: print(process(worker, f.image, out, f.landmarks,
                                                 holder["inputs"])), f.debug)
     names = output_names(holder["paths"])
+    skip = None if f.overwrite else (lambda p: _batch_output_done(out / names[p]))
     summary = run_batch(holder["paths"],
-                        lambda p: process(worker, p, out / names[p], None, None), out)
-    return 0 if summary["succeeded"] else 1
+                        lambda p: process(worker, p, out / names[p], None, None), out,
+                        skip=skip)
+    if summary["interrupted"] is not None:
+        return 128 + summary["interrupted"]
+    if "record_error" in summary:
+        return 1
+    return 0 if summary["succeeded"] or summary["skipped"] else 1

@@ -11,7 +11,10 @@ Writes texture.png (256x256 UV texture I_t(UV)), mask.png (visible texels),
 normals.png / normals.npy (camera-frame normal map), position.npy (camera-frame
 position map, pixels), overlay.png (mesh + landmarks on the photo) and fit.json
 (pose s, R, t; coefficients; landmark_rmse_iod; timings per stage).
-Batch mode shows a progress bar and writes DIR/failures.json.
+Batch mode shows a progress bar and writes DIR/failures.json; it skips photos
+whose output folder exists (without --overwrite), so rerunning an interrupted
+batch resumes it. SIGINT / SIGTERM end a run with one line and exit code
+130 / 143 (see ``tf_face.cli.common``).
 """
 
 from __future__ import annotations

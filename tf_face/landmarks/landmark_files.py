@@ -23,6 +23,9 @@ Accepted formats (x = column, y = row in image pixels, as written):
 raises ``LandmarkError`` with a one-line message for a missing/unreadable
 file, wrong count, non-numeric or non-finite values, or an empty file.
 ``write_landmark_file`` writes either format (round trip).
+``check_landmarks_in_image(points, image_shape)`` refuses points that cannot
+belong to the photo (most of them outside it, or all in one spot), so a
+wrong file fails with one line instead of giving a black texture.
 """
 
 from __future__ import annotations
@@ -112,6 +115,31 @@ def read_landmark_file(path) -> np.ndarray:
     """Read a 68- or 5-point landmark file -> float32 ``[N, 2]`` (x, y) pixels."""
     p, text = _read_text(path)
     return parse_landmarks(text, show_path(p))
+
+
+MIN_INSIDE_FRACTION = 0.5   # at least half of the points inside the photo
+MIN_SPREAD_PX = 4.0         # the points must span at least this many pixels
+
+
+def check_landmarks_in_image(points: np.ndarray, image_shape, name: str = "landmarks") -> None:
+    """Raise ``LandmarkError`` unless ``points`` ([N, 2] x, y pixels) are plausible
+    for a photo of ``image_shape`` (H, W, ...): at least half of them inside the
+    photo (a face cut by the border is fine) and not all in one spot."""
+    pts = np.asarray(points, np.float64)[:, :2]
+    h, w = int(image_shape[0]), int(image_shape[1])
+    # iBUG files count from 1, so allow a pixel of slack on each side
+    inside = ((pts[:, 0] >= -1) & (pts[:, 0] <= w + 1)
+              & (pts[:, 1] >= -1) & (pts[:, 1] <= h + 1))
+    if inside.mean() < MIN_INSIDE_FRACTION:
+        lo, hi = pts.min(0), pts.max(0)
+        raise LandmarkError(
+            f"{name}: {int((~inside).sum())} of {len(pts)} landmarks lie outside the "
+            f"{w}x{h} photo (x {lo[0]:.0f}..{hi[0]:.0f}, y {lo[1]:.0f}..{hi[1]:.0f}); "
+            f"is this the landmark file of this photo, in its pixels?")
+    spread = float(np.max(pts.max(0) - pts.min(0)))
+    if spread < MIN_SPREAD_PX:
+        raise LandmarkError(f"{name}: the {len(pts)} landmarks span only {spread:.1f} pixels; "
+                            f"a face needs more")
 
 
 def write_landmark_file(path, points: np.ndarray, fmt: str = "pts") -> None:
