@@ -40,6 +40,16 @@ def photos(tmp_path_factory):
     return d
 
 
+@pytest.fixture(scope="module")
+def many_photos(photos, tmp_path_factory):
+    """16 photos: a batch unwrap takes ~0.1 s a photo, so a signal sent when the
+    first folder appears lands well before the end."""
+    d = tmp_path_factory.mktemp("many")
+    for i in range(1, 17):
+        os.link(photos / "p1.png", d / f"p{i}.png")
+    return d
+
+
 def cli_cmd(cli, *args):
     return [sys.executable, "-m", f"tf_face.cli.{cli}", *args]
 
@@ -166,12 +176,15 @@ def dead_pid() -> int:
     return p.pid
 
 
-def interrupt_batch(cli, photos, out, signum, extra=()):
+def interrupt_batch(cli, photos, out, signum, extra=(), ready=None):
+    """Start a batch, wait until ``ready(out)`` (default: the first photo's
+    folder exists), send ``signum``; return (exit code, stderr)."""
+    ready = ready or (lambda o: (o / "p1").is_dir())
     proc = subprocess.Popen(cli_cmd(cli, f"--image_dir={photos}", f"--out_dir={out}", *extra),
                             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, env=cli_env())
     deadline = time.monotonic() + 240
-    while not (out / "p1").is_dir():
+    while not ready(out):
         assert proc.poll() is None, proc.communicate()
         assert time.monotonic() < deadline, "no output folder appeared"
         time.sleep(0.02)
@@ -194,6 +207,7 @@ def check_interrupted(rc, err, out, signum, name):
 
 
 def check_rerun_resumes(cli, photos, out, done, extra=()):
+    n = len(list(photos.iterdir()))
     stale = out / f".p6.tmp-{dead_pid()}-0a1b"      # what a SIGKILLed run leaves
     stale.mkdir()
     (stale / "texture.png").write_bytes(b"partial")
@@ -202,23 +216,50 @@ def check_rerun_resumes(cli, photos, out, done, extra=()):
     assert "Traceback" not in res.stderr
     assert f"{len(done)} skipped" in res.stderr, res.stderr
     assert leftovers(out) == []
-    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == [f"p{i}" for i in range(1, 7)]
-    assert all((out / f"p{i}" / "fit.json").is_file() for i in range(1, 7))
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == \
+        sorted(f"p{i}" for i in range(1, n + 1))
+    assert all((out / f"p{i}" / "fit.json").is_file() for i in range(1, n + 1))
     assert json.loads((out / "failures.json").read_text()) == []
 
 
-def test_sigint_during_batch_unwrap_then_rerun(photos, tmp_path):
+def test_sigint_during_batch_unwrap_then_rerun(many_photos, tmp_path):
     out = tmp_path / "out"
-    rc, err = interrupt_batch("unwrap", photos, out, signal.SIGINT)
+    rc, err = interrupt_batch("unwrap", many_photos, out, signal.SIGINT)
     done = check_interrupted(rc, err, out, signal.SIGINT, "SIGINT")
-    check_rerun_resumes("unwrap", photos, out, done)
+    assert len(done) < 16
+    check_rerun_resumes("unwrap", many_photos, out, done)
 
 
-def test_sigterm_during_batch_reconstruct_then_rerun(photos, tmp_path):
+def test_sigterm_while_reconstruct_writes_then_rerun(photos, tmp_path):
+    """SIGTERM while the second photo's temp folder is being written (the renders
+    take ~2 s): the temp folder goes, the first photo's folder stays."""
     out = tmp_path / "out"
-    rc, err = interrupt_batch("reconstruct", photos, out, signal.SIGTERM, ["--norenders"])
+
+    def writing_second(o):
+        return (o / "p1").is_dir() and any(p.name.startswith(".p2.tmp-") for p in o.iterdir())
+
+    rc, err = interrupt_batch("reconstruct", photos, out, signal.SIGTERM, ready=writing_second)
     done = check_interrupted(rc, err, out, signal.SIGTERM, "SIGTERM")
+    assert [p.name for p in done] == ["p1"]
     check_rerun_resumes("reconstruct", photos, out, done, ["--norenders"])
+
+
+def test_sigint_in_single_photo_mode(photos, tmp_path):
+    out = tmp_path / "one"
+    proc = subprocess.Popen(cli_cmd("reconstruct", f"--image={photos / 'p1.png'}",
+                                    f"--out_dir={out}"),
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=cli_env())
+    deadline = time.monotonic() + 240
+    while not any(p.name.startswith(".one.tmp-") for p in tmp_path.iterdir()):
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and err.strip().splitlines()[-1] == "interrupted (SIGINT)", err
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_interrupt_inside_atomic_output_dir_removes_temp(tmp_path):
@@ -291,3 +332,20 @@ def test_output_folder_respects_umask(tmp_path, umask):
     finally:
         os.umask(old)
     assert (tmp_path / "out").stat().st_mode & 0o777 == 0o777 & ~umask
+
+
+def test_ignored_signal_stays_ignored(photos, tmp_path):
+    """A run started with SIGTERM ignored (as nohup / `cmd &` do with SIGINT)
+    keeps ignoring it: the batch completes."""
+    out = tmp_path / "out"
+    proc = subprocess.Popen(cli_cmd("unwrap", f"--image_dir={photos}", f"--out_dir={out}"),
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=cli_env(),
+                            preexec_fn=lambda: signal.signal(signal.SIGTERM, signal.SIG_IGN))
+    deadline = time.monotonic() + 240
+    while not (out / "p1").is_dir() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0 and "interrupted" not in err, err
+    assert all((out / f"p{i}" / "fit.json").is_file() for i in range(1, 7))

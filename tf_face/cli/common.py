@@ -105,6 +105,8 @@ def interrupt_handlers():
     previous = {}
     try:
         for sig in (signal.SIGINT, signal.SIGTERM):
+            if signal.getsignal(sig) is signal.SIG_IGN:
+                continue   # ignored by whoever started us (nohup, `cmd &`): keep it so
             previous[sig] = signal.signal(sig, _on_signal)
     except ValueError:   # not the main thread: leave the handlers alone
         pass
