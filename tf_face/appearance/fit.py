@@ -156,7 +156,7 @@ class AppearanceFitter:
 
         t = time.perf_counter()
         pos = np.asarray(sample.position, np.float32) / (float(fit_scale) * self.detail_unit)
-        rate, hist_d = fit_displacement_map(
+        rate, detail_normals, hist_d = fit_displacement_map(
             tex, vis, sample.normals, pos, la.sh, pca, self.grid, o.displacement,
             rate_init=None if init is None else init.moving_rate, backend=o.backend)
         timings["fit_displacement"] = (time.perf_counter() - t) * 1e3
@@ -164,12 +164,7 @@ class AppearanceFitter:
             rate = np.full_like(rate, np.nan)     # reported as a fallback below
 
         t = time.perf_counter()
-        normals = sample.normals
-        if np.all(np.isfinite(rate)) and np.any(rate != 0):
-            from tf_face.serving.reconstruct import detail_maps
-            _, _, _, normals = detail_maps(sample, self.atlas_mask, rate, fit_scale,
-                                           self.detail_unit)
-            normals = np.where(np.any(normals != 0, -1, keepdims=True), normals, sample.normals)
+        normals = detail_normals if np.all(np.isfinite(detail_normals)) else sample.normals
         albedo, hist_a = fit_albedo_map(tex, vis, normals, la.sh, pca, self.atlas_mask,
                                         o.albedo_map, backend=o.backend)
         timings["fit_albedo_map"] = (time.perf_counter() - t) * 1e3

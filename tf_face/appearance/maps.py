@@ -251,7 +251,8 @@ def _displacement_objective(rate, args, consts):
 def fit_displacement_map(texture_linear, visible, normals, position_units, sh, albedo,
                          grid: DetailGrid, opts: DisplacementOptions | None = None,
                          rate_init=None, backend: str = "auto"):
-    """(moving rate r_d [S,S] float32 in detail units, objective history).
+    """(moving rate r_d [S,S] float32 in detail units, detail normals [S,S,3]
+    (the base normals where the detail mesh has none), objective history).
 
     ``position_units``: the position map divided by (fit scale x detail unit),
     so r_d is in the same units as DRN's output.
@@ -273,4 +274,7 @@ def fit_displacement_map(texture_linear, visible, normals, position_units, sh, a
     x, history = _adam(_displacement_objective, x0 * valid, args, consts, opts.steps,
                        opts.learning_rate, bound=float(opts.max_rate))
     x = x * valid
-    return x[0, ..., 0].numpy(), history
+    normals_detail = detail_normals(pos, n, displacement_from_rate(x, n, valid), valid, orient)
+    normals_detail = tf.where(tf.reduce_any(normals_detail != 0, -1, keepdims=True),
+                              normals_detail, n)
+    return x[0, ..., 0].numpy(), normals_detail[0].numpy(), history
