@@ -6,7 +6,9 @@
 DIR is a SavedModel (``saved_model_cli show --dir DIR --all`` lists the
 signatures ``albedo_and_details``, ``bnet``, ``fan``, ``drn``, ``config`` and
 ``serving_default`` = ``albedo_and_details``; see
-``tf_face.serving.savedmodel`` for inputs/outputs and units). With
+``tf_face.serving.savedmodel`` for inputs/outputs and units); it loads with
+``tf.saved_model.load`` and with session-based servers (``saved_model_cli run
+--dir DIR --tag_set serve --signature_def fan --inputs texture=x.npy``). With
 ``--tflite`` it also holds ``DIR/tflite/<net>_<precision>.tflite`` for
 bnet/fan/drn x float32/float16/int8 (dynamic range), and
 ``DIR/tflite/comparison.json`` + a printed table: size, latency and max/mean

@@ -1,6 +1,6 @@
 """The SavedModel with serving signatures (``python -m train.export``).
 
-``ServingModule`` is a ``tf.Module`` holding the three Keras networks and B-Net's
+``ServingModule`` is a ``tf.Module`` holding the three Keras networks' variables and B-Net's
 albedo PCA model (mean and basis as non-trainable variables), with
 ``tf.function(input_signature=...)`` methods that become the signatures:
 
@@ -26,7 +26,15 @@ Inputs: UV textures in [0, 1], sRGB as sampled from the photo
 (``UVSample.texture``). Albedo outputs are in the weights' colour space
 (``"linear"``: linear RGB; convert with the sRGB curve for display). The graph
 holds only standard TF ops (no tf_face custom op), so the folder loads with
-plain ``tf.saved_model.load`` and serves with TF Serving.
+plain ``tf.saved_model.load`` and with the session-based loader that model
+servers use (TF Serving, C++ ``LoadSavedModel``, ``saved_model_cli run``)::
+
+    saved_model_cli run --dir EXPORT --tag_set serve \\
+        --signature_def albedo_and_details --inputs texture=x.npy --outdir OUT
+    saved_model_cli run --dir EXPORT --tag_set serve --signature_def config \\
+        --input_exprs ';'      # no inputs; the CLI wants some input flag
+
+(x.npy: float32 [B,S,S,3]; each output lands in ``OUT/<key>.npy``.)
 """
 
 from __future__ import annotations
@@ -50,13 +58,36 @@ def split_coeffs(y, num_albedo: int):
     return p_a, sh
 
 
+class _Untracked:
+    """Plain holder: what it holds is invisible to ``tf.Module`` tracking."""
+
+    def __init__(self, **items):
+        self.__dict__.update(items)
+
+
 class ServingModule(tf.Module):
+    """The SavedModel's root object (see the module docstring).
+
+    The Keras networks are *not* tracked as children: a Keras 3 variable
+    (``keras.Variable`` on the TF backend) exports as two graph variables --
+    its inner ``tf.Variable`` (which the traced functions read) and a second
+    ``tf.Variable`` initialised from it (``Variable._export_to_saved_model_graph``
+    in Keras 3.15), and the SavedModel's checkpoint and restore op only fill
+    the second. ``tf.saved_model.load`` rebinds the captures through the object
+    graph and works, but a session-based loader (``saved_model_cli run``, TF
+    Serving, the C++ ``LoadSavedModel``) only runs the restore op and the
+    functions then read never-initialised variables ("Could not find variable
+    down3_norm/beta_1"). Tracking the inner ``tf.Variable`` objects themselves
+    (``network_variables``) gives one graph variable per weight, restored by
+    the restore op and read by the functions.
+    """
+
     def __init__(self, networks: dict, albedo_mean: np.ndarray, albedo_basis: np.ndarray,
                  config: dict):
         super().__init__(name="tf_face_serving")
-        self.bnet_model = networks["bnet"]
-        self.fan_model = networks["fan"]
-        self.drn_model = networks["drn"]
+        self._nets = _Untracked(**{n: networks[n] for n in ("bnet", "fan", "drn")})
+        self.network_variables = {n: [_tf_variable(v) for v in networks[n].variables]
+                                  for n in ("bnet", "fan", "drn")}
         s = int(albedo_mean.shape[0])
         k = int(albedo_basis.shape[-1])
         self.size, self.num_albedo = s, k
@@ -73,6 +104,18 @@ class ServingModule(tf.Module):
         self.fan = tf.function(self._fan, input_signature=spec)
         self.drn = tf.function(self._drn, input_signature=spec)
         self.config = tf.function(self._config, input_signature=[])
+
+    @property
+    def bnet_model(self):
+        return self._nets.bnet
+
+    @property
+    def fan_model(self):
+        return self._nets.fan
+
+    @property
+    def drn_model(self):
+        return self._nets.drn
 
     def _coeffs(self, texture):
         y = self.bnet_model(texture, training=False)
@@ -101,6 +144,15 @@ class ServingModule(tf.Module):
 
     def _config(self):
         return {"json": self.config_json}
+
+
+def _tf_variable(v) -> tf.Variable:
+    """The ``tf.Variable`` behind a Keras 3 variable (itself if it already is one)."""
+    inner = getattr(v, "value", v)
+    if not isinstance(inner, tf.Variable):
+        raise TypeError(f"variable {getattr(v, 'path', v)!r} is not backed by a tf.Variable "
+                        f"(Keras backend is not TensorFlow?)")
+    return inner
 
 
 def build_serving_module(weights_dir) -> ServingModule:
