@@ -108,3 +108,49 @@ def test_only_builtin_ops(setup):
     for path in setup["folder"].glob("*.tflite"):
         ops = {o["op_name"] for o in TFLiteNetwork(path).interpreter._get_ops_details()}
         assert not any(o.startswith("Flex") or o == "CUSTOM" for o in ops), (path.name, ops)
+
+
+# what each .tflite's signature outputs are called: the SavedModel's bnet / fan / drn
+# signature output keys (bnet's raw ``coeffs`` stays in the SavedModel only)
+EXPECTED_OUTPUTS = {"bnet": ["p_a", "sh"], "fan": ["albedo"], "drn": ["moving_rate"]}
+
+
+def test_signature_outputs_are_named(setup):
+    """A client that did not write tf_face (the TFLite / LiteRT interpreter's
+    signature runner) sees named outputs, not ``output_0``, ``output_1``, and
+    reads them by name with the TF values."""
+    import warnings
+
+    import tensorflow as tf
+    x = setup["texture"][None].astype(np.float32)
+    for net, precs in CONVERTED.items():
+        ref = setup["backend"].run_network(net, x)
+        for prec in precs:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                it = tf.lite.Interpreter(model_path=str(setup["folder"] / f"{net}_{prec}.tflite"))
+            assert it.get_signature_list() == {"serving_default": {
+                "inputs": ["texture"], "outputs": EXPECTED_OUTPUTS[net]}}, (net, prec)
+            out = it.get_signature_runner()(texture=x)
+            assert sorted(out) == EXPECTED_OUTPUTS[net]
+            if prec == "float32":
+                for name in EXPECTED_OUTPUTS[net]:
+                    np.testing.assert_allclose(out[name], ref[name], atol=1e-4, err_msg=name)
+
+
+def test_runner_refuses_unnamed_outputs(tmp_path):
+    """A .tflite with the converter's default names (``output_0``, ...: what
+    tf_face wrote before) is refused with a one-line WeightsError, not
+    silently read by position."""
+    import keras
+    import tensorflow as tf
+
+    from tf_face.serving.tflite import TFLiteNetwork
+    from tf_face.serving.weights import WeightsError
+    inp = keras.Input((4, 4, 3), batch_size=1, name="texture")
+    model = keras.Model(inp, [keras.layers.Flatten()(inp), keras.layers.Identity()(inp)])
+    model.export(str(tmp_path / "sm"), format="tf_saved_model", verbose=False)
+    (tmp_path / "old.tflite").write_bytes(
+        tf.lite.TFLiteConverter.from_saved_model(str(tmp_path / "sm")).convert())
+    with pytest.raises(WeightsError, match="output_0, output_1 are not tf_face's named outputs"):
+        TFLiteNetwork(tmp_path / "old.tflite")

@@ -10,7 +10,8 @@ signatures ``albedo_and_details``, ``bnet``, ``fan``, ``drn``, ``config`` and
 ``tf.saved_model.load`` and with session-based servers (``saved_model_cli run
 --dir DIR --tag_set serve --signature_def fan --inputs texture=x.npy``). With
 ``--tflite`` it also holds ``DIR/tflite/<net>_<precision>.tflite`` for
-bnet/fan/drn x float32/float16/int8 (dynamic range), and
+bnet/fan/drn x float32/float16/int8 (dynamic range; signature input
+``texture``, outputs named ``p_a``/``sh``, ``albedo``, ``moving_rate``), and
 ``DIR/tflite/comparison.json`` + a printed table: size, latency and max/mean
 abs difference vs TF on real unwrapped UV textures -- the ``texture.png``
 files under ``--texture_dir`` (``tf_face.cli.unwrap`` outputs) or, by

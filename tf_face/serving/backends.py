@@ -8,7 +8,7 @@
   ``tf_face.serving.tflite`` run with the TFLite interpreter; no TensorFlow
   graph executes for the networks. Missing files are converted on the fly
   into a cache folder keyed by the weights' content
-  (``<tf_face cache>/tflite/<digest>/``), or read from ``tflite_dir``
+  (``<tf_face cache>/tflite/<digest>-<format>/``), or read from ``tflite_dir``
   (``python -m train.export --tflite`` output, its ``tflite/`` folder).
 
 Both compose B-Net's albedo ``R_a = m_a + U_a p_a`` on the host (numpy) from
@@ -124,7 +124,7 @@ def ensure_tflite(weights_dir, cfg, precision: str = "float32", tflite_dir=None,
     With ``tflite_dir`` the files must be there (``train.export --tflite``);
     otherwise they are converted once into the cache folder for these weights.
     """
-    from tf_face.serving.tflite import PRECISIONS, export_tflite, tflite_name
+    from tf_face.serving.tflite import PRECISIONS, TFLITE_FORMAT, export_tflite, tflite_name
 
     if precision not in PRECISIONS:
         raise WeightsError(f"--tflite_precision must be one of {', '.join(PRECISIONS)}, "
@@ -138,7 +138,8 @@ def ensure_tflite(weights_dir, cfg, precision: str = "float32", tflite_dir=None,
                                f"with python -m train.export --weights_dir={weights_dir} "
                                f"--output=DIR --tflite (they land in DIR/tflite)")
         return folder
-    folder = tflite_cache_root() / weights_digest(weights_dir)
+    # the format tag keeps files of an older conversion (unnamed outputs) out of use
+    folder = tflite_cache_root() / f"{weights_digest(weights_dir)}-{TFLITE_FORMAT}"
     if not all((folder / n).is_file() for n in names):
         log(f"converting the networks to TFLite ({precision}) into {folder} (once)")
         export_tflite(load_networks(weights_dir), folder, cfg.uv_size, cfg.num_albedo,

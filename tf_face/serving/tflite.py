@@ -11,7 +11,10 @@ precision in
   representative dataset): int8 weights, float activations, hybrid kernels.
 
 Every model has batch 1 and one signature (``serving_default``) with input
-``texture`` float32 [1,S,S,3] (UV texture in [0,1], sRGB) and outputs
+``texture`` float32 [1,S,S,3] (UV texture in [0,1], sRGB) and outputs named
+as the SavedModel's ``bnet`` / ``fan`` / ``drn`` signature outputs
+(``OUTPUT_NAMES``; read them by name, e.g. LiteRT's
+``interpreter.get_signature_runner()(texture=x)["albedo"]``):
 bnet: ``p_a`` [1,K], ``sh`` [1,9,3] (the split of B-Net's output incl. the
 ambient offset; the albedo PCA basis stays outside the .tflite, it is
 S*S*3*K floats, and ``R_a = m_a + U_a p_a`` is one small matmul on the host);
@@ -39,18 +42,31 @@ def tflite_name(net: str, precision: str) -> str:
     return f"{net}_{precision}.tflite"
 
 
-def _serving_keras_model(model, net: str, size: int, num_albedo: int):
-    """A batch-1 functional wrapper of ``model`` (B-Net: with the p_a/SH split)."""
+OUTPUT_NAMES = {"bnet": ("p_a", "sh"), "fan": ("albedo",), "drn": ("moving_rate",)}
+TFLITE_FORMAT = "named"  # bumped when the .tflite signature changes (cache folders)
+
+
+def _write_serving_saved_model(model, net: str, size: int, num_albedo: int, folder) -> None:
+    """A batch-1 SavedModel of ``model`` whose ``serving_default`` signature has
+    the input ``texture`` and the outputs ``OUTPUT_NAMES[net]`` (B-Net: the
+    p_a/SH split); the converter keeps these names as the .tflite signature's
+    (a Keras model's list outputs would become ``output_0``, ``output_1``)."""
     import keras
+    import tensorflow as tf
 
     from tf_face.models.bnet import split_bnet_output
 
-    inp = keras.Input((size, size, 3), batch_size=1, name="texture")
-    y = model(inp)
-    if net == "bnet":
-        p_a, sh = split_bnet_output(y, num_albedo)
-        return keras.Model(inp, [p_a, sh], name=f"{net}_serving")
-    return keras.Model(inp, y, name=f"{net}_serving")
+    def serve(texture):
+        y = model(texture, training=False)
+        outs = split_bnet_output(y, num_albedo) if net == "bnet" else (y,)
+        return dict(zip(OUTPUT_NAMES[net], outs))
+
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint("serving_default", serve,
+                         input_signature=[tf.TensorSpec([1, size, size, 3], tf.float32,
+                                                        name="texture")])
+    archive.write_out(str(folder), verbose=False)
 
 
 def _convert_saved_model(saved_model_dir, precision: str) -> bytes:
@@ -69,10 +85,10 @@ def _convert_saved_model(saved_model_dir, precision: str) -> bytes:
 def convert_network(model, net: str, precisions, size: int, num_albedo: int = 0) -> dict:
     """``{precision: .tflite flatbuffer}`` of one Keras network.
 
-    The batch-1 wrapper is exported once with Keras's own SavedModel export
-    (``Model.export``, which freezes the variables correctly; a hand-made
-    ``tf.Module`` SavedModel converted here kept them as uninitialised
-    resource variables) and converted once per precision.
+    The batch-1 signature is exported once with Keras's ``ExportArchive``
+    (which tracks the variables the endpoint reads, so the converter's
+    session-based load restores them; see ``savedmodel.ServingModule`` for
+    what goes wrong otherwise) and converted once per precision.
     """
     import shutil
     import tempfile
@@ -83,8 +99,7 @@ def convert_network(model, net: str, precisions, size: int, num_albedo: int = 0)
         tflite_name(net, prec)
     tmp = Path(tempfile.mkdtemp(prefix="tf_face_tflite_"))
     try:
-        wrapper = _serving_keras_model(model, net, size, num_albedo)
-        _quiet(lambda: wrapper.export(str(tmp / "sm"), format="tf_saved_model"))
+        _quiet(lambda: _write_serving_saved_model(model, net, size, num_albedo, tmp / "sm"))
         return {prec: _convert_saved_model(tmp / "sm", prec) for prec in precisions}
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -129,10 +144,17 @@ def _interpreter_class():
 
 
 class TFLiteNetwork:
-    """One .tflite network: ``net(texture [1,S,S,3]) -> {name: array}``."""
+    """One .tflite network: ``net(texture [1,S,S,3]) -> {name: array}``.
+
+    Outputs are read by their signature names (``OUTPUT_NAMES``); a file whose
+    outputs are not named so (``output_0``, ... from tf_face before named
+    outputs) is refused with a ``WeightsError`` saying to re-export it.
+    """
 
     def __init__(self, path, num_threads: int | None = None):
         import warnings
+
+        from tf_face.serving.weights import WeightsError
         self.path = Path(path)
         cls = _interpreter_class()
         with warnings.catch_warnings():
@@ -142,27 +164,25 @@ class TFLiteNetwork:
         self.runner = self.interpreter.get_signature_runner()
         (self.input_name, detail), = self.runner.get_input_details().items()
         self.input_shape = tuple(detail["shape"])
+        self.output_names = tuple(sorted(self.runner.get_output_details()))
+        known = {tuple(sorted(v)): k for k, v in OUTPUT_NAMES.items()}
+        if self.output_names not in known:
+            raise WeightsError(
+                f"{self.path}: TFLite outputs {', '.join(self.output_names)} are not "
+                f"tf_face's named outputs ({'; '.join(', '.join(v) for v in OUTPUT_NAMES.values())}"
+                f"); convert it again (python -m train.export --tflite)")
+        self.net = known[self.output_names]
 
     @property
     def size_bytes(self) -> int:
         return self.path.stat().st_size
 
     def __call__(self, texture) -> dict:
-        """Outputs named by shape: [1,K] ``p_a``, [1,9,3] ``sh``, [1,S,S,3]
-        ``albedo``, [1,S,S,1] ``moving_rate`` (the converter numbers them)."""
+        """``{output name: array}``: bnet ``p_a`` [1,K], ``sh`` [1,9,3]; fan
+        ``albedo`` [1,S,S,3]; drn ``moving_rate`` [1,S,S,1]."""
         x = np.ascontiguousarray(np.asarray(texture, np.float32).reshape(self.input_shape))
-        out = {}
-        for v in self.runner(**{self.input_name: x}).values():
-            v = np.array(v)
-            if v.ndim == 2:
-                out["p_a"] = v
-            elif v.ndim == 3:
-                out["sh"] = v
-            elif v.shape[-1] == 3:
-                out["albedo"] = v
-            else:
-                out["moving_rate"] = v
-        return out
+        out = self.runner(**{self.input_name: x})
+        return {k: np.array(out[k]) for k in self.output_names}
 
 
 def time_call(fn, arg, repeats: int = 3) -> float:
