@@ -154,3 +154,53 @@ def test_runner_refuses_unnamed_outputs(tmp_path):
         tf.lite.TFLiteConverter.from_saved_model(str(tmp_path / "sm")).convert())
     with pytest.raises(WeightsError, match="output_0, output_1 are not tf_face's named outputs"):
         TFLiteNetwork(tmp_path / "old.tflite")
+
+
+@pytest.mark.parametrize("norm", ["instance", "none"])       # "none": convs with bias
+def test_subpixel_model_equals_the_transposed_convs(norm):
+    from tf_face.models.unet import build_fan
+    from tf_face.serving.tflite import subpixel_model
+    model = build_fan(input_size=32, ngf=3, num_downs=5, norm=norm)
+    rng = np.random.default_rng(2)
+    for w in model.weights:                                    # biases non-zero too
+        w.assign(rng.normal(0, 0.2, w.shape).astype(np.float32))
+    twin = subpixel_model(model)
+    names = {type(layer).__name__ for layer in twin.layers}
+    assert "Conv2DTranspose" not in names and "SubPixelConvTranspose" in names
+    x = rng.random((2, 32, 32, 3), dtype=np.float32)
+    np.testing.assert_allclose(twin(x).numpy(), model(x).numpy(), atol=1e-5)
+
+
+def test_int8_unets_have_no_hybrid_transpose_conv_and_stay_fast(setup):
+    """int8 FAN/DRN carry no TRANSPOSE_CONV (TFLite's hybrid kernel for it is a
+    slow reference loop: 18-38x float32 without XNNPACK), and run within 2x of
+    float32 even with the builtin kernels only (no XNNPACK delegate)."""
+    import time
+    import warnings
+
+    import tensorflow as tf
+
+    from tf_face.serving.tflite import TFLiteNetwork
+
+    def ms(path):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            it = tf.lite.Interpreter(
+                model_path=str(path), num_threads=1,
+                experimental_op_resolver_type=tf.lite.experimental.OpResolverType
+                .BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+        run = it.get_signature_runner()
+        x = setup["texture"][None].astype(np.float32)
+        run(texture=x)
+        times = []
+        for _ in range(5):
+            t = time.perf_counter()
+            run(texture=x)
+            times.append(time.perf_counter() - t)
+        return min(times)
+
+    for net in ("fan", "drn"):
+        path = setup["folder"] / f"{net}_int8.tflite"
+        ops = {o["op_name"] for o in TFLiteNetwork(path).interpreter._get_ops_details()}
+        assert "TRANSPOSE_CONV" not in ops and "DEPTH_TO_SPACE" in ops, (net, ops)
+        assert ms(path) <= 2 * ms(setup["folder"] / f"{net}_float32.tflite"), net

@@ -9,6 +9,12 @@ precision in
   latency equals float32 and only the file halves;
 * ``int8``: dynamic-range quantization (``Optimize.DEFAULT`` without a
   representative dataset): int8 weights, float activations, hybrid kernels.
+  FAN/DRN's transposed convolutions are written as four 2x2 convolutions +
+  ``DEPTH_TO_SPACE`` (``subpixel_model``, the same function and weight count):
+  TFLite's builtin hybrid TRANSPOSE_CONV is a slow reference loop, so
+  without the XNNPACK delegate int8 FAN/DRN took 1.5-1.9 s against 0.11-0.13 s
+  in float32 (demo weights, LiteRT 2.3.0, 2 threads); now 53-58 ms, and with
+  XNNPACK (LiteRT's default on CPU) 39-50 ms against ~85 ms in float32.
 
 Every model has batch 1 and one signature (``serving_default``) with input
 ``texture`` float32 [1,S,S,3] (UV texture in [0,1], sRGB) and outputs named
@@ -43,7 +49,109 @@ def tflite_name(net: str, precision: str) -> str:
 
 
 OUTPUT_NAMES = {"bnet": ("p_a", "sh"), "fan": ("albedo",), "drn": ("moving_rate",)}
-TFLITE_FORMAT = "named"  # bumped when the .tflite signature changes (cache folders)
+TFLITE_FORMAT = "v3"  # bumped when the .tflite files change (cache folder names): v3 = named
+# outputs (v2) + int8 transposed convs as conv + depth_to_space
+
+
+def subpixel_kernels(w: np.ndarray) -> np.ndarray:
+    """Kernels ``k[a, b]`` [2,2,Cin,Cout] such that Keras's
+    ``Conv2DTranspose(Cout, 4, strides=2, padding="same")`` with kernel ``w``
+    [4,4,Cout,Cin] gives output pixel (2i+a, 2j+b) =
+    ``conv2d(pad(x, rows (1-a, a), cols (1-b, b)), k[a, b], VALID)[i, j]``
+    (exactly: the same products, summed in another order).
+
+    Output row 2i+a reads input rows i-1, i (a=0: taps 3, 1) or i, i+1
+    (a=1: taps 2, 0); the same for columns. Returns [2,2,2,2,Cin,Cout].
+    """
+    kh, kw, cout, cin = w.shape
+    if (kh, kw) != (4, 4):
+        raise ValueError(f"subpixel_kernels: expected a 4x4 kernel, got {kh}x{kw}")
+    rows = {0: (3, 1), 1: (2, 0)}  # parity -> 4x4 taps read by the 2x2 taps 0, 1
+    k = np.zeros((2, 2, 2, 2, cin, cout), w.dtype)
+    for a in (0, 1):
+        for b in (0, 1):
+            for u in (0, 1):
+                for v in (0, 1):
+                    k[a, b, u, v] = w[rows[a][u], rows[b][v]].T
+    return k
+
+
+def _subpixel_layer_class():
+    import keras
+    import tensorflow as tf
+
+    class SubPixelConvTranspose(keras.layers.Layer):
+        """Four 2x2 convs (one per output parity, ``subpixel_kernels``),
+        concatenated and interleaved with ``depth_to_space(2)``."""
+
+        def __init__(self, filters: int, use_bias: bool, **kwargs):
+            super().__init__(**kwargs)
+            self.filters, self.use_bias = filters, use_bias
+
+        def build(self, input_shape):
+            self.kernel = self.add_weight(shape=(2, 2, 2, 2, input_shape[-1], self.filters),
+                                          initializer="zeros", name="kernel")
+            self.bias = (self.add_weight(shape=(4 * self.filters,), initializer="zeros",
+                                         name="bias") if self.use_bias else None)
+
+        def call(self, x):
+            ys = [tf.nn.conv2d(tf.pad(x, [[0, 0], [1 - a, a], [1 - b, b], [0, 0]]),
+                               self.kernel[a, b], 1, "VALID") for a in (0, 1) for b in (0, 1)]
+            y = tf.concat(ys, axis=-1)
+            if self.bias is not None:
+                y = tf.nn.bias_add(y, self.bias)
+            return tf.nn.depth_to_space(y, 2)
+
+        def compute_output_shape(self, input_shape):
+            b, h, w, _ = input_shape
+            return (b, None if h is None else 2 * h, None if w is None else 2 * w, self.filters)
+
+    return SubPixelConvTranspose
+
+
+def _is_convt_4x4_s2(layer) -> bool:
+    import keras
+    if not isinstance(layer, keras.layers.Conv2DTranspose):
+        return False
+    c = layer.get_config()
+    return (tuple(c["kernel_size"]) == (4, 4) and tuple(c["strides"]) == (2, 2)
+            and c["padding"] == "same" and tuple(c["dilation_rate"]) == (1, 1)
+            and c.get("output_padding") is None and c["data_format"] == "channels_last"
+            and c["activation"] == "linear")
+
+
+def subpixel_model(model):
+    """``model`` with every ``Conv2DTranspose`` 4x4/2 "same" replaced by the
+    equal four 2x2 convolutions + ``depth_to_space`` (``subpixel_kernels``;
+    as many weights, so the file does not grow); other layers keep their
+    weights. ``model`` itself if it has none.
+
+    Used for the int8 files: TFLite's builtin dynamic-range (hybrid) kernel
+    for TRANSPOSE_CONV is a slow reference loop -- without the XNNPACK
+    delegate an int8 transposed conv took 18-38x its float32 time (one
+    layer 1.95 s vs 51 ms), which made int8 FAN/DRN 1.5-1.9 s against
+    0.13 s in float32 -- while hybrid CONV_2D is fast with and without XNNPACK.
+    """
+    import keras
+    if not any(_is_convt_4x4_s2(layer) for layer in model.layers):
+        return model
+    cls = _subpixel_layer_class()
+
+    def clone(layer):
+        if _is_convt_4x4_s2(layer):
+            return cls(layer.filters, layer.use_bias, name=layer.name)
+        return layer.__class__.from_config(layer.get_config())
+
+    new = keras.models.clone_model(model, clone_function=clone)
+    for layer in model.layers:
+        twin = new.get_layer(layer.name)
+        if isinstance(twin, cls):
+            twin.kernel.assign(subpixel_kernels(np.asarray(layer.kernel.numpy())))
+            if layer.use_bias:
+                twin.bias.assign(np.tile(np.asarray(layer.bias.numpy()), 4))
+        elif layer.weights:
+            twin.set_weights(layer.get_weights())
+    return new
 
 
 def _write_serving_saved_model(model, net: str, size: int, num_albedo: int, folder) -> None:
@@ -99,8 +207,15 @@ def convert_network(model, net: str, precisions, size: int, num_albedo: int = 0)
         tflite_name(net, prec)
     tmp = Path(tempfile.mkdtemp(prefix="tf_face_tflite_"))
     try:
-        _quiet(lambda: _write_serving_saved_model(model, net, size, num_albedo, tmp / "sm"))
-        return {prec: _convert_saved_model(tmp / "sm", prec) for prec in precisions}
+        out = {}
+        for prec in precisions:
+            # int8: transposed convs as conv + depth_to_space (see subpixel_model)
+            sm = tmp / ("sm_int8" if prec == "int8" else "sm")
+            if not sm.exists():
+                m = subpixel_model(model) if prec == "int8" else model
+                _quiet(lambda: _write_serving_saved_model(m, net, size, num_albedo, sm))
+            out[prec] = _convert_saved_model(sm, prec)
+        return out
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
