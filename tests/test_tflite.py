@@ -171,10 +171,11 @@ def test_subpixel_model_equals_the_transposed_convs(norm):
     np.testing.assert_allclose(twin(x).numpy(), model(x).numpy(), atol=1e-5)
 
 
-def test_int8_unets_have_no_hybrid_transpose_conv_and_stay_fast(setup):
-    """int8 FAN/DRN carry no TRANSPOSE_CONV (TFLite's hybrid kernel for it is a
-    slow reference loop: 18-38x float32 without XNNPACK), and run within 2x of
-    float32 even with the builtin kernels only (no XNNPACK delegate)."""
+def test_unets_have_no_transpose_conv_and_int8_stays_fast(setup):
+    """FAN/DRN .tflite files carry no TRANSPOSE_CONV (TFLite's int8 hybrid
+    kernel for it is a slow reference loop: 18-38x float32 without XNNPACK),
+    and int8 runs within 2x of float32 even with the builtin kernels only (no
+    XNNPACK delegate)."""
     import time
     import warnings
 
@@ -199,8 +200,10 @@ def test_int8_unets_have_no_hybrid_transpose_conv_and_stay_fast(setup):
             times.append(time.perf_counter() - t)
         return min(times)
 
+    for path in setup["folder"].glob("*.tflite"):
+        ops = {o["op_name"] for o in TFLiteNetwork(path).interpreter._get_ops_details()}
+        assert "TRANSPOSE_CONV" not in ops, (path.name, ops)
+        assert ("DEPTH_TO_SPACE" in ops) == (not path.name.startswith("bnet")), path.name
     for net in ("fan", "drn"):
         path = setup["folder"] / f"{net}_int8.tflite"
-        ops = {o["op_name"] for o in TFLiteNetwork(path).interpreter._get_ops_details()}
-        assert "TRANSPOSE_CONV" not in ops and "DEPTH_TO_SPACE" in ops, (net, ops)
         assert ms(path) <= 2 * ms(setup["folder"] / f"{net}_float32.tflite"), net

@@ -9,12 +9,15 @@ precision in
   latency equals float32 and only the file halves;
 * ``int8``: dynamic-range quantization (``Optimize.DEFAULT`` without a
   representative dataset): int8 weights, float activations, hybrid kernels.
-  FAN/DRN's transposed convolutions are written as four 2x2 convolutions +
-  ``DEPTH_TO_SPACE`` (``subpixel_model``, the same function and weight count):
-  TFLite's builtin hybrid TRANSPOSE_CONV is a slow reference loop, so
-  without the XNNPACK delegate int8 FAN/DRN took 1.5-1.9 s against 0.11-0.13 s
-  in float32 (demo weights, LiteRT 2.3.0, 2 threads); now 53-58 ms, and with
-  XNNPACK (LiteRT's default on CPU) 39-50 ms against ~85 ms in float32.
+
+FAN/DRN's transposed convolutions are written as four 2x2 convolutions +
+``DEPTH_TO_SPACE`` (``subpixel_model``: the same function, to float rounding,
+and as many weights). Measured on the demo weights (ngf 16, 256², LiteRT
+2.3.0, 2 cores): TFLite's builtin int8 hybrid TRANSPOSE_CONV is a slow
+reference loop, so without the XNNPACK delegate int8 FAN/DRN took 1.5-1.9 s
+against 0.11-0.15 s in float32 (one int8 transposed conv layer: 18-38x its
+float32 time); now 53-58 ms. With XNNPACK (LiteRT's default on CPU) the 2x2
+form is also faster: float32 FAN ~58 ms (was ~93), int8 39-50 ms.
 
 Every model has batch 1 and one signature (``serving_default``) with input
 ``texture`` float32 [1,S,S,3] (UV texture in [0,1], sRGB) and outputs named
@@ -49,8 +52,8 @@ def tflite_name(net: str, precision: str) -> str:
 
 
 OUTPUT_NAMES = {"bnet": ("p_a", "sh"), "fan": ("albedo",), "drn": ("moving_rate",)}
-TFLITE_FORMAT = "v3"  # bumped when the .tflite files change (cache folder names): v3 = named
-# outputs (v2) + int8 transposed convs as conv + depth_to_space
+TFLITE_FORMAT = "v4"  # bumped when the .tflite files change (cache folder names): named
+# outputs (v2), transposed convs as 2x2 convs + depth_to_space (v4)
 
 
 def subpixel_kernels(w: np.ndarray) -> np.ndarray:
@@ -126,11 +129,12 @@ def subpixel_model(model):
     as many weights, so the file does not grow); other layers keep their
     weights. ``model`` itself if it has none.
 
-    Used for the int8 files: TFLite's builtin dynamic-range (hybrid) kernel
+    Used for every .tflite: TFLite's builtin dynamic-range (hybrid) kernel
     for TRANSPOSE_CONV is a slow reference loop -- without the XNNPACK
     delegate an int8 transposed conv took 18-38x its float32 time (one
     layer 1.95 s vs 51 ms), which made int8 FAN/DRN 1.5-1.9 s against
-    0.13 s in float32 -- while hybrid CONV_2D is fast with and without XNNPACK.
+    0.13 s in float32 -- while hybrid CONV_2D is fast with and without
+    XNNPACK; and with XNNPACK the float32 FAN runs ~1.6x faster this way.
     """
     import keras
     if not any(_is_convt_4x4_s2(layer) for layer in model.layers):
@@ -207,15 +211,10 @@ def convert_network(model, net: str, precisions, size: int, num_albedo: int = 0)
         tflite_name(net, prec)
     tmp = Path(tempfile.mkdtemp(prefix="tf_face_tflite_"))
     try:
-        out = {}
-        for prec in precisions:
-            # int8: transposed convs as conv + depth_to_space (see subpixel_model)
-            sm = tmp / ("sm_int8" if prec == "int8" else "sm")
-            if not sm.exists():
-                m = subpixel_model(model) if prec == "int8" else model
-                _quiet(lambda: _write_serving_saved_model(m, net, size, num_albedo, sm))
-            out[prec] = _convert_saved_model(sm, prec)
-        return out
+        # transposed convs as 2x2 convs + depth_to_space (see subpixel_model)
+        sub = subpixel_model(model)
+        _quiet(lambda: _write_serving_saved_model(sub, net, size, num_albedo, tmp / "sm"))
+        return {prec: _convert_saved_model(tmp / "sm", prec) for prec in precisions}
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
