@@ -171,39 +171,14 @@ def test_subpixel_model_equals_the_transposed_convs(norm):
     np.testing.assert_allclose(twin(x).numpy(), model(x).numpy(), atol=1e-5)
 
 
-def test_unets_have_no_transpose_conv_and_int8_stays_fast(setup):
+def test_unets_have_no_transpose_conv(setup):
     """FAN/DRN .tflite files carry no TRANSPOSE_CONV (TFLite's int8 hybrid
-    kernel for it is a slow reference loop: 18-38x float32 without XNNPACK),
-    and int8 runs within 2x of float32 even with the builtin kernels only (no
-    XNNPACK delegate)."""
-    import time
-    import warnings
-
-    import tensorflow as tf
-
+    kernel for it is a slow reference loop: 18-38x float32 without XNNPACK;
+    the latencies are measured by eval/bench_reconstruct.py, not asserted
+    here) but DEPTH_TO_SPACE (the sub-pixel form of the upsampling)."""
     from tf_face.serving.tflite import TFLiteNetwork
-
-    def ms(path):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            it = tf.lite.Interpreter(
-                model_path=str(path), num_threads=1,
-                experimental_op_resolver_type=tf.lite.experimental.OpResolverType
-                .BUILTIN_WITHOUT_DEFAULT_DELEGATES)
-        run = it.get_signature_runner()
-        x = setup["texture"][None].astype(np.float32)
-        run(texture=x)
-        times = []
-        for _ in range(5):
-            t = time.perf_counter()
-            run(texture=x)
-            times.append(time.perf_counter() - t)
-        return min(times)
 
     for path in setup["folder"].glob("*.tflite"):
         ops = {o["op_name"] for o in TFLiteNetwork(path).interpreter._get_ops_details()}
         assert "TRANSPOSE_CONV" not in ops, (path.name, ops)
         assert ("DEPTH_TO_SPACE" in ops) == (not path.name.startswith("bnet")), path.name
-    for net in ("fan", "drn"):
-        path = setup["folder"] / f"{net}_int8.tflite"
-        assert ms(path) <= 2 * ms(setup["folder"] / f"{net}_float32.tflite"), net
