@@ -400,8 +400,9 @@ def test_wrong_format_missing_empty_and_pickle(tmp_path, kind):
         load_face_model(f"{kind}:{empty}")
     text = tmp_path / "model.txt"
     text.write_text("this is not a face model\n" * 20)
-    with pytest.raises(FaceModelError):
+    with pytest.raises(FaceModelError) as e:
         load_face_model(f"{kind}:{text}")
+    assert "pickle" not in str(e.value)   # a text file is not "pickled object arrays"
     # a pickle that would run code if unpickled
     pk = tmp_path / "evil.pkl"
     pk.write_bytes(pickle.dumps({"shapeMU": np.zeros(3), "mean": np.zeros((3, 3))}))

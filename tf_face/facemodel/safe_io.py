@@ -90,6 +90,11 @@ def read_h5_tree(path: str | Path, what: str) -> dict[str, np.ndarray]:
 def read_npz(path: str | Path, what: str) -> dict[str, np.ndarray]:
     """Arrays of an .npz file; object (pickled) arrays are refused."""
     p = check_file(path, what)
+    with open(p, "rb") as fh:
+        magic = fh.read(6)
+    if not magic.startswith(b"PK\x03\x04") and magic != b"\x93NUMPY":
+        # np.load would take anything else for a pickle and say so: misleading
+        raise FaceModelError(f"{what}: {p.name} is not an .npz archive (no zip header)")
     try:
         z = np.load(p, allow_pickle=False)
         if not hasattr(z, "files"):
