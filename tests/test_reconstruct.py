@@ -382,3 +382,31 @@ def test_net_plus_fit_starts_at_the_networks_and_improves_on_them(weights, recon
         if name == "net+fit":
             assert {"bnet", "fan", "drn", "fit_light_albedo"} <= set(rec.timings_ms)
     assert errors["net+fit"] < errors["net"], errors
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip"])
+def test_corrupt_keras_file_gives_one_line_naming_it(weights, tmp_path, damage):
+    """A truncated or bit-flipped fan.keras: one line that names the file and says
+    it is corrupt (Keras itself says "File not found" for an existing file)."""
+    import shutil
+
+    from tf_face.errors import TfFaceError
+    from tf_face.serving.weights import load_networks
+
+    folder = tmp_path / "w"
+    shutil.copytree(weights, folder)
+    path = folder / "fan.keras"
+    data = bytearray(path.read_bytes())
+    if damage == "truncate":
+        data = data[:len(data) // 2]
+    else:
+        import zipfile
+        with zipfile.ZipFile(path) as z:
+            info = max(z.infolist(), key=lambda i: i.compress_size)
+        offset = info.header_offset + 30 + len(info.filename) + len(info.extra) + 10
+        data[offset] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(TfFaceError) as e:
+        load_networks(folder)
+    msg = str(e.value)
+    assert "fan.keras" in msg and "corrupt" in msg and "\n" not in msg

@@ -159,6 +159,18 @@ def load_stage_model(folder, name: str):
         job = {"bnet": "train.train_bnet", "fan": "train.train_fan", "drn": "train.train_drn"}
         raise TfFaceError(f"{path} not found; train it first with "
                           f"python -m {job.get(name, 'train.' + name)}")
+    import zipfile
+    if not zipfile.is_zipfile(path):
+        # Keras says "File not found" for a file that exists but is no zip
+        raise TfFaceError(f"{path} is corrupt or truncated (not a .keras zip archive, "
+                          f"{path.stat().st_size} bytes); re-copy or re-export it")
+    try:
+        with zipfile.ZipFile(path) as z:
+            bad = z.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError) as e:
+        raise TfFaceError(f"{path} is corrupt or truncated ({e})") from None
+    if bad is not None:
+        raise TfFaceError(f"{path} is corrupt: member {bad} fails its checksum")
     return keras.models.load_model(str(path), compile=False)
 
 
