@@ -213,3 +213,26 @@ def test_sidecar_extras_are_stored_and_checked(tmp_path):
         assert np.abs(b["extras"]["albedo"][j].numpy() - t["albedo"]).max() < 1e-4
         np.testing.assert_array_equal(b["extras"]["occlusion"][j].numpy()[..., 0],
                                       t["occlusion"])
+
+
+def test_bad_model_spec_leaves_no_output_folder(tmp_path):
+    """A --model that cannot be loaded fails with TfFaceError and removes the
+    output folder this run created (no empty dataset folder left behind)."""
+
+    from tf_face.data.preprocess import run_preprocess
+    from tf_face.errors import TfFaceError
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    cv2.imwrite(str(photos / "a.png"), np.full((64, 64, 3), 128, np.uint8))
+    out = tmp_path / "out"
+    with pytest.raises(TfFaceError, match="nope.mat"):
+        run_preprocess(photos, out, workers=1, model=f"bfm2009:{tmp_path / 'nope.mat'}",
+                       progress=False)
+    assert not out.exists()
+    # a folder that existed before is kept
+    out.mkdir()
+    with pytest.raises(TfFaceError):
+        run_preprocess(photos, out, workers=1, model=f"bfm2009:{tmp_path / 'nope.mat'}",
+                       progress=False)
+    assert out.is_dir()

@@ -205,16 +205,39 @@ def run_preprocess(input_path, output, shard_size: int = 256, workers: int = 2,
     ``run(image_rgb_uint8) -> PipelineResult``; with ``workers > 1`` it must be
     a module-level function (it is pickled into spawned processes).
     Raises ``TfFaceError`` for a bad input/output or when the pipeline cannot
-    be built (missing assets, bad model spec).
+    be built (missing assets, bad model spec); a folder this run created is
+    removed again when the run fails before writing any shard.
     """
-    from tqdm import tqdm
-
     output = Path(output)
     items = list_collection(input_path, exclude=output)
     if not items:
         raise TfFaceError(f"no images ({', '.join(sorted(_suffixes()))}) found at {input_path}")
     settings = _settings(model, uv_size, shard_size)
+    created = not output.exists()
     _prepare_output(output, settings, overwrite)
+    try:
+        return _run(input_path, output, items, settings, shard_size, workers, model, uv_size,
+                    progress, sidecar_extras, pipeline_factory)
+    except BaseException:
+        # a run that made the folder and wrote no shard leaves no empty folder behind
+        # (e.g. a bad --model spec is found when the pipeline is built)
+        if created and output.is_dir() and not any(output.glob("shard-*")):
+            for p in output.iterdir():
+                if p.is_file() and (p.name in ("failures.json", "dataset.json")
+                                    or p.name.startswith(".")):
+                    p.unlink(missing_ok=True)
+            try:
+                output.rmdir()
+            except OSError:
+                pass
+        raise
+
+
+def _run(input_path, output, items, settings, shard_size, workers, model, uv_size, progress,
+         sidecar_extras, pipeline_factory) -> PreprocessSummary:
+    """The body of ``run_preprocess`` once the output folder is prepared."""
+    from tqdm import tqdm
+
     expected_extras: dict = {}
     if sidecar_extras:
         first = load_sidecar_extras(items[0][1])
