@@ -218,7 +218,6 @@ def test_sidecar_extras_are_stored_and_checked(tmp_path):
 def test_bad_model_spec_leaves_no_output_folder(tmp_path):
     """A --model that cannot be loaded fails with TfFaceError and removes the
     output folder this run created (no empty dataset folder left behind)."""
-
     from tf_face.data.preprocess import run_preprocess
     from tf_face.errors import TfFaceError
 
