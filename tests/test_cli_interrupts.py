@@ -351,3 +351,29 @@ def test_ignored_signal_stays_ignored(photos, tmp_path):
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 0 and "interrupted" not in err, err
     assert all((out / f"p{i}" / "fit.json").is_file() for i in range(1, 7))
+
+
+def test_interrupt_turned_into_another_error_by_library_code_still_stops_the_batch(tmp_path):
+    """A signal whose KeyboardInterrupt a library swallows and re-raises as some
+    other error (seen in a fresh-clone run: a TypeError from a file write's
+    clean-up) stops the batch as an interrupt, not as a failed photo."""
+    from tf_face.cli import common
+
+    calls = []
+
+    def fn(p):
+        calls.append(p)
+        if len(calls) == 2:
+            try:
+                common._on_signal(signal.SIGTERM, None)
+            except KeyboardInterrupt:
+                raise TypeError("expected str, bytes or os.PathLike object, not BufferedWriter")
+
+    with common.interrupt_handlers():
+        summary = common.run_batch([tmp_path / f"p{i}.png" for i in range(4)], fn,
+                                   tmp_path / "out")
+    assert summary["interrupted"] == signal.SIGTERM
+    assert summary["succeeded"] == 1 and summary["failed"] == 0 and len(calls) == 2
+    assert json.loads((tmp_path / "out" / "failures.json").read_text()) == []
+    with common.interrupt_handlers():      # state does not leak into the next run
+        assert common.received_signal() is None

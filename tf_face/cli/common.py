@@ -89,8 +89,18 @@ def _as_interrupted(err: KeyboardInterrupt) -> Interrupted:
     return err if isinstance(err, Interrupted) else Interrupted(signal.SIGINT)
 
 
+#: the last SIGINT / SIGTERM received inside ``interrupt_handlers`` (None: none)
+_received: list = []
+
+
+def received_signal():
+    """The signal an interrupt was raised for, if one arrived (else None)."""
+    return _received[-1] if _received else None
+
+
 def _on_signal(signum, frame):
     from tf_face.outputs import defer_signal, in_critical_section
+    _received.append(signum)
     if in_critical_section():   # a folder swap / clean-up: raise when it is done
         defer_signal(signum)
         return
@@ -102,6 +112,7 @@ def interrupt_handlers():
     """SIGINT and SIGTERM raise ``Interrupted`` (a KeyboardInterrupt) while inside,
     so ``finally`` blocks and ``atomic_output_dir`` clean up; restored after."""
     import tf_face.outputs  # noqa: F401 - imported now, not inside the handler
+    _received.clear()
     previous = {}
     try:
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -142,6 +153,11 @@ def run_batch(paths: list[Path], fn: Callable[[Path], object], out_dir: Path,
                     fn(p)
                     ok += 1
                 except Exception as e:  # noqa: BLE001 - one bad photo never stops the batch
+                    if received_signal() is not None:
+                        # the interrupt was raised inside library code that turned
+                        # it into another error (seen: a TypeError from a file
+                        # write's clean-up): it is still the interrupt
+                        raise Interrupted(received_signal()) from e
                     failures.append({"image": str(p), "error": describe_error(e),
                                      "type": type(e).__name__})
     except KeyboardInterrupt as e:
@@ -199,6 +215,12 @@ def run_photo_cli(flag_values, make_worker: Callable[[], object],
             return _run_photo_cli(flag_values, make_worker, process)
         except KeyboardInterrupt as e:
             err = _as_interrupted(e)
+            print(f"interrupted ({err.signal_name})", file=sys.stderr)
+            return err.exit_code
+        except Exception:  # noqa: BLE001 - see run_batch: an interrupt in disguise
+            if received_signal() is None:
+                raise
+            err = Interrupted(received_signal())
             print(f"interrupted ({err.signal_name})", file=sys.stderr)
             return err.exit_code
 
