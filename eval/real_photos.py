@@ -58,7 +58,6 @@ row; with weights a FAN albedo column follows.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
@@ -68,6 +67,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+from tf_face.eval_metrics import json_safe  # noqa: E402,F401 - tests use it from here
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 #: appearance paths, in table order
@@ -270,17 +270,6 @@ def summarize(per_photo: list, failures: list, num_photos: int) -> dict:
     return out
 
 
-def json_safe(x):
-    """NaN/Inf -> None and numpy scalars -> Python (strict JSON), recursively."""
-    if isinstance(x, dict):
-        return {str(k): json_safe(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [json_safe(v) for v in x]
-    if isinstance(x, np.generic):
-        x = x.item()
-    if isinstance(x, float) and not np.isfinite(x):
-        return None
-    return x
 
 
 # ------------------------------------------------------------------ pictures
@@ -483,9 +472,9 @@ def main(argv):
     for s in r.get("sheets", []):
         print(f"contact sheet: {s}")
     if F.json:
-        Path(F.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(F.json).write_text(json.dumps(json_safe(r), indent=2, allow_nan=False))
-        print(f"wrote {F.json}")
+        from tf_face.eval_metrics import write_result_json
+
+        write_result_json(F.json, r)
     return code
 
 

@@ -116,6 +116,7 @@ from absl import app, flags
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+from tf_face.eval_metrics import json_safe  # noqa: E402,F401 - tests use it from here
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 FLAGS = flags.FLAGS
@@ -725,17 +726,6 @@ def run_benchmark(weights_dir=None, num_faces: int = 12, seed: int = 1000,
     return result
 
 
-def json_safe(x):
-    """NaN/Inf -> None (strict JSON), numpy scalars -> Python, recursively."""
-    if isinstance(x, dict):
-        return {k: json_safe(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [json_safe(v) for v in x]
-    if isinstance(x, np.generic):
-        x = x.item()
-    if isinstance(x, float) and not np.isfinite(x):
-        return None
-    return x
 
 
 # ---------------------------------------------------------------- tables
@@ -843,9 +833,9 @@ def main(argv):
     if r.get("sheet"):
         print(f"contact sheet: {r['sheet']}")
     if FLAGS.json:
-        Path(FLAGS.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(FLAGS.json).write_text(json.dumps(json_safe(r), indent=2, allow_nan=False))
-        print(f"wrote {FLAGS.json}")
+        from tf_face.eval_metrics import write_result_json
+
+        write_result_json(FLAGS.json, r)
     return code
 
 

@@ -169,3 +169,27 @@ def group_bias(means: dict):
     (None with fewer than two groups: one group has no gap to measure)."""
     v = [float(x) for x in means.values() if x is not None and np.isfinite(x)]
     return float(max(v) - min(v)) if len(v) >= 2 else None
+
+
+def json_safe(x):
+    """Strict-JSON copy of a result: NaN/Inf -> None, numpy scalars -> Python,
+    dict keys -> str, recursively (the benchmarks' JSON files)."""
+    if isinstance(x, dict):
+        return {str(k): json_safe(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [json_safe(v) for v in x]
+    if isinstance(x, np.generic):
+        x = x.item()
+    if isinstance(x, float) and not np.isfinite(x):
+        return None
+    return x
+
+
+def write_result_json(path, result: dict) -> None:
+    """Write a benchmark result as strict JSON (parent folders made) and say so."""
+    import json
+    from pathlib import Path
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(json_safe(result), indent=2, allow_nan=False))
+    print(f"wrote {path}")
