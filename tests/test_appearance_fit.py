@@ -7,7 +7,7 @@ import pytest
 
 from tf_face.appearance import AppearanceFitError, AppearanceFitter, AppearanceOptions
 from tf_face.appearance.light_albedo import (FRONT_MEAN_BASIS, LightAlbedoOptions,
-                                             _sh_basis_np, fit_light_albedo)
+                                             fit_light_albedo)
 from tf_face.appearance.maps import AlbedoMapOptions, fit_albedo_map
 from tf_face.render import ops_available
 from tf_face.types import UVSample
@@ -44,10 +44,8 @@ def _light(rng):
 
 
 def _shade(albedo, normals, sh):
-    n = normals.reshape(-1, 3)
-    nn = np.linalg.norm(n, axis=1, keepdims=True)
-    e = (_sh_basis_np(n / np.maximum(nn, 1e-9)) @ sh).reshape(normals.shape)
-    return albedo * e
+    from tf_face.render.image_renderer import sh_shading
+    return albedo * sh_shading(normals, sh).astype(np.float32)
 
 
 def _linear_to_srgb(x):

@@ -48,15 +48,8 @@ import dataclasses
 
 import numpy as np
 
+from tf_face.render.image_renderer import sh_basis_np
 from tf_face.render.sh import SH_K
-
-
-def _sh_basis_np(n: np.ndarray) -> np.ndarray:
-    """Lambertian SH basis [N, 9] of unit normals [N, 3] (``tf_face.render.sh``)."""
-    x, y, z = n[:, 0], n[:, 1], n[:, 2]
-    k0, k1, k2, k3, k4 = SH_K
-    return np.stack([np.full_like(x, k0), k1 * y, k1 * z, k1 * x, k2 * x * y, k2 * y * z,
-                     k3 * (3 * z * z - 1), k2 * x * z, k4 * (x * x - y * y)], 1)
 
 
 #: mean of the SH basis over camera-facing unit normals uniform in the image
@@ -120,21 +113,6 @@ def _solve_light(target, albedo, basis, weight, opts):
     lhs += 1e-6 * np.eye(27)
     g = np.linalg.solve(lhs, rhs)
     return g.reshape(3, 9).T                                            # [9, 3]
-
-
-def _solve_albedo(target, mean, basis_k, shading, weight, w_a):
-    """p [K] minimising sum w (T - S (m + U p))^2 / 2 + w_a ||p||^2."""
-    k = basis_k.shape[-1]
-    lhs = np.zeros((k, k))
-    rhs = np.zeros(k)
-    for c in range(3):
-        a = basis_k[:, c, :] * shading[:, c:c + 1]                      # [N, K]
-        wa = a * weight[:, c:c + 1]
-        b = target[:, c] - shading[:, c] * mean[:, c]
-        lhs += 0.5 * (a.T @ wa)
-        rhs += 0.5 * (wa.T @ b)
-    lhs += w_a * np.eye(k)
-    return np.linalg.solve(lhs, rhs)
 
 
 def _light_prior_system():
@@ -234,7 +212,7 @@ def fit_light_albedo(texture_linear, mask, normals, albedo_mean, albedo_basis,
     target = np.asarray(texture_linear, np.float64)[sel]
     n = np.asarray(normals, np.float64)[sel]
     n = n / np.linalg.norm(n, axis=1, keepdims=True)
-    basis_sh = _sh_basis_np(n)
+    basis_sh = sh_basis_np(n)
     mean = np.asarray(albedo_mean, np.float64)[sel]
     basis_k = np.asarray(albedo_basis, np.float32)[sel].astype(np.float64)   # [N, 3, K]
     k = basis_k.shape[-1]
