@@ -12,7 +12,6 @@ Prints a table and writes ``{"photos_per_second": ..., "ms_per_stage": {...}}``.
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -22,7 +21,9 @@ from absl import app, flags
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+if __name__ == "__main__":   # a script: TensorFlow without its start-up noise
+    from tf_face.tf_import import quiet_tensorflow
+    quiet_tensorflow()
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("json", None, "Write the results here.")

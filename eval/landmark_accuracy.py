@@ -32,7 +32,6 @@ model: ``tf_face/fitting/README.md``. JSON keys: ``model``, ``photos`` (list of
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -41,7 +40,9 @@ from absl import app, flags
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+if __name__ == "__main__":   # a script: TensorFlow without its start-up noise
+    from tf_face.tf_import import quiet_tensorflow
+    quiet_tensorflow()
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model", "default", "Face model spec (e.g. ict_npz:PATH).")

@@ -58,7 +58,6 @@ row; with weights a FAN albedo column follows.
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from pathlib import Path
@@ -68,7 +67,9 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from tf_face.eval_metrics import json_safe  # noqa: E402,F401 - tests use it from here
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+if __name__ == "__main__":   # a script: TensorFlow without its start-up noise
+    from tf_face.tf_import import quiet_tensorflow
+    quiet_tensorflow()
 
 #: appearance paths, in table order
 PATHS = ("pca", "pca_fit", "fan", "fit")

@@ -231,3 +231,26 @@ def test_face_model_of_wrong_shape_is_refused(tmp_path):
     scipy.io.savemat(path, {"shapeMU": np.zeros((10, 1)), "shapePC": np.zeros((11, 2))})
     with pytest.raises(FaceModelError):
         load_face_model(f"bfm2009:{path}")
+
+
+def test_a_clean_run_prints_no_tensorflow_start_up_noise(astronaut, tmp_path):
+    """A successful unwrap prints no TF/TFLite start-up lines (oneDNN notice,
+    "Could not find cuda drivers", the cuInit ERROR, the XNNPACK INFO) -- and
+    with TF_FACE_VERBOSE_TF=1 they are back (so the check can fail)."""
+    photo = tmp_path / "a.png"
+    write_bgr(photo, astronaut)
+    noise = ("cuInit", "oneDNN", "XNNPACK", "cuda drivers", "absl::InitializeLog")
+    quiet_env = dict(os.environ, PYTHONPATH=str(REPO))
+    quiet_env.pop("TF_CPP_MIN_LOG_LEVEL", None)     # TF's own default (0) / the Makefile's 2
+    quiet_env.pop("TF_FACE_VERBOSE_TF", None)
+    res = subprocess.run([sys.executable, "-m", "tf_face.cli.unwrap", f"--image={photo}",
+                          f"--out_dir={tmp_path / 'o'}"], cwd=REPO, capture_output=True,
+                         text=True, env=quiet_env, timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert not [ln for ln in res.stderr.splitlines() if any(n in ln for n in noise)], res.stderr
+    env = dict(os.environ, PYTHONPATH=str(REPO), TF_FACE_VERBOSE_TF="1")
+    env.pop("TF_CPP_MIN_LOG_LEVEL", None)
+    loud = subprocess.run([sys.executable, "-m", "tf_face.cli.unwrap", f"--image={photo}",
+                           f"--out_dir={tmp_path / 'o2'}"], cwd=REPO, capture_output=True,
+                          text=True, env=env, timeout=300)
+    assert loud.returncode == 0 and any(n in loud.stderr for n in noise), loud.stderr[-2000:]

@@ -39,8 +39,8 @@ flags.DEFINE_bool("debug", False, "Show tracebacks of internal errors.")
 
 def main(argv):
     del argv
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from tf_face.cli.common import run_single
+    from tf_face.cli.common import quiet_tensorflow, run_single
+    quiet_tensorflow()
     from tf_face.data.preprocess import run_preprocess
 
     if not FLAGS.input or not FLAGS.output:

@@ -21,12 +21,9 @@ from pathlib import Path
 from typing import Callable
 
 from tf_face.errors import TfFaceError
+from tf_face.tf_import import quiet_tensorflow  # noqa: F401 - the entry points' one call
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
-
-
-def quiet_tensorflow() -> None:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 def list_images(directory) -> list[Path]:

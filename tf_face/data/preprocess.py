@@ -102,7 +102,8 @@ def _init_worker(model: str, uv_size: int, factory: Callable, ignore_sigint: boo
                  extras: Optional[dict] = None) -> None:
     if ignore_sigint:  # the parent handles Ctrl-C and terminates the pool
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from tf_face.tf_import import quiet_tensorflow
+    quiet_tensorflow()
     _STATE.clear()
     _STATE.update(model=model, uv_size=uv_size, factory=factory, pipe=None, extras=extras or {})
 

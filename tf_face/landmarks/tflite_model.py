@@ -8,7 +8,6 @@ not thread-safe (TFLite interpreters are not); make one per thread.
 
 from __future__ import annotations
 
-import os
 import threading
 import warnings
 
@@ -34,13 +33,14 @@ class TFLiteModel:
 
     def _load(self):
         path = asset_path(self.asset_name)   # AssetMissingError with the fix
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        from tf_face.tf_import import muted_stderr, quiet_tensorflow
+        quiet_tensorflow()
         import tensorflow as tf  # noqa: deferred, heavy
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), muted_stderr():
             warnings.simplefilter("ignore")   # "tf.lite.Interpreter is deprecated"
             interp = tf.lite.Interpreter(model_path=str(path),
                                          num_threads=self.num_threads)
-        interp.allocate_tensors()
+            interp.allocate_tensors()   # prints the XNNPACK-delegate INFO line
         self._input = interp.get_input_details()[0]
         self._outputs = interp.get_output_details()
         self._interp = interp

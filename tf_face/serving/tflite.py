@@ -269,12 +269,13 @@ class TFLiteNetwork:
         import warnings
 
         from tf_face.serving.weights import WeightsError
+        from tf_face.tf_import import muted_stderr
         self.path = Path(path)
         cls = _interpreter_class()
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), muted_stderr():
             warnings.simplefilter("ignore")
             self.interpreter = cls(model_path=str(self.path), num_threads=num_threads)
-        self.interpreter.allocate_tensors()
+            self.interpreter.allocate_tensors()   # prints the XNNPACK INFO line
         self.runner = self.interpreter.get_signature_runner()
         (self.input_name, detail), = self.runner.get_input_details().items()
         self.input_shape = tuple(detail["shape"])

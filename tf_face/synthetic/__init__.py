@@ -19,8 +19,19 @@ All ground-truth maps are in the **default model's UV space** (256 x 256),
 albedo in linear RGB, normals and SH in the camera frame of ``tf_face.types``.
 """
 
-from tf_face.synthetic.sampling import Difficulty, SyntheticFace, euler_rotation, sample_face
-from tf_face.synthetic.scene import SyntheticTruth, render_face
+import importlib
+
+_EXPORTS = {"Difficulty": "sampling", "SyntheticFace": "sampling", "euler_rotation": "sampling",
+            "sample_face": "sampling", "SyntheticTruth": "scene", "render_face": "scene"}
+
+
+def __getattr__(name):
+    # lazy (PEP 562): `python -m tf_face.synthetic.make_dataset` imports this package
+    # first, and the renderer imports TensorFlow, which the job imports quietly itself
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f"tf_face.synthetic.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module 'tf_face.synthetic' has no attribute {name!r}")
+
 
 __all__ = ["Difficulty", "SyntheticFace", "SyntheticTruth", "euler_rotation", "render_face",
            "sample_face"]

@@ -261,7 +261,9 @@ def _define_flags():
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from absl import app
+
+    from tf_face.cli.common import quiet_tensorflow
+    quiet_tensorflow()   # before the flags: Difficulty's package imports TF
     _define_flags()
     app.run(main)

@@ -1,0 +1,50 @@
+"""Importing TensorFlow quietly (entry points and worker processes call this first)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+
+
+@contextlib.contextmanager
+def muted_stderr():
+    """File descriptor 2 -> /dev/null inside the block (C++ libraries' prints,
+    e.g. TFLite's "INFO: Created TensorFlow Lite XNNPACK delegate for CPU.");
+    a no-op with ``TF_FACE_VERBOSE_TF=1`` or without a real stderr."""
+    if os.environ.get("TF_FACE_VERBOSE_TF"):
+        yield
+        return
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):   # no real stderr (embedded interpreters)
+        yield
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def quiet_tensorflow() -> None:
+    """Import TensorFlow (once) without its start-up noise.
+
+    ``TF_CPP_MIN_LOG_LEVEL=2`` hides TF's C++ INFO/WARNING lines, but not the
+    ones its libraries print while they load, before absl logging starts (the
+    oneDNN notice, "Could not find cuda drivers"), nor the ``E0000 ... failed
+    call to cuInit`` ERROR line a GPU-less machine prints at the first op. So
+    the import and the device discovery run with file descriptor 2 pointed at
+    /dev/null; ERROR lines after that still show, and a failing import still
+    raises its Python exception. ``TF_FACE_VERBOSE_TF=1`` keeps everything.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if "tensorflow" in sys.modules:
+        return
+    with muted_stderr():
+        import tensorflow as tf
+        tf.config.list_physical_devices()
