@@ -235,3 +235,19 @@ def test_bad_model_spec_leaves_no_output_folder(tmp_path):
         run_preprocess(photos, out, workers=1, model=f"bfm2009:{tmp_path / 'nope.mat'}",
                        progress=False)
     assert out.is_dir()
+
+
+def test_no_usable_photo_is_an_error_not_an_empty_dataset(tmp_path):
+    """Every photo fails (no face): a one-line TfFaceError naming failures.json,
+    which lists each photo, instead of rc 0 and 0-record shards."""
+    src, out = tmp_path / "photos", tmp_path / "out"
+    for i in range(3):
+        write_photo(src / f"{i}.png", 5)
+    with pytest.raises(TfFaceError) as e:
+        run_preprocess(src, out, shard_size=2, workers=0, uv_size=UV, progress=False,
+                       pipeline_factory=fake_factory)
+    msg = str(e.value)
+    assert "no photo" in msg and "3 of 3 failed" in msg and "failures.json" in msg
+    assert "\n" not in msg
+    failures = json.loads((out / "failures.json").read_text())
+    assert sorted(f["image"] for f in failures) == ["0.png", "1.png", "2.png"]

@@ -205,9 +205,10 @@ def run_preprocess(input_path, output, shard_size: int = 256, workers: int = 2,
     ``pipeline_factory(model, uv_size)`` must return an object with
     ``run(image_rgb_uint8) -> PipelineResult``; with ``workers > 1`` it must be
     a module-level function (it is pickled into spawned processes).
-    Raises ``TfFaceError`` for a bad input/output or when the pipeline cannot
-    be built (missing assets, bad model spec); a folder this run created is
-    removed again when the run fails before writing any shard.
+    Raises ``TfFaceError`` for a bad input/output, when the pipeline cannot
+    be built (missing assets, bad model spec) -- a folder this run created is
+    then removed again when no shard was written -- and when not one photo
+    gave a UV sample (``failures.json`` says why for each).
     """
     output = Path(output)
     items = list_collection(input_path, exclude=output)
@@ -217,8 +218,8 @@ def run_preprocess(input_path, output, shard_size: int = 256, workers: int = 2,
     created = not output.exists()
     _prepare_output(output, settings, overwrite)
     try:
-        return _run(input_path, output, items, settings, shard_size, workers, model, uv_size,
-                    progress, sidecar_extras, pipeline_factory)
+        summary = _run(input_path, output, items, settings, shard_size, workers, model,
+                       uv_size, progress, sidecar_extras, pipeline_factory)
     except BaseException:
         # a run that made the folder and wrote no shard leaves no empty folder behind
         # (e.g. a bad --model spec is found when the pipeline is built)
@@ -232,6 +233,12 @@ def run_preprocess(input_path, output, shard_size: int = 256, workers: int = 2,
             except OSError:
                 pass
         raise
+    if summary.records == 0:
+        # not a dataset: say so (the shard indexes and failures.json stay, so a
+        # rerun after fixing the photos or the model redoes only what failed)
+        raise TfFaceError(f"no photo of {input_path} gave a UV sample ({summary.failed} of "
+                          f"{len(items)} failed); the reasons are in {output / 'failures.json'}")
+    return summary
 
 
 def _run(input_path, output, items, settings, shard_size, workers, model, uv_size, progress,
