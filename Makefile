@@ -11,7 +11,9 @@ DEMO_OUT ?= demo_out
 export OPENBLAS_NUM_THREADS ?= 1
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: setup venv assets viewer ops demo demo-geometry test clean
+RELEASE_OUT ?= release_out
+
+.PHONY: setup venv assets viewer ops demo demo-geometry weights test test-fast clean
 
 $(STAMP): requirements.txt
 	$(PY) -m venv $(VENV)
@@ -44,8 +46,18 @@ demo: setup
 demo-geometry: setup
 	$(BIN)/python -m tf_face.cli.demo --out_dir=$(DEMO_OUT) --geometry_only
 
+# the recipe of the shipped release weights (about an hour on 2 cores; resumable);
+# --ship copies the result into tf_face/weights/v1
+weights: setup
+	$(BIN)/python -m train.release --output_dir=$(RELEASE_OUT) \
+	  $(if $(wildcard ../shared/data/faces),--real_photos=../shared/data/faces)
+
 test: setup
 	$(BIN)/python -m pytest -q -n 2 --durations=15 tests
+
+# the suite without the end-to-end job runs marked slow (CI runs everything)
+test-fast: setup
+	$(BIN)/python -m pytest -q -n 2 -m "not slow" tests
 
 clean:
 	rm -rf build $(DEMO_OUT) tf_face/render/*.so

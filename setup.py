@@ -95,6 +95,8 @@ setup(
     version="0.1.0",
     description="One face photo -> 3D face, UV albedo and detail (TensorFlow)",
     packages=find_packages(include=["tf_face", "tf_face.*", "train", "train.*", "eval", "eval.*"]),
+    # the release weights (tf_face/weights/<version>/: json, npz, manifest, model card)
+    package_data={"tf_face": ["weights/*/*"]},
     python_requires=">=3.10",
     ext_modules=[Extension("tf_face.render._tf_face_ops", sources=CPU_SOURCES)],
     cmdclass={"build_ext": BuildTfOps},

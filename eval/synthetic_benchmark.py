@@ -106,7 +106,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -117,7 +116,9 @@ from absl import app, flags
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from tf_face.eval_metrics import json_safe  # noqa: E402,F401 - tests use it from here
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+if __name__ == "__main__":   # a script: TensorFlow without its start-up noise
+    from tf_face.tf_import import quiet_tensorflow
+    quiet_tensorflow()
 
 FLAGS = flags.FLAGS
 
@@ -204,6 +205,7 @@ class Networks:
         from tf_face.errors import TfFaceError
         from tf_face.facemodel import load_face_model
         from tf_face.losses import LossWeights
+        from tf_face.serving.weights import is_release_folder, load_networks
         from tf_face.training.albedo_model import uv_albedo_model
         from tf_face.training.jobs import CONFIG_FILE, load_stage_model, model_detail_unit
         from tf_face.training.stages import StageContext
@@ -212,7 +214,7 @@ class Networks:
         folder = Path(weights_dir)
         cfg_path = folder / CONFIG_FILE
         if not cfg_path.is_file():
-            raise TfFaceError(f"{cfg_path} not found: --weights_dir must be a training weights folder")
+            raise TfFaceError(f"{cfg_path} not found: --weights_dir must be a training or release weights folder")
         self.config = json.loads(cfg_path.read_text())
         model_name = self.config.get("model", "default")
         self.uv_size = int(self.config.get("uv_size", 256))
@@ -226,9 +228,15 @@ class Networks:
         albedo = uv_albedo_model(self.model, self.atlas, self.config.get("num_albedo"))
         self.ctx = StageContext(tf.constant(albedo.mean), tf.constant(albedo.basis),
                                 self.atlas.mask, LossWeights(), self.color_space)
-        self.bnet = load_stage_model(folder, "bnet")
-        self.fan = load_stage_model(folder, "fan") if (folder / "fan.keras").is_file() else None
-        self.drn = load_stage_model(folder, "drn") if (folder / "drn.keras").is_file() else None
+        if is_release_folder(folder):   # all three, checked against the manifest
+            nets = load_networks(folder)
+            self.bnet, self.fan, self.drn = nets["bnet"], nets["fan"], nets["drn"]
+        else:   # a training folder, possibly mid-way (FAN, DRN optional)
+            self.bnet = load_stage_model(folder, "bnet")
+            self.fan = (load_stage_model(folder, "fan") if (folder / "fan.keras").is_file()
+                        else None)
+            self.drn = (load_stage_model(folder, "drn") if (folder / "drn.keras").is_file()
+                        else None)
 
     def predict(self, sample, fit_scale: float, paths=PATHS) -> dict:
         """Network outputs for one (8-bit) UV sample, numpy [H,W,...], linear

@@ -13,6 +13,12 @@ FACES = SHARED / "data" / "faces"
 ICT_NPZ = SHARED / "data" / "ict_face_model.npz"
 
 
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "slow: end-to-end runs of a whole job (minutes); `make test` and CI run "
+        "them, `make test-fast` (-m 'not slow') leaves them out")
+
+
 def require_shared(path: Path) -> Path:
     if not path.exists():
         pytest.skip(f"{path} is absent (../shared is not checked out beside the repo)")

@@ -243,7 +243,7 @@ def test_sigterm_while_reconstruct_writes_then_rerun(photos, tmp_path):
     rc, err = interrupt_batch("reconstruct", photos, out, signal.SIGTERM, ready=writing_second)
     done = check_interrupted(rc, err, out, signal.SIGTERM, "SIGTERM")
     assert [p.name for p in done] == ["p1"]
-    check_rerun_resumes("reconstruct", photos, out, done, ["--norenders"])
+    check_rerun_resumes("reconstruct", photos, out, done, ["--renders=none"])
 
 
 def test_sigint_in_single_photo_mode(photos, tmp_path):
@@ -274,6 +274,28 @@ def test_interrupt_inside_atomic_output_dir_removes_temp(tmp_path):
                 os.kill(os.getpid(), signal.SIGTERM)
                 time.sleep(5)                            # the handler raises first
     assert exc.value.exit_code == 143
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_interrupt_right_after_the_temp_mkdir_leaves_nothing(tmp_path, monkeypatch):
+    """A signal that lands between the temp folder's mkdir and the body (seen in a
+    loaded CI run: the folder was left) is deferred until the folder is known,
+    then raised and the folder removed."""
+    import tf_face.outputs as O
+    from tf_face.cli.common import Interrupted, interrupt_handlers
+    real = O._make_temp_dir
+
+    def mkdir_then_signal(out_dir):
+        tmp = real(out_dir)
+        signal.raise_signal(signal.SIGINT)   # the handler runs before we return
+        return tmp
+    monkeypatch.setattr(O, "_make_temp_dir", mkdir_then_signal)
+    body = []
+    with interrupt_handlers():
+        with pytest.raises(Interrupted) as exc:
+            with O.atomic_output_dir(tmp_path / "out"):
+                body.append("ran")
+    assert exc.value.exit_code == 130 and body == []
     assert list(tmp_path.iterdir()) == []
 
 

@@ -264,7 +264,7 @@ def test_missing_weights_say_which_command_makes_them(tmp_path, monkeypatch, wei
     with pytest.raises(W.WeightsError) as e:
         W.resolve_weights_dir(None)
     msg = str(e.value)
-    assert "make demo" in msg and "train.train_bnet" in msg and "\n" not in msg
+    assert "train.release" in msg and "train.train_bnet" in msg and "\n" not in msg
     partial = tmp_path / "partial"
     partial.mkdir()
     (partial / W.CONFIG_FILE).write_text((Path(weights) / W.CONFIG_FILE).read_text())
@@ -334,7 +334,7 @@ def test_cli_bad_photo_fails_in_one_line_before_loading_weights(tmp_path):
 
 
 def test_fit_appearance_needs_no_weights(tmp_path):
-    """--appearance=fit (the default): a synthetic photo reconstructs without any
+    """--appearance=fit: a synthetic photo reconstructs without any
     weights folder, and the fitted albedo follows the photo's skin tone."""
     from tf_face.facemodel import default_model
     from tf_face.serving.reconstruct import Reconstructor, reconstruct_one
@@ -344,7 +344,7 @@ def test_fit_appearance_needs_no_weights(tmp_path):
 
     model = default_model()
     atlas = get_atlas(model, size=256)
-    recon = Reconstructor(None, log=lambda *_: None)
+    recon = Reconstructor(None, appearance="fit", log=lambda *_: None)
     assert recon.appearance == "fit" and recon.weights_dir is None
     itas = {}
     for tone in ("very_light", "dark"):
@@ -410,3 +410,19 @@ def test_corrupt_keras_file_gives_one_line_naming_it(weights, tmp_path, damage):
         load_networks(folder)
     msg = str(e.value)
     assert "fan.keras" in msg and "corrupt" in msg and "\n" not in msg
+
+
+@pytest.mark.parametrize("which", ["none", "basic"])
+def test_renders_on_demand(recon, astronaut, tmp_path, which):
+    """--renders=none writes no renders/, basic only the re-render over the
+    photo and alone (with details), and report.html lists only what exists."""
+    from tf_face.serving.reconstruct import reconstruct_one
+    photo = tmp_path / "a.png"
+    cv2.imwrite(str(photo), astronaut[..., ::-1])
+    out = tmp_path / which
+    info = reconstruct_one(recon, photo, out, renders=which)
+    got = sorted(p.name for p in (out / "renders").glob("*")) if (out / "renders").exists() else []
+    assert got == ({"none": [], "basic": ["overlay.png", "rerender.png"]}[which])
+    html = (out / "report.html").read_text()
+    assert ("renders/overlay.png" in html) == (which == "basic")
+    assert ("renders" in info["timings_ms"]) == (which == "basic")

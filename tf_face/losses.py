@@ -48,6 +48,11 @@ class LossWeights:
     unoccluded faces. ``w_gan`` (weight of the generator's GAN term) is 1 in
     Eq. 5 and exposed for tuning. ``reduction`` = "sum" | "mean" is how the
     image-sized terms are reduced (module doc).
+
+    ``w_sup`` is not in the paper: the weight of ``supervised_loss``, an L1
+    term to the ground truth that synthetic shards carry (``gt_albedo``,
+    ``gt_displacement``; ``tf_face.training.stages``). 0, the default, is the
+    paper's self-supervised objective.
     """
 
     w_a: float = 1.0          # B-Net albedo regulariser E_a
@@ -58,6 +63,7 @@ class LossWeights:
     w_const: float = 1.0      # DRN displacement magnitude
     w_smooth: float = 20.0    # DRN Laplacian smoothness
     reduction: str = "sum"    # "sum" (paper, L1 norms) | "mean" (per texel)
+    w_sup: float = 0.0        # synthetic supervision (not in the paper; 0 = off)
 
     def __post_init__(self):
         check_reduction(self.reduction)

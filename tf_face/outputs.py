@@ -177,12 +177,18 @@ def atomic_output_dir(out_dir, overwrite: bool = False):
     out_dir = Path(out_dir)
     check_output_free(out_dir, overwrite)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _make_temp_dir(out_dir)
+    tmp = None
     try:
+        # an interrupt between the mkdir and this try would leak the folder (seen
+        # under load: the process was preempted right after the mkdir): defer it
+        # until tmp is known, then it is raised inside the try
+        with uninterruptible():
+            tmp = _make_temp_dir(out_dir)
         yield tmp
     except BaseException:
-        with uninterruptible():
-            shutil.rmtree(tmp, ignore_errors=True)
+        if tmp is not None:
+            with uninterruptible():
+                shutil.rmtree(tmp, ignore_errors=True)
         raise
     with uninterruptible():
         old = None

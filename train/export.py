@@ -1,7 +1,14 @@
 """Export trained weights: SavedModel with serving signatures (+ TFLite).
 
-    python -m train.export --weights_dir=W --output=DIR [--tflite]
+    python -m train.export --output=DIR [--weights_dir=W] [--tflite]
         [--texture_dir=DIR] [--max_photos=8] [--overwrite]
+    python -m train.export --weights_dir=W --output=DIR --release [--weights_dtype=float16]
+
+Without ``--weights_dir`` the release weights shipped in the package are
+exported. ``--release`` writes a release weights folder instead (inference
+weights only, float16 by default, ``manifest.json``; what ``train.release``
+ships and ``reconstruct --weights_dir`` reads; see
+``tf_face.serving.weights``).
 
 DIR is a SavedModel (``saved_model_cli show --dir DIR --all`` lists the
 signatures ``albedo_and_details``, ``bnet``, ``fan``, ``drn``, ``config`` and
@@ -30,8 +37,13 @@ from pathlib import Path
 from absl import app, flags
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("weights_dir", None, "Trained weights folder (bnet/fan/drn.keras + "
-                    "tf_face_weights.json).")
+flags.DEFINE_string("weights_dir", None, "Weights folder (training: bnet/fan/drn.keras + "
+                    "tf_face_weights.json, or a release folder); default: the shipped "
+                    "release weights.")
+flags.DEFINE_bool("release", False, "Write --output as a release weights folder (fp16 npz + "
+                  "manifest) instead of a SavedModel.")
+flags.DEFINE_enum("weights_dtype", "float16", ["float16", "float32"],
+                  "dtype of a --release folder's weights.")
 flags.DEFINE_string("output", None, "SavedModel folder to write.")
 flags.DEFINE_bool("tflite", False, "Also convert to TFLite (float32/float16/int8) and compare.")
 flags.DEFINE_string("texture_dir", None, "Folder searched for texture.png (unwrap outputs) "
@@ -48,13 +60,29 @@ def main(argv):
     from tf_face.cli.common import quiet_tensorflow, run_single
     quiet_tensorflow()
     logging.set_verbosity(logging.WARNING)  # the TFLite converter logs at INFO
-    if not FLAGS.weights_dir or not FLAGS.output:
-        print("error: --weights_dir and --output are required", file=sys.stderr)
+    if not FLAGS.output:
+        print("error: --output is required", file=sys.stderr)
         return 2
+    if FLAGS.release:
+        return run_single(lambda: export_release(FLAGS.weights_dir, Path(FLAGS.output),
+                                                 FLAGS.weights_dtype, FLAGS.overwrite),
+                          FLAGS.debug)
     from tf_face.serving.exporting import export
     return run_single(lambda: export(FLAGS.weights_dir, Path(FLAGS.output), FLAGS.tflite,
                                      FLAGS.texture_dir, FLAGS.max_photos, FLAGS.overwrite),
                       FLAGS.debug)
+
+
+def export_release(weights_dir, output: Path, dtype: str, overwrite: bool) -> None:
+    from tf_face.errors import TfFaceError
+    from tf_face.serving.weights import resolve_weights_dir, write_release
+    src = resolve_weights_dir(weights_dir)
+    if output.exists() and not overwrite:
+        raise TfFaceError(f"{output} exists; pass --overwrite to replace it")
+    manifest = write_release(src, output, dtype=dtype)
+    size = sum(int(e["bytes"]) for e in manifest["files"].values())
+    print(f"wrote release weights {output} ({len(manifest['files'])} files, "
+          f"{size / 2 ** 20:.1f} MiB, {dtype})")
 
 
 if __name__ == "__main__":

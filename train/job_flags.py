@@ -40,9 +40,15 @@ _HELP = {
                        "image's texels (the paper's L1 norms; its weights balance only with "
                        "these) or averaged per texel (today's resolution-independent form; "
                        "choose your own weights)."),
+    "w_sup": ("Synthetic supervision weight (NOT in the paper): an L1 term to the shards' "
+              "ground truth (gt_albedo for B-Net's R_a and FAN's albedo; gt_displacement for "
+              "DRN's r_d, in units of --drn_max_displacement), reduced like E_pixel. Needs "
+              "shards from tf_face.synthetic.make_dataset. 0 = the paper's objective."),
     "gan_kind": "lsgan | nonsaturating | log.",
     "disc_learning_rate": "PatchGAN learning rate (default: --learning_rate).",
-    "bnet_width": "B-Net ResNet base width (64 = paper; smaller for CPU smoke runs).",
+    "bnet_width": ("B-Net ResNet base width (64 = paper; smaller for CPU runs). Widths 4 and 6 "
+                   "at 256x256 abort inside TF 2.21's oneDNN CPU kernels in training (heap "
+                   "corruption; TF_ENABLE_ONEDNN_OPTS=0 avoids it); 8 and up run."),
     "ngf": "FAN/DRN UNet base width (paper 16).",
     "vgg_weights": "Keras VGG16 notop .h5 file; 'imagenet' downloads; unset = random (warns).",
     "vgg_resolution": "Compute E_percep at this resolution (e.g. 128 on CPU).",
@@ -90,8 +96,9 @@ def config_from_flags() -> JobConfig:
 
 
 def run_job(fn) -> int:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from tf_face.cli.common import quiet_tensorflow
     from tf_face.errors import TfFaceError
+    quiet_tensorflow()
     try:
         summary = fn(config_from_flags())
     except TfFaceError as e:

@@ -6,12 +6,17 @@
 2. A small synthetic training set with known truth
    (``python -m tf_face.synthetic.make_dataset``), turned into TFRecord shards
    by the real geometry pipeline.
-3. B-Net -> FAN -> DRN, trained briefly on it (``python -m train.train_*``);
-   the weights land in ``<out_dir>/weights`` (the default of
-   ``tf_face.cli.reconstruct``).
-4. The synthetic benchmark on a held-out seed (``eval/synthetic_benchmark.py``).
+3. A **demonstration** of the three training jobs: B-Net -> FAN -> DRN,
+   trained for a few CPU minutes (``python -m train.train_*``) into
+   ``<out_dir>/weights``. These are not the weights reconstruct uses: the
+   package ships release weights (``tf_face/weights/v1``, made by
+   ``python -m train.release``, see its MODEL_CARD.md).
+4. The synthetic benchmark of the demonstration weights on a held-out seed
+   (``eval/synthetic_benchmark.py``).
 5. Reconstruction of the astronaut and of a held-out synthetic face
-   (``python -m tf_face.cli.reconstruct``): meshes, maps, renders, report.html.
+   (``python -m tf_face.cli.reconstruct``) with the shipped release weights
+   and the default appearance (``net+fit``): meshes, maps, renders,
+   report.html.
 
 Every step is the same command a user would type (printed before it runs), and
 every step resumes: a second ``make demo`` reuses the finished data and
@@ -106,7 +111,8 @@ def run_demo(out_dir: Path) -> None:
     # CPU-sized settings (the paper's B-Net width is 64, batch and steps far larger;
     # see README "Training on real photos")
     times["train B-Net"] = run_step(
-        "3a. train B-Net (albedo PCA coefficients + SH lighting)",
+        "3a. DEMONSTRATION training (a few CPU minutes; reconstruct uses the shipped release "
+        "weights): train B-Net (albedo PCA coefficients + SH lighting)",
         [py, "-m", "train.train_bnet", *common, f"--steps={steps[0]}", "--batch_size=4",
          "--bnet_width=16", "--learning_rate=1e-3"])
     times["train FAN"] = run_step(
@@ -123,7 +129,8 @@ def run_demo(out_dir: Path) -> None:
          "--learning_rate=2e-4"])
     bench_json = out_dir / "benchmark.json"
     times["benchmark"] = run_step(
-        "4. synthetic benchmark on held-out faces (seed never used in training)",
+        "4. synthetic benchmark of the demonstration weights on held-out faces "
+        "(seed never used in training)",
         [py, str(REPO / "eval" / "synthetic_benchmark.py"), f"--weights_dir={weights}",
          f"--json={bench_json}", f"--num_faces={2 if quick else FLAGS.bench_faces}",
          f"--seed={HELD_OUT_SEED}", f"--out_dir={out_dir / 'benchmark'}"])
@@ -137,22 +144,24 @@ def run_demo(out_dir: Path) -> None:
         target = out_dir / "reconstruct" / name
         times[f"reconstruct {name}"] = run_step(
             f"5. reconstruct {name}: textured, detailed 3D face, renders, report.html "
-            "(appearance: the per-photo fit, started at the demo networks' outputs)",
+            "(the shipped release weights; appearance net+fit: the per-photo fit started "
+            "at the networks' outputs)",
             [py, "-m", "tf_face.cli.reconstruct", f"--image={photo}", f"--out_dir={target}",
-             f"--weights_dir={weights}", "--appearance=net+fit", "--overwrite"])
+             "--overwrite"])
         reports.append(target / "report.html")
     print("\n=== done in %.0f s" % (time.perf_counter() - t0))
     for k, v in times.items():
         print(f"    {k:<24}{v:8.1f} s")
     if bench_json.exists():
         bench = json.loads(bench_json.read_text())
-        print("    benchmark (held-out synthetic faces):")
+        print("    benchmark of the demonstration weights (held-out synthetic faces):")
         for k in ("albedo_error_pca_visible", "albedo_error_fan_visible",
                   "albedo_error_pca_hidden", "albedo_error_fan_hidden",
                   "normal_error_base_deg", "normal_error_drn_deg"):
             if k in bench:
                 print(f"      {k:<28}{bench[k]:.4f}")
-    print(f"    weights: {weights}")
+    print(f"    demonstration weights: {weights}; reconstruct used the shipped release "
+          f"weights (tf_face/weights/v1/MODEL_CARD.md)")
     for r in reports:
         print(f"    open {r}")
 

@@ -10,18 +10,20 @@ Usage::
 Per photo: mesh.obj + mesh.mtl + albedo.png (FAN albedo, sRGB), albedo_pca.png,
 lighting.json (SH + displacement scale), displacement.png (+ displacement.json),
 detail_normals.png, mesh_detailed.obj/.mtl, mesh.glb, mesh_detailed.glb,
-renders/ (overlay on the photo, relit x4, yaw -30/+30; each with a _base twin
+renders/ (``--renders=all``, the default: overlay on the photo, relit x4, yaw
+-30/+30, each with a _base twin; ``basic``: overlay + rerender; ``none``
 without details), report.html (open it in a browser; works offline), plus the
 unwrap outputs (texture.png, mask.png, normals.*, position.npy, overlay.png,
 fit.json). See ``tf_face.serving.write`` for the conventions.
 
-Appearance (``--appearance``): ``fit`` (default) minimises the paper's B-Net,
-FAN and DRN objectives for this photo (``tf_face.appearance``; no weights,
-about a second on 2 CPU cores); ``net`` runs the trained networks; ``net+fit``
-starts the fit at the networks' outputs.
+Appearance (``--appearance``): ``fit`` minimises the paper's B-Net, FAN and
+DRN objectives for this photo (``tf_face.appearance``; no weights, about a
+second on 2 CPU cores); ``net`` runs the trained networks (a few hundred ms);
+``net+fit`` (default) starts the fit at the networks' outputs.
 
-Weights (``net``, ``net+fit``): ``--weights_dir`` or, without it, ``DEFAULT_WEIGHTS_DIR``
-(``<repo>/demo_out/weights``, what ``make demo`` trains). ``--backend=tflite``
+Weights (``net``, ``net+fit``): ``--weights_dir`` or, without it, the release
+weights shipped in the package (``tf_face/weights/v1``, made by
+``python -m train.release``; see its ``MODEL_CARD.md``). ``--backend=tflite``
 runs the three networks with the TFLite interpreter from ``--tflite_dir``
 (``python -m train.export --tflite`` output, DIR/tflite) or, without it, from
 a cache converted once per weights (``~/.cache/tf_face/tflite/<digest>/``).
@@ -49,10 +51,11 @@ FLAGS = flags.FLAGS
 flags.DEFINE_enum("appearance", DEFAULT_APPEARANCE, list(APPEARANCE_MODES),
                   "Where albedo, light and details come from: 'fit' = per-photo "
                   "analysis-by-synthesis of the paper's objectives (no weights needed), "
-                  "'net' = the trained B-Net/FAN/DRN, 'net+fit' = the networks start the fit.")
+                  "'net' = the trained B-Net/FAN/DRN, 'net+fit' = the networks start the fit "
+                  "(the default while the package ships weights).")
 flags.DEFINE_string("weights_dir", None,
                     f"Trained weights folder for --appearance=net|net+fit (default: "
-                    f"{DEFAULT_WEIGHTS_DIR}, made by `make demo`).")
+                    f"the release weights shipped in {DEFAULT_WEIGHTS_DIR}).")
 flags.DEFINE_enum("backend", "tf", ["tf", "tflite"],
                   "Run the networks with TensorFlow or with the TFLite interpreter.")
 flags.DEFINE_enum("tflite_precision", "float32", ["float32", "float16", "int8"],
@@ -60,7 +63,10 @@ flags.DEFINE_enum("tflite_precision", "float32", ["float32", "float16", "int8"],
 flags.DEFINE_string("tflite_dir", None,
                     "Folder with <net>_<precision>.tflite (train.export --tflite writes "
                     "DIR/tflite); default: convert once into the tf_face cache.")
-flags.DEFINE_bool("renders", True, "Write renders/ (and show them in report.html).")
+flags.DEFINE_enum("renders", "all", ["none", "basic", "all"],
+                  "renders/ (shown in report.html): none; basic = the re-render over the "
+                  "photo and alone (~0.2 s); all = also relit x4 and yaw -30/+30, each with a "
+                  "twin without details (~2 s).")
 
 
 def make_reconstructor(log=print):

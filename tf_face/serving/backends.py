@@ -99,10 +99,12 @@ class TFBackend(_Backend):
 
 
 def weights_digest(weights_dir) -> str:
-    """Content hash of the three .keras files and the config (cache key)."""
-    from tf_face.serving.weights import CONFIG_FILE
+    """Content hash of the network files and the config (cache key)."""
+    from tf_face.serving.weights import CONFIG_FILE, MANIFEST, is_release_folder
     h = hashlib.sha256()
-    for name in [f"{n}.keras" for n in NETWORKS] + [CONFIG_FILE]:
+    names = ([MANIFEST] if is_release_folder(weights_dir)   # holds every file's sha256
+             else [f"{n}.keras" for n in NETWORKS] + [CONFIG_FILE])
+    for name in names:
         p = Path(weights_dir) / name
         h.update(name.encode())
         with open(p, "rb") as f:

@@ -29,7 +29,8 @@ from typing import Optional
 import numpy as np
 
 from tf_face.serving.backends import NetworkOutputs, make_backend
-from tf_face.serving.weights import (WeightsConfig, WeightsError, load_albedo_model, read_weights_config,
+from tf_face.serving.weights import (DEFAULT_WEIGHTS_DIR, WeightsConfig, WeightsError,
+                                     is_release_folder, load_albedo_model, read_weights_config,
                                      resolve_weights_dir)
 
 
@@ -62,7 +63,16 @@ def detail_maps(sample, atlas_mask, moving_rate, scale: float, detail_unit: floa
 
 
 APPEARANCE_MODES = ("fit", "net", "net+fit")
-DEFAULT_APPEARANCE = "fit"
+
+
+def default_appearance() -> str:
+    """``net+fit`` where the package ships its release weights (it does: the
+    networks start the per-photo fit, the best-measuring path within 2 s per
+    photo), else ``fit`` (no weights needed)."""
+    return "net+fit" if is_release_folder(DEFAULT_WEIGHTS_DIR) else "fit"
+
+
+DEFAULT_APPEARANCE = default_appearance()
 
 
 def fit_only_config(face_model, model_spec: str, uv_size: int, max_rate: float):
@@ -81,9 +91,11 @@ class _NoNetworks:
 class Reconstructor:
     """Everything loaded once; ``run`` per photo (see the module doc).
 
-    ``appearance``: ``"fit"`` (default; the per-photo analysis-by-synthesis of
+    ``appearance``: ``"fit"`` (the per-photo analysis-by-synthesis of
     ``tf_face.appearance``, no weights needed), ``"net"`` (B-Net/FAN/DRN from
-    ``weights_dir``) or ``"net+fit"`` (the networks' outputs start the fit).
+    ``weights_dir``, default: the shipped release weights) or ``"net+fit"``
+    (the networks' outputs start the fit); default ``DEFAULT_APPEARANCE``
+    (``default_appearance()``).
     """
 
     def __init__(self, weights_dir=None, backend: str = "tf", model: Optional[str] = None,
@@ -184,7 +196,7 @@ class Reconstructor:
 
 
 def reconstruct_one(recon, image_path, out_dir, landmarks_path=None, face_index=0,
-                    overwrite=False, renders=True, inputs=None) -> dict:
+                    overwrite=False, renders="all", inputs=None) -> dict:
     """Reconstruct one photo into ``out_dir`` (atomically); returns write info.
 
     An occupied ``out_dir`` (without ``overwrite``) fails before any work.

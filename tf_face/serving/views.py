@@ -61,10 +61,20 @@ def face_crop(vertices_image, image_shape, margin: float = 0.3, max_side: int = 
     return x0, y0, x1, y1, f
 
 
+#: ``--renders`` choices: no renders, the re-render (over the photo and alone), every view
+RENDER_SETS = ("none", "basic", "all")
+
+
 def render_views(image, vertices_image, triangles, uv, albedo, sh, detail_normals, uv_mask,
                  color_space: str = "linear", max_side: int = 512, supersample: int = 1,
-                 presets=RELIGHT_PRESETS, yaws=YAWS) -> dict:
-    """``{name: float32 [h, w, 3] display-space image}`` (see the module doc)."""
+                 presets=RELIGHT_PRESETS, yaws=YAWS, which: str = "all") -> dict:
+    """``{name: float32 [h, w, 3] display-space image}`` (see the module doc).
+
+    ``which``: "all" (every view, each with its ``_base`` twin without details)
+    or "basic" (``overlay`` and ``rerender`` with details only).
+    """
+    if which not in RENDER_SETS or which == "none":
+        raise ValueError(f"which must be 'basic' or 'all', got {which!r}")
     import cv2
 
     x0, y0, x1, y1, f = face_crop(vertices_image, image.shape, max_side=max_side)
@@ -80,13 +90,16 @@ def render_views(image, vertices_image, triangles, uv, albedo, sh, detail_normal
     lights = preset_lightings()
     jobs = {"rerender": (np.asarray(sh), 0.0, None)}
     jobs["overlay"] = (np.asarray(sh), 0.0, photo)
-    for p in presets:
-        jobs[f"relit_{p}"] = (lights[p], 0.0, None)
-    for y in yaws:
-        jobs[f"yaw_{y:+d}"] = (np.asarray(sh), float(y), None)
+    twins = (("", detail_normals),)
+    if which == "all":
+        for p in presets:
+            jobs[f"relit_{p}"] = (lights[p], 0.0, None)
+        for y in yaws:
+            jobs[f"yaw_{y:+d}"] = (np.asarray(sh), float(y), None)
+        twins += (("_base", None),)
     out = {}
     for name, (light, yaw, bg) in jobs.items():
-        for suffix, nmap in (("", detail_normals), ("_base", None)):
+        for suffix, nmap in twins:
             # the renderer shades without encoding (its "srgb" = no transfer curve);
             # the one sRGB encoding happens below, after un-premultiplying (with
             # the renderer's default "linear" the colour was encoded twice: pale)

@@ -66,8 +66,13 @@ def _photo(image):
 
 
 def write_reconstruction(directory, image, rec, recon, title: str = "tf_face reconstruction",
-                         renders: bool = True) -> dict:
-    """Write every file of the module doc; returns ``{"files": [...], "timings_ms": {...}}``."""
+                         renders="all") -> dict:
+    """Write every file of the module doc; returns ``{"files": [...], "timings_ms": {...}}``.
+
+    ``renders``: "none" | "basic" | "all" (``views.RENDER_SETS``; True = "all",
+    False = "none").
+    """
+    renders = {True: "all", False: "none"}.get(renders, renders)
     import time
 
     from tf_face.export.detail_mesh import build_detail_mesh, write_displacement_png
@@ -128,10 +133,10 @@ def write_reconstruction(directory, image, rec, recon, title: str = "tf_face rec
     write_json(d / "lighting.json", lighting)
 
     images = {"photo": "photo.png", "fitted mesh and landmarks": "overlay.png"}
-    if renders:
+    if renders != "none":
         t = time.perf_counter()
         views = render_views(image, fitted.vertices_image, model.triangles, model.uv,
-                             nets.albedo, nets.sh, rec.detail_normals, mask, cs)
+                             nets.albedo, nets.sh, rec.detail_normals, mask, cs, which=renders)
         (d / "renders").mkdir(exist_ok=True)
         for name, img in views.items():
             write_png_rgb(d / "renders" / f"{name}.png", img)

@@ -55,6 +55,7 @@ class JobConfig:
     w_const: float = 1.0
     w_smooth: float = 20.0
     loss_reduction: str = "sum"        # "sum" (paper: L1 norms per image) | "mean" (per texel)
+    w_sup: float = 0.0                 # synthetic supervision (not in the paper; 0 = off)
     gan_kind: str = "lsgan"
     disc_learning_rate: Optional[float] = None
     bnet_width: int = 64               # ResNet base width (64 = the paper's 1024 features)
@@ -82,7 +83,8 @@ class JobConfig:
         from tf_face.losses import LossWeights
         return LossWeights(w_a=self.w_a, w_pixel=self.w_pixel, w_percep=self.w_percep,
                            w_gan=self.w_gan, w_grad=self.w_grad, w_const=self.w_const,
-                           w_smooth=self.w_smooth, reduction=self.loss_reduction)
+                           w_smooth=self.w_smooth, reduction=self.loss_reduction,
+                           w_sup=self.w_sup)
 
 
 def seed_everything(seed: int, deterministic: bool) -> None:
@@ -118,7 +120,8 @@ def _context(cfg: JobConfig):
     atlas = get_atlas(model, size=cfg.uv_size)
     albedo = uv_albedo_model(model, atlas, cfg.num_albedo)
     ctx = StageContext(tf.constant(albedo.mean), tf.constant(albedo.basis), atlas.mask,
-                       cfg.loss_weights(), cfg.color_space, cfg.render_backend, cfg.gan_kind)
+                       cfg.loss_weights(), cfg.color_space, cfg.render_backend, cfg.gan_kind,
+                       cfg.drn_max_displacement)
     ctx.detail_unit = model_detail_unit(model)
     return model, atlas, ctx
 

@@ -38,6 +38,7 @@ class StageContext:
     color_space: str = "linear"
     render_backend: str = "auto"
     gan_kind: str = "lsgan"
+    drn_max_displacement: float = 0.05   # largest |r_d| (detail units); E_sup's DRN unit
 
     def __post_init__(self):
         adj = grid_adjacency(self.atlas_mask)
@@ -57,6 +58,28 @@ def _inputs(batch, ctx: StageContext):
     return texture, target, batch["mask"], batch["normals"]
 
 
+def _ground_truth(batch, name: str):
+    """``batch["extras"][name]`` as [B,H,W,C] float32, or a clear error."""
+    extras = batch.get("extras") or {}
+    if name not in extras:
+        from tf_face.errors import TfFaceError
+        raise TfFaceError(f"w_sup > 0 needs shards with ground truth ({name!r} in the record "
+                          f"extras, as tf_face.synthetic.make_dataset writes them); these "
+                          f"have {sorted(extras) or 'none'}. Use --w_sup=0 (the paper's "
+                          f"self-supervised objective) for photo shards")
+    value = tf.cast(extras[name], tf.float32)
+    if value.shape.rank == 3:
+        value = value[..., None]
+    return value
+
+
+def supervised_loss(truth, pred, valid, reduction: str) -> tf.Tensor:
+    """E_sup = |truth - pred| over ``valid`` texels ([1|B,H,W,1]), reduced like
+    E_pixel (not in the paper: synthetic supervision, ``LossWeights.w_sup``)."""
+    mask = tf.ones_like(pred[..., :1]) * tf.cast(valid, pred.dtype)
+    return L.pixel_loss(truth, pred, mask, reduction)
+
+
 def bnet_predict(bnet, texture, ctx: StageContext, training: bool):
     y = bnet(texture, training=training)
     p_a, gamma = split_bnet_output(y, ctx.num_albedo)
@@ -73,6 +96,10 @@ def bnet_forward(bnet, batch, ctx: StageContext, training: bool = True):
     e_a = L.albedo_reg(p_a)
     total = e_pixel + ctx.weights.w_a * e_a
     terms = {"total": total, "pixel": e_pixel, "albedo_reg": e_a}
+    if ctx.weights.w_sup > 0:
+        terms["sup"] = supervised_loss(_ground_truth(batch, "gt_albedo"), albedo,
+                                       ctx.detail_valid, ctx.weights.reduction)
+        total = terms["total"] = total + ctx.weights.w_sup * terms["sup"]
     images = {"input_texture": texture,
               "bnet_albedo": to_display_space(albedo, ctx.color_space),
               "shading": to_display_space(shaded / tf.maximum(albedo, 1e-3), ctx.color_space),
@@ -108,6 +135,10 @@ def fan_forward(fan, disc, bnet, vgg, batch, ctx: StageContext, training: bool =
     g_total = w.w_gan * e_gan_g + w.w_pixel * e_pixel + w.w_percep * e_percep
     terms = {"g_total": g_total, "d_total": e_gan_d, "gan_g": e_gan_g, "pixel": e_pixel,
              "percep": e_percep}
+    if w.w_sup > 0:
+        terms["sup"] = supervised_loss(_ground_truth(batch, "gt_albedo"), albedo,
+                                       ctx.detail_valid, w.reduction)
+        g_total = terms["g_total"] = g_total + w.w_sup * terms["sup"]
     images = {"input_texture": texture,
               "bnet_albedo": to_display_space(real_albedo, ctx.color_space),
               "fan_albedo": to_display_space(albedo, ctx.color_space),
@@ -143,8 +174,15 @@ def drn_forward(drn, fan, bnet, batch, ctx: StageContext, training: bool = True)
                                  ctx.grid_col_idx, red, backend=ctx.render_backend)
     w = ctx.weights
     total = w.w_grad * e_grad + w.w_const * e_const + w.w_smooth * e_smooth
-    base_shaded = sh_shade(albedo, normals, gamma, backend=ctx.render_backend)
     terms = {"total": total, "grad": e_grad, "const": e_const, "smooth": e_smooth}
+    if w.w_sup > 0:
+        # r_d and the true displacement (IOD units along the base normal), both
+        # in units of the largest |r_d| so the term is O(1) per texel
+        unit = 1.0 / ctx.drn_max_displacement
+        terms["sup"] = supervised_loss(_ground_truth(batch, "gt_displacement") * unit,
+                                       rate * unit, valid, red)
+        total = terms["total"] = total + w.w_sup * terms["sup"]
+    base_shaded = sh_shade(albedo, normals, gamma, backend=ctx.render_backend)
     images = {"input_texture": texture,
               "fan_albedo": to_display_space(albedo, ctx.color_space),
               "displacement": 0.5 + 10.0 * rate * valid,
