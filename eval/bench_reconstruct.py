@@ -17,7 +17,9 @@ excluded; renders (16 images, numpy z-buffer) are timed separately on the
 first photo (all 16 views and the ``basic`` pair). Batch throughput
 ``batch_photos_per_s_<backend>``: ``reconstruct_one`` over the photos with
 every output file written and no renders (what ``--image_dir --renders=none``
-does per photo). Writes ``ms_per_photo_tf``, ``ms_per_photo_tflite``,
+does per photo). ``--ideas`` (default on) times each network alone, warm:
+TF, TF + XLA, TFLite float32 / float16 (XNNPACK), and FAN + DRN in one
+``tf.function`` (``ms_per_network_ideas``). Writes ``ms_per_photo_tf``, ``ms_per_photo_tflite``,
 ``ms_per_stage_tf``, ``ms_per_stage_tflite`` (medians) and more.
 """
 
@@ -46,6 +48,9 @@ flags.DEFINE_enum("tflite_precision", "float32", ["float32", "float16", "int8"],
                   "TFLite files used by the TFLite backend.")
 flags.DEFINE_integer("max_photos", 8, "Photos timed.")
 flags.DEFINE_integer("repeats", 1, "Timed passes over the photos.")
+flags.DEFINE_bool("ideas", True, "Also time each network alone (tight loop, warm): TF, TF with "
+                  "XLA (jit_compile), TFLite float32/float16 (XNNPACK), and FAN+DRN in one "
+                  "tf.function call.")
 flags.DEFINE_integer("bnet_width", 64, "B-Net width of the random weights (no real weights).")
 flags.DEFINE_string("faces_dir", str(REPO.parent / "shared" / "data" / "faces"),
                     "Photo folder (searched recursively).")
@@ -103,6 +108,45 @@ def time_backend(recon, photos) -> tuple:
             for k in STAGES:
                 stages[k].append(rec.timings_ms.get(k, 0.0))
     return usable, {k: float(np.median(v)) for k, v in stages.items()}, totals
+
+
+def _median_ms(fn, n: int = 15) -> float:
+    fn()
+    fn()
+    ts = []
+    for _ in range(n):
+        t = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t)
+    return float(np.median(ts)) * 1e3
+
+
+def time_ideas(weights) -> dict:
+    """ms per call of each network alone (warm, median of 15) under each idea."""
+    import tensorflow as tf
+
+    from tf_face.serving.backends import ensure_tflite
+    from tf_face.serving.tflite import TFLiteNetwork, tflite_name
+    from tf_face.serving.weights import NETWORKS, load_networks, read_weights_config
+    cfg = read_weights_config(weights)
+    nets = load_networks(weights)
+    s = cfg.uv_size
+    x = tf.constant(np.random.default_rng(0).uniform(0, 1, (1, s, s, 3)).astype(np.float32))
+    out = {}
+    for name in NETWORKS:
+        m = nets[name]
+        for label, jit in (("tf", False), ("tf_xla", True)):
+            f = tf.function(lambda t, m=m: m(t, training=False), jit_compile=jit)
+            out[f"{name}_{label}"] = _median_ms(lambda f=f: np.asarray(f(x)))
+    xn = x.numpy()
+    for precision in ("float32", "float16"):
+        folder = ensure_tflite(weights, cfg, precision, log=lambda *_: None)
+        for name in NETWORKS:
+            net = TFLiteNetwork(folder / tflite_name(name, precision))
+            out[f"{name}_tflite_{precision}"] = _median_ms(lambda net=net: net(xn))
+    both = tf.function(lambda t: (nets["fan"](t, training=False), nets["drn"](t, training=False)))
+    out["fan_drn_one_call_tf"] = _median_ms(lambda: [np.asarray(v) for v in both(x)])
+    return out
 
 
 def main(argv):
@@ -165,6 +209,15 @@ def main(argv):
           f"{result['batch_photos_per_s_tflite']:>11.2f}   (files written, no renders)")
     print(f"renders (first photo): all 16 views {result['ms_renders_16_views']:.0f} ms, "
           f"basic (2) {result['ms_renders_basic']:.0f} ms   (goal: basic <= 300)")
+    if FLAGS.ideas:
+        ideas = result["ms_per_network_ideas"] = time_ideas(weights)
+        print("\nnetworks alone, warm (median ms per call):")
+        cols = ("tf", "tf_xla", "tflite_float32", "tflite_float16")
+        print(f"{'network':<10}" + "".join(f"{c:>16}" for c in cols))
+        for name in ("bnet", "fan", "drn"):
+            print(f"{name:<10}" + "".join(f"{ideas[f'{name}_{c}']:>16.1f}" for c in cols))
+        print(f"fan+drn in one tf.function call: {ideas['fan_drn_one_call_tf']:.1f} ms "
+              f"(separately {ideas['fan_tf'] + ideas['drn_tf']:.1f})")
     if FLAGS.json:
         Path(FLAGS.json).write_text(json.dumps(result, indent=2))
         print(f"wrote {FLAGS.json}")
