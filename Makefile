@@ -53,6 +53,7 @@ weights: setup
 	  $(if $(wildcard ../shared/data/faces),--real_photos=../shared/data/faces)
 
 test: setup
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q -n 2 --durations=15 tests
 
 # the suite without the end-to-end job runs marked slow (CI runs everything)

@@ -79,7 +79,7 @@ def pick_weights() -> tuple:
         return Path(FLAGS.weights_dir), "given"
     if (DEFAULT_WEIGHTS_DIR / CONFIG_FILE).is_file():
         return DEFAULT_WEIGHTS_DIR, "shipped release weights"
-    from tf_face.serving.random_weights import write_random_weights
+    from tf_face.testing.random_weights import write_random_weights
     folder = Path(tempfile.mkdtemp(prefix="tf_face_bench_weights_"))
     print(f"no trained weights: random networks (B-Net width {FLAGS.bnet_width}, ngf 16) "
           f"in {folder}")

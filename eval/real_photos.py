@@ -163,8 +163,8 @@ class RealPhotoEvaluator:
         from tf_face.errors import TfFaceError
         from tf_face.pipeline import GeometryPipeline
         from tf_face.skin_tone import face_skin_mask
-        from tf_face.training.albedo_model import uv_albedo_model
-        from tf_face.training.jobs import model_detail_unit
+        from tf_face.uv.albedo_model import uv_albedo_model
+        from tf_face.detail import model_detail_unit
 
         self.recon = None
         if weights_dir:

@@ -43,7 +43,7 @@ fit; when ``fit`` runs they reuse its first stage (``res.albedo_pca``,
 rejects (``AppearanceFitError``) is listed in ``appearance_failures`` and
 leaves those paths out for that face only. Detail normals of DRN and of the
 fit come from ``tf_face.serving.reconstruct.detail_maps`` (the one
-detail-normal formula, ``tf_face.serving.detail``).
+detail-normal formula, ``tf_face.detail.np_ops``).
 
 Metrics (``tf_face.eval_metrics``), per face, then the mean over the faces
 that have them (each face counts once). **A path that was not run is absent
@@ -206,8 +206,10 @@ class Networks:
         from tf_face.facemodel import load_face_model
         from tf_face.losses import LossWeights
         from tf_face.serving.weights import is_release_folder, load_networks
-        from tf_face.training.albedo_model import uv_albedo_model
-        from tf_face.training.jobs import CONFIG_FILE, load_stage_model, model_detail_unit
+        from tf_face.uv.albedo_model import uv_albedo_model
+        from tf_face.detail import model_detail_unit
+        from tf_face.models.saving import load_stage_model
+        from tf_face.serving.weights import CONFIG_FILE
         from tf_face.training.stages import StageContext
         from tf_face.uv import get_atlas
 
@@ -651,8 +653,8 @@ def run_benchmark(weights_dir=None, num_faces: int = 12, seed: int = 1000,
     from tf_face.pipeline import GeometryPipeline
     from tf_face.skin_tone import face_skin_mask
     from tf_face.synthetic import render_face
-    from tf_face.training.albedo_model import uv_albedo_model
-    from tf_face.training.jobs import model_detail_unit
+    from tf_face.uv.albedo_model import uv_albedo_model
+    from tf_face.detail import model_detail_unit
     from tf_face.uv import get_atlas
 
     from tf_face.skin_tone import GROUP_NAMES

@@ -18,7 +18,7 @@ SIZE = 64
 @pytest.fixture(scope="module")
 def setup():
     from tf_face.facemodel import default_model
-    from tf_face.training.albedo_model import uv_albedo_model
+    from tf_face.uv.albedo_model import uv_albedo_model
     from tf_face.uv import get_atlas
     model = default_model()
     atlas = get_atlas(model, size=SIZE)

@@ -11,8 +11,8 @@ import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from tf_face.render.adjacency import grid_triangles  # noqa: E402
-from tf_face.serving import detail as npd  # noqa: E402
-from tf_face.training import detail as tfd  # noqa: E402
+from tf_face.detail import np_ops as npd  # noqa: E402
+from tf_face.detail import tf_ops as tfd  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -109,7 +109,7 @@ def test_orientation_votes_agree_with_numpy_per_sample(face_maps):
 
 def test_training_and_serving_conventions_give_the_same_normals(face_maps):
     """Training: P / (s·u), Δd = r_d n̂; serving: pixels, d_px = r_d·s·u
-    (the conventions of tf_face.serving.detail's module doc)."""
+    (the conventions of tf_face.detail.np_ops's module doc)."""
     from tf_face.serving.reconstruct import detail_maps
     from tf_face.types import UVSample
     pos, nrm, valid = face_maps

@@ -18,7 +18,7 @@ K = 10
 
 @pytest.fixture(scope="module")
 def weights(tmp_path_factory):
-    from tf_face.serving.random_weights import write_random_weights
+    from tf_face.testing.random_weights import write_random_weights
     return write_random_weights(tmp_path_factory.mktemp("weights"), num_albedo=K, bnet_width=4,
                                 ngf=4, p_a_std=0.5, sh_std=0.1, seed=3)
 

@@ -136,7 +136,7 @@ def test_report_on_a_synthetic_photo(evaluator, tmp_path):
 def test_network_paths_with_random_weights(tmp_path):
     """With --weights_dir the B-Net (pca) and FAN paths appear, with their ms."""
     from tf_face.appearance.fit import AppearanceOptions
-    from tf_face.serving.random_weights import write_random_weights
+    from tf_face.testing.random_weights import write_random_weights
 
     w = write_random_weights(tmp_path / "w", num_albedo=8, bnet_width=4, ngf=4,
                              p_a_std=0.3, sh_std=0.05, seed=7)

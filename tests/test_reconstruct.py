@@ -32,7 +32,7 @@ def astronaut():
 
 @pytest.fixture(scope="module")
 def weights(tmp_path_factory):
-    from tf_face.serving.random_weights import write_random_weights
+    from tf_face.testing.random_weights import write_random_weights
     return write_random_weights(tmp_path_factory.mktemp("weights"), num_albedo=K, bnet_width=4,
                                 ngf=4, p_a_std=0.3, sh_std=0.05, seed=7)
 
@@ -297,9 +297,9 @@ def test_report_shows_the_face_in_headless_chromium(batch_out, tmp_path):
 
 
 def test_fast_detail_normals_match_the_export_reference():
-    """tf_face.serving.detail (dense grid) == tf_face.export.detail_mesh (index lists)."""
+    """tf_face.detail.np_ops (dense grid) == tf_face.export.detail_mesh (index lists)."""
     from tf_face.export.detail_mesh import detail_normals, displace
-    from tf_face.serving.detail import detail_normals_np, displace_np, grid_vertex_normals
+    from tf_face.detail.np_ops import detail_normals_np, displace_np, grid_vertex_normals
     rng = np.random.default_rng(1)
     h = 64
     yy, xx = np.mgrid[0:h, 0:h].astype(np.float64)

@@ -17,7 +17,7 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """A small training-layout weights folder (random networks, UV 64)."""
-    from tf_face.serving.random_weights import write_random_weights
+    from tf_face.testing.random_weights import write_random_weights
     return write_random_weights(tmp_path_factory.mktemp("train"), num_albedo=6, uv_size=64,
                                 bnet_width=4, ngf=4, p_a_std=0.3, sh_std=0.05, seed=3)
 

@@ -465,7 +465,7 @@ def test_end_to_end_with_random_weights(tmp_path):
     """Untrained networks in the weights layout: the network paths run and
     give their keys (B-Net SH, re-render, DRN detail); the sheet's PCA
     column is B-Net's."""
-    from tf_face.serving.random_weights import write_random_weights
+    from tf_face.testing.random_weights import write_random_weights
     bench = _bench()
     weights = write_random_weights(tmp_path / "weights", bnet_width=4, ngf=4, p_a_std=0.3,
                                    sh_std=0.05, seed=7)

@@ -23,7 +23,7 @@ def setup(tmp_path_factory):
     from tf_face.facemodel import load_face_model
     from tf_face.pipeline import GeometryPipeline
     from tf_face.serving.backends import TFBackend
-    from tf_face.serving.random_weights import write_random_weights
+    from tf_face.testing.random_weights import write_random_weights
     from tf_face.serving.tflite import export_tflite
     from tf_face.serving.weights import load_albedo_model, load_networks, read_weights_config
     from tf_face.uv import get_atlas

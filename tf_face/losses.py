@@ -223,6 +223,20 @@ def perceptual_distance(features_a, features_b) -> tf.Tensor:
     return tf.add_n(terms) / float(len(terms))
 
 
+def perceptual_loss(vgg, target, pred) -> tf.Tensor:
+    """E_percep(target, pred) for [B, H, W, 3] images in [0, 1] through ``vgg``
+    (``tf_face.models.VGGPerceptual``, called -> its feature list): scalar,
+    batch mean.
+
+    ``target`` (I_t, data) is a constant: no gradient flows into it, and
+    VGG's backward pass runs over ``pred``'s batch only (two forward calls
+    instead of one concatenated batch; the backward of a concatenated call
+    would cost the full 2B batch).
+    """
+    feats_t = vgg(tf.stop_gradient(target))
+    return perceptual_distance([tf.stop_gradient(f) for f in feats_t], vgg(pred))
+
+
 def _check_kind(kind: str) -> None:
     if kind not in GAN_KINDS:
         raise ValueError(f"unknown GAN loss kind {kind!r}; use one of {GAN_KINDS}")

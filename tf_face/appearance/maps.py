@@ -33,7 +33,7 @@
 * ``fit_displacement_map``: DRN's moving rate r_d [S,S] (detail units along
   the base normal) minimising Eq. 9,
   ``w_grad E_grad + w_const E_const + w_smooth E_smooth``, with the shading of
-  the displaced detail mesh (``tf_face.training.detail``, the one detail-normal
+  the displaced detail mesh (``tf_face.detail.tf_ops``, the one detail-normal
   formula), from 0 (or a network's output) by Adam. The paper's weights
   depend on the unit Δd is measured in, which it does not state: E_const and
   E_smooth here take Δd x ``units_per_iod`` (Δd in inter-ocular distances;
@@ -62,7 +62,7 @@ import tensorflow as tf
 
 from tf_face import losses as L
 from tf_face.render import grid_adjacency, sh_shade
-from tf_face.training.detail import (detail_normals, displacement_from_rate, fd_orientation,
+from tf_face.detail.tf_ops import (detail_normals, displacement_from_rate, fd_orientation,
                                      gather_texels)
 
 

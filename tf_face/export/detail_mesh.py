@@ -23,7 +23,7 @@ UV of a vertex = its texel centre: ``u = (c + 0.5) / W``, ``v = (r + 0.5) / H``
 
 Displacement ``d [H, W]`` moves a vertex along its (unit) base normal:
 ``P' = P + d * n``, in the units of the position map (pixels for UVSample).
-Detail normals are the one formula of ``tf_face.serving.detail`` (whose
+Detail normals are the one formula of ``tf_face.detail.np_ops`` (whose
 module doc also fixes the displacement conventions of training vs serving).
 """
 
@@ -142,7 +142,7 @@ def displace(position_map, normal_map, displacement, mask) -> np.ndarray:
 def detail_normals(positions, mask, reference_normals=None, base_positions=None) -> np.ndarray:
     """Unit normal map ``[H,W,3]`` of the (displaced) grid; 0 outside ``mask``.
 
-    The one detail-normal formula of ``tf_face.serving.detail`` (see its
+    The one detail-normal formula of ``tf_face.detail.np_ops`` (see its
     module doc; this is a thin wrapper, in float64):
 
     * positions only: the area-weighted grid vertex normals
@@ -155,13 +155,13 @@ def detail_normals(positions, mask, reference_normals=None, base_positions=None)
       what the displacement changes is kept,
       ``n = normalise(n_ref + sign * (n(positions) - n(base_positions)))``
       with ``sign`` voted on the base grid normals
-      (``tf_face.serving.detail.detail_normals_np``). The grid normals of a
+      (``tf_face.detail.np_ops.detail_normals_np``). The grid normals of a
       position map interpolated linearly inside each base triangle are
       constant per base triangle, so this removes the base mesh's facets from
       the shading while keeping the detail; with zero displacement it returns
       the reference normals.
     """
-    from tf_face.serving.detail import detail_normals_np, grid_orientation, grid_vertex_normals
+    from tf_face.detail.np_ops import detail_normals_np, grid_orientation, grid_vertex_normals
 
     mask, (pos, ref, base) = _check_maps(mask, positions, reference_normals, base_positions)
     if base is not None and ref is None:

@@ -19,7 +19,8 @@ loss at 256^2, batch 4 costs seconds on a laptop CPU), then Keras's "caffe"
 VGG preprocessing: x * 255, RGB -> BGR, minus the ImageNet BGR mean
 (103.939, 116.779, 123.68).
 
-The loss is ``tf_face.losses.perceptual_distance`` of the two feature lists:
+The loss is ``tf_face.losses.perceptual_loss(vgg, target, pred)``: the
+``perceptual_distance`` of the two feature lists:
 mean over layers j of ||F_j(a) - F_j(b)||_2 / (H_j W_j C_j), per sample, then
 the batch mean. The frozen network is not trainable.
 """
@@ -114,19 +115,6 @@ class VGGPerceptual(keras.layers.Layer):
 
     def call(self, inputs):
         return self.extractor(self._preprocess(inputs), training=False)
-
-    def perceptual_loss(self, target, pred):
-        """E_percep(target, pred) for [B, H, W, 3] images in [0, 1]: scalar, batch mean.
-
-        ``target`` (I_t, data) is a constant: no gradient flows into it, and
-        VGG's backward pass runs over ``pred``'s batch only (two forward calls
-        instead of one concatenated batch; the backward of a concatenated call
-        would cost the full 2B batch).
-        """
-        from tf_face.losses import perceptual_distance
-
-        feats_t = self(keras.ops.stop_gradient(target))
-        return perceptual_distance([keras.ops.stop_gradient(f) for f in feats_t], self(pred))
 
     def get_config(self):
         config = super().get_config()

@@ -10,7 +10,7 @@ and ``run(image)`` returns a ``Reconstruction``:
 * the detail maps: ``valid`` [S,S] (atlas texels with a base normal),
   ``displacement_px`` [S,S] (Δd along the base normal, position-map pixels:
   r_d * detail_unit * fit scale), the displaced position map and the detail
-  normal map (``tf_face.serving.detail``: the one detail-normal formula, also
+  normal map (``tf_face.detail.np_ops``: the one detail-normal formula, also
   used by DRN training in TF and by the export -- base normals plus the
   change the displacement makes, camera frame; its module doc states the
   training vs serving displacement conventions),
@@ -52,7 +52,7 @@ def model_kind(spec: str) -> str:
 
 def detail_maps(sample, atlas_mask, moving_rate, scale: float, detail_unit: float):
     """``(valid, displacement_px, displaced_position, detail_normals)`` (module doc)."""
-    from tf_face.serving.detail import detail_normals_np, displace_np
+    from tf_face.detail.np_ops import detail_normals_np, displace_np
 
     valid = np.asarray(atlas_mask, bool) & np.any(sample.normals != 0, axis=-1)
     disp = (np.asarray(moving_rate, np.float64) * float(scale) * float(detail_unit)
@@ -77,7 +77,7 @@ DEFAULT_APPEARANCE = default_appearance()
 
 def fit_only_config(face_model, model_spec: str, uv_size: int, max_rate: float):
     """The ``WeightsConfig`` of a run without weights (``--appearance=fit``)."""
-    from tf_face.training.jobs import model_detail_unit
+    from tf_face.detail import model_detail_unit
     return WeightsConfig(folder=None, model=str(model_spec), num_albedo=-1, uv_size=int(uv_size),
                          color_space="linear", detail_unit=model_detail_unit(face_model),
                          drn_max_displacement=float(max_rate), raw={})
@@ -141,7 +141,7 @@ class Reconstructor:
             # first photo's timings are warm like the others
             self.backend(np.zeros((self.cfg.uv_size, self.cfg.uv_size, 3), np.float32))
         else:
-            from tf_face.training.albedo_model import uv_albedo_model
+            from tf_face.uv.albedo_model import uv_albedo_model
             self.albedo_model = uv_albedo_model(self.model, self.atlas)
             self.backend = _NoNetworks()
         if appearance != "net":

@@ -233,7 +233,7 @@ def load_networks(folder) -> dict:
 
     A release folder is checked against its manifest first.
     """
-    from tf_face.training.jobs import load_stage_model
+    from tf_face.models.saving import load_stage_model
     folder = Path(folder)
     try:
         if is_release_folder(folder):
@@ -258,7 +258,7 @@ def load_albedo_model(cfg: WeightsConfig, face_model=None):
     model named in the config (or the ``face_model`` given).
     """
     from tf_face.facemodel import load_face_model
-    from tf_face.training.albedo_model import uv_albedo_model
+    from tf_face.uv.albedo_model import uv_albedo_model
     from tf_face.uv import get_atlas
 
     model = face_model if face_model is not None else load_face_model(cfg.model)

@@ -28,7 +28,9 @@ from typing import Optional
 
 import numpy as np
 
+from tf_face.detail import model_detail_unit  # noqa: F401 - part of this module's API
 from tf_face.errors import TfFaceError
+from tf_face.models.saving import load_stage_model  # noqa: F401 - ditto
 
 CONFIG_FILE = "tf_face_weights.json"
 
@@ -98,21 +100,12 @@ def seed_everything(seed: int, deterministic: bool) -> None:
         tf.config.experimental.enable_op_determinism()
 
 
-def model_detail_unit(model) -> float:
-    """Inter-ocular distance of the model's mean shape (model units)."""
-    if model.landmarks68 is None:
-        extent = model.mean_shape.max(0) - model.mean_shape.min(0)
-        return float(extent[0]) * 0.45
-    lm = model.mean_shape[model.landmarks68]
-    return float(np.linalg.norm(lm[36:42].mean(0) - lm[42:48].mean(0)))
-
-
 def _context(cfg: JobConfig):
     """Face model -> UV albedo model + StageContext + the weights-folder config."""
     import tensorflow as tf
 
     from tf_face.facemodel import load_face_model
-    from tf_face.training.albedo_model import uv_albedo_model
+    from tf_face.uv.albedo_model import uv_albedo_model
     from tf_face.training.stages import StageContext
     from tf_face.uv import get_atlas
 
@@ -150,31 +143,6 @@ def _write_weights_config(cfg: JobConfig, stage: str, ctx, atlas) -> None:
     tmp = path.with_name(path.name + ".part")
     tmp.write_text(json.dumps(data, indent=2))
     tmp.replace(path)
-
-
-def load_stage_model(folder, name: str):
-    """Load ``<folder>/<name>.keras`` with a clear error naming the job that makes it."""
-    import keras
-
-    import tf_face.models  # noqa: F401 - registers the custom layers
-    path = Path(folder) / f"{name}.keras"
-    if not path.is_file():
-        job = {"bnet": "train.train_bnet", "fan": "train.train_fan", "drn": "train.train_drn"}
-        raise TfFaceError(f"{path} not found; train it first with "
-                          f"python -m {job.get(name, 'train.' + name)}")
-    import zipfile
-    if not zipfile.is_zipfile(path):
-        # Keras says "File not found" for a file that exists but is no zip
-        raise TfFaceError(f"{path} is corrupt or truncated (not a .keras zip archive, "
-                          f"{path.stat().st_size} bytes); re-copy or re-export it")
-    try:
-        with zipfile.ZipFile(path) as z:
-            bad = z.testzip()
-    except (zipfile.BadZipFile, OSError, EOFError) as e:
-        raise TfFaceError(f"{path} is corrupt or truncated ({e})") from None
-    if bad is not None:
-        raise TfFaceError(f"{path} is corrupt: member {bad} fails its checksum")
-    return keras.models.load_model(str(path), compile=False)
 
 
 def _loop_config(cfg: JobConfig):

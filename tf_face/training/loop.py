@@ -34,6 +34,7 @@ import numpy as np
 import tensorflow as tf
 
 from tf_face.errors import TfFaceError
+from tf_face.models.saving import save_model
 
 
 class TrainingDivergedError(TfFaceError):
@@ -232,13 +233,3 @@ def run_training(name: str, strategy, config: LoopConfig, networks: dict, optimi
         save_model(model, final_dir / mname)
     (final_dir / f"{name}_summary.json").write_text(json.dumps(summary, indent=2))
     return summary
-
-
-def save_model(model, stem: Path) -> None:
-    """``stem.keras`` (architecture + weights) and ``stem.weights.h5``, atomically."""
-    stem = Path(stem)
-    for suffix, fn in ((".keras", model.save), (".weights.h5", model.save_weights)):
-        final = stem.with_name(stem.name + suffix)
-        tmp = final.with_name(f".{final.name}.tmp{os.getpid()}{suffix}")
-        fn(str(tmp))
-        os.replace(tmp, final)

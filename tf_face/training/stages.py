@@ -22,9 +22,9 @@ import tensorflow as tf
 from tf_face import losses as L
 from tf_face.models.bnet import split_bnet_output
 from tf_face.render import grid_adjacency, sh_shade
-from tf_face.training.albedo_model import albedo_from_coeffs
+from tf_face.uv.albedo_model import albedo_from_coeffs
 from tf_face.training.colour import to_display_space, to_shading_space
-from tf_face.training.detail import (detail_normals, displacement_from_rate, gather_texels,
+from tf_face.detail.tf_ops import (detail_normals, displacement_from_rate, gather_texels,
                                      grid_orientation)
 
 
@@ -123,7 +123,7 @@ def fan_forward(fan, disc, bnet, vgg, batch, ctx: StageContext, training: bool =
     if vgg is not None and ctx.weights.w_percep > 0:
         shaded_display = to_display_space(shaded, ctx.color_space)
         m = tf.cast(mask, tf.float32)
-        e_percep = vgg.perceptual_loss(texture * m, shaded_display * m)
+        e_percep = L.perceptual_loss(vgg, texture * m, shaded_display * m)
     else:
         e_percep = tf.constant(0.0)
     fake_logits = disc(albedo, training=training)
@@ -150,10 +150,10 @@ def drn_forward(drn, fan, bnet, batch, ctx: StageContext, training: bool = True)
     """E_DRN = w_grad E_grad + w_const E_const + w_smooth E_smooth (Eq. 9).
 
     Shading uses FAN's albedo, B-Net's lighting and the normals of the
-    displaced detail mesh (``tf_face.training.detail``; ``batch["scale"]`` is
+    displaced detail mesh (``tf_face.detail.tf_ops``; ``batch["scale"]`` is
     the fit scale times the detail unit, ``jobs._scaled_batch``, so positions
     and Δd are in inter-ocular distances -- conventions in
-    ``tf_face.serving.detail``).
+    ``tf_face.detail.np_ops``).
     """
     texture, target, mask, normals = _inputs(batch, ctx)
     _, gamma, _ = bnet_predict(bnet, texture, ctx, training=False)

@@ -22,7 +22,7 @@ def make_toy_shards(out_dir, model_spec: str = "default", num_samples: int = 8,
     from tf_face.data import encode_example, extras_spec, write_shard
     from tf_face.facemodel import load_face_model
     from tf_face.render import sh_shade
-    from tf_face.training.albedo_model import albedo_from_coeffs, uv_albedo_model
+    from tf_face.uv.albedo_model import albedo_from_coeffs, uv_albedo_model
     from tf_face.training.colour import linear_to_srgb
     from tf_face.types import UVSample
     from tf_face.uv import get_atlas

@@ -1,5 +1,5 @@
 """Detail normals: the one formula, numpy (serving, export); its TF twin is
-``tf_face.training.detail`` (DRN training, the benchmark, anything that needs
+``tf_face.detail.tf_ops`` (DRN training, the benchmark, anything that needs
 gradients). Both implement exactly the maths below with shifted views of the
 dense ``[H, W]`` maps; ``tests/test_detail_normals.py`` ties them (and an
 index-list reference) together.
@@ -28,7 +28,7 @@ base mesh's facets into the shading; keeping only the *change* the
 displacement makes gives ``n_ref`` exactly where Δd = 0 (and at texels in no
 grid triangle). 0 outside ``valid``.
 
-**Displacement conventions** (one place; ``training/detail.py``,
+**Displacement conventions** (one place; ``detail/tf_ops.py``,
 ``serving/reconstruct.py`` and ``export/detail_mesh.py`` refer here). DRN
 predicts a moving rate ``r_d`` in *detail units* (the face model's mean-shape
 inter-ocular distance ``detail_unit``, in model units):

@@ -6,7 +6,7 @@ position and normal come from the UV sample's position and normal maps.
 DRN predicts a moving rate r_d; the displacement is Δd = r_d · n and the
 detail vertex is v' = v + Δd.
 
-Detail normals: the TF twin of ``tf_face.serving.detail`` (numpy; serving and
+Detail normals: the TF twin of ``tf_face.detail.np_ops`` (numpy; serving and
 export) -- the same formula with the same shifted views of the dense maps:
 area-weighted vertex normals of the texel-grid triangulation, the
 orientation by a majority vote of the base grid normals against the
@@ -54,7 +54,7 @@ def _binary(valid, dtype):
 def grid_vertex_normals(position, valid):
     """Unit area-weighted vertex normals [B,H,W,3] of the texel-grid mesh.
 
-    0 at texels in no grid triangle (``tf_face.serving.detail.grid_vertex_normals``
+    0 at texels in no grid triangle (``tf_face.detail.np_ops.grid_vertex_normals``
     per sample).
     """
     position = tf.convert_to_tensor(position)

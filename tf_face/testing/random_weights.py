@@ -2,7 +2,7 @@
 
 ``write_random_weights(folder)`` builds B-Net / FAN / DRN with the right
 shapes (random init; B-Net's head is drawn near 0, so p_a ~ 0 and the ambient
-offset gives grey light), saves them with ``tf_face.training.loop.save_model``
+offset gives grey light), saves them with ``tf_face.models.saving.save_model``
 and writes ``tf_face_weights.json`` with the fields ``tf_face.training.jobs``
 writes. ``make demo`` produces the same layout with trained weights.
 
@@ -33,8 +33,8 @@ def write_random_weights(folder, model: str = "default", num_albedo=None, uv_siz
 
     from tf_face.facemodel import load_face_model
     from tf_face.models import build_bnet, build_drn, build_fan
-    from tf_face.training.jobs import model_detail_unit
-    from tf_face.training.loop import save_model
+    from tf_face.detail import model_detail_unit
+    from tf_face.models.saving import save_model
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -59,6 +59,6 @@ def write_random_weights(folder, model: str = "default", num_albedo=None, uv_siz
               "drn_max_displacement": float(drn_max_displacement),
               "bnet_width": int(bnet_width), "ngf": int(ngf),
               "stages": {}, "note": "random (untrained) weights from "
-                                    "tf_face.serving.random_weights"}
+                                    "tf_face.testing.random_weights"}
     (folder / CONFIG_FILE).write_text(json.dumps(config, indent=2))
     return folder

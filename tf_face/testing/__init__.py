@@ -1,0 +1,1 @@
+"""Fixtures for tests, benchmarks and development (not used by the library)."""
