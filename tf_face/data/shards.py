@@ -33,6 +33,7 @@ from typing import Iterable, Optional
 
 from tf_face.data.records import FORMAT_VERSION
 from tf_face.errors import TfFaceError
+from tf_face.file_hash import sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -234,14 +235,6 @@ def read_index(shard_path) -> tuple[Optional[dict], str]:
     return idx, ""
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def check_shard(shard_path, verify: bool = True) -> ShardStatus:
     """Check a shard against its index: size always, sha256 when ``verify``."""
     p = Path(shard_path)
@@ -256,7 +249,7 @@ def check_shard(shard_path, verify: bool = True) -> ShardStatus:
     if size != idx["bytes"]:
         return ShardStatus(p, "corrupt", f"size {size} bytes, index says {idx['bytes']} "
                            "(truncated or appended to)", idx)
-    if verify and _sha256(p) != idx["sha256"]:
+    if verify and sha256_file(p) != idx["sha256"]:
         return ShardStatus(p, "corrupt", "sha256 differs from the index (damaged bytes)", idx)
     return ShardStatus(p, "ok", "", idx)
 

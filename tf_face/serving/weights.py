@@ -29,6 +29,7 @@ from typing import Optional
 import numpy as np
 
 from tf_face.errors import TfFaceError
+from tf_face.file_hash import sha256_file
 
 CONFIG_FILE = "tf_face_weights.json"   # same name as tf_face.training.jobs.CONFIG_FILE
 NETWORKS = ("bnet", "fan", "drn")
@@ -127,15 +128,6 @@ def read_weights_config(folder) -> WeightsConfig:
     return cfg
 
 
-def _sha256(path: Path) -> str:
-    import hashlib
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def read_manifest(folder) -> dict:
     """``manifest.json`` of a release folder, its version checked."""
     path = Path(folder) / MANIFEST
@@ -176,7 +168,7 @@ def verify_manifest(folder) -> dict:
         if size != int(entry["bytes"]):
             raise WeightsError(f"{path} is truncated or altered: {size} bytes, "
                                f"{MANIFEST} says {entry['bytes']}; re-copy it")
-        if _sha256(path) != entry["sha256"]:
+        if sha256_file(path) != entry["sha256"]:
             raise WeightsError(f"{path} is corrupt: its sha256 differs from {MANIFEST}; "
                                f"re-copy it")
     return manifest
@@ -282,7 +274,7 @@ def _write_manifest(folder: Path, dtype: str) -> dict:
     from tf_face import __version__
     manifest = {"format_version": RELEASE_FORMAT, "tf_face_version": __version__,
                 "weights_dtype": dtype,
-                "files": {p.name: {"sha256": _sha256(p), "bytes": p.stat().st_size}
+                "files": {p.name: {"sha256": sha256_file(p), "bytes": p.stat().st_size}
                           for p in sorted(folder.iterdir())
                           if p.is_file() and p.name != MANIFEST}}
     tmp = folder / f".{MANIFEST}.part"
