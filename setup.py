@@ -31,7 +31,17 @@ CUDA_SOURCES = ["ops/cuda/tf_face_kernels.cu.cc"]
 
 
 def _tf_flags():
-    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    # TF's libraries print INFO lines on stderr while they load (oneDNN notice,
+    # "Could not find cuda drivers"); the op build does not need them
+    sys.stderr.flush()
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
     return tf.sysconfig.get_compile_flags(), tf.sysconfig.get_link_flags(), tf.sysconfig.get_include()
 
 
