@@ -248,6 +248,13 @@ def test_a_clean_run_prints_no_tensorflow_start_up_noise(astronaut, tmp_path):
                          text=True, env=quiet_env, timeout=300)
     assert res.returncode == 0, res.stderr
     assert not [ln for ln in res.stderr.splitlines() if any(n in ln for n in noise)], res.stderr
+    # a training job that fails early says exactly one line (its flags are defined
+    # before main, so nothing on that path may import TF unquietly)
+    job = subprocess.run([sys.executable, "-m", "train.train_bnet", f"--data={tmp_path / 'none'}",
+                          f"--output_dir={tmp_path / 'w'}"], cwd=REPO, capture_output=True,
+                         text=True, env=quiet_env, timeout=300)
+    assert job.returncode == 1 and job.stderr.strip().splitlines() == [
+        f"error: no .tfrecord shards found at {tmp_path / 'none'}"], job.stderr
     env = dict(os.environ, PYTHONPATH=str(REPO), TF_FACE_VERBOSE_TF="1")
     env.pop("TF_CPP_MIN_LOG_LEVEL", None)
     loud = subprocess.run([sys.executable, "-m", "tf_face.cli.unwrap", f"--image={photo}",

@@ -30,7 +30,6 @@ import numpy as np
 
 from tf_face.detail import model_detail_unit  # noqa: F401 - part of this module's API
 from tf_face.errors import TfFaceError
-from tf_face.models.saving import load_stage_model  # noqa: F401 - ditto
 
 CONFIG_FILE = "tf_face_weights.json"
 
@@ -216,6 +215,8 @@ def train_fan(cfg: JobConfig) -> dict:
     import keras
     import tensorflow as tf
 
+    from tf_face.models.saving import load_stage_model
+
     from tf_face.models import VGGPerceptual, build_fan, build_patchgan
     from tf_face.training.loop import apply_if_finite, run_training
     from tf_face.training.stages import fan_forward
@@ -255,6 +256,8 @@ def train_fan(cfg: JobConfig) -> dict:
 
 def train_drn(cfg: JobConfig) -> dict:
     import keras
+
+    from tf_face.models.saving import load_stage_model
 
     from tf_face.models import build_drn
     from tf_face.training.loop import run_training
