@@ -39,3 +39,10 @@ class FitError(TfFaceError):
 
 class AssetMissingError(TfFaceError):
     """A downloadable asset (MediaPipe TFLite model...) is not in the cache."""
+
+
+def describe_error(err: BaseException) -> str:
+    """One line: the message of our own errors, type + message of anything else."""
+    if isinstance(err, TfFaceError):
+        return str(err)
+    return f"internal error ({type(err).__name__}): {err}"

@@ -34,6 +34,9 @@ import numpy as np
 
 from tf_face.errors import ImageError, show_path
 
+#: The photo file types the CLIs, the data collection and export accept.
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
+
 MAX_PIXELS = 1 << 28          # 268 Mpx; 10000x10000 = 100 Mpx is fine
 
 

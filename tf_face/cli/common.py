@@ -20,10 +20,10 @@ import traceback
 from pathlib import Path
 from typing import Callable
 
-from tf_face.errors import TfFaceError
+from tf_face.errors import TfFaceError, describe_error  # noqa: F401 - re-exported
+from tf_face.image_io import IMAGE_SUFFIXES  # noqa: F401 - re-exported
 from tf_face.tf_import import quiet_tensorflow  # noqa: F401 - the entry points' one call
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 
 
 def list_images(directory) -> list[Path]:
@@ -41,13 +41,6 @@ def output_names(paths: list[Path]) -> dict:
     stems = [p.stem for p in paths]
     return {p: (p.stem if stems.count(p.stem) == 1 else f"{p.stem}_{p.suffix.lstrip('.')}")
             for p in paths}
-
-
-def describe_error(err: BaseException) -> str:
-    """One line: the message of our own errors, type + message of anything else."""
-    if isinstance(err, TfFaceError):
-        return str(err)
-    return f"internal error ({type(err).__name__}): {err}"
 
 
 def run_single(fn: Callable[[], object], debug: bool = False) -> int:

@@ -17,7 +17,7 @@ import os
 from pathlib import Path
 from typing import Optional
 
-from tf_face.cli.common import IMAGE_SUFFIXES
+from tf_face.image_io import IMAGE_SUFFIXES
 from tf_face.errors import TfFaceError
 
 _MAGIC = set("*?[")

@@ -110,7 +110,7 @@ def _init_worker(model: str, uv_size: int, factory: Callable, ignore_sigint: boo
 
 def _process(task: tuple) -> tuple:
     """(shard k, position, path, image id) -> (k, pos, record | None, error | None, fatal)."""
-    from tf_face.cli.common import describe_error
+    from tf_face.errors import describe_error
     from tf_face.image_io import load_image
 
     k, pos, path, image_id = task
@@ -334,5 +334,5 @@ def _run(input_path, output, items, settings, shard_size, workers, model, uv_siz
 
 
 def _suffixes():
-    from tf_face.cli.common import IMAGE_SUFFIXES
+    from tf_face.image_io import IMAGE_SUFFIXES
     return IMAGE_SUFFIXES

@@ -21,7 +21,7 @@ REPO = Path(__file__).resolve().parents[2]
 def default_photos() -> list:
     import skimage.data
 
-    from tf_face.cli.common import IMAGE_SUFFIXES
+    from tf_face.image_io import IMAGE_SUFFIXES
     from tf_face.outputs import write_png_rgb
     tmp = Path(tempfile.mkdtemp(prefix="tf_face_export_"))
     write_png_rgb(tmp / "astronaut.png", skimage.data.astronaut())

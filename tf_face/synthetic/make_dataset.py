@@ -263,7 +263,7 @@ def _define_flags():
 if __name__ == "__main__":
     from absl import app
 
-    from tf_face.cli.common import quiet_tensorflow
+    from tf_face.tf_import import quiet_tensorflow
     quiet_tensorflow()   # before the flags: Difficulty's package imports TF
     _define_flags()
     app.run(main)
