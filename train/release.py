@@ -38,7 +38,6 @@ from __future__ import annotations
 import json
 import os
 import shlex
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -122,16 +121,12 @@ class Log:
 
 
 def run_step(log: Log, title: str, cmd: list) -> None:
-    print(f"\n=== {title}\n$ {' '.join(shlex.quote(str(c)) for c in cmd)}", flush=True)
-    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    from tf_face.cli.common import run_command_step
     t = time.perf_counter()
-    res = subprocess.run([str(c) for c in cmd], cwd=REPO, env=env)
-    log.add(title.split(":")[0], time.perf_counter() - t)
-    if res.returncode != 0:
-        from tf_face.errors import TfFaceError
-        raise TfFaceError(f"release step '{title}' failed (exit code {res.returncode}); the "
-                          f"command is printed above; rerun to resume")
+    try:
+        run_command_step(title, cmd, REPO, what="release step", hint="; rerun to resume")
+    finally:
+        log.add(title.split(":")[0], time.perf_counter() - t)
 
 
 def stage_done(train_dir: Path, job: str, steps: int) -> bool:
@@ -442,16 +437,12 @@ def ship(release: Path) -> Path:
     """Copy a verified release folder into the package (``tf_face/weights/<version>``)."""
     import shutil
 
+    from tf_face.outputs import atomic_output_dir
     from tf_face.serving.weights import PACKAGED_WEIGHTS_DIR, verify_manifest
     verify_manifest(release)
-    tmp = PACKAGED_WEIGHTS_DIR.with_name(f".{PACKAGED_WEIGHTS_DIR.name}.tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    shutil.copytree(release, tmp)
-    verify_manifest(tmp)
-    if PACKAGED_WEIGHTS_DIR.exists():
-        shutil.rmtree(PACKAGED_WEIGHTS_DIR)
-    tmp.rename(PACKAGED_WEIGHTS_DIR)
+    with atomic_output_dir(PACKAGED_WEIGHTS_DIR, overwrite=True) as tmp:
+        shutil.copytree(release, tmp, dirs_exist_ok=True)
+        verify_manifest(tmp)
     return PACKAGED_WEIGHTS_DIR
 
 

@@ -43,6 +43,25 @@ def output_names(paths: list[Path]) -> dict:
             for p in paths}
 
 
+def run_command_step(title: str, cmd: list, cwd, what: str = "step", hint: str = "") -> float:
+    """Print ``=== title`` and the command, run it (``cwd`` on PYTHONPATH) and
+    return its wall seconds; a non-zero exit is a one-line ``TfFaceError``.
+    The steps of ``make demo`` and ``train.release``."""
+    import shlex
+    import subprocess
+    import time
+    cmd = [str(c) for c in cmd]
+    print(f"\n=== {title}\n$ {' '.join(shlex.quote(c) for c in cmd)}", flush=True)
+    env = dict(os.environ, PYTHONPATH=str(cwd) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    t = time.perf_counter()
+    res = subprocess.run(cmd, cwd=cwd, env=env)
+    if res.returncode != 0:
+        raise TfFaceError(f"{what} '{title}' failed (exit code {res.returncode}); "
+                          f"the command is printed above{hint}")
+    return time.perf_counter() - t
+
+
 def run_single(fn: Callable[[], object], debug: bool = False) -> int:
     """Run ``fn``; print one line and return the exit code instead of a traceback."""
     try:

@@ -26,16 +26,13 @@ checkpoints. ``--quick`` shrinks everything (used by the tests).
 from __future__ import annotations
 
 import json
-import os
-import shlex
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 from absl import app, flags
 
-from tf_face.cli.common import quiet_tensorflow, run_single
+from tf_face.cli.common import quiet_tensorflow, run_command_step, run_single
 from tf_face.errors import TfFaceError
 
 FLAGS = flags.FLAGS
@@ -54,15 +51,7 @@ HELD_OUT_SEED = 1000   # never used for training data
 
 
 def run_step(title: str, cmd: list[str]) -> float:
-    print(f"\n=== {title}\n$ {' '.join(shlex.quote(c) for c in cmd)}", flush=True)
-    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    t = time.perf_counter()
-    res = subprocess.run(cmd, cwd=REPO, env=env)
-    if res.returncode != 0:
-        raise TfFaceError(f"demo step '{title}' failed (exit code {res.returncode}); "
-                          f"the command is printed above")
-    return time.perf_counter() - t
+    return run_command_step(title, cmd, REPO, what="demo step")
 
 
 def geometry_step(out_dir: Path) -> dict:

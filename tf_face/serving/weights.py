@@ -290,41 +290,30 @@ def write_release(src_folder, dst_folder, dtype: str = "float16", networks=None)
     each network's weights cast to ``dtype`` ("float16" | "float32"), the
     config (without training-machine paths), then ``manifest.json``.
     ``networks`` ({name: keras.Model}) skips loading them from ``src_folder``.
-    Written beside ``dst_folder`` and renamed into place. Returns the manifest.
+    Written beside ``dst_folder`` and renamed into place
+    (``outputs.atomic_output_dir``). Returns the manifest.
     """
-    import shutil
+    from tf_face.outputs import atomic_output_dir
 
     if dtype not in ("float16", "float32"):
         raise WeightsError(f"dtype must be float16 or float32, got {dtype!r}")
     src, dst = Path(src_folder), Path(dst_folder)
     cfg = read_weights_config(src)
     nets = networks if networks is not None else load_networks(src)
-    tmp = dst.with_name(f".{dst.name}.tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
     config = json.loads(json.dumps(cfg.raw))
     config.update({"release_format": RELEASE_FORMAT, "weights_dtype": dtype})
     for stage in config.get("stages", {}).values():
         stage.pop("data", None)   # a path on the training machine
-    (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2))
-    for name in NETWORKS:
-        model = nets[name]
-        (tmp / f"{name}.json").write_text(model.to_json())
-        arrays = {f"w{i:04d}": np.asarray(v.numpy()).astype(dtype)
-                  for i, v in enumerate(model.weights)}
-        with open(tmp / f"{name}.weights.npz", "wb") as f:
-            np.savez_compressed(f, **arrays)
-    manifest = _write_manifest(tmp, dtype)
-    if dst.exists():
-        old = dst.with_name(f".{dst.name}.old")
-        if old.exists():
-            shutil.rmtree(old)
-        dst.rename(old)
-        tmp.rename(dst)
-        shutil.rmtree(old)
-    else:
-        tmp.rename(dst)
+    with atomic_output_dir(dst, overwrite=True) as tmp:
+        (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2))
+        for name in NETWORKS:
+            model = nets[name]
+            (tmp / f"{name}.json").write_text(model.to_json())
+            arrays = {f"w{i:04d}": np.asarray(v.numpy()).astype(dtype)
+                      for i, v in enumerate(model.weights)}
+            with open(tmp / f"{name}.weights.npz", "wb") as f:
+                np.savez_compressed(f, **arrays)
+        manifest = _write_manifest(tmp, dtype)
     return manifest
 
 
