@@ -27,7 +27,7 @@ assets: venv
 	$(BIN)/python -m tf_face.assets
 
 viewer: venv
-	$(BIN)/python -m tf_face.export.viewer_assets || echo "WARNING: could not fetch the 3D viewer (needs npm); report.html will show everything but the 3D view."
+	$(BIN)/python -m tf_face.files.viewer_assets || echo "WARNING: could not fetch the 3D viewer (needs npm); report.html will show everything but the 3D view."
 
 OPS_SRC := $(wildcard ops/cc/* ops/cuda/* ops/kernels/*) setup.py
 OPS_STAMP := build/ops-built.stamp

@@ -109,7 +109,7 @@ def main(argv):
     import tensorflow as tf
 
     from tf_face import render
-    from tf_face.render.random_atlas import random_atlas
+    from tf_face.testing.random_atlas import random_atlas
 
     if not render.ops_available():
         print("custom-op library not built: run `make ops` first", file=sys.stderr)

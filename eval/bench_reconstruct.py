@@ -152,7 +152,7 @@ def time_ideas(weights) -> dict:
 def main(argv):
     del argv
     from tf_face.serving.reconstruct import Reconstructor
-    from tf_face.serving.views import render_views
+    from tf_face.viz.views import render_views
 
     weights, origin = pick_weights()
     photos = load_photos(Path(FLAGS.faces_dir))

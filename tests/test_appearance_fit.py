@@ -44,7 +44,7 @@ def _light(rng):
 
 
 def _shade(albedo, normals, sh):
-    from tf_face.render.image_renderer import sh_shading
+    from tf_face.viz.image_renderer import sh_shading
     return albedo * sh_shading(normals, sh).astype(np.float32)
 
 

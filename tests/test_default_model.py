@@ -7,10 +7,10 @@ import pytest
 from tf_face import assets
 from tf_face.facemodel import default_model, load_face_model
 from tf_face.facemodel.albedo_prior import build_albedo_prior, inner_product, prior_layout
-from tf_face.facemodel.build_default import build
+from tf_face.facemodel.build.build_default import build
 from tf_face.facemodel.default import DefaultFaceModel, load_default_geometry, region_loops
 from tf_face.facemodel.mesh import boundary_loops, face_normals, topology_report
-from tf_face.facemodel.uvlayout import edge_chains, signed_area_2d
+from tf_face.facemodel.build.uvlayout import edge_chains, signed_area_2d
 
 # iBUG-68 left/right permutation (0<->16, 17<->26, 36<->45, 48<->54, ...)
 IBUG_MIRROR = np.array(

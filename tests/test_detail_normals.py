@@ -92,7 +92,7 @@ def test_tf_numpy_and_index_reference_agree_on_the_face_atlas(face_maps, flip):
     # the displacement matters (not a trivially passing identity)
     assert np.abs(got_np - nrm)[valid].max() > 0.1
     # the export wrapper is the same formula
-    from tf_face.export.detail_mesh import detail_normals
+    from tf_face.files.detail_mesh import detail_normals
     np.testing.assert_allclose(detail_normals(moved, valid, reference_normals=nrm,
                                               base_positions=pos), want, atol=1e-6)
 

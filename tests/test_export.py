@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from tests.conftest import ICT_NPZ, require_shared
-from tf_face.export import detail_mesh as dm
-from tf_face.export import mesh_files as mf
-from tf_face.render.zbuffer import rasterize
+from tf_face.files import detail_mesh as dm
+from tf_face.files import mesh_files as mf
+from tf_face.raster.zbuffer import rasterize
 
 
 def hemisphere_mesh(n=33, radius=80.0, center=(100.0, 100.0)):

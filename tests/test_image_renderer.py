@@ -5,7 +5,7 @@ import pytest
 
 from tests.conftest import ICT_NPZ, require_shared
 from tests.test_export import hemisphere_mesh
-from tf_face.render import image_renderer as ir
+from tf_face.viz import image_renderer as ir
 from tf_face.types import model_to_image
 
 H = W = 200

@@ -13,7 +13,7 @@ import tensorflow as tf
 
 from tf_face import render
 from tf_face.render import _library
-from tf_face.render.random_atlas import random_atlas
+from tf_face.testing.random_atlas import random_atlas
 
 BACKENDS = ["reference"] + (["op"] if render.ops_available() else [])
 

@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 
 from tf_face import render
-from tf_face.render.random_atlas import random_atlas
+from tf_face.testing.random_atlas import random_atlas
 
 pytestmark = pytest.mark.skipif(not render.ops_available(), reason="custom-op library not built (make ops)")
 

@@ -79,7 +79,7 @@ def test_batch_mode_failures_and_outputs(batch_out):
 
 
 def test_mesh_files_parse_back(batch_out, recon):
-    from tf_face.export.mesh_files import glb_accessor, glb_image_bytes, read_glb, read_mtl, read_obj
+    from tf_face.files.mesh_files import glb_accessor, glb_image_bytes, read_glb, read_mtl, read_obj
     d = batch_out / "astronaut"
     model = recon.model
     obj = read_obj(d / "mesh.obj")
@@ -122,7 +122,7 @@ def test_mesh_files_parse_back(batch_out, recon):
 
 
 def test_displacement_and_lighting(batch_out, recon):
-    from tf_face.export.detail_mesh import read_displacement_png
+    from tf_face.files.detail_mesh import read_displacement_png
     d = batch_out / "astronaut"
     light = json.loads((d / "lighting.json").read_text())
     assert np.asarray(light["sh"]).shape == (9, 3) and len(light["albedo_pca_coeffs"]) == K
@@ -196,7 +196,7 @@ def test_tflite_backend_matches_tf(weights, recon, astronaut, tmp_path, monkeypa
     import tf_face.serving.backends
     from tf_face.serving.reconstruct import Reconstructor
     from tf_face.serving.tflite import TFLiteNetwork
-    from tf_face.serving.views import to_display
+    from tf_face.viz.views import to_display
 
     monkeypatch.setattr(tf_face.serving.backends, "tflite_cache_root",
                         lambda: tmp_path / "cache" / "tflite")
@@ -276,7 +276,7 @@ def test_missing_weights_say_which_command_makes_them(tmp_path, monkeypatch, wei
 def test_report_shows_the_face_in_headless_chromium(batch_out, tmp_path):
     """The astronaut's report.html, opened from file:// in headless Chromium."""
     from tests.chromium import CHROMIUM, capture_report
-    from tf_face.export import viewer_assets
+    from tf_face.files import viewer_assets
     if not CHROMIUM.is_file():
         pytest.skip("/usr/bin/chromium is absent (apt-get install chromium)")
     if viewer_assets.viewer_js_path() is None:
@@ -297,8 +297,8 @@ def test_report_shows_the_face_in_headless_chromium(batch_out, tmp_path):
 
 
 def test_fast_detail_normals_match_the_export_reference():
-    """tf_face.detail.np_ops (dense grid) == tf_face.export.detail_mesh (index lists)."""
-    from tf_face.export.detail_mesh import detail_normals, displace
+    """tf_face.detail.np_ops (dense grid) == tf_face.files.detail_mesh (index lists)."""
+    from tf_face.files.detail_mesh import detail_normals, displace
     from tf_face.detail.np_ops import detail_normals_np, displace_np, grid_vertex_normals
     rng = np.random.default_rng(1)
     h = 64

@@ -16,8 +16,8 @@ import pytest
 from tests.chromium import CHROMIUM, capture_report
 from tests.test_export import checker_png, hemisphere_mesh
 from tf_face.errors import AssetMissingError
-from tf_face.export import mesh_files as mf
-from tf_face.export import report, viewer_assets
+from tf_face.files import mesh_files as mf
+from tf_face.files import report, viewer_assets
 
 
 
@@ -51,7 +51,7 @@ def test_report_without_viewer_says_how_to_fetch_it(tmp_path, monkeypatch):
     assert "A &lt;b&gt;title&lt;/b&gt; &amp; more" in text and "<b>title" not in text
     assert 'src="albedo.png"' in text and "missing (renders/none.png)" in text
     assert "12.3 ms" in text and "n/a" in text
-    assert "python -m tf_face.export.viewer_assets" in text
+    assert "python -m tf_face.files.viewer_assets" in text
     assert "<model-viewer" not in text and not (out / viewer_assets.VIEWER_JS).exists()
 
 

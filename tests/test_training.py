@@ -30,7 +30,7 @@ SMALL = dict(uv_size=UV, batch_size=4, learning_rate=1e-3, bnet_width=8, num_alb
 
 @pytest.fixture(scope="module")
 def toy_data(tmp_path_factory):
-    from tf_face.training.toy_data import make_toy_shards
+    from tf_face.testing.toy_data import make_toy_shards
     d = tmp_path_factory.mktemp("toy")
     make_toy_shards(d, num_samples=8, num_shards=2, seed=0, uv_size=UV)
     return d

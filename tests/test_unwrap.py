@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 from tf_face.facemodel.base import FaceModel
-from tf_face.render.zbuffer import rasterize
+from tf_face.raster.zbuffer import rasterize
 from tf_face.types import FittedFace, model_to_image
 from tf_face.uv.atlas import build_atlas
-from tf_face.uv.synthetic import combine, uv_sphere
+from tf_face.testing.uv_maps import combine, uv_sphere
 from tf_face.uv.unwrap import unwrap, vertex_normals
 
 from tests.test_uv_atlas import ict_model

@@ -8,7 +8,7 @@ import pytest
 from tf_face.facemodel.base import FaceModel
 from tf_face.uv import atlas as atlas_mod
 from tf_face.uv.atlas import build_atlas, get_atlas
-from tf_face.uv.synthetic import plane_grid, uv_sphere
+from tf_face.testing.uv_maps import plane_grid, uv_sphere
 
 ICT_NPZ = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ict_face_model.npz"
 

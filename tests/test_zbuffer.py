@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from tf_face.render.zbuffer import rasterize
+from tf_face.raster.zbuffer import rasterize
 
 
 def _brute_force(v, t, h, w, cull=False):

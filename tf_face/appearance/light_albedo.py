@@ -48,7 +48,7 @@ import dataclasses
 
 import numpy as np
 
-from tf_face.render.image_renderer import sh_basis_np
+from tf_face.viz.image_renderer import sh_basis_np
 from tf_face.render.sh import SH_K
 
 

@@ -29,7 +29,7 @@ displacement makes gives ``n_ref`` exactly where Δd = 0 (and at texels in no
 grid triangle). 0 outside ``valid``.
 
 **Displacement conventions** (one place; ``detail/tf_ops.py``,
-``serving/reconstruct.py`` and ``export/detail_mesh.py`` refer here). DRN
+``serving/reconstruct.py`` and ``files/detail_mesh.py`` refer here). DRN
 predicts a moving rate ``r_d`` in *detail units* (the face model's mean-shape
 inter-ocular distance ``detail_unit``, in model units):
 

@@ -43,7 +43,7 @@ DEFAULT_ALBEDO_SIZE = 256
 def _asset() -> dict:
     if not ASSET.is_file():
         raise FaceModelError(f"default model asset missing: {ASSET}; rebuild it with "
-                             "python -m tf_face.facemodel.build_default")
+                             "python -m tf_face.facemodel.build.build_default")
     return read_npz(ASSET, "default model")
 
 

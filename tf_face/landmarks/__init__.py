@@ -14,7 +14,7 @@ Nothing loads TensorFlow until the first call.  See ``blazeface`` and
 from tf_face.landmarks.blazeface import FaceDetector
 from tf_face.landmarks.facemesh import FaceMeshLandmarker
 from tf_face.landmarks.landmark_files import read_landmark_file, write_landmark_file
-from tf_face.landmarks.pipeline import detect_landmarks
+from tf_face.landmarks.face_landmarks import detect_landmarks
 
 __all__ = ["FaceDetector", "FaceMeshLandmarker", "read_landmark_file",
            "write_landmark_file", "detect_landmarks"]

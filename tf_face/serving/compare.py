@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from tf_face.serving.tflite import NETWORKS, PRECISIONS, TFLiteNetwork, tflite_name, time_call
-from tf_face.serving.views import to_display
+from tf_face.viz.views import to_display
 from tf_face.serving.weights import albedo_from_coeffs_np
 
 

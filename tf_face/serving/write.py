@@ -17,7 +17,7 @@ Files (all written into the folder given, normally the temp folder of
   ``mesh_detailed.glb`` (the same with the albedo PNG embedded);
 * ``lighting.json`` (SH [9,3] and its conventions, the displacement scale,
   albedo coefficients), ``reconstruction.json`` (weights, backend, timings);
-* ``renders/*.png`` (``tf_face.serving.views``) and ``report.html``.
+* ``renders/*.png`` (``tf_face.viz.views``) and ``report.html``.
 
 Mesh frame: the face model frame with the pose removed (+x subject's left,
 +y up, +z out of the face: glTF's frame), in model units: camera-frame
@@ -34,7 +34,7 @@ import cv2
 import numpy as np
 
 from tf_face.outputs import normals_to_rgb, write_json, write_png_rgb, write_unwrap_outputs
-from tf_face.serving.views import render_views, to_display
+from tf_face.viz.views import render_views, to_display
 
 PHOTO_MAX_SIDE = 1024
 SH_DOC = ("I_c = albedo_c * sum_b sh[b][c] * H_b(n), n unit normal in the camera frame "
@@ -75,10 +75,10 @@ def write_reconstruction(directory, image, rec, recon, title: str = "tf_face rec
     renders = {True: "all", False: "none"}.get(renders, renders)
     import time
 
-    from tf_face.export.detail_mesh import build_detail_mesh, write_displacement_png
-    from tf_face.export.mesh_files import write_glb, write_obj
-    from tf_face.export.report import write_report
-    from tf_face.render.image_renderer import vertex_normals_camera
+    from tf_face.files.detail_mesh import build_detail_mesh, write_displacement_png
+    from tf_face.files.mesh_files import write_glb, write_obj
+    from tf_face.files.report import write_report
+    from tf_face.viz.image_renderer import vertex_normals_camera
 
     d = Path(directory)
     cs = recon.color_space

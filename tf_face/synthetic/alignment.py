@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tf_face.render.image_renderer import sh_shading
+from tf_face.viz.image_renderer import sh_shading
 
 
 def true_rerender_uv(albedo, normals, sh) -> np.ndarray:

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from tf_face.render.image_renderer import sh_shading, vertex_normals_camera
-from tf_face.render.zbuffer import rasterize
+from tf_face.viz.image_renderer import sh_shading, vertex_normals_camera
+from tf_face.raster.zbuffer import rasterize
 from tf_face.types import model_to_image
 
 

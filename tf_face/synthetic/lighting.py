@@ -2,7 +2,7 @@
 
 ``random_sh(rng, harshness)`` = ambient + one key light (+ sometimes a
 coloured fill light), projected on the 9 Lambertian-convolved SH functions of
-``tf_face.render.sh`` via ``tf_face.render.image_renderer`` (same constants
+``tf_face.render.sh`` via ``tf_face.viz.image_renderer`` (same constants
 and order). ``harshness`` in [0, 1] sets the range sampled from:
 
 * 0: soft, frontal, white light — ambient 0.75-0.95, key 0.15-0.35 within
@@ -23,7 +23,7 @@ import math
 
 import numpy as np
 
-from tf_face.render.image_renderer import ambient_light, directional_light, sh_shading
+from tf_face.viz.image_renderer import ambient_light, directional_light, sh_shading
 
 
 def _direction(azimuth_deg: float, elevation_deg: float) -> np.ndarray:

@@ -6,8 +6,8 @@ Image formation, in **linear RGB** until the last step:
 
 1. background (``background``), then the proxy head + neck (``head``);
 2. the face mesh (default topology, posed with the weak-perspective pose of
-   ``tf_face.types``): ``tf_face.render.image_renderer.render`` z-buffers it
-   (``tf_face.render.zbuffer.rasterize``, 2x supersampled), samples the UV
+   ``tf_face.types``): ``tf_face.viz.image_renderer.render`` z-buffers it
+   (``tf_face.raster.zbuffer.rasterize``, 2x supersampled), samples the UV
    albedo and the **detail** normal map (camera frame; ``normals``) per pixel
    and shades ``albedo * sum_b sh[b] H_b(n)`` (clipped to [0, 1]);
 3. occluders (``occluders``) composited in front;
@@ -42,7 +42,7 @@ import dataclasses
 import cv2
 import numpy as np
 
-from tf_face.render.image_renderer import render
+from tf_face.viz.image_renderer import render
 from tf_face.synthetic.background import random_background
 from tf_face.synthetic.head import render_head
 from tf_face.synthetic.normals import normal_maps

@@ -9,7 +9,7 @@ Conventions (see ``tf_face.types``):
 
 * ``uv`` in [0, 1]^2, u right, v **down**; texel ``(i, j)`` of a ``size x size``
   atlas has its centre at ``u = (j + 0.5) / size, v = (i + 0.5) / size``.
-* The UV triangles are rasterised with ``tf_face.render.zbuffer.rasterize``
+* The UV triangles are rasterised with ``tf_face.raster.zbuffer.rasterize``
   (all at depth 0) in texel coordinates ``(u * size - 0.5, v * size - 0.5)``,
   whose integer points are the texel centres.  A texel belongs to the mesh when
   its centre lies inside or on the boundary of a UV triangle.  Texels on an
@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tf_face.render.zbuffer import rasterize
+from tf_face.raster.zbuffer import rasterize
 
 ATLAS_FORMAT_VERSION = 1
 

@@ -8,7 +8,7 @@ Choices (the paper is silent on them):
 * Sampling: texel -> surface point (atlas triangle + barycentrics) -> image
   point by interpolating ``fitted.vertices_image``; the photo is sampled there
   bilinearly with ``cv2.remap`` (pixel (r, c) centre = image point (c, r), the
-  convention of ``tf_face.render.zbuffer``).  Only visible texels are
+  convention of ``tf_face.raster.zbuffer``).  Only visible texels are
   sampled, so texels outside the atlas or the photo never read pixel (0, 0).
 * Visibility mask = atlas mask
   AND the image point lies inside the photo (``0 <= x <= W-1``,
@@ -44,7 +44,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from tf_face.render.zbuffer import rasterize
+from tf_face.raster.zbuffer import rasterize
 from tf_face.types import IMAGE_FLIP, FittedFace, UVSample
 from tf_face.uv.atlas import UVAtlas
 

@@ -6,7 +6,7 @@ The page is static and works offline from its folder, opened as a local file
 * Images are ``<img>`` tags with the relative paths given (PNG files written
   beside the report by the caller).
 * The 3D view is ``<model-viewer>`` from ``@google/model-viewer`` (npm, pinned
-  in ``tf_face.export.viewer_assets``): its UMD bundle is copied from the
+  in ``tf_face.files.viewer_assets``): its UMD bundle is copied from the
   tf_face cache beside the report and loaded with a classic ``<script>`` (an
   ES-module script is refused by Chrome under ``file://``).
 * Chrome also refuses ``fetch()`` of ``file://`` URLs, so the GLB is embedded
@@ -14,7 +14,7 @@ The page is static and works offline from its folder, opened as a local file
   the report as ``mesh.glb`` too). GLBs over ``MAX_EMBED_BYTES`` are
   referenced by name instead, which needs the folder to be served over http.
 * Without the viewer bundle (not fetched) the page shows everything else and
-  says how to fetch it (``python -m tf_face.export.viewer_assets``).
+  says how to fetch it (``python -m tf_face.files.viewer_assets``).
 
 All text is HTML-escaped; image paths must be relative paths inside the
 report folder (no ``..``, no absolute paths or URLs).
@@ -34,7 +34,7 @@ from urllib.parse import quote
 import cv2
 import numpy as np
 
-from tf_face.export import viewer_assets
+from tf_face.files import viewer_assets
 
 REPORT_NAME = "report.html"
 MAX_EMBED_BYTES = 48 * 1024 * 1024

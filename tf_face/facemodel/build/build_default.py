@@ -1,4 +1,4 @@
-"""Build the default face model asset: ``python -m tf_face.facemodel.build_default``.
+"""Build the default face model asset: ``python -m tf_face.facemodel.build.build_default``.
 
 Writes ``tf_face/facemodel/data/default_model.npz`` (arrays only, < 1 MB) and
 prints a report. Steps:
@@ -34,14 +34,14 @@ from pathlib import Path
 
 import numpy as np
 
-from tf_face.facemodel.ibug68 import compute_ibug68
+from tf_face.facemodel.build.ibug68 import compute_ibug68
 from tf_face.facemodel.mesh import face_normals, topology_report
-from tf_face.facemodel.meanshape import (REFLECT, canonical_frame, face_frontal, generalised_procrustes,
+from tf_face.facemodel.build.meanshape import (REFLECT, canonical_frame, face_frontal, generalised_procrustes,
                                          image_to_model, mirror_map, normalise,
                                          similarity_align, symmetrise)
-from tf_face.facemodel.uvlayout import edge_chains, signed_area_2d, texel_density, triangulate
+from tf_face.facemodel.build.uvlayout import edge_chains, signed_area_2d, texel_density, triangulate
 
-ASSET = Path(__file__).resolve().parent / "data" / "default_model.npz"
+ASSET = Path(__file__).resolve().parents[1] / "data" / "default_model.npz"
 MAX_ANGLE_DEG = 18.0
 MAX_MOUTH_GAP = 0.08
 MIN_FACE_PX = 80
@@ -180,7 +180,7 @@ def write_asset(asset: dict, path: Path = ASSET) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    shared = Path(__file__).resolve().parents[3] / "shared" / "data" / "faces"
+    shared = Path(__file__).resolve().parents[4] / "shared" / "data" / "faces"
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--photos", type=Path, default=shared if shared.is_dir() else None,
                    help="folder searched recursively for face photos (default ../shared/data/faces)")

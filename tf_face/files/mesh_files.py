@@ -304,7 +304,7 @@ def write_glb(path, vertices, triangles, uv, texture_png_bytes: bytes, normals=N
     indices = add_accessor(idx, _UINT32, "SCALAR", _ELEMENT_ARRAY_BUFFER, minmax=True)
     image_view = add_view(png)
     gltf = {
-        "asset": {"version": "2.0", "generator": "tf_face.export.mesh_files"},
+        "asset": {"version": "2.0", "generator": "tf_face.files.mesh_files"},
         "scene": 0,
         "scenes": [{"nodes": [0]}],
         "nodes": [{"mesh": 0, "name": name}],

@@ -7,12 +7,12 @@ checks the tarball against the pinned npm ``integrity`` (sha512), and copies
 includes three.js; a classic ``<script>`` that works from ``file://``, where
 Chrome refuses ES-module scripts) and the package's BSD-3-Clause LICENSE into
 the tf_face cache directory (``tf_face.assets.cache_dir()``).
-``tf_face.export.report.write_report`` copies both beside ``report.html``.
+``tf_face.files.report.write_report`` copies both beside ``report.html``.
 
 Command line::
 
-    python -m tf_face.export.viewer_assets          # fetch (no-op when present)
-    python -m tf_face.export.viewer_assets --check  # exit 1 when missing
+    python -m tf_face.files.viewer_assets          # fetch (no-op when present)
+    python -m tf_face.files.viewer_assets --check  # exit 1 when missing
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ JS_MEMBER = "package/dist/model-viewer-umd.min.js"
 LICENSE_MEMBER = "package/LICENSE"
 VIEWER_JS = "model-viewer-umd.min.js"
 VIEWER_LICENSE = "model-viewer-LICENSE.txt"
-FETCH_COMMAND = "python -m tf_face.export.viewer_assets"
+FETCH_COMMAND = "python -m tf_face.files.viewer_assets"
 
 
 def viewer_js_path() -> Optional[Path]:

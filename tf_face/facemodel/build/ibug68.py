@@ -34,7 +34,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from tf_face.facemodel.uvlayout import edge_chains
+from tf_face.facemodel.build.uvlayout import edge_chains
 
 
 def _arc(x: np.ndarray, chain: list[int]) -> np.ndarray:

@@ -2,7 +2,7 @@
 
 This is what makes the re-rendered, relit and novel-view images of the
 reconstruction (Fig. 1 of the paper): per pixel, the nearest triangle and its
-barycentrics come from ``tf_face.render.zbuffer.rasterize``; UV is
+barycentrics come from ``tf_face.raster.zbuffer.rasterize``; UV is
 interpolated; the albedo and normal UV maps are sampled bilinearly; the colour
 is ``albedo * sum_b sh[b] * H_b(n)`` and is composited over a background.
 
@@ -13,7 +13,7 @@ Conventions
   Triangles are CCW from outside; back faces are culled by default.
 * Normals (maps and SH) are in the **camera frame** (x right, y up, z towards
   the camera) -- ``UVSample.normals`` and the detail normals of
-  ``tf_face.export.detail_mesh`` are in that frame.
+  ``tf_face.files.detail_mesh`` are in that frame.
 * SH: the Lambertian-convolved real SH basis of ``tf_face.render.sh`` (same
   constants ``SH_K`` and order: 1, y, z, x, xy, yz, 3z^2-1, xz, x^2-y^2),
   evaluated here in numpy (``sh_basis_np``); ``sh`` is ``[9, 3]``.
@@ -47,7 +47,7 @@ import cv2
 import numpy as np
 
 from tf_face.render.sh import LAMBERT_BAND, SH_K
-from tf_face.render.zbuffer import rasterize
+from tf_face.raster.zbuffer import rasterize
 from tf_face.types import IMAGE_FLIP
 
 #: Lambertian band factor of each of the 9 coefficients.

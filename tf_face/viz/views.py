@@ -1,6 +1,6 @@
 """The renders of a reconstruction (Fig. 1 of the paper), in a face crop.
 
-All views go through ``tf_face.render.image_renderer.render`` (z-buffer +
+All views go through ``tf_face.viz.image_renderer.render`` (z-buffer +
 per-pixel SH shading): the fitted base mesh of the photo, UV-mapped with FAN's
 albedo, shaded per pixel from the detail normal map ("with details") or from
 the interpolated vertex normals of the base mesh ("without details").
@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tf_face.render.image_renderer import preset_lightings, render
+from tf_face.viz.image_renderer import preset_lightings, render
 
 BACKGROUND = 0.18  # grey behind the non-overlay renders (display space)
 RELIGHT_PRESETS = ("image_left", "image_right", "top", "coloured")
