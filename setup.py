@@ -11,10 +11,24 @@ exports the cudart symbols. ``TF_FACE_NO_CUDA=1`` skips CUDA;
 ``TF_FACE_CUDA_ARCHS="80;90"`` picks the GPU architectures.
 
 If the build fails, tf_face still imports and uses the pure-TF reference.
+
+Installing (README "Install"): the wheel ships one top-level package,
+``tf_face`` -- its code, the default face model (``facemodel/data/*.npz``), the
+release weights (``weights/<version>/*``) and the op ``.so`` when it built.
+``train/`` and ``eval/`` are NOT installed: they are the repo's entry points
+(``python -m train.train_bnet``, ``python eval/bench_ops.py``), run from a
+checkout, so the wheel claims no generic top-level names (``train``, ``eval``).
+The op build needs TensorFlow importable at build time, which pip's build
+isolation hides: ``pip install --no-build-isolation .`` builds it against the
+TensorFlow of the target environment (the ABI the ``.so`` must match); a plain
+``pip install .`` skips it with one line and tf_face runs on the pure-TF
+reference (``pyproject.toml`` says why TensorFlow is not a build requirement).
+``make ops`` (``build_ext --inplace``) still fails when the op does not build.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -100,15 +114,66 @@ class BuildTfOps(build_ext):
         print(f"tf_face ops: built {os.path.relpath(out, ROOT)} ({'CPU+CUDA' if use_cuda else 'CPU'})")
 
 
+class BuildTfOpsOrSkip(BuildTfOps):
+    """``make ops`` (``build_ext --inplace``) fails loudly when the op does not
+    build; a wheel build (``pip install .`` / ``pip wheel .``) skips the op with
+    one line instead, so the package still installs and uses the reference."""
+
+    def run(self):
+        # setuptools clears self.inplace while it builds (then copies into the tree)
+        self._required = bool(self.inplace)
+        super().run()
+
+    def build_extension(self, ext):
+        if getattr(self, "_required", False):
+            return super().build_extension(ext)
+        hint = "build it with: pip install --no-build-isolation ."
+        if importlib.util.find_spec("tensorflow") is None:
+            why = "TensorFlow is not importable at build time (pip's build isolation)"
+        else:
+            try:
+                return super().build_extension(ext)
+            except (ImportError, RuntimeError, OSError) as err:
+                why, hint = str(err).splitlines()[0], "the compiler output is above"
+        print(f"tf_face ops: not built ({why}); tf_face will use the pure-TF reference; {hint}")
+        return None
+
+
+# Runtime requirements (requirements.txt pins the tested versions). TensorFlow
+# stays on 2.21.x: the op .so is built against one TF's ABI (a .so that does
+# not load falls back to the reference, but the pins say what was tested).
+INSTALL_REQUIRES = [
+    "tensorflow>=2.21,<2.22",
+    "keras>=3.10",
+    "numpy>=1.26",
+    "opencv-python-headless>=4.9",
+    "absl-py>=2.0",
+    "scipy>=1.11",
+    "h5py>=3.10",
+    "scikit-image>=0.22",
+    "tqdm>=4.60",
+]
+
 setup(
     name="tf_face",
     version="0.1.0",
     description="One face photo -> 3D face, UV albedo and detail (TensorFlow)",
-    packages=find_packages(include=["tf_face", "tf_face.*", "train", "train.*", "eval", "eval.*"]),
-    # the release weights (tf_face/weights/<version>/: json, npz, manifest, model card)
-    package_data={"tf_face": ["weights/*/*"]},
+    long_description=open(os.path.join(ROOT, "README.md"), encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    # only tf_face: train/ and eval/ are the repo's entry points, run from a
+    # checkout (see the module docstring); they would install as top-level
+    # packages named `train` and `eval` and shadow anyone else's
+    packages=find_packages(include=["tf_face", "tf_face.*"]),
+    # data tf_face reads at run time: the default face model
+    # (facemodel/default.py) and the release weights (serving/weights.py:
+    # tf_face/weights/<version>/: json, npz, manifest, model card, curves)
+    package_data={"tf_face": ["facemodel/data/*.npz", "weights/*/*"]},
+    # only package_data: a stray build output in the tree (the in-place .so,
+    # caches) never rides along into a wheel
+    include_package_data=False,
     python_requires=">=3.10",
+    install_requires=INSTALL_REQUIRES,
     ext_modules=[Extension("tf_face.render._tf_face_ops", sources=CPU_SOURCES)],
-    cmdclass={"build_ext": BuildTfOps},
+    cmdclass={"build_ext": BuildTfOpsOrSkip},
     zip_safe=False,
 )

@@ -70,7 +70,8 @@ def library():
             _STATE["loaded"] = True
             paths = _candidates()
             if not paths:
-                _STATE["error"] = "custom-op library not built (run `make ops`)"
+                _STATE["error"] = ("custom-op library not built (`make ops` in a checkout, "
+                                   "`pip install --no-build-isolation .` for an install)")
             else:
                 try:
                     lib = tf.load_op_library(paths[-1])
