@@ -175,6 +175,14 @@ def test_wheel_with_the_op(tmp_path):
     assert out["ops_available"] and out["op_error"] is None, out
     assert out["auto_vs_reference"] < 1e-5, out
 
+    # the demo's training steps need train/ and eval/, which the wheel does not ship:
+    # one line that says so, before any step runs
+    res = subprocess.run([python, "-m", "tf_face.cli.demo", f"--out_dir={work / 'demo'}"],
+                         capture_output=True, text=True, env=_clean_env(), cwd=work, timeout=120)
+    assert res.returncode == 1, res.stdout + res.stderr
+    assert "checkout of the repository" in res.stderr and "Traceback" not in res.stderr, res.stderr
+    assert not (work / "demo").exists()
+
 
 def test_wheel_without_tensorflow_at_build_time(tmp_path):
     """A plain ``pip install .``: pip's isolated build cannot import TensorFlow, so the

@@ -83,6 +83,12 @@ def geometry_step(out_dir: Path) -> dict:
 def run_demo(out_dir: Path) -> None:
     py = sys.executable
     t0 = time.perf_counter()
+    if not FLAGS.geometry_only and not ((REPO / "train").is_dir() and (REPO / "eval").is_dir()):
+        # known before anything runs: an installed wheel ships only tf_face
+        raise TfFaceError(
+            f"the demo's training steps run train/ and eval/ from a checkout of the repository, "
+            f"and {REPO} has none (an installed package ships only tf_face); "
+            f"run `make demo` in a clone, or pass --geometry_only")
     geometry_step(out_dir)
     if FLAGS.geometry_only:
         return
