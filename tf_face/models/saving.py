@@ -8,10 +8,10 @@ the earlier stages) and serving (loads), so neither imports the other.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from tf_face.errors import TfFaceError
+from tf_face.outputs import atomic_write_file
 
 
 def save_model(model, stem: Path) -> None:
@@ -19,9 +19,8 @@ def save_model(model, stem: Path) -> None:
     stem = Path(stem)
     for suffix, fn in ((".keras", model.save), (".weights.h5", model.save_weights)):
         final = stem.with_name(stem.name + suffix)
-        tmp = final.with_name(f".{final.name}.tmp{os.getpid()}{suffix}")
-        fn(str(tmp))
-        os.replace(tmp, final)
+        with atomic_write_file(final, suffix=suffix) as tmp:
+            fn(str(tmp))
 
 
 

@@ -30,6 +30,7 @@ import numpy as np
 
 from tf_face.errors import TfFaceError
 from tf_face.file_hash import sha256_file
+from tf_face.outputs import atomic_output_dir, write_json
 
 CONFIG_FILE = "tf_face_weights.json"   # same name as tf_face.training.jobs.CONFIG_FILE
 NETWORKS = ("bnet", "fan", "drn")
@@ -277,9 +278,7 @@ def _write_manifest(folder: Path, dtype: str) -> dict:
                 "files": {p.name: {"sha256": sha256_file(p), "bytes": p.stat().st_size}
                           for p in sorted(folder.iterdir())
                           if p.is_file() and p.name != MANIFEST}}
-    tmp = folder / f".{MANIFEST}.part"
-    tmp.write_text(json.dumps(manifest, indent=2))
-    tmp.replace(folder / MANIFEST)
+    write_json(folder / MANIFEST, manifest)
     return manifest
 
 
@@ -293,8 +292,6 @@ def write_release(src_folder, dst_folder, dtype: str = "float16", networks=None)
     Written beside ``dst_folder`` and renamed into place
     (``outputs.atomic_output_dir``). Returns the manifest.
     """
-    from tf_face.outputs import atomic_output_dir
-
     if dtype not in ("float16", "float32"):
         raise WeightsError(f"dtype must be float16 or float32, got {dtype!r}")
     src, dst = Path(src_folder), Path(dst_folder)

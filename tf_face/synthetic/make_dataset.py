@@ -39,14 +39,14 @@ from pathlib import Path
 
 import numpy as np
 
+from tf_face.outputs import atomic_write_file, write_bytes_atomic
+
 FACE_NAME = "face_{:05d}"
 
 
 def _atomic_npz(path: Path, arrays: dict) -> None:
-    tmp = path.with_name("." + path.name + ".tmp")
-    with open(tmp, "wb") as f:
+    with atomic_write_file(path) as tmp, open(tmp, "wb") as f:
         np.savez_compressed(f, **arrays)
-    os.replace(tmp, path)
 
 
 def _atomic_png(path: Path, image: np.ndarray) -> None:
@@ -54,9 +54,7 @@ def _atomic_png(path: Path, image: np.ndarray) -> None:
     ok, buf = cv2.imencode(".png", np.ascontiguousarray(image[..., ::-1]))
     if not ok:
         raise RuntimeError(f"could not encode {path}")
-    tmp = path.with_name("." + path.name + ".tmp")
-    tmp.write_bytes(buf.tobytes())
-    os.replace(tmp, path)
+    write_bytes_atomic(path, buf.tobytes())
 
 
 def generate_faces(output, num_faces: int, seed: int, difficulty=None, image_size: int = 512,
