@@ -23,6 +23,7 @@ from typing import Callable
 from tf_face.errors import TfFaceError, describe_error  # noqa: F401 - re-exported
 from tf_face.image_io import IMAGE_SUFFIXES  # noqa: F401 - re-exported
 from tf_face.tf_import import quiet_tensorflow  # noqa: F401 - the entry points' one call
+from tf_face.tf_import import quiet_tf_logs
 
 
 
@@ -52,8 +53,8 @@ def run_command_step(title: str, cmd: list, cwd, what: str = "step", hint: str =
     import time
     cmd = [str(c) for c in cmd]
     print(f"\n=== {title}\n$ {' '.join(shlex.quote(c) for c in cmd)}", flush=True)
-    env = dict(os.environ, PYTHONPATH=str(cwd) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    env = quiet_tf_logs(dict(os.environ, PYTHONPATH=str(cwd) + os.pathsep
+                             + os.environ.get("PYTHONPATH", "")))
     t = time.perf_counter()
     res = subprocess.run(cmd, cwd=cwd, env=env)
     if res.returncode != 0:
