@@ -104,7 +104,7 @@ def check_output_writable(path, flag: str = "--out_dir", sibling: bool = False) 
     except OSError as e:
         reason = ("this file system takes no new folders" if e.errno == errno.ENOENT
                   else e.strerror or str(e))
-        raise OutputNotWritableError(f"cannot write {flag} {path}: {reason} (in {base})") from None
+        raise OutputNotWritableError(f"cannot write {flag} {path}: {reason} (in {base})") from e
     with contextlib.suppress(OSError):
         probe.rmdir()
 

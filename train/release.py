@@ -89,7 +89,7 @@ def define_flags() -> None:
     flags.DEFINE_string("real_photos", "", "Optional folder of photos for the real-photo "
                         "report (eval/real_photos.py) with the release weights.")
     flags.DEFINE_bool("ship", False, "Copy the release into tf_face/weights/<version>/.")
-    flags.DEFINE_bool("debug", False, "Show tracebacks of internal errors.")
+    flags.DEFINE_bool("debug", False, "Show the traceback of an error (with the exception it wraps).")
 
 
 def settings_from_flags() -> dict:

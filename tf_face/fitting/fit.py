@@ -89,12 +89,12 @@ def _fit_face(model, landmarks, image_size, options):
     options = (options or FitOptions()).validate()
     try:
         pts = np.asarray(landmarks, np.float64)
-    except (TypeError, ValueError):
-        raise LandmarkError("fit: landmarks are not a numeric array") from None
+    except (TypeError, ValueError) as exc:
+        raise LandmarkError("fit: landmarks are not a numeric array") from exc
     try:
         size = (int(image_size[0]), int(image_size[1]))
-    except (TypeError, ValueError, IndexError):
-        raise FitError(f"fit: image_size must be (height, width), got {image_size!r}") from None
+    except (TypeError, ValueError, IndexError) as exc:
+        raise FitError(f"fit: image_size must be (height, width), got {image_size!r}") from exc
     if size[0] <= 0 or size[1] <= 0:
         raise FitError(f"fit: image_size must be positive, got {size}")
     if pts.ndim != 2 or pts.shape[1] not in (2, 3):

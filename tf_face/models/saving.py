@@ -43,7 +43,7 @@ def load_stage_model(folder, name: str):
         with zipfile.ZipFile(path) as z:
             bad = z.testzip()
     except (zipfile.BadZipFile, OSError, EOFError) as e:
-        raise TfFaceError(f"{path} is corrupt or truncated ({e})") from None
+        raise TfFaceError(f"{path} is corrupt or truncated ({e})") from e
     if bad is not None:
         raise TfFaceError(f"{path} is corrupt: member {bad} fails its checksum")
     return keras.models.load_model(str(path), compile=False)

@@ -214,7 +214,7 @@ def main(argv):
             diff.validate()
         except ValueError as e:
             from tf_face.errors import TfFaceError
-            raise TfFaceError(str(e)) from None
+            raise TfFaceError(str(e)) from e
         if f.num_faces < 1 or f.image_size < 64:
             from tf_face.errors import TfFaceError
             raise TfFaceError("--num_faces must be >= 1 and --image_size >= 64")
@@ -243,7 +243,7 @@ def _define_flags():
     flags.DEFINE_integer("shard_size", 64, "Records per shard.")
     flags.DEFINE_integer("workers", 1, "Pipeline worker processes (<=1: in this process).")
     flags.DEFINE_bool("overwrite", False, "Delete photos/truth/shards of an earlier run first.")
-    flags.DEFINE_bool("debug", False, "Show tracebacks of internal errors.")
+    flags.DEFINE_bool("debug", False, "Show the traceback of an error (with the exception it wraps).")
     flags.DEFINE_string("ict_npz", "", "ICT model npz (e.g. ../shared/data/ict_face_model.npz): "
                         "take shapes/expressions from ICT-FaceKit (default: random smooth shapes).")
     flags.DEFINE_float("max_yaw", d.max_yaw, "Yaw ~ U(-max_yaw, max_yaw) degrees.")
