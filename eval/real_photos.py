@@ -88,7 +88,7 @@ def define_flags() -> None:
                         "Trained weights (optional): adds B-Net's PCA and FAN's albedo.")
     flags.DEFINE_integer("rows_per_sheet", 12, "Photos per contact-sheet file.")
     flags.DEFINE_bool("progress", True, "Show a progress bar (--noprogress: none).")
-    flags.DEFINE_bool("debug", False, "Show tracebacks of internal errors.")
+    flags.DEFINE_bool("debug", False, "Show the traceback of an error (with the exception it wraps).")
 
 
 # ------------------------------------------------------------------ inputs

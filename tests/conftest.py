@@ -1,11 +1,12 @@
 """Shared test fixtures: where ../shared is, and skipping when it is absent."""
 
-import os
 from pathlib import Path
 
 import pytest
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from tf_face.tf_import import quiet_tf_logs
+
+quiet_tf_logs()   # before any test module imports TensorFlow
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"

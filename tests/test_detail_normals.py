@@ -2,10 +2,6 @@
 an index-list reference built from ``grid_triangles``; an analytic case; the
 TF path's gradient; the training vs serving displacement conventions."""
 
-import os
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402

@@ -3,9 +3,6 @@ float64 numpy reference of both reductions (sum = the paper's L1 norms per
 image, batch mean; mean = per texel); empty masks give 0; finite gradients."""
 
 import math
-import os
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402

@@ -2,9 +2,6 @@
 
 import functools
 import logging
-import os
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import h5py  # noqa: E402
 import keras  # noqa: E402

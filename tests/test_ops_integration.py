@@ -2,9 +2,6 @@
 fit, and the fallback to the pure-TF reference when the library is absent."""
 
 import logging
-import os
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras
 import numpy as np

@@ -1,9 +1,5 @@
 """Mesh-Laplacian smoothness op, its reference and the adjacency builders."""
 
-import os
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
 import numpy as np
 import pytest
 import tensorflow as tf

@@ -1,9 +1,5 @@
 """Fused UV render op (interpolate normals + SH shade) vs the reference chain."""
 
-import os
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
 import numpy as np
 import pytest
 import tensorflow as tf

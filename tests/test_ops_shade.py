@@ -1,9 +1,5 @@
 """SH shade op vs its pure-TF reference, analytic cases and input checks."""
 
-import os
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
 import numpy as np
 import pytest
 import tensorflow as tf

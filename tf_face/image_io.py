@@ -47,14 +47,15 @@ _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 def _read_bytes(path) -> tuple[Path, bytes]:
     try:
         p = Path(os.fsdecode(path))
-    except TypeError:
-        raise ImageError(f"image path must be a string or path, got {type(path).__name__}")
+    except TypeError as exc:
+        raise ImageError(f"image path must be a string or path, got {type(path).__name__}") from exc
     try:
         st = os.stat(p)
-    except FileNotFoundError:
-        raise ImageError(f"{show_path(p)}: no such file")
+    except FileNotFoundError as exc:
+        raise ImageError(f"{show_path(p)}: no such file") from exc
     except (OSError, ValueError) as e:   # ValueError: embedded NUL byte
-        raise ImageError(f"{show_path(p)}: cannot access ({getattr(e, 'strerror', None) or e})")
+        raise ImageError(
+            f"{show_path(p)}: cannot access ({getattr(e, 'strerror', None) or e})") from e
     if stat.S_ISDIR(st.st_mode):
         raise ImageError(f"{show_path(p)}: is a directory, not an image file")
     if not stat.S_ISREG(st.st_mode):
@@ -65,7 +66,7 @@ def _read_bytes(path) -> tuple[Path, bytes]:
         with open(p, "rb") as f:
             data = f.read()
     except OSError as e:
-        raise ImageError(f"{show_path(p)}: cannot read ({e.strerror or e})")
+        raise ImageError(f"{show_path(p)}: cannot read ({e.strerror or e})") from e
     if not data:
         raise ImageError(f"{show_path(p)}: empty file (0 bytes)")
     return p, data
@@ -174,7 +175,7 @@ def load_image(path) -> np.ndarray:
         img = cv2.imdecode(buf, flags)
     except cv2.error as e:
         msg = str(e).strip().splitlines()[-1] if str(e).strip() else "decoder error"
-        raise ImageError(f"{show_path(p)}: cannot decode image ({msg})")
+        raise ImageError(f"{show_path(p)}: cannot decode image ({msg})") from e
     if img is None or img.size == 0:
         raise ImageError(f"{show_path(p)}: not an image or unsupported image format")
     if img.shape[0] * img.shape[1] > MAX_PIXELS:

@@ -1,10 +1,14 @@
-"""Writing pipeline outputs: atomic output folders, UV maps, overlays, fit.json.
+"""Writing outputs: atomic files and folders, UV maps, overlays, fit.json.
 
-Every output folder is written into a temporary sibling folder first and
-renamed into place at the end, so a failure never leaves a partial folder.
-An existing folder is replaced only with ``overwrite=True``. Temp folders are
-removed on failure and on interrupts, and the ones killed runs left behind
-are removed by the next run (``remove_stale_temp``).
+The one place files and folders are written atomically (temp then rename):
+``atomic_write_file`` (and ``write_bytes_atomic`` / ``write_text_atomic`` /
+``write_json``) for a file, ``atomic_output_dir`` for a folder. Every output
+folder is written into a temporary sibling folder first and renamed into
+place at the end, so a failure never leaves a partial folder. An existing
+folder is replaced only with ``overwrite=True``. Temp files and folders are
+removed on failure and on interrupts, and the folders killed runs left behind
+are removed by the next run (``remove_stale_temp``). This module does not
+import TensorFlow.
 """
 
 from __future__ import annotations
@@ -100,7 +104,7 @@ def check_output_writable(path, flag: str = "--out_dir", sibling: bool = False) 
     except OSError as e:
         reason = ("this file system takes no new folders" if e.errno == errno.ENOENT
                   else e.strerror or str(e))
-        raise OutputNotWritableError(f"cannot write {flag} {path}: {reason} (in {base})") from None
+        raise OutputNotWritableError(f"cannot write {flag} {path}: {reason} (in {base})") from e
     with contextlib.suppress(OSError):
         probe.rmdir()
 
@@ -207,11 +211,68 @@ def atomic_output_dir(out_dir, overwrite: bool = False):
             _remove(old)
 
 
-def write_json(path, data) -> None:
+def _fsync_dir(directory: Path) -> None:
+    """Make a rename in ``directory`` durable (no-op where folders cannot be opened)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_write_file(path, fsync: bool = False, suffix: str | None = None):
+    """Yield a temp path beside ``path`` that becomes ``path`` when the block succeeds.
+
+    The block writes the temp path (``.NAME.tmp-PID-XXXX.SUFFIX``: hidden, in
+    the same folder so the rename is atomic, and ending in ``path``'s suffixes,
+    or ``suffix`` when given, so writers that pick the format from the name --
+    ``cv2.imwrite``, ``np.savez``, Keras ``save_weights`` (``.weights.h5``) --
+    write the same format). Whatever the block creates gets
+    the default mode (0666 less the umask). When the block raises or is
+    interrupted the temp file is removed and ``path`` is left as it was; the
+    rename (and the clean-up) defer SIGINT/SIGTERM until done. ``fsync``: the
+    file and the folder are flushed to disk before and after the rename."""
     path = Path(path)
-    tmp = path.with_name(path.name + ".part")
-    tmp.write_text(json.dumps(data, indent=2))
-    os.replace(tmp, path)
+    if suffix is None:
+        suffix = "".join(path.suffixes)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{os.urandom(4).hex()}{suffix}")
+    try:
+        yield tmp
+        with uninterruptible():
+            if fsync and tmp.is_file():
+                with open(tmp, "rb+") as f:
+                    os.fsync(f.fileno())
+            os.replace(tmp, path)
+    except BaseException:
+        with uninterruptible():
+            if os.path.lexists(tmp):
+                _remove(tmp)
+        raise
+    if fsync:
+        _fsync_dir(path.parent)
+
+
+def write_bytes_atomic(path, data: bytes, fsync: bool = False) -> None:
+    """``Path(path).write_bytes(data)``, atomically (see ``atomic_write_file``)."""
+    with atomic_write_file(path, fsync=fsync) as tmp:
+        tmp.write_bytes(data)
+
+
+def write_text_atomic(path, text: str, fsync: bool = False) -> None:
+    """``Path(path).write_text(text)`` in UTF-8, atomically (see ``atomic_write_file``)."""
+    with atomic_write_file(path, fsync=fsync) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def write_json(path, data, indent: int = 2, fsync: bool = False) -> None:
+    """``data`` as JSON, atomically (see ``atomic_write_file``)."""
+    write_text_atomic(path, json.dumps(data, indent=indent), fsync=fsync)
 
 
 def write_png_rgb(path, rgb_float_or_uint8) -> None:

@@ -21,7 +21,6 @@ from typing import Optional
 
 import numpy as np
 
-from tf_face.errors import LandmarkError
 from tf_face.types import Detection, FittedFace, UVSample
 
 # Below this face-presence score the landmark model is not looking at a face it
@@ -150,13 +149,10 @@ class GeometryPipeline:
             detection, landmarks, num_faces = detect_landmarks(
                 image, detector, landmarker, face_index=face_index,
                 min_presence=MIN_LANDMARK_SCORE)
+            # >= MIN_LANDMARK_SCORE: detect_landmarks skips faces scoring below it
             score = float(getattr(self.landmarker, "last_score", 1.0))
             timings["detect"] = detector.ms
             timings["landmarks"] = landmarker.ms
-            if score < MIN_LANDMARK_SCORE:
-                raise LandmarkError(
-                    f"landmark model confidence {score:.2f} < {MIN_LANDMARK_SCORE}: the face is "
-                    "too occluded, too small or turned too far (beyond ~70 deg) to fit")
             source = "mediapipe"
         else:
             source = "file"

@@ -31,10 +31,21 @@ def muted_stderr():
         os.close(devnull)
 
 
+def quiet_tf_logs(env=None):
+    """The one place ``TF_CPP_MIN_LOG_LEVEL`` is set: to 2 (TF's C++ INFO and
+    WARNING lines hidden) in ``env`` (default ``os.environ``; pass a copy for a
+    child process) unless it is set already or ``TF_FACE_VERBOSE_TF`` is.
+    Returns ``env``. Does not import TensorFlow."""
+    env = os.environ if env is None else env
+    if not env.get("TF_FACE_VERBOSE_TF"):
+        env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    return env
+
+
 def quiet_tensorflow() -> None:
     """Import TensorFlow (once) without its start-up noise.
 
-    ``TF_CPP_MIN_LOG_LEVEL=2`` hides TF's C++ INFO/WARNING lines, but not the
+    ``TF_CPP_MIN_LOG_LEVEL=2`` (``quiet_tf_logs``) hides TF's C++ INFO/WARNING lines, but not the
     ones its libraries print while they load, before absl logging starts (the
     oneDNN notice, "Could not find cuda drivers"), nor the ``E0000 ... failed
     call to cuInit`` ERROR line a GPU-less machine prints at the first op. So
@@ -42,7 +53,7 @@ def quiet_tensorflow() -> None:
     /dev/null; ERROR lines after that still show, and a failing import still
     raises its Python exception. ``TF_FACE_VERBOSE_TF=1`` keeps everything.
     """
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    quiet_tf_logs()
     if "tensorflow" in sys.modules:
         return
     with muted_stderr():

@@ -50,7 +50,7 @@ flags.DEFINE_string("texture_dir", None, "Folder searched for texture.png (unwra
                     "used for the TFLite comparison; default: photos through the pipeline.")
 flags.DEFINE_integer("max_photos", 8, "Textures used for the TFLite comparison.")
 flags.DEFINE_bool("overwrite", False, "Replace an existing --output.")
-flags.DEFINE_bool("debug", False, "Show tracebacks of internal errors.")
+flags.DEFINE_bool("debug", False, "Show the traceback of an error (with the exception it wraps).")
 
 
 def main(argv):

@@ -86,6 +86,8 @@ def define_flags() -> None:
             flags.DEFINE_float(f.name, default, help_)
         else:
             flags.DEFINE_string(f.name, default, help_)
+    flags.DEFINE_bool("debug", False, "Show the traceback of an error (with the exception it "
+                      "wraps) before its one line.")
 
 
 def config_from_flags() -> JobConfig:
@@ -96,14 +98,13 @@ def config_from_flags() -> JobConfig:
 
 
 def run_job(fn) -> int:
-    from tf_face.cli.common import quiet_tensorflow
+    from tf_face.cli.common import print_error, quiet_tensorflow
     from tf_face.errors import TfFaceError
     quiet_tensorflow()
     try:
         summary = fn(config_from_flags())
-    except TfFaceError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    except TfFaceError as e:   # one line (--debug: with the traceback and its cause)
+        return print_error(e, FLAGS.debug)
     print(f"{summary['job']}: step {summary['steps']} "
           f"({summary['steps_run']} run, {summary['seconds_per_step']:.3f} s/step), "
           f"final losses: " + ", ".join(f"{k}={v:.4f}" for k, v in summary["final_losses"].items()))

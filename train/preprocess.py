@@ -34,7 +34,7 @@ flags.DEFINE_string("model", "default",
 flags.DEFINE_integer("uv_size", 256, "UV map size.")
 flags.DEFINE_bool("overwrite", False,
                   "Delete an existing dataset in --output (made with other settings) and redo it.")
-flags.DEFINE_bool("debug", False, "Show tracebacks of internal errors.")
+flags.DEFINE_bool("debug", False, "Show the traceback of an error (with the exception it wraps).")
 
 
 def main(argv):

@@ -45,6 +45,8 @@ from typing import Optional
 
 from absl import app, flags
 
+from tf_face.outputs import atomic_output_dir, write_json
+
 FLAGS = flags.FLAGS
 REPO = Path(__file__).resolve().parents[1]
 
@@ -87,7 +89,7 @@ def define_flags() -> None:
     flags.DEFINE_string("real_photos", "", "Optional folder of photos for the real-photo "
                         "report (eval/real_photos.py) with the release weights.")
     flags.DEFINE_bool("ship", False, "Copy the release into tf_face/weights/<version>/.")
-    flags.DEFINE_bool("debug", False, "Show tracebacks of internal errors.")
+    flags.DEFINE_bool("debug", False, "Show the traceback of an error (with the exception it wraps).")
 
 
 def settings_from_flags() -> dict:
@@ -115,9 +117,7 @@ class Log:
         resumable = step == "data" or step.startswith("train ")
         prev = self.data["seconds"].get(step, 0.0) if resumable else 0.0
         self.data["seconds"][step] = prev + seconds
-        tmp = self.path.with_name(self.path.name + ".part")
-        tmp.write_text(json.dumps(self.data, indent=2))
-        tmp.replace(self.path)
+        write_json(self.path, self.data)
 
 
 def run_step(log: Log, title: str, cmd: list) -> None:
@@ -437,7 +437,6 @@ def ship(release: Path) -> Path:
     """Copy a verified release folder into the package (``tf_face/weights/<version>``)."""
     import shutil
 
-    from tf_face.outputs import atomic_output_dir
     from tf_face.serving.weights import PACKAGED_WEIGHTS_DIR, verify_manifest
     verify_manifest(release)
     with atomic_output_dir(PACKAGED_WEIGHTS_DIR, overwrite=True) as tmp:

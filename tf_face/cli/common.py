@@ -23,6 +23,7 @@ from typing import Callable
 from tf_face.errors import TfFaceError, describe_error  # noqa: F401 - re-exported
 from tf_face.image_io import IMAGE_SUFFIXES  # noqa: F401 - re-exported
 from tf_face.tf_import import quiet_tensorflow  # noqa: F401 - the entry points' one call
+from tf_face.tf_import import quiet_tf_logs
 
 
 
@@ -52,8 +53,8 @@ def run_command_step(title: str, cmd: list, cwd, what: str = "step", hint: str =
     import time
     cmd = [str(c) for c in cmd]
     print(f"\n=== {title}\n$ {' '.join(shlex.quote(c) for c in cmd)}", flush=True)
-    env = dict(os.environ, PYTHONPATH=str(cwd) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    env = quiet_tf_logs(dict(os.environ, PYTHONPATH=str(cwd) + os.pathsep
+                             + os.environ.get("PYTHONPATH", "")))
     t = time.perf_counter()
     res = subprocess.run(cmd, cwd=cwd, env=env)
     if res.returncode != 0:
@@ -62,20 +63,29 @@ def run_command_step(title: str, cmd: list, cwd, what: str = "step", hint: str =
     return time.perf_counter() - t
 
 
+def print_error(err: BaseException, debug: bool = False) -> int:
+    """Print ``err`` as the CLIs do and return the exit code: one line
+    ``error: ...`` (1 for our ``TfFaceError``s, 2 for anything else); with
+    ``debug`` (``--debug``) the full traceback comes first, with the exception
+    a ``TfFaceError`` wraps (its ``__cause__``: ``raise ... from exc``)."""
+    if debug:
+        traceback.print_exception(err, file=sys.stderr)
+    if isinstance(err, TfFaceError):
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    hint = "" if debug else " (rerun with --debug for the traceback)"
+    print(f"error: {describe_error(err)}{hint}", file=sys.stderr)
+    return 2
+
+
 def run_single(fn: Callable[[], object], debug: bool = False) -> int:
-    """Run ``fn``; print one line and return the exit code instead of a traceback."""
+    """Run ``fn``; print one line and return the exit code instead of a traceback
+    (``debug``: the traceback too, see ``print_error``)."""
     try:
         fn()
         return 0
-    except TfFaceError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
     except Exception as e:  # noqa: BLE001 - the CLI promises one line, not a traceback
-        if debug:
-            traceback.print_exc()
-        print(f"error: {describe_error(e)} (rerun with --debug for the traceback)",
-              file=sys.stderr)
-        return 2
+        return print_error(e, debug)
 
 
 class Interrupted(KeyboardInterrupt):

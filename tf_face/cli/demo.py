@@ -44,7 +44,7 @@ flags.DEFINE_integer("fan_steps", 40, "FAN training steps.")
 flags.DEFINE_integer("drn_steps", 40, "DRN training steps.")
 flags.DEFINE_integer("bench_faces", 6, "Held-out synthetic faces in the benchmark.")
 flags.DEFINE_bool("quick", False, "Tiny settings (for tests): 6 faces, a few steps.")
-flags.DEFINE_bool("debug", False, "Show tracebacks of internal errors.")
+flags.DEFINE_bool("debug", False, "Show the traceback of an error (with the exception it wraps).")
 
 REPO = Path(__file__).resolve().parents[2]
 HELD_OUT_SEED = 1000   # never used for training data

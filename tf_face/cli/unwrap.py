@@ -41,7 +41,7 @@ flags.DEFINE_float("min_cos", 0.2,
 flags.DEFINE_float("w_shape", None, "Eq. 1 shape regulariser w_s (default: FitOptions).")
 flags.DEFINE_float("w_expr", None, "Eq. 1 expression regulariser w_e (default: FitOptions).")
 flags.DEFINE_bool("overwrite", False, "Replace an existing output folder.")
-flags.DEFINE_bool("debug", False, "Show tracebacks of internal errors.")
+flags.DEFINE_bool("debug", False, "Show the traceback of an error (with the exception it wraps).")
 
 
 def make_pipeline():

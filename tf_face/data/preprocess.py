@@ -84,7 +84,7 @@ def load_sidecar_extras(photo) -> Optional[dict]:
             extras_spec(out)  # validates names and layouts
             return out
     except Exception as e:  # noqa: BLE001 - any problem of the file is the user's
-        raise TfFaceError(f"{p}: unreadable extras sidecar ({e})") from None
+        raise TfFaceError(f"{p}: unreadable extras sidecar ({e})") from e
 
 
 def default_pipeline_factory(model: str, uv_size: int):

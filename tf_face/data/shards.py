@@ -20,13 +20,14 @@ still be read (``salvage_records``).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
 import logging
 import os
 import struct
-import tempfile
+import sys
 import zlib
 from pathlib import Path
 from typing import Iterable, Optional
@@ -34,6 +35,7 @@ from typing import Iterable, Optional
 from tf_face.data.records import FORMAT_VERSION
 from tf_face.errors import TfFaceError
 from tf_face.file_hash import sha256_file
+from tf_face.outputs import atomic_write_file, write_json
 
 log = logging.getLogger(__name__)
 
@@ -52,41 +54,9 @@ def index_path(shard_path) -> Path:
                        else p.name + INDEX_SUFFIX)
 
 
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _umask_mode() -> int:
-    """0o666 minus the process umask: temp files get the mode a plain open() gives."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
-
-
 def write_json_atomic(path, data) -> None:
-    """Write JSON to a temp file in the same folder, fsync, rename."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
-    try:
-        os.fchmod(fd, _umask_mode())
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=1)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
+    """Write JSON (indent 1) to a temp file in the same folder, fsync, rename."""
+    write_json(path, data, indent=1, fsync=True)
 
 
 def _scan_file(path: Path, lengths: list[int]) -> tuple[str, list[list[int]], int]:
@@ -148,11 +118,14 @@ class ShardWriter:
         import tensorflow as tf
 
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.tmp-", dir=self.path.parent)
-        os.fchmod(fd, _umask_mode())
-        os.close(fd)
-        self._tmp = Path(tmp)
-        self._writer = tf.io.TFRecordWriter(str(self._tmp))
+        # the temp file ends in .tmp-PID-XXXX (no .tfrecord): never a shard to listings
+        self._atomic = atomic_write_file(self.path, fsync=True, suffix="")
+        self._tmp = self._atomic.__enter__()
+        try:
+            self._writer = tf.io.TFRecordWriter(str(self._tmp))
+        except BaseException:
+            self._atomic.__exit__(*sys.exc_info())
+            raise
         return self
 
     def write(self, record: bytes) -> None:
@@ -160,25 +133,17 @@ class ShardWriter:
         self._lengths.append(len(record))
 
     def __exit__(self, exc_type, exc, tb) -> bool:
-        try:
-            self._writer.close()
-        except Exception:  # noqa: BLE001 - we are already failing, or fail below
-            if exc_type is None:
-                raise
         if exc_type is not None:
-            self._tmp.unlink(missing_ok=True)
+            with contextlib.suppress(Exception):   # we are already failing
+                self._writer.close()
+            self._atomic.__exit__(exc_type, exc, tb)   # removes the temp file
             return False
-        try:
+        with contextlib.ExitStack() as stack:
+            stack.push(self._atomic)   # renames it into place, or removes it on an error
+            self._writer.close()
             sha, records, size = _scan_file(self._tmp, self._lengths)
-            with open(self._tmp, "rb+") as f:
-                os.fsync(f.fileno())
             idx = index_path(self.path)
             idx.unlink(missing_ok=True)         # an old index must never describe the new file
-            os.replace(self._tmp, self.path)
-            _fsync_dir(self.path.parent)
-        except BaseException:
-            self._tmp.unlink(missing_ok=True)
-            raise
         write_json_atomic(idx, {
             "format_version": FORMAT_VERSION, "tfrecord": self.path.name,
             "count": len(records), "bytes": size, "sha256": sha, "uv_size": self.uv_size,

@@ -101,8 +101,8 @@ def _sidecar_landmarks(path: Path, n: int, what: str):
         return None
     try:
         ids = np.array(side.read_text().split(), dtype=np.int64)
-    except ValueError:
-        raise FaceModelError(f"{what}: {side} must hold 68 integer vertex ids") from None
+    except ValueError as exc:
+        raise FaceModelError(f"{what}: {side} must hold 68 integer vertex ids") from exc
     if ids.shape != (68,) or ids.min() < 0 or ids.max() >= n:
         raise FaceModelError(f"{what}: {side} must hold 68 vertex ids in [0, {n})")
     return ids.astype(np.int32)

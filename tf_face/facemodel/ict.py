@@ -58,7 +58,7 @@ def _parse_obj(path: Path, want_faces: bool, what: str):
     try:
         text = path.read_text(errors="strict")
     except (OSError, UnicodeDecodeError) as e:
-        raise FaceModelError(f"{what}: cannot read {path.name} as a text OBJ ({type(e).__name__})") from None
+        raise FaceModelError(f"{what}: cannot read {path.name} as a text OBJ ({type(e).__name__})") from e
     try:
         for line in text.splitlines():
             if line.startswith("v "):
@@ -80,8 +80,8 @@ def _parse_obj(path: Path, want_faces: bool, what: str):
                     fuv.append((ti[0], ti[k], ti[k + 1]))
                     group.append(current_face)
         v = np.array(verts, dtype=np.float64)
-    except (ValueError, IndexError):
-        raise FaceModelError(f"{what}: {path.name} is not a valid OBJ file") from None
+    except (ValueError, IndexError) as exc:
+        raise FaceModelError(f"{what}: {path.name} is not a valid OBJ file") from exc
     if v.ndim != 2 or v.shape[1] != 3 or len(v) < 3:
         raise FaceModelError(f"{what}: {path.name} has no vertices")
     if not want_faces:
@@ -155,8 +155,8 @@ def load_ict_obj_folder(folder: str | Path) -> FaceModel:
     if side.is_file():
         try:
             lm = np.array(side.read_text().split(), dtype=np.int64)
-        except ValueError:
-            raise FaceModelError(f"{what}: {side} must hold 68 integer vertex ids") from None
+        except ValueError as exc:
+            raise FaceModelError(f"{what}: {side} must hold 68 integer vertex ids") from exc
         if lm.shape != (68,) or lm.min() < 0 or lm.max() >= len(keep):
             raise FaceModelError(f"{what}: {side} must hold 68 vertex ids in [0, {len(keep)})")
         lm = lm.astype(np.int32)

@@ -60,7 +60,7 @@ def read_mat(path: str | Path, what: str) -> dict[str, np.ndarray]:
                                struct_as_record=True)
     except Exception as e:  # noqa: BLE001 - any parse error is a format error
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise FaceModelError(f"{what}: {p.name} is not a readable MATLAB .mat file ({msg})") from None
+        raise FaceModelError(f"{what}: {p.name} is not a readable MATLAB .mat file ({msg})") from e
     out = {}
     for k, v in raw.items():
         if k.startswith("__"):
@@ -83,7 +83,7 @@ def read_h5_tree(path: str | Path, what: str) -> dict[str, np.ndarray]:
             f.visititems(visit)
     except OSError as e:
         msg = str(e).splitlines()[0] if str(e) else "unreadable"
-        raise FaceModelError(f"{what}: {p.name} is not a readable HDF5 file ({msg})") from None
+        raise FaceModelError(f"{what}: {p.name} is not a readable HDF5 file ({msg})") from e
     return out
 
 
@@ -106,11 +106,11 @@ def read_npz(path: str | Path, what: str) -> dict[str, np.ndarray]:
     except ValueError as e:
         if "pickle" in str(e).lower():
             raise FaceModelError(
-                f"{what}: {p.name} contains pickled object arrays, which are refused") from None
-        raise FaceModelError(f"{what}: {p.name} is not a valid .npz archive ({e})") from None
+                f"{what}: {p.name} contains pickled object arrays, which are refused") from e
+        raise FaceModelError(f"{what}: {p.name} is not a valid .npz archive ({e})") from e
     except Exception as e:  # noqa: BLE001
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise FaceModelError(f"{what}: {p.name} is not a valid .npz archive ({msg})") from None
+        raise FaceModelError(f"{what}: {p.name} is not a valid .npz archive ({msg})") from e
 
 
 def need(d: dict, key: str, what: str) -> np.ndarray:

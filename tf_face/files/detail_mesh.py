@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 from pathlib import Path
 from typing import Optional
 
@@ -39,6 +38,7 @@ import cv2
 import numpy as np
 
 from tf_face.render.adjacency import grid_triangles
+from tf_face.outputs import atomic_write_file, write_json
 
 PNG16_MAX = 65535
 
@@ -207,18 +207,15 @@ def write_displacement_png(path, disp, scale: Optional[float] = None,
         scale = 1.0
     q = np.round((np.where(m, d, 0.0) - offset) / scale * PNG16_MAX)
     q = np.clip(q, 0, PNG16_MAX).astype(np.uint16)
-    tmp = path.with_name(path.name + ".part.png")
-    if not cv2.imwrite(str(tmp), q):
-        raise OSError(f"could not write {path}")
-    os.replace(tmp, path)
+    with atomic_write_file(path) as tmp:
+        if not cv2.imwrite(str(tmp), q):
+            raise OSError(f"could not write {path}")
     meta = {"format": "tf_face displacement, 16-bit grey PNG",
             "decode": "d = offset + scale * value / 65535",
             "offset": float(offset), "scale": float(scale), "units": units,
             "height": int(d.shape[0]), "width": int(d.shape[1])}
     side = path.with_suffix(".json")
-    tmp_json = side.with_name(side.name + ".part")
-    tmp_json.write_text(json.dumps(meta, indent=2))
-    os.replace(tmp_json, side)
+    write_json(side, meta)
     return path
 
 

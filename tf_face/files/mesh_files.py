@@ -27,7 +27,6 @@ only what the writers produce (plus polygon faces and negative indices in OBJ).
 from __future__ import annotations
 
 import json
-import os
 import re
 import struct
 from pathlib import Path
@@ -35,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from tf_face.types import IMAGE_FLIP
+from tf_face.outputs import write_bytes_atomic
 
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 
@@ -120,9 +120,7 @@ def _rows(fmt_prefix: str, arr: np.ndarray, fmt: str, groups: int | None = None)
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".part")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    write_bytes_atomic(path, data)
 
 
 def write_obj(path, vertices, triangles, uv=None, normals=None, mtl_name=None,

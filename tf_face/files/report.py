@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import base64
 import html
-import os
 import re
 import shutil
 from pathlib import Path, PurePosixPath
@@ -35,6 +34,7 @@ import cv2
 import numpy as np
 
 from tf_face.files import viewer_assets
+from tf_face.outputs import atomic_write_file, write_text_atomic
 
 REPORT_NAME = "report.html"
 MAX_EMBED_BYTES = 48 * 1024 * 1024
@@ -151,10 +151,9 @@ def save_images(out_dir, images: dict, subdir: str = "renders") -> dict:
             raise ValueError(f"image {name!r} must be [H,W,3], got {arr.shape}")
         fname = re.sub(r"[^A-Za-z0-9_+.-]", "_", str(name)).strip(".") or "image"
         path = folder / f"{fname}.png"
-        tmp = path.with_name(path.name + ".part.png")
-        if not cv2.imwrite(str(tmp), np.ascontiguousarray(arr[..., ::-1])):
-            raise OSError(f"could not write {path}")
-        os.replace(tmp, path)
+        with atomic_write_file(path) as tmp:
+            if not cv2.imwrite(str(tmp), np.ascontiguousarray(arr[..., ::-1])):
+                raise OSError(f"could not write {path}")
         out[name] = str(rel_dir / path.name)
     return out
 
@@ -189,7 +188,5 @@ def write_report(out_dir, title: str, images: dict, maps: dict, timings: dict,
             "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
             f"<style>{_CSS}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
     path = out_dir / REPORT_NAME
-    tmp = path.with_name(path.name + ".part")
-    tmp.write_text(page, encoding="utf-8")
-    os.replace(tmp, path)
+    write_text_atomic(path, page)
     return path

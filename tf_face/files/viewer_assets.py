@@ -21,7 +21,6 @@ import argparse
 import base64
 import hashlib
 import io
-import os
 import shutil
 import subprocess
 import sys
@@ -32,6 +31,7 @@ from typing import Optional
 
 from tf_face.assets import cache_dir
 from tf_face.errors import AssetMissingError
+from tf_face.outputs import write_bytes_atomic
 
 PACKAGE = "@google/model-viewer"
 VERSION = "4.4.0"
@@ -49,14 +49,6 @@ def viewer_js_path() -> Optional[Path]:
     """The cached viewer bundle, or None when it has not been fetched."""
     path = cache_dir() / VIEWER_JS
     return path if path.is_file() else None
-
-
-def require_viewer_js() -> Path:
-    path = viewer_js_path()
-    if path is None:
-        raise AssetMissingError(
-            f"3D viewer {VIEWER_JS} not found in {cache_dir()}; fetch it with: {FETCH_COMMAND}")
-    return path
 
 
 def check_integrity(data: bytes, integrity: str = INTEGRITY) -> None:
@@ -87,9 +79,7 @@ def extract_members(tarball: bytes, members: dict) -> None:
     for name, dest in members.items():
         dest = Path(dest)
         dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dest.with_name(dest.name + ".part")
-        tmp.write_bytes(found[name])
-        os.replace(tmp, dest)
+        write_bytes_atomic(dest, found[name])
 
 
 def fetch_viewer(force: bool = False, npm: str = "npm") -> Path:

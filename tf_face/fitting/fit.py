@@ -27,13 +27,15 @@ centres.
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import weakref
 
 import numpy as np
+from threadpoolctl import ThreadpoolController
 
 from tf_face.errors import FitError, LandmarkError
 from tf_face.fitting import eq1
-from tf_face.fitting.blas_threads import single_blas_thread
 from tf_face.fitting.contour import ContourTable
 from tf_face.fitting.landmark_spec import (MEDIAPIPE_LEFT_EYE, MEDIAPIPE_RIGHT_EYE,
                                            eye_distance, spec_5, spec_68)
@@ -43,6 +45,34 @@ from tf_face.fitting.similarity import umeyama_image
 from tf_face.types import FittedFace, model_to_image
 
 _POSE_ITERATIONS = 5   # damped Gauss-Newton steps on the pose per round
+
+# The fit solves dozens of tiny (~150x150) systems. OpenBLAS splits even these
+# over its threads, which costs more than it saves, and on a loaded machine
+# (more busy processes than cores) spinning worker threads made one 68-point
+# ICT fit take 1-3 s instead of ~15 ms (measured here). So the fit runs with
+# BLAS (numpy's and scipy's OpenBLAS, both loaded by the imports above) limited
+# to one thread through threadpoolctl. Its limit is process-wide: fits running
+# at once in several threads share one limit (a count), restored by the last.
+_blas = {"controller": None, "active": 0, "limits": None}
+_blas_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def single_blas_thread():
+    with _blas_lock:
+        if _blas["active"] == 0:
+            if _blas["controller"] is None:
+                _blas["controller"] = ThreadpoolController()   # ~ms: scan once
+            _blas["limits"] = _blas["controller"].limit(limits=1, user_api="blas")
+        _blas["active"] += 1
+    try:
+        yield
+    finally:
+        with _blas_lock:
+            _blas["active"] -= 1
+            if _blas["active"] == 0:
+                _blas["limits"].restore_original_limits()
+                _blas["limits"] = None
 
 
 def fit_face(model, landmarks, image_size, options: FitOptions | None = None) -> FittedFace:
@@ -59,12 +89,12 @@ def _fit_face(model, landmarks, image_size, options):
     options = (options or FitOptions()).validate()
     try:
         pts = np.asarray(landmarks, np.float64)
-    except (TypeError, ValueError):
-        raise LandmarkError("fit: landmarks are not a numeric array") from None
+    except (TypeError, ValueError) as exc:
+        raise LandmarkError("fit: landmarks are not a numeric array") from exc
     try:
         size = (int(image_size[0]), int(image_size[1]))
-    except (TypeError, ValueError, IndexError):
-        raise FitError(f"fit: image_size must be (height, width), got {image_size!r}") from None
+    except (TypeError, ValueError, IndexError) as exc:
+        raise FitError(f"fit: image_size must be (height, width), got {image_size!r}") from exc
     if size[0] <= 0 or size[1] <= 0:
         raise FitError(f"fit: image_size must be positive, got {size}")
     if pts.ndim != 2 or pts.shape[1] not in (2, 3):

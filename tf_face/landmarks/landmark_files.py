@@ -45,25 +45,26 @@ MAX_FILE_BYTES = 1 << 20
 def _read_text(path) -> tuple[Path, str]:
     try:
         p = Path(os.fsdecode(path))
-    except TypeError:
-        raise LandmarkError(f"landmark path must be a string or path, got {type(path).__name__}")
+    except TypeError as exc:
+        raise LandmarkError(
+            f"landmark path must be a string or path, got {type(path).__name__}") from exc
     try:
         st = os.stat(p)
-    except FileNotFoundError:
-        raise LandmarkError(f"{show_path(p)}: landmark file not found")
+    except FileNotFoundError as exc:
+        raise LandmarkError(f"{show_path(p)}: landmark file not found") from exc
     except (OSError, ValueError) as e:   # ValueError: embedded NUL byte
         raise LandmarkError(f"{show_path(p)}: cannot access landmark file "
-                            f"({getattr(e, 'strerror', None) or e})")
+                            f"({getattr(e, 'strerror', None) or e})") from e
     if not stat.S_ISREG(st.st_mode):
         raise LandmarkError(f"{show_path(p)}: landmark path is not a regular file")
     if st.st_size > MAX_FILE_BYTES:
         raise LandmarkError(f"{show_path(p)}: landmark file too large ({st.st_size} bytes)")
     try:
         return p, p.read_bytes().decode("utf-8")
-    except UnicodeDecodeError:
-        raise LandmarkError(f"{show_path(p)}: landmark file is not UTF-8 text")
+    except UnicodeDecodeError as exc:
+        raise LandmarkError(f"{show_path(p)}: landmark file is not UTF-8 text") from exc
     except OSError as e:
-        raise LandmarkError(f"{show_path(p)}: cannot read landmark file ({e.strerror or e})")
+        raise LandmarkError(f"{show_path(p)}: cannot read landmark file ({e.strerror or e})") from e
 
 
 def parse_landmarks(text: str, name: str = "landmarks") -> np.ndarray:
@@ -87,8 +88,8 @@ def parse_landmarks(text: str, name: str = "landmarks") -> np.ndarray:
             raise LandmarkError(f"{name}: .pts file without '{{' ... '}}' block")
         try:
             declared = int(header.get("n_points", ""))
-        except ValueError:
-            raise LandmarkError(f"{name}: .pts header has no valid n_points")
+        except ValueError as exc:
+            raise LandmarkError(f"{name}: .pts header has no valid n_points") from exc
         lines = lines[i + 1:-1]
     pts = []
     for k, line in enumerate(lines):
@@ -97,8 +98,9 @@ def parse_landmarks(text: str, name: str = "landmarks") -> np.ndarray:
             raise LandmarkError(f"{name}: line {k + 1} should hold 'x y', got {line[:40]!r}")
         try:
             pts.append((float(parts[0]), float(parts[1])))
-        except ValueError:
-            raise LandmarkError(f"{name}: non-numeric value on point line {k + 1}: {line[:40]!r}")
+        except ValueError as exc:
+            raise LandmarkError(
+                f"{name}: non-numeric value on point line {k + 1}: {line[:40]!r}") from exc
     if not pts:
         raise LandmarkError(f"{name}: no points in landmark file")
     arr = np.asarray(pts, np.float64)

@@ -8,10 +8,10 @@ the earlier stages) and serving (loads), so neither imports the other.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from tf_face.errors import TfFaceError
+from tf_face.outputs import atomic_write_file
 
 
 def save_model(model, stem: Path) -> None:
@@ -19,9 +19,8 @@ def save_model(model, stem: Path) -> None:
     stem = Path(stem)
     for suffix, fn in ((".keras", model.save), (".weights.h5", model.save_weights)):
         final = stem.with_name(stem.name + suffix)
-        tmp = final.with_name(f".{final.name}.tmp{os.getpid()}{suffix}")
-        fn(str(tmp))
-        os.replace(tmp, final)
+        with atomic_write_file(final, suffix=suffix) as tmp:
+            fn(str(tmp))
 
 
 
@@ -44,7 +43,7 @@ def load_stage_model(folder, name: str):
         with zipfile.ZipFile(path) as z:
             bad = z.testzip()
     except (zipfile.BadZipFile, OSError, EOFError) as e:
-        raise TfFaceError(f"{path} is corrupt or truncated ({e})") from None
+        raise TfFaceError(f"{path} is corrupt or truncated ({e})") from e
     if bad is not None:
         raise TfFaceError(f"{path} is corrupt: member {bad} fails its checksum")
     return keras.models.load_model(str(path), compile=False)

@@ -101,7 +101,7 @@ class VGGPerceptual(keras.layers.Layer):
                 vgg.load_weights(str(path))
             except Exception as err:  # noqa: BLE001 - any reader error is a bad file
                 raise TfFaceError(f"cannot load VGG16 weights from {src}: "
-                                  f"{type(err).__name__}: {err}".splitlines()[0]) from None
+                                  f"{type(err).__name__}: {err}".splitlines()[0]) from err
 
     def _preprocess(self, x):
         if len(x.shape) != 4 or x.shape[-1] != 3:

@@ -35,11 +35,12 @@ The runner uses ``tf.lite.Interpreter`` (``ai_edge_litert`` when installed).
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
 import numpy as np
+
+from tf_face.outputs import write_bytes_atomic
 
 NETWORKS = ("bnet", "fan", "drn")
 PRECISIONS = ("float32", "float16", "int8")
@@ -237,9 +238,7 @@ def export_tflite(networks: dict, out_dir, size: int, num_albedo: int,
         for prec, data in convert_network(networks[net], net, precisions, size,
                                           num_albedo).items():
             path = out_dir / tflite_name(net, prec)
-            tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-            tmp.write_bytes(data)
-            os.replace(tmp, path)
+            write_bytes_atomic(path, data)
             paths[(net, prec)] = path
     return paths
 

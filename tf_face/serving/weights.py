@@ -30,6 +30,7 @@ import numpy as np
 
 from tf_face.errors import TfFaceError
 from tf_face.file_hash import sha256_file
+from tf_face.outputs import atomic_output_dir, write_json
 
 CONFIG_FILE = "tf_face_weights.json"   # same name as tf_face.training.jobs.CONFIG_FILE
 NETWORKS = ("bnet", "fan", "drn")
@@ -106,10 +107,10 @@ def read_weights_config(folder) -> WeightsConfig:
     path = folder / CONFIG_FILE
     try:
         raw = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise WeightsError(f"{path} not found; {MAKE_WEIGHTS_HINT}") from None
+    except FileNotFoundError as exc:
+        raise WeightsError(f"{path} not found; {MAKE_WEIGHTS_HINT}") from exc
     except (OSError, ValueError) as e:
-        raise WeightsError(f"{path} is not readable JSON ({e})") from None
+        raise WeightsError(f"{path} is not readable JSON ({e})") from e
     if not isinstance(raw, dict):
         raise WeightsError(f"{path} must hold a JSON object")
     try:
@@ -120,7 +121,7 @@ def read_weights_config(folder) -> WeightsConfig:
             detail_unit=float(raw.get("detail_unit", 1.0)),
             drn_max_displacement=float(raw.get("drn_max_displacement", 0.05)), raw=raw)
     except (KeyError, TypeError, ValueError) as e:
-        raise WeightsError(f"{path}: missing or bad field ({e})") from None
+        raise WeightsError(f"{path}: missing or bad field ({e})") from e
     if cfg.color_space not in ("linear", "srgb"):
         raise WeightsError(f"{path}: color_space must be linear or srgb, got {cfg.color_space!r}")
     if cfg.num_albedo < 0 or cfg.uv_size < 32 or not cfg.detail_unit > 0:
@@ -137,7 +138,7 @@ def read_manifest(folder) -> dict:
         files = dict(manifest["files"])
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise WeightsError(f"{path} is not a tf_face weights manifest ({type(e).__name__}: {e})"
-                           ) from None
+                           ) from e
     if version < RELEASE_FORMAT:
         raise WeightsError(f"{folder} holds weights of an older tf_face release format "
                            f"(version {version}; this tf_face reads {RELEASE_FORMAT}); re-export "
@@ -184,12 +185,12 @@ def _load_release_network(folder: Path, name: str):
     except Exception as e:  # noqa: BLE001 - the user's file
         raise WeightsError(f"{arch}: not a Keras architecture this tf_face can build "
                            f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
-                           ) from None
+                           ) from e
     try:
         with np.load(weights_path, allow_pickle=False) as z:
             arrays = [z[f"w{i:04d}"] for i in range(len(z.files))]
     except (OSError, ValueError, KeyError) as e:
-        raise WeightsError(f"{weights_path} is not readable ({type(e).__name__}: {e})") from None
+        raise WeightsError(f"{weights_path} is not readable ({type(e).__name__}: {e})") from e
     if len(arrays) != len(model.weights):
         raise WeightsError(f"{weights_path} holds {len(arrays)} arrays; the architecture in "
                            f"{arch.name} has {len(model.weights)} weights")
@@ -240,7 +241,7 @@ def load_networks(folder) -> dict:
     except Exception as e:  # noqa: BLE001 - a corrupt .keras is the user's file
         raise WeightsError(f"could not load the networks in {folder}: "
                            f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
-                           ) from None
+                           ) from e
 
 
 def load_albedo_model(cfg: WeightsConfig, face_model=None):
@@ -277,9 +278,7 @@ def _write_manifest(folder: Path, dtype: str) -> dict:
                 "files": {p.name: {"sha256": sha256_file(p), "bytes": p.stat().st_size}
                           for p in sorted(folder.iterdir())
                           if p.is_file() and p.name != MANIFEST}}
-    tmp = folder / f".{MANIFEST}.part"
-    tmp.write_text(json.dumps(manifest, indent=2))
-    tmp.replace(folder / MANIFEST)
+    write_json(folder / MANIFEST, manifest)
     return manifest
 
 
@@ -293,8 +292,6 @@ def write_release(src_folder, dst_folder, dtype: str = "float16", networks=None)
     Written beside ``dst_folder`` and renamed into place
     (``outputs.atomic_output_dir``). Returns the manifest.
     """
-    from tf_face.outputs import atomic_output_dir
-
     if dtype not in ("float16", "float32"):
         raise WeightsError(f"dtype must be float16 or float32, got {dtype!r}")
     src, dst = Path(src_folder), Path(dst_folder)

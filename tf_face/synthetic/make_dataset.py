@@ -39,14 +39,14 @@ from pathlib import Path
 
 import numpy as np
 
+from tf_face.outputs import atomic_write_file, write_bytes_atomic
+
 FACE_NAME = "face_{:05d}"
 
 
 def _atomic_npz(path: Path, arrays: dict) -> None:
-    tmp = path.with_name("." + path.name + ".tmp")
-    with open(tmp, "wb") as f:
+    with atomic_write_file(path) as tmp, open(tmp, "wb") as f:
         np.savez_compressed(f, **arrays)
-    os.replace(tmp, path)
 
 
 def _atomic_png(path: Path, image: np.ndarray) -> None:
@@ -54,9 +54,7 @@ def _atomic_png(path: Path, image: np.ndarray) -> None:
     ok, buf = cv2.imencode(".png", np.ascontiguousarray(image[..., ::-1]))
     if not ok:
         raise RuntimeError(f"could not encode {path}")
-    tmp = path.with_name("." + path.name + ".tmp")
-    tmp.write_bytes(buf.tobytes())
-    os.replace(tmp, path)
+    write_bytes_atomic(path, buf.tobytes())
 
 
 def generate_faces(output, num_faces: int, seed: int, difficulty=None, image_size: int = 512,
@@ -216,7 +214,7 @@ def main(argv):
             diff.validate()
         except ValueError as e:
             from tf_face.errors import TfFaceError
-            raise TfFaceError(str(e)) from None
+            raise TfFaceError(str(e)) from e
         if f.num_faces < 1 or f.image_size < 64:
             from tf_face.errors import TfFaceError
             raise TfFaceError("--num_faces must be >= 1 and --image_size >= 64")
@@ -245,7 +243,7 @@ def _define_flags():
     flags.DEFINE_integer("shard_size", 64, "Records per shard.")
     flags.DEFINE_integer("workers", 1, "Pipeline worker processes (<=1: in this process).")
     flags.DEFINE_bool("overwrite", False, "Delete photos/truth/shards of an earlier run first.")
-    flags.DEFINE_bool("debug", False, "Show tracebacks of internal errors.")
+    flags.DEFINE_bool("debug", False, "Show the traceback of an error (with the exception it wraps).")
     flags.DEFINE_string("ict_npz", "", "ICT model npz (e.g. ../shared/data/ict_face_model.npz): "
                         "take shapes/expressions from ICT-FaceKit (default: random smooth shapes).")
     flags.DEFINE_float("max_yaw", d.max_yaw, "Yaw ~ U(-max_yaw, max_yaw) degrees.")

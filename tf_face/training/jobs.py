@@ -30,6 +30,7 @@ import numpy as np
 
 from tf_face.detail import model_detail_unit  # noqa: F401 - part of this module's API
 from tf_face.errors import TfFaceError
+from tf_face.outputs import write_json
 
 CONFIG_FILE = "tf_face_weights.json"
 
@@ -139,9 +140,7 @@ def _write_weights_config(cfg: JobConfig, stage: str, ctx, atlas) -> None:
         "steps": cfg.steps, "batch_size": cfg.batch_size, "learning_rate": cfg.learning_rate,
         "seed": cfg.seed, "loss_weights": cfg.loss_weights().as_dict(),
         "loss_reduction": cfg.loss_reduction, "data": cfg.data}
-    tmp = path.with_name(path.name + ".part")
-    tmp.write_text(json.dumps(data, indent=2))
-    tmp.replace(path)
+    write_json(path, data)
 
 
 def _loop_config(cfg: JobConfig):

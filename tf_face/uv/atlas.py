@@ -25,14 +25,13 @@ Conventions (see ``tf_face.types``):
 from __future__ import annotations
 
 import dataclasses
-import os
 import re
-import tempfile
 import threading
 from pathlib import Path
 
 import numpy as np
 
+from tf_face.outputs import atomic_write_file
 from tf_face.raster.zbuffer import rasterize
 
 ATLAS_FORMAT_VERSION = 1
@@ -152,17 +151,10 @@ def save_atlas(atlas: UVAtlas, path: Path) -> None:
     """Write an atlas as .npz atomically (temporary file + rename)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".part", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, version=np.int32(ATLAS_FORMAT_VERSION), size=np.int32(atlas.size),
-                     num_vertices=np.int64(atlas.num_vertices), tri_id=atlas.tri_id,
-                     bary=atlas.bary, triangles=atlas.triangles)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_write_file(path) as tmp, open(tmp, "wb") as f:
+        np.savez(f, version=np.int32(ATLAS_FORMAT_VERSION), size=np.int32(atlas.size),
+                 num_vertices=np.int64(atlas.num_vertices), tri_id=atlas.tri_id,
+                 bary=atlas.bary, triangles=atlas.triangles)
 
 
 def load_atlas(path: Path) -> UVAtlas:

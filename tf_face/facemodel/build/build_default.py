@@ -28,7 +28,6 @@ prints a report. Steps:
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -40,6 +39,8 @@ from tf_face.facemodel.build.meanshape import (REFLECT, canonical_frame, face_fr
                                          image_to_model, mirror_map, normalise,
                                          similarity_align, symmetrise)
 from tf_face.facemodel.build.uvlayout import edge_chains, signed_area_2d, texel_density, triangulate
+from tf_face.outputs import atomic_write_file
+from tf_face.tf_import import quiet_tf_logs
 
 ASSET = Path(__file__).resolve().parents[1] / "data" / "default_model.npz"
 MAX_ANGLE_DEG = 18.0
@@ -173,13 +174,12 @@ def build(landmarks: dict[str, np.ndarray], conns: dict) -> tuple[dict, dict]:
 
 def write_asset(asset: dict, path: Path = ASSET) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.npz")
-    np.savez_compressed(tmp, **asset)
-    os.replace(tmp, path)
+    with atomic_write_file(path) as tmp:
+        np.savez_compressed(tmp, **asset)
 
 
 def main(argv: list[str] | None = None) -> int:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    quiet_tf_logs()
     shared = Path(__file__).resolve().parents[4] / "shared" / "data" / "faces"
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--photos", type=Path, default=shared if shared.is_dir() else None,
