@@ -152,6 +152,7 @@ INSTALL_REQUIRES = [
     "h5py>=3.10",
     "scikit-image>=0.22",
     "tqdm>=4.60",
+    "threadpoolctl>=3.1",
 ]
 
 setup(

@@ -18,6 +18,7 @@ every check runs in a subprocess whose cwd is a temp dir and whose
 """
 
 import json
+import re
 import os
 import shutil
 import subprocess
@@ -220,3 +221,32 @@ def test_wheel_without_tensorflow_at_build_time(tmp_path):
     assert "OpsUnavailableError" in out["op_error"] and "--no-build-isolation" in out["op_error"]
     fallback = [ln for ln in stderr.splitlines() if "pure-TF reference" in ln]
     assert len(fallback) == 1, stderr[-2000:]
+
+
+def test_install_requires_covers_every_third_party_import():
+    """Every distribution whose module tf_face/ imports (at any depth) is in setup.py's
+    INSTALL_REQUIRES, so `pip install .` pulls what the package needs."""
+    import ast
+    import importlib.metadata as md
+    tree = ast.parse((REPO / "setup.py").read_text())
+    requires = next(ast.literal_eval(node.value) for node in ast.walk(tree)
+                    if isinstance(node, ast.Assign)
+                    and any(getattr(t, "id", None) == "INSTALL_REQUIRES" for t in node.targets))
+    declared = {re.split(r"[<>=!~ ;\[]", r, maxsplit=1)[0].lower().replace("_", "-") for r in requires}
+    owners = md.packages_distributions()
+    needed = {}
+    for path in (REPO / "tf_face").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
+                     [node.module] if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module
+                     else [])
+            for name in names:
+                top = name.split(".")[0]
+                if top in sys.stdlib_module_names or top == "tf_face":
+                    continue
+                for dist in owners.get(top, [top]):
+                    needed.setdefault(dist.lower().replace("_", "-"), set()).add(path.name)
+    # optional at run time, each behind a try/except ImportError with a fallback
+    optional = {"ai-edge-litert"}
+    missing = {d: sorted(f) for d, f in needed.items() if d not in declared and d not in optional}
+    assert not missing, f"imported by tf_face but not in INSTALL_REQUIRES: {missing}"
