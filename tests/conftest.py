@@ -48,8 +48,8 @@ def require_shared(path: Path = SHARED) -> Path:
     """``path`` (a file or folder under ../shared) if it exists, else skip / fail in CI."""
     path = Path(path)
     if not path.exists():
-        missing(f"{path} is absent (../shared is not checked out beside the repo; "
-                "TF_FACE_SHARED_DIR points elsewhere)")
+        missing(f"{path} is absent (check out ../shared beside the repo, "
+                "or point TF_FACE_SHARED_DIR at it)")
     return path
 
 
