@@ -142,16 +142,29 @@ def test_no_face(pipe, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-def test_extreme_crop_works_or_says_why(pipe, astronaut, tmp_path):
-    # only the image-right half of the face is in the photo
-    path = write_bgr(tmp_path / "half.png", np.ascontiguousarray(astronaut[:, 215:]))
-    try:
-        unwrap(pipe, path, tmp_path / "out")
-    except TfFaceError as e:
-        assert str(e) and "\n" not in str(e)
-        assert not (tmp_path / "out").exists()
-    else:
-        assert (tmp_path / "out" / "texture.png").exists()
+def test_extreme_crop_fits_the_half_face_and_a_sliver_says_why(pipe, astronaut, tmp_path):
+    # the face's box spans x 178..272 of the photo: a cut at x=215 leaves the
+    # image-right ~60 % of the face, which is still found and fitted where the
+    # whole photo's fit puts it; a cut at x=260 leaves a sliver, refused in one line
+    full = write_bgr(tmp_path / "full.png", astronaut)
+    unwrap(pipe, full, tmp_path / "full")
+    ref = json.loads((tmp_path / "full" / "fit.json").read_text())
+    half = write_bgr(tmp_path / "half.png", np.ascontiguousarray(astronaut[:, 215:]))
+    unwrap(pipe, half, tmp_path / "half")
+    fit = json.loads((tmp_path / "half" / "fit.json").read_text())
+    assert (tmp_path / "half" / "texture.png").is_file()
+    assert fit["num_faces"] == 1 and fit["landmark_rmse_iod"] < 0.15
+    moved = np.subtract(ref["translation"], [215.0, 0.0])
+    size = ref["detection"]["box"][2] - ref["detection"]["box"][0]
+    assert np.linalg.norm(np.subtract(fit["translation"], moved)) < 0.1 * size
+    assert abs(fit["scale"] / ref["scale"] - 1) < 0.15
+    # about half the texels seen in the whole photo are seen in the half face
+    assert 0.3 < fit["visible_texels"] / ref["visible_texels"] < 0.75
+    sliver = write_bgr(tmp_path / "sliver.png", np.ascontiguousarray(astronaut[:, 260:]))
+    with pytest.raises(NoFaceError, match="no face found") as e:
+        unwrap(pipe, sliver, tmp_path / "sliver")
+    assert "\n" not in str(e.value)
+    assert not (tmp_path / "sliver").exists()
 
 
 def test_landmark_file_wrong_count(pipe, astronaut, tmp_path):
