@@ -192,6 +192,7 @@ def test_five_point_landmark_file_drives_the_fit(pipe, astronaut, tmp_path):
     assert fit["landmark_rmse_iod"] < 0.15
 
 
+@pytest.mark.slow   # ~2 min: a dozen CLI processes, each importing TF
 def test_cli_bad_inputs_one_line_errors(astronaut, tmp_path):
     """Single-photo CLI: non-zero exit, one line, no traceback, no output folder."""
     bad = {
@@ -246,6 +247,7 @@ def test_face_model_of_wrong_shape_is_refused(tmp_path):
         load_face_model(f"bfm2009:{path}")
 
 
+@pytest.mark.slow   # ~1.5 min: whole unwrap + train-job processes
 def test_a_clean_run_prints_no_tensorflow_start_up_noise(astronaut, tmp_path):
     """A successful unwrap prints no TF/TFLite start-up lines (oneDNN notice,
     "Could not find cuda drivers", the cuInit ERROR, the XNNPACK INFO) -- and
