@@ -9,7 +9,6 @@ from tf_face.appearance import AppearanceFitError, AppearanceFitter, AppearanceO
 from tf_face.appearance.light_albedo import (FRONT_MEAN_BASIS, LightAlbedoOptions,
                                              fit_light_albedo)
 from tf_face.appearance.maps import AlbedoMapOptions, fit_albedo_map
-from tf_face.render import ops_available
 from tf_face.types import UVSample
 
 SIZE = 64
@@ -129,7 +128,7 @@ def test_albedo_map_keeps_detail_and_mirrors_hidden_texels(setup):
     assert hist[-1] <= hist[0]
 
 
-@pytest.mark.skipif(not ops_available(), reason="custom ops not built (make ops)")
+@pytest.mark.needs_ops
 def test_fit_same_with_op_and_reference(setup):
     _, atlas, am = setup
     rng = np.random.default_rng(3)

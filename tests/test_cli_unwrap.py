@@ -142,16 +142,29 @@ def test_no_face(pipe, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-def test_extreme_crop_works_or_says_why(pipe, astronaut, tmp_path):
-    # only the image-right half of the face is in the photo
-    path = write_bgr(tmp_path / "half.png", np.ascontiguousarray(astronaut[:, 215:]))
-    try:
-        unwrap(pipe, path, tmp_path / "out")
-    except TfFaceError as e:
-        assert str(e) and "\n" not in str(e)
-        assert not (tmp_path / "out").exists()
-    else:
-        assert (tmp_path / "out" / "texture.png").exists()
+def test_extreme_crop_fits_the_half_face_and_a_sliver_says_why(pipe, astronaut, tmp_path):
+    # the face's box spans x 178..272 of the photo: a cut at x=215 leaves the
+    # image-right ~60 % of the face, which is still found and fitted where the
+    # whole photo's fit puts it; a cut at x=260 leaves a sliver, refused in one line
+    full = write_bgr(tmp_path / "full.png", astronaut)
+    unwrap(pipe, full, tmp_path / "full")
+    ref = json.loads((tmp_path / "full" / "fit.json").read_text())
+    half = write_bgr(tmp_path / "half.png", np.ascontiguousarray(astronaut[:, 215:]))
+    unwrap(pipe, half, tmp_path / "half")
+    fit = json.loads((tmp_path / "half" / "fit.json").read_text())
+    assert (tmp_path / "half" / "texture.png").is_file()
+    assert fit["num_faces"] == 1 and fit["landmark_rmse_iod"] < 0.15
+    moved = np.subtract(ref["translation"], [215.0, 0.0])
+    size = ref["detection"]["box"][2] - ref["detection"]["box"][0]
+    assert np.linalg.norm(np.subtract(fit["translation"], moved)) < 0.1 * size
+    assert abs(fit["scale"] / ref["scale"] - 1) < 0.15
+    # about half the texels seen in the whole photo are seen in the half face
+    assert 0.3 < fit["visible_texels"] / ref["visible_texels"] < 0.75
+    sliver = write_bgr(tmp_path / "sliver.png", np.ascontiguousarray(astronaut[:, 260:]))
+    with pytest.raises(NoFaceError, match="no face found") as e:
+        unwrap(pipe, sliver, tmp_path / "sliver")
+    assert "\n" not in str(e.value)
+    assert not (tmp_path / "sliver").exists()
 
 
 def test_landmark_file_wrong_count(pipe, astronaut, tmp_path):
@@ -179,6 +192,7 @@ def test_five_point_landmark_file_drives_the_fit(pipe, astronaut, tmp_path):
     assert fit["landmark_rmse_iod"] < 0.15
 
 
+@pytest.mark.slow   # ~2 min: a dozen CLI processes, each importing TF
 def test_cli_bad_inputs_one_line_errors(astronaut, tmp_path):
     """Single-photo CLI: non-zero exit, one line, no traceback, no output folder."""
     bad = {
@@ -233,6 +247,7 @@ def test_face_model_of_wrong_shape_is_refused(tmp_path):
         load_face_model(f"bfm2009:{path}")
 
 
+@pytest.mark.slow   # ~1.5 min: whole unwrap + train-job processes
 def test_a_clean_run_prints_no_tensorflow_start_up_noise(astronaut, tmp_path):
     """A successful unwrap prints no TF/TFLite start-up lines (oneDNN notice,
     "Could not find cuda drivers", the cuInit ERROR, the XNNPACK INFO) -- and

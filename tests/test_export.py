@@ -6,6 +6,7 @@ import struct
 import cv2
 import numpy as np
 import pytest
+import trimesh
 
 from tests.conftest import ICT_NPZ, require_shared
 from tf_face.files import detail_mesh as dm
@@ -46,32 +47,57 @@ def checker_png(size=64) -> tuple[np.ndarray, bytes]:
 
 # ---------------------------------------------------------------- OBJ / MTL
 
+def _trimesh_load(path):
+    """The one mesh in ``path`` as trimesh (an independent parser) reads it."""
+    loaded = trimesh.load(path, process=False, maintain_order=True)
+    meshes = list(loaded.geometry.values()) if hasattr(loaded, "geometry") else [loaded]
+    assert len(meshes) == 1
+    return meshes[0]
+
+
+def _glb_json(data: bytes) -> dict:
+    """The JSON chunk of a GLB (header: magic, version, length; chunk: length, type)."""
+    magic, version, length = struct.unpack_from("<III", data)
+    assert (magic, version, length) == (0x46546C67, 2, len(data)) and len(data) % 4 == 0
+    jlen, jtype = struct.unpack_from("<II", data, 12)
+    assert jtype == 0x4E4F534A and jlen % 4 == 0
+    blen, btype = struct.unpack_from("<II", data, 20 + jlen)
+    assert btype == 0x004E4942 and 28 + jlen + blen == len(data)
+    gltf = json.loads(data[20:20 + jlen])
+    assert gltf["buffers"][0]["byteLength"] == blen
+    return gltf
+
+
 def test_obj_mtl_round_trip(tmp_path):
     v, t, uv = hemisphere_mesh(9)
     normals = -np.asarray(mf.image_to_export(v))  # any non-zero normals
+    img, png = checker_png()
+    (tmp_path / "albedo.png").write_bytes(png)
     path = mf.write_obj(tmp_path / "mesh.obj", v, t, uv, normals=normals,
                         texture_name="albedo.png")
-    obj = mf.read_obj(path)
-    assert obj["v"].shape == v.shape and obj["vt"].shape == uv.shape
-    assert obj["vn"].shape == v.shape and obj["faces_v"].shape == t.shape
-    np.testing.assert_allclose(obj["v"], v, atol=1e-6)
-    np.testing.assert_array_equal(obj["faces_v"], t)
-    np.testing.assert_array_equal(obj["faces_vt"], t)
-    np.testing.assert_array_equal(obj["faces_vn"], t)
-    np.testing.assert_allclose(obj["vt"][:, 0], uv[:, 0], atol=1e-6)
-    np.testing.assert_allclose(obj["vt"][:, 1], 1.0 - uv[:, 1], atol=1e-6)   # v flipped
-    np.testing.assert_allclose(np.linalg.norm(obj["vn"], axis=1), 1.0, atol=1e-5)
-    assert obj["mtllib"] == ["mesh.mtl"] and obj["usemtl"] == ["face"]
-    mtl = mf.read_mtl(tmp_path / "mesh.mtl")
-    assert mtl["face"]["map_Kd"] == "albedo.png"
+    mesh = _trimesh_load(path)
+    np.testing.assert_allclose(mesh.vertices, v, atol=1e-6)
+    np.testing.assert_array_equal(mesh.faces, t)
+    np.testing.assert_allclose(mesh.visual.uv[:, 0], uv[:, 0], atol=1e-6)
+    np.testing.assert_allclose(mesh.visual.uv[:, 1], 1.0 - uv[:, 1], atol=1e-6)   # v flipped
+    unit = normals / np.linalg.norm(normals, axis=1, keepdims=True)
+    np.testing.assert_allclose(mesh.vertex_normals, unit, atol=1e-5)
+    assert mesh.visual.material.name == "face"
+    np.testing.assert_array_equal(np.asarray(mesh.visual.material.image.convert("RGB")), img)
+    text = path.read_text()
+    assert "mtllib mesh.mtl\n" in text and "usemtl face\n" in text
+    assert "map_Kd albedo.png" in (tmp_path / "mesh.mtl").read_text()
 
 
 def test_obj_without_uv_or_normals(tmp_path):
     v, t, _ = hemisphere_mesh(5)
-    mf.write_obj(tmp_path / "plain.obj", v, t)
-    obj = mf.read_obj(tmp_path / "plain.obj")
-    np.testing.assert_array_equal(obj["faces_v"], t)
-    assert (obj["faces_vt"] == -1).all() and obj["mtllib"] == []
+    path = mf.write_obj(tmp_path / "plain.obj", v, t)
+    mesh = _trimesh_load(path)
+    np.testing.assert_allclose(mesh.vertices, v, atol=1e-6)
+    np.testing.assert_array_equal(mesh.faces, t)
+    assert getattr(mesh.visual, "uv", None) is None
+    assert not any(line.split()[0] in ("vt", "vn", "mtllib", "usemtl")
+                   for line in path.read_text().splitlines() if line.strip())
     assert not (tmp_path / "plain.mtl").exists()
 
 
@@ -89,7 +115,6 @@ def test_obj_rejects_bad_triangles(tmp_path):
 
 
 def test_obj_loads_textured_in_trimesh(tmp_path):
-    trimesh = pytest.importorskip("trimesh")
     v, t, uv = hemisphere_mesh(9)
     img, png = checker_png()
     (tmp_path / "albedo.png").write_bytes(png)
@@ -103,36 +128,31 @@ def test_obj_loads_textured_in_trimesh(tmp_path):
 
 # ---------------------------------------------------------------- GLB
 
-def test_glb_round_trip_own_reader(tmp_path):
+def test_glb_round_trip(tmp_path):
     v, t, uv = hemisphere_mesh(9)
     ve = mf.image_to_export(v)
-    _, png = checker_png()
+    img, png = checker_png()
     normals = ve / np.linalg.norm(ve, axis=1, keepdims=True)
     path = mf.write_glb(tmp_path / "mesh.glb", ve, t, uv, png, normals=normals)
-    data = path.read_bytes()
-    magic, version, length = struct.unpack_from("<III", data)
-    assert (magic, version, length) == (0x46546C67, 2, len(data)) and len(data) % 4 == 0
-    gltf, binary = mf.read_glb(path)
+    gltf = _glb_json(path.read_bytes())
     assert gltf["asset"]["version"] == "2.0"
     for view in gltf["bufferViews"]:
         assert view["byteOffset"] % 4 == 0
-    assert gltf["buffers"][0]["byteLength"] == len(binary)
     prim = gltf["meshes"][0]["primitives"][0]
-    pos = mf.glb_accessor(gltf, binary, prim["attributes"]["POSITION"])
-    np.testing.assert_array_equal(pos, ve.astype(np.float32))
     acc = gltf["accessors"][prim["attributes"]["POSITION"]]
     np.testing.assert_array_equal(acc["min"], ve.astype(np.float32).min(0))
     np.testing.assert_array_equal(acc["max"], ve.astype(np.float32).max(0))
-    np.testing.assert_array_equal(mf.glb_accessor(gltf, binary, prim["attributes"]["TEXCOORD_0"]),
-                                  uv.astype(np.float32))      # glTF v is down too: no flip
-    np.testing.assert_allclose(mf.glb_accessor(gltf, binary, prim["attributes"]["NORMAL"]),
-                               normals, atol=1e-6)
-    idx = mf.glb_accessor(gltf, binary, prim["indices"]).reshape(-1, 3)
-    np.testing.assert_array_equal(idx, t)
     mat = gltf["materials"][prim["material"]]
     tex = gltf["textures"][mat["pbrMetallicRoughness"]["baseColorTexture"]["index"]]
     assert "sampler" in tex and gltf["images"][tex["source"]]["mimeType"] == "image/png"
-    assert mf.glb_image_bytes(gltf, binary, tex["source"]) == png
+    mesh = _trimesh_load(path)
+    np.testing.assert_array_equal(mesh.vertices, ve.astype(np.float32))
+    np.testing.assert_array_equal(mesh.faces, t)
+    # glTF's v is down like tf_face's (no flip in the file); trimesh flips it on load
+    np.testing.assert_allclose(mesh.visual.uv, np.stack([uv[:, 0], 1 - uv[:, 1]], 1), atol=1e-6)
+    np.testing.assert_allclose(mesh.vertex_normals, normals, atol=1e-6)
+    base = mesh.visual.material.baseColorTexture
+    np.testing.assert_array_equal(np.asarray(base.convert("RGB")), img)
 
 
 def test_glb_export_frame_keeps_faces_outward(tmp_path):
@@ -153,7 +173,6 @@ def test_glb_rejects_non_png(tmp_path):
 
 
 def test_glb_loads_in_trimesh(tmp_path):
-    trimesh = pytest.importorskip("trimesh")
     v, t, uv = hemisphere_mesh(9)
     img, png = checker_png()
     mf.write_glb(tmp_path / "mesh.glb", mf.image_to_export(v), t, uv, png)

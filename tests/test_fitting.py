@@ -2,20 +2,19 @@
 the 468-point similarity fit, and bad inputs."""
 
 import dataclasses
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from tests.conftest import require_shared
+from tests.conftest import ICT_NPZ, require_shared
 from tf_face.errors import FitError, LandmarkError, TfFaceError
+from tf_face.facemodel import load_face_model
 from tf_face.facemodel.base import FaceModel
 from tf_face.fitting import FitOptions, fit_face
 from tf_face.fitting.contour import horizontal_candidates
 from tf_face.fitting.rotation import euler_ypr, rotation_angle
 from tf_face.types import model_to_image
 
-ICT_NPZ = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ict_face_model.npz"
 IMAGE = (480, 640)
 
 
@@ -59,20 +58,13 @@ def vertex_normals(v, tri):
 
 @pytest.fixture(scope="module")
 def ict():
-    if not ICT_NPZ.is_file():
-        pytest.skip(f"{ICT_NPZ} is absent (../shared is not checked out beside the repo)")
-    with np.load(ICT_NPZ, allow_pickle=False) as d:
-        n = d["mean"].shape[0]
-        uv = d["uv"].astype(np.float32)
-        uv[:, 1] = 1.0 - uv[:, 1]
-        model = FaceModel(
-            name="ict", mean_shape=d["mean"].astype(np.float32),
-            triangles=d["triangles"].astype(np.int32), uv=uv,
-            landmarks68=d["landmarks68"].astype(np.int32),
-            shape_basis=(d["id_basis"] * d["id_std"]).reshape(n, 3, -1).astype(np.float32),
-            expr_basis=d["exp_basis"].reshape(n, 3, -1).astype(np.float32)).validate()
+    """The product's ICT loader (``ict_npz:``) with the test's own horizontal
+    candidate lines (front of the face -> ear, see contour.py), which the
+    simulated annotator (``detector_landmarks``) and the sliding fit share."""
+    path = require_shared(ICT_NPZ)
+    model = load_face_model(f"ict_npz:{path}")
+    with np.load(path, allow_pickle=False) as d:
         narrow = d["narrow_face_vertex_mask"].astype(bool)
-    # our own horizontal candidate lines (front of the face -> ear), see contour.py
     jaw = {k: int(model.landmarks68[k]) for k in list(range(8)) + list(range(9, 17))}
     model.contour_candidates = horizontal_candidates(model.mean_shape, jaw, band=0.3,
                                                      vertex_mask=narrow)
@@ -99,12 +91,7 @@ def detector_landmarks(model, shape, scale, rot, trans):
 @pytest.fixture(scope="module")
 def ict_loaded():
     """The project's loader (``ict_npz:``), with its own contour candidates."""
-    if not ICT_NPZ.is_file():
-        pytest.skip(f"{ICT_NPZ} is absent (../shared is not checked out beside the repo)")
-    loader = pytest.importorskip("tf_face.facemodel").__dict__.get("load_face_model")
-    if loader is None:
-        pytest.skip("tf_face.facemodel.load_face_model is not there yet")
-    return loader(f"ict_npz:{ICT_NPZ}")
+    return load_face_model(f"ict_npz:{require_shared(ICT_NPZ)}")
 
 
 def random_ict_face(model, rng):

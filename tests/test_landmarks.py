@@ -6,7 +6,7 @@ import pytest
 import skimage.data
 from scipy.optimize import linear_sum_assignment
 
-from tests.conftest import FACES
+from tests.conftest import FACES, require_shared
 from tf_face.errors import LandmarkError, NoFaceError
 from tf_face.image_io import load_image
 from tf_face.landmarks import (FaceDetector, FaceMeshLandmarker, detect_landmarks,
@@ -145,9 +145,7 @@ def test_refinement_reduces_rotation_error(detector, astronaut, astro_result):
 
 
 def test_shared_photos_agree_with_five_point_files(detector, landmarker):
-    folder = FACES / "deep3d_examples"
-    if not folder.is_dir():
-        pytest.skip(f"{folder} is absent (../shared is not checked out beside the repo)")
+    folder = require_shared(FACES / "deep3d_examples")
     errs = []
     for txt in sorted((folder / "detections").glob("*.txt")):
         photo = next((folder / (txt.stem + ext) for ext in (".jpg", ".png")
@@ -197,9 +195,7 @@ def test_reads_ibug_style_and_tab_separated(tmp_path):
 
 
 def test_deep3d_five_point_files():
-    folder = FACES / "deep3d_examples" / "detections"
-    if not folder.is_dir():
-        pytest.skip(f"{folder} is absent (../shared is not checked out beside the repo)")
+    folder = require_shared(FACES / "deep3d_examples" / "detections")
     files = sorted(folder.glob("*.txt"))
     assert files
     for f in files:

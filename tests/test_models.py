@@ -310,15 +310,16 @@ def test_vgg_loads_keras_notop_h5_and_round_trips(tmp_path):
         VGGPerceptual(layers=("relu1_2",))
 
 
-def test_small_fan_converts_to_tflite_builtins_only():
-    """Flip layer, instance norm and transposed convs need no Flex/custom ops."""
+def test_small_fan_converts_to_tflite_builtins_only(tmp_path):
+    """Flip layer, instance norm and transposed convs need no Flex/custom ops,
+    through the product's path (tf_face.serving.tflite: Keras export archive ->
+    TFLiteConverter.from_saved_model)."""
+    from tf_face.serving.tflite import TFLiteNetwork, convert_network
     model = build_fan(input_size=16, ngf=2, num_downs=4, name="tiny_fan")
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
-    interp = tf.lite.Interpreter(model_content=converter.convert())
-    interp.allocate_tensors()
+    path = tmp_path / "fan_float32.tflite"
+    path.write_bytes(convert_network(model, "fan", "float32", size=16)["float32"])
+    net = TFLiteNetwork(path)
+    ops = {o["op_name"] for o in net.interpreter._get_ops_details()}
+    assert not any(o.startswith("Flex") or o == "CUSTOM" for o in ops), ops
     x = rand((1, 16, 16, 3), 8)
-    interp.set_tensor(interp.get_input_details()[0]["index"], x)
-    interp.invoke()
-    y = interp.get_tensor(interp.get_output_details()[0]["index"])
-    np.testing.assert_allclose(y, model(x).numpy(), atol=1e-5)
+    np.testing.assert_allclose(net(x)["albedo"], model(x).numpy(), atol=1e-5)

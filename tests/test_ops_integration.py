@@ -12,7 +12,7 @@ from tf_face import render
 from tf_face.render import _library
 from tf_face.testing.random_atlas import random_atlas
 
-BACKENDS = ["reference"] + (["op"] if render.ops_available() else [])
+BACKENDS = ["reference", pytest.param("op", marks=pytest.mark.needs_ops)]
 
 
 def _scene(size=24, num_vertices=80, batch=3, seed=0):
@@ -154,7 +154,7 @@ def test_fallback_when_library_absent(monkeypatch, caplog):
         render.sh_shade(albedo, out1, sh, backend="gpu")
 
 
-@pytest.mark.skipif(not render.ops_available(), reason="custom-op library not built (make ops)")
+@pytest.mark.needs_ops
 def test_env_var_forces_reference(monkeypatch):
     calls = []
     import tf_face.render.reference as ref_module

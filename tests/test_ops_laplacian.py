@@ -7,7 +7,7 @@ import tensorflow as tf
 from tf_face import render
 from tf_face.testing.random_atlas import random_atlas
 
-needs_op = pytest.mark.skipif(not render.ops_available(), reason="custom-op library not built (make ops)")
+needs_op = pytest.mark.needs_ops
 
 
 def _rel_err(a, b):

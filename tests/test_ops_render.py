@@ -7,7 +7,7 @@ import tensorflow as tf
 from tf_face import render
 from tf_face.testing.random_atlas import random_atlas
 
-pytestmark = pytest.mark.skipif(not render.ops_available(), reason="custom-op library not built (make ops)")
+pytestmark = pytest.mark.needs_ops
 
 
 def _inputs(dtype, num_vertices=40, size=14, batch=2, seed=0):

@@ -6,7 +6,7 @@ import tensorflow as tf
 
 from tf_face import render
 
-needs_op = pytest.mark.skipif(not render.ops_available(), reason="custom-op library not built (make ops)")
+needs_op = pytest.mark.needs_ops
 
 
 def _inputs(dtype, b=2, h=9, w=7, seed=0):

@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 import pytest
 
+from tests.conftest import FACES, REPO, require_shared
 from tf_face.data import make_dataset_with_report
 from tf_face.data.collection import list_collection
 from tf_face.data.preprocess import run_preprocess
@@ -20,8 +21,6 @@ from tf_face.data.shards import index_path
 from tf_face.errors import NoFaceError, TfFaceError
 from tf_face.types import UVSample
 
-REPO = Path(__file__).resolve().parents[1]
-FACES = REPO.parent / "shared" / "data" / "faces"
 UV = 16
 CALLS = []
 
@@ -153,9 +152,7 @@ def test_pipeline_that_cannot_be_built_stops_the_job(tmp_path):
 
 def test_real_photos_two_workers_cli(tmp_path):
     """The real geometry pipeline in 2 spawned workers, through the CLI."""
-    photos = FACES / "package_photos"
-    if not photos.is_dir():
-        pytest.skip(f"{photos} is absent (../shared is not checked out beside the repo)")
+    photos = require_shared(FACES / "package_photos")
     src, out = tmp_path / "photos", tmp_path / "out"
     src.mkdir()
     for name in ("obama.jpg", "biden.jpg", "Tom_Hanks_54745.png"):

@@ -78,47 +78,48 @@ def test_batch_mode_failures_and_outputs(batch_out):
     assert not [p for p in batch_out.iterdir() if p.name.startswith(".")]  # no temp dirs
 
 
+def _trimesh_load(path):
+    """The one mesh in ``path`` as trimesh (an independent parser) reads it."""
+    import trimesh
+    loaded = trimesh.load(path, process=False, maintain_order=True)
+    meshes = list(loaded.geometry.values()) if hasattr(loaded, "geometry") else [loaded]
+    assert len(meshes) == 1
+    return meshes[0]
+
+
 def test_mesh_files_parse_back(batch_out, recon):
-    from tf_face.files.mesh_files import glb_accessor, glb_image_bytes, read_glb, read_mtl, read_obj
     d = batch_out / "astronaut"
     model = recon.model
-    obj = read_obj(d / "mesh.obj")
-    assert obj["v"].shape == (model.num_vertices, 3)
-    assert obj["vt"].shape == (model.num_vertices, 2) and obj["vn"].shape == (model.num_vertices, 3)
-    assert obj["faces_v"].shape == model.triangles.shape
-    np.testing.assert_array_equal(obj["faces_v"], model.triangles)
-    np.testing.assert_allclose(obj["vt"][:, 1], 1.0 - model.uv[:, 1], atol=1e-5)  # v flipped
-    assert obj["mtllib"] == ["mesh.mtl"]
-    mtl = read_mtl(d / "mesh.mtl")
-    (mat,) = mtl.values()
-    assert mat["map_Kd"] == "albedo.png"
     albedo = cv2.imread(str(d / "albedo.png"))[..., ::-1]
     assert albedo.shape == (256, 256, 3)
+    obj = _trimesh_load(d / "mesh.obj")
+    assert obj.vertices.shape == (model.num_vertices, 3)
+    assert obj.vertex_normals.shape == (model.num_vertices, 3)
+    np.testing.assert_array_equal(obj.faces, model.triangles)
+    np.testing.assert_allclose(obj.visual.uv[:, 1], 1.0 - model.uv[:, 1], atol=1e-5)  # v flipped
+    assert "mtllib mesh.mtl\n" in (d / "mesh.obj").read_text()
+    assert "map_Kd albedo.png" in (d / "mesh.mtl").read_text()
+    np.testing.assert_array_equal(np.asarray(obj.visual.material.image.convert("RGB")), albedo)
 
-    gltf, binary = read_glb(d / "mesh.glb")
-    prim = gltf["meshes"][0]["primitives"][0]
-    pos = glb_accessor(gltf, binary, prim["attributes"]["POSITION"])
-    idx = glb_accessor(gltf, binary, prim["indices"])
-    assert pos.shape == (model.num_vertices, 3) and idx.size == model.triangles.size
-    np.testing.assert_allclose(pos, obj["v"], atol=1e-5)
-    png = np.frombuffer(glb_image_bytes(gltf, binary), np.uint8)
-    np.testing.assert_array_equal(cv2.imdecode(png, cv2.IMREAD_COLOR)[..., ::-1], albedo)
+    glb = _trimesh_load(d / "mesh.glb")
+    assert glb.faces.size == model.triangles.size
+    np.testing.assert_allclose(glb.vertices, obj.vertices, atol=1e-5)
+    np.testing.assert_array_equal(
+        np.asarray(glb.visual.material.baseColorTexture.convert("RGB")), albedo)
 
     # the dense detail mesh: one vertex per valid texel (atlas texel with a base normal)
     normals = np.load(d / "normals.npy")
     valid = recon.atlas.mask & np.any(normals != 0, axis=-1)
-    det = read_obj(d / "mesh_detailed.obj")
-    assert det["v"].shape == (int(valid.sum()), 3)
-    assert len(det["faces_v"]) > 1.5 * len(det["v"])
-    assert read_obj(d / "mesh_detailed.obj")["mtllib"] == ["mesh_detailed.mtl"]
-    assert read_mtl(d / "mesh_detailed.mtl")["face"]["map_Kd"] == "albedo.png"
-    gltf2, bin2 = read_glb(d / "mesh_detailed.glb")
-    p2 = gltf2["meshes"][0]["primitives"][0]
-    assert glb_accessor(gltf2, bin2, p2["attributes"]["POSITION"]).shape == det["v"].shape
+    det = _trimesh_load(d / "mesh_detailed.obj")
+    assert det.vertices.shape == (int(valid.sum()), 3)
+    assert len(det.faces) > 1.5 * len(det.vertices)
+    assert "mtllib mesh_detailed.mtl\n" in (d / "mesh_detailed.obj").read_text()
+    assert "map_Kd albedo.png" in (d / "mesh_detailed.mtl").read_text()
+    assert _trimesh_load(d / "mesh_detailed.glb").vertices.shape == det.vertices.shape
     # the detail mesh sits on the base mesh (same frame and units)
-    ext = obj["v"].max(0) - obj["v"].min(0)
-    assert np.all(np.abs(det["v"].min(0) - obj["v"].min(0)) < 0.1 * ext)
-    assert np.all(np.abs(det["v"].max(0) - obj["v"].max(0)) < 0.1 * ext)
+    ext = obj.vertices.max(0) - obj.vertices.min(0)
+    assert np.all(np.abs(det.vertices.min(0) - obj.vertices.min(0)) < 0.1 * ext)
+    assert np.all(np.abs(det.vertices.max(0) - obj.vertices.max(0)) < 0.1 * ext)
 
 
 def test_displacement_and_lighting(batch_out, recon):

@@ -1,22 +1,18 @@
 """UV atlas: exact interpolation, coverage, barycentric validity, disk cache."""
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
+from tests.conftest import ICT_NPZ, require_shared
 from tf_face.facemodel.base import FaceModel
 from tf_face.uv import atlas as atlas_mod
 from tf_face.uv.atlas import build_atlas, get_atlas
 from tf_face.testing.uv_maps import plane_grid, uv_sphere
 
-ICT_NPZ = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ict_face_model.npz"
 
 
 def ict_model() -> FaceModel:
-    if not ICT_NPZ.is_file():
-        pytest.skip(f"{ICT_NPZ} is absent (../shared is not checked out beside the repo)")
-    with np.load(ICT_NPZ, allow_pickle=False) as d:
+    with np.load(require_shared(ICT_NPZ), allow_pickle=False) as d:
         uv = d["uv"].astype(np.float32)
         uv[:, 1] = 1.0 - uv[:, 1]                  # OBJ v up -> tf_face v down
         return FaceModel(name="ict_test", mean_shape=d["mean"].astype(np.float32),

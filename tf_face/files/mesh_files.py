@@ -1,4 +1,4 @@
-"""Mesh file writers and readers: Wavefront OBJ + MTL, and binary glTF 2.0 (GLB).
+"""Mesh file writers: Wavefront OBJ + MTL, and binary glTF 2.0 (GLB).
 
 Conventions
 -----------
@@ -13,15 +13,14 @@ Conventions
 * Triangles are counter-clockwise seen from outside (``tf_face`` convention),
   which is what both OBJ viewers and glTF (front face = CCW) expect.
 * UV: ``tf_face`` uses v *down* (texel row = v * H). OBJ's ``vt`` has v up, so
-  ``write_obj`` writes ``vt = (u, 1 - v)`` and ``read_obj`` returns the file's
-  values untouched. glTF's TEXCOORD_0 has its origin at the top-left of the
-  image with v down, the same as ``tf_face``: ``write_glb`` writes uv as is.
+  ``write_obj`` writes ``vt = (u, 1 - v)``. glTF's TEXCOORD_0 has its origin
+  at the top-left of the image with v down, the same as ``tf_face``: ``write_glb`` writes uv as is.
 * One UV per vertex (seams are split vertices), so OBJ faces are ``a/a/a``.
 * Units are those of the input (glTF nominally means metres; viewers frame the
   model, so the scale only matters when combining files).
 
-``read_obj`` / ``read_glb`` are small readers used by the tests; they parse
-only what the writers produce (plus polygon faces and negative indices in OBJ).
+There are no readers here: the tests read the files back with ``trimesh``
+(an independent parser, pinned in requirements.txt).
 """
 
 from __future__ import annotations
@@ -179,73 +178,6 @@ def write_obj(path, vertices, triangles, uv=None, normals=None, mtl_name=None,
     return path
 
 
-def read_obj(path) -> dict:
-    """Parse an OBJ: ``v [V,3]``, ``vt [N,2]`` (file values, v up), ``vn [N,3]``,
-    ``faces_v / faces_vt / faces_vn [T,3]`` (0-based; -1 where absent; polygons
-    fan-triangulated), ``mtllib`` (list) and ``usemtl`` (list)."""
-    v, vt, vn, fv, ft, fn, mtllib, usemtl = [], [], [], [], [], [], [], []
-    with open(path, "r", encoding="ascii") as fh:
-        for line in fh:
-            parts = line.split()
-            if not parts or parts[0].startswith("#"):
-                continue
-            key = parts[0]
-            if key == "v":
-                v.append([float(x) for x in parts[1:4]])
-            elif key == "vt":
-                vt.append([float(x) for x in parts[1:3]])
-            elif key == "vn":
-                vn.append([float(x) for x in parts[1:4]])
-            elif key == "f":
-                corners = []
-                for c in parts[1:]:
-                    ids = (c.split("/") + ["", ""])[:3]
-                    corners.append([_obj_index(s, n) for s, n in
-                                    zip(ids, (len(v), len(vt), len(vn)))])
-                for k in range(1, len(corners) - 1):
-                    tri = [corners[0], corners[k], corners[k + 1]]
-                    fv.append([c[0] for c in tri])
-                    ft.append([c[1] for c in tri])
-                    fn.append([c[2] for c in tri])
-            elif key == "mtllib":
-                mtllib.append(" ".join(parts[1:]))
-            elif key == "usemtl":
-                usemtl.append(" ".join(parts[1:]))
-    return {
-        "v": np.asarray(v, np.float64).reshape(-1, 3),
-        "vt": np.asarray(vt, np.float64).reshape(-1, 2),
-        "vn": np.asarray(vn, np.float64).reshape(-1, 3),
-        "faces_v": np.asarray(fv, np.int64).reshape(-1, 3),
-        "faces_vt": np.asarray(ft, np.int64).reshape(-1, 3),
-        "faces_vn": np.asarray(fn, np.int64).reshape(-1, 3),
-        "mtllib": mtllib,
-        "usemtl": usemtl,
-    }
-
-
-def _obj_index(s: str, count: int) -> int:
-    if not s:
-        return -1
-    i = int(s)
-    return i - 1 if i > 0 else count + i
-
-
-def read_mtl(path) -> dict:
-    """Parse an MTL into ``{material: {key: value string}}``."""
-    out, cur = {}, None
-    with open(path, "r", encoding="ascii") as fh:
-        for line in fh:
-            parts = line.split(None, 1)
-            if not parts or parts[0].startswith("#"):
-                continue
-            value = parts[1].strip() if len(parts) > 1 else ""
-            if parts[0] == "newmtl":
-                cur = out.setdefault(value, {})
-            elif cur is not None:
-                cur[parts[0]] = value
-    return out
-
-
 def _pad4(data: bytes, fill: bytes) -> bytes:
     return data + fill * ((-len(data)) % 4)
 
@@ -329,48 +261,3 @@ def write_glb(path, vertices, triangles, uv, texture_png_bytes: bytes, normals=N
     ])
     _atomic_write(path, data)
     return path
-
-
-_NUM_COMPONENTS = {"SCALAR": 1, "VEC2": 2, "VEC3": 3, "VEC4": 4}
-_DTYPES = {_FLOAT: "<f4", _UINT32: "<u4", 5123: "<u2", 5121: "u1"}
-
-
-def read_glb(path) -> tuple[dict, bytes]:
-    """Parse a GLB into ``(gltf_json, bin_chunk)``; checks header and chunk lengths."""
-    data = Path(path).read_bytes()
-    if len(data) < 20:
-        raise ValueError("GLB too short")
-    magic, version, total = struct.unpack_from("<III", data, 0)
-    if magic != _GLB_MAGIC or version != 2 or total != len(data):
-        raise ValueError("not a glTF 2.0 binary file (bad header)")
-    jlen, jtype = struct.unpack_from("<II", data, 12)
-    if jtype != _CHUNK_JSON or 20 + jlen > len(data):
-        raise ValueError("GLB: first chunk is not JSON")
-    gltf = json.loads(data[20:20 + jlen].decode("utf-8"))
-    binary = b""
-    pos = 20 + jlen
-    if pos < len(data):
-        blen, btype = struct.unpack_from("<II", data, pos)
-        if btype != _CHUNK_BIN or pos + 8 + blen != len(data):
-            raise ValueError("GLB: bad BIN chunk")
-        binary = data[pos + 8:pos + 8 + blen]
-    return gltf, binary
-
-
-def glb_accessor(gltf: dict, binary: bytes, index: int) -> np.ndarray:
-    """The data of accessor ``index`` as an array ``[count, components]``."""
-    acc = gltf["accessors"][index]
-    view = gltf["bufferViews"][acc["bufferView"]]
-    ncomp = _NUM_COMPONENTS[acc["type"]]
-    dtype = np.dtype(_DTYPES[acc["componentType"]])
-    start = view.get("byteOffset", 0) + acc.get("byteOffset", 0)
-    count = acc["count"]
-    arr = np.frombuffer(binary, dtype, count * ncomp, start)
-    return arr.reshape(count, ncomp)
-
-
-def glb_image_bytes(gltf: dict, binary: bytes, index: int = 0) -> bytes:
-    """The bytes of embedded image ``index``."""
-    view = gltf["bufferViews"][gltf["images"][index]["bufferView"]]
-    start = view.get("byteOffset", 0)
-    return binary[start:start + view["byteLength"]]
