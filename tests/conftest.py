@@ -10,6 +10,7 @@ in CI (``CI=true``) the same test **fails** with the reason, so a CI run cannot
 pass by skipping the op tests or the real-photo tests.
 """
 
+import os
 from pathlib import Path
 
 import pytest

@@ -236,7 +236,7 @@ def test_detail_mesh_drops_triangles_across_islands():
     pos, nrm = _flat_maps(4, 6)
     pos[:, 3:, 0] += 100.0           # columns 3.. belong to a far-away island
     mesh = dm.build_detail_mesh(mask, pos, nrm)
-    v, t = mesh.vertices, mesh.triangles
+    t = mesh.triangles
     cols = mesh.texel_index[t] % 6
     assert not ((cols.min(1) == 2) & (cols.max(1) == 3)).any()
     assert len(t) == 2 * 3 * (2 + 2)

@@ -1,7 +1,6 @@
 """UV atlas: exact interpolation, coverage, barycentric validity, disk cache."""
 
 import numpy as np
-import pytest
 
 from tests.conftest import ICT_NPZ, require_shared
 from tf_face.facemodel.base import FaceModel

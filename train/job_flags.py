@@ -7,8 +7,6 @@ defaults are the paper's where it gives them (METHOD.md).
 from __future__ import annotations
 
 import dataclasses
-import os
-import sys
 
 from absl import flags
 

@@ -40,7 +40,6 @@ import dataclasses
 import json
 import logging
 import multiprocessing as mp
-import os
 import signal
 import sys
 from pathlib import Path

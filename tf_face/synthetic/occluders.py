@@ -34,7 +34,6 @@ def _glasses(rng, lm, iod, alpha, colour):
                  np.array([0.35, 0.33, 0.3])][int(rng.integers(3))]
     thick = max(1, int(round(iod * rng.uniform(0.03, 0.08) * SS)))
     hh = iod * rng.uniform(0.22, 0.32)
-    inner_r, inner_l = lm[39], lm[42]
     lens = []
     for c, a, b in ((er, lm[36], lm[39]), (el, lm[42], lm[45])):
         hw = 0.5 * np.linalg.norm(b - a) * rng.uniform(1.5, 1.8)
