@@ -40,6 +40,7 @@ from absl import app, flags
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+from tf_face.ibug import inter_ocular_distance  # noqa: E402
 if __name__ == "__main__":   # a script: TensorFlow without its start-up noise
     from tf_face.tf_import import quiet_tensorflow
     quiet_tensorflow()
@@ -79,7 +80,7 @@ def landmark_errors(result, model) -> tuple[np.ndarray, np.ndarray]:
 
 
 def summarise(obs: np.ndarray, pred: np.ndarray) -> dict:
-    iod = float(np.linalg.norm(obs[36:42].mean(0) - obs[42:48].mean(0)))
+    iod = inter_ocular_distance(obs)
     e = np.linalg.norm(obs - pred, axis=1) / iod
     return {"groups": {g: float(np.sqrt(np.mean(e[list(r)] ** 2))) for g, r in GROUPS.items()},
             "per_landmark": [round(float(x), 5) for x in e]}

@@ -67,6 +67,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from tf_face.eval_metrics import json_safe  # noqa: E402,F401 - tests use it from here
+from tf_face.srgb import linear_to_srgb  # noqa: E402
 if __name__ == "__main__":   # a script: TensorFlow without its start-up noise
     from tf_face.tf_import import quiet_tensorflow
     quiet_tensorflow()
@@ -109,12 +110,6 @@ def list_photos(image_dir, recursive: bool = False) -> list[Path]:
 
 
 # ------------------------------------------------------------------ metrics
-def linear_to_srgb(x) -> np.ndarray:
-    """Exact sRGB encoding, clipped to [0, 1] (``tf_face.synthetic.scene``)."""
-    from tf_face.synthetic.scene import linear_to_srgb_np
-    return linear_to_srgb_np(x)
-
-
 def shade(albedo, normals, sh) -> np.ndarray:
     """``albedo x SH shading`` [S, S, 3] with the render op (``tf_face.render.sh_shade``)."""
     from tf_face.render import sh_shade

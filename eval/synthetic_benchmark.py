@@ -205,6 +205,7 @@ class Networks:
         from tf_face.errors import TfFaceError
         from tf_face.facemodel import load_face_model
         from tf_face.losses import LossWeights
+        from tf_face.serving.backends import keras_network_function
         from tf_face.serving.weights import is_release_folder, load_networks
         from tf_face.uv.albedo_model import uv_albedo_model
         from tf_face.detail import model_detail_unit
@@ -239,6 +240,9 @@ class Networks:
                         else None)
             self.drn = (load_stage_model(folder, "drn") if (folder / "drn.keras").is_file()
                         else None)
+        # FAN and DRN run as in serving (tf_face.serving.backends.TFBackend)
+        self.serve = {name: keras_network_function(name, net, self.uv_size)
+                      for name, net in (("fan", self.fan), ("drn", self.drn)) if net is not None}
 
     def predict(self, sample, fit_scale: float, paths=PATHS) -> dict:
         """Network outputs for one (8-bit) UV sample, numpy [H,W,...], linear
@@ -247,7 +251,8 @@ class Networks:
 
         from tf_face.render import sh_shade
         from tf_face.serving.reconstruct import detail_maps
-        from tf_face.training.colour import srgb_to_linear, to_shading_space
+        from tf_face.srgb import srgb_to_linear
+        from tf_face.training.colour import to_shading_space
         from tf_face.training.stages import bnet_predict
 
         ctx = self.ctx
@@ -260,26 +265,26 @@ class Networks:
         fan = None
         if self.fan is not None and "fan" in paths:
             t = time.perf_counter()
-            fan = self.fan(texture, training=False)
-            out["fan"] = fan[0].numpy()
+            fan = self.serve["fan"](texture)["albedo"]
+            out["fan"] = fan[0]
             out["ms_fan"] = (time.perf_counter() - t) * 1e3
         if self.drn is not None and "drn" in paths:
-            t = time.perf_counter()
-            rate = self.drn(texture, training=False)[0, ..., 0].numpy()
+            t = time.perf_counter()   # serving's DRN call and detail maps
+            rate = self.serve["drn"](texture)["moving_rate"][0, ..., 0]
             _, _, _, dn = detail_maps(sample, self.atlas.mask, rate, fit_scale, self.detail_unit)
             out["drn_normals"] = np.where(np.any(dn != 0, -1, keepdims=True), dn, sample.normals)
             out["rate"] = rate
             out["ms_drn"] = (time.perf_counter() - t) * 1e3
         target = to_shading_space(texture, self.color_space)[0].numpy()
-        albedo_for_shading = fan if fan is not None else pca
+        albedo_for_shading = tf.constant(fan) if fan is not None else pca
         detail = normals if out["drn_normals"] is None else \
             tf.constant(out["drn_normals"][None], tf.float32)
         out["rerender"] = (sh_shade(albedo_for_shading, detail, gamma)[0].numpy(), target)
         out["rerender_base"] = (sh_shade(albedo_for_shading, normals, gamma)[0].numpy(), target)
         if self.color_space == "srgb":     # compare albedos with the (linear) truth
-            out["pca"] = srgb_to_linear(out["pca"]).numpy()
+            out["pca"] = srgb_to_linear(out["pca"]).astype(np.float32)
             if out["fan"] is not None:
-                out["fan"] = srgb_to_linear(out["fan"]).numpy()
+                out["fan"] = srgb_to_linear(out["fan"]).astype(np.float32)
         return out
 
 
@@ -434,8 +439,8 @@ _TILE = 256
 
 
 def _srgb_tile(linear, mask) -> np.ndarray:
-    from tf_face.synthetic.scene import linear_to_srgb_np
-    img = (linear_to_srgb_np(linear) * 255).round().astype(np.uint8)
+    from tf_face.srgb import linear_to_srgb
+    img = (linear_to_srgb(linear) * 255).round().astype(np.uint8)
     img[~np.asarray(mask, bool)] = 0
     return img
 

@@ -16,7 +16,7 @@ def face_maps():
     """Position (pixels) and normal maps of the default model's 64² atlas, and valid."""
     from tf_face.facemodel import default_model
     from tf_face.uv import get_atlas
-    from tf_face.uv.unwrap import vertex_normals
+    from tf_face.facemodel.mesh import vertex_normals
     model = default_model()
     atlas = get_atlas(model, size=64)
     verts = model.mean_shape.astype(np.float64)
@@ -87,8 +87,8 @@ def test_tf_numpy_and_index_reference_agree_on_the_face_atlas(face_maps, flip):
     assert (got_np[~valid] == 0).all() and (got_tf[~valid] == 0).all()
     # the displacement matters (not a trivially passing identity)
     assert np.abs(got_np - nrm)[valid].max() > 0.1
-    # the export wrapper is the same formula
-    from tf_face.files.detail_mesh import detail_normals
+    # the map-level helper of the export tests is the same formula
+    from tests.test_export import detail_normals
     np.testing.assert_allclose(detail_normals(moved, valid, reference_normals=nrm,
                                               base_positions=pos), want, atol=1e-6)
 

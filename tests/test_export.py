@@ -14,6 +14,32 @@ from tf_face.files import mesh_files as mf
 from tf_face.raster.zbuffer import rasterize
 
 
+def detail_normals(positions, mask, reference_normals=None, base_positions=None) -> np.ndarray:
+    """Unit normal map ``[H,W,3]`` of the (displaced) grid, float32; 0 outside ``mask``.
+
+    The tests' map-level view of the one formula of ``tf_face.detail.np_ops``
+    (was ``tf_face.files.detail_mesh.detail_normals``, which only tests used):
+    positions only: the grid vertex normals (0 at valid texels in no
+    triangle); with ``reference_normals``: flipped to agree with them by
+    majority, and texels in no triangle take the reference; with
+    ``base_positions`` too: ``detail_normals_np`` (only what the displacement
+    changes; zero displacement gives the reference back).
+    """
+    from tf_face.detail.np_ops import detail_normals_np, grid_orientation, grid_vertex_normals
+
+    mask, (pos, ref, base) = dm._check_maps(mask, positions, reference_normals, base_positions)
+    if base is not None and ref is None:
+        raise ValueError("base_positions needs reference_normals")
+    if base is not None:
+        return detail_normals_np(pos, base, ref, mask)
+    vn = grid_vertex_normals(pos, mask)
+    if ref is not None:
+        vn = grid_orientation(pos, ref, mask) * vn
+        empty = mask & ~np.any(vn != 0, axis=-1)
+        vn[empty] = dm._unit(ref)[empty]
+    return np.where(mask[..., None], vn, 0.0).astype(np.float32)
+
+
 def hemisphere_mesh(n=33, radius=80.0, center=(100.0, 100.0)):
     """UV-mapped hemisphere bulging towards the camera, in the image frame.
 
@@ -257,9 +283,9 @@ def test_displace_and_detail_normals_of_a_bump():
     disp = dm.displace(pos, nrm, d, mask)
     np.testing.assert_allclose(disp[..., 2], d, atol=1e-6)
     np.testing.assert_allclose(disp[..., :2], pos[..., :2], atol=1e-6)
-    flat = dm.detail_normals(pos, mask)
+    flat = detail_normals(pos, mask)
     np.testing.assert_allclose(flat[..., 2], 1.0, atol=1e-6)      # flat grid: +z everywhere
-    n = dm.detail_normals(disp, mask, reference_normals=nrm)
+    n = detail_normals(disp, mask, reference_normals=nrm)
     np.testing.assert_allclose(np.linalg.norm(n, axis=-1), 1.0, atol=1e-5)
     # surface z = d(x, y) with x = c, y = -r: outward normal ~ (-dd/dx, -dd/dy, 1)
     ddx = -(c - cx) / 5.0 ** 2 * d
@@ -281,7 +307,7 @@ def test_detail_normals_mask_and_mirrored_reference():
     mask[:, :3] = False
     mask[10, 10] = False
     pos, nrm = _flat_maps(*d.shape, mirrored=True)
-    n = dm.detail_normals(dm.displace(pos, nrm, d, mask), mask, reference_normals=nrm)
+    n = detail_normals(dm.displace(pos, nrm, d, mask), mask, reference_normals=nrm)
     assert (n[~mask] == 0).all()
     assert (n[mask][:, 2] > 0.5).all()      # flipped to agree with the reference (+z)
 
@@ -334,7 +360,7 @@ def test_ict_atlas_detail_mesh_is_outward():
     mesh = dm.build_detail_mesh(mask, pos, nrm)
     assert len(mesh.vertices) == mask.sum() > 1000
     assert not mesh.flipped
-    n = dm.detail_normals(pos, mask)
+    n = detail_normals(pos, mask)
     ref = nrm / np.maximum(np.linalg.norm(nrm, axis=-1, keepdims=True), 1e-12)
     agree = np.einsum("ij,ij->i", n[mask], ref[mask])
     assert np.median(agree) > 0.95
@@ -352,16 +378,16 @@ def test_detail_normals_relative_to_smooth_base():
     smooth[..., 0] = rng.normal(0, 0.05, (h, w))
     mask = np.ones((h, w), bool)
     smooth_unit = smooth / np.linalg.norm(smooth, axis=-1, keepdims=True)
-    n0 = dm.detail_normals(pos, mask, reference_normals=smooth, base_positions=pos)
+    n0 = detail_normals(pos, mask, reference_normals=smooth, base_positions=pos)
     np.testing.assert_allclose(n0, smooth_unit, atol=1e-6)
     d, *_ = _bump(h, w, amp=2.0, sigma=3.0)
     flat, nrm = _flat_maps(h, w)
     moved = dm.displace(flat, nrm, d, mask)
     np.testing.assert_allclose(
-        dm.detail_normals(moved, mask, reference_normals=nrm, base_positions=flat),
-        dm.detail_normals(moved, mask), atol=1e-6)
+        detail_normals(moved, mask, reference_normals=nrm, base_positions=flat),
+        detail_normals(moved, mask), atol=1e-6)
     with pytest.raises(ValueError):
-        dm.detail_normals(moved, mask, base_positions=flat)
+        detail_normals(moved, mask, base_positions=flat)
 
 
 def test_image_to_export_origin():

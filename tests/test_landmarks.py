@@ -290,3 +290,25 @@ def test_odd_landmark_paths(tmp_path):
         read_landmark_file(str(tmp_path / "a\0b.pts"))
     with pytest.raises(LandmarkError, match="must be a string"):
         read_landmark_file(None)
+
+
+def test_tflite_wrapper_reads_outputs_by_name():
+    """The one TFLite wrapper: MediaPipe's outputs by tensor name, ours by signature
+    name (tests/test_tflite), whatever their order in the file."""
+    from tf_face.landmarks import blazeface, facemesh
+    from tf_face.landmarks.blazeface import MIN_FACE_SCORE
+    from tf_face.landmarks.tflite_model import TFLiteModel
+
+    mesh = TFLiteModel("face_landmark.tflite")
+    assert mesh.output_names == (facemesh.LANDMARKS_OUTPUT, facemesh.PRESENCE_OUTPUT)
+    out = mesh(np.zeros(mesh.input_shape, np.float32))
+    assert out[facemesh.LANDMARKS_OUTPUT].size == 468 * 3
+    assert out[facemesh.PRESENCE_OUTPUT].size == 1
+    for spec in (blazeface.SHORT_RANGE, blazeface.FULL_RANGE):
+        shapes = TFLiteModel(spec.asset).output_shapes()
+        assert shapes[spec.boxes_output][-1] == 16 and shapes[spec.scores_output][-1] == 1
+    with pytest.raises(ValueError):
+        TFLiteModel()
+    # one presence threshold for the detector and the landmark model
+    assert FaceDetector().min_score == MIN_FACE_SCORE == 0.5
+    assert detect_landmarks.__defaults__[1] == MIN_FACE_SCORE

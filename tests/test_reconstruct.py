@@ -298,8 +298,10 @@ def test_report_shows_the_face_in_headless_chromium(batch_out, tmp_path):
 
 
 def test_fast_detail_normals_match_the_export_reference():
-    """tf_face.detail.np_ops (dense grid) == tf_face.files.detail_mesh (index lists)."""
-    from tf_face.files.detail_mesh import detail_normals, displace
+    """tf_face.detail.np_ops (dense grid) == tf_face.files.detail_mesh.displace and the
+    export tests' detail_normals."""
+    from tests.test_export import detail_normals
+    from tf_face.files.detail_mesh import displace
     from tf_face.detail.np_ops import detail_normals_np, displace_np, grid_vertex_normals
     rng = np.random.default_rng(1)
     h = 64

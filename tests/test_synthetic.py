@@ -13,7 +13,7 @@ from tf_face.skin_tone import GROUP_NAMES, tone_group
 from tf_face.synthetic import Difficulty, render_face, sample_face
 from tf_face.synthetic.alignment import alignment_stats, vertex_error_iod
 from tf_face.synthetic.sampling import sample_pose
-from tf_face.synthetic.scene import srgb_to_linear_np
+from tf_face.srgb import srgb_to_linear
 from tf_face.uv import get_atlas, unwrap
 
 SIZE = 384
@@ -129,7 +129,7 @@ def test_truth_reproduces_photo(clean_face, model, atlas):
                                      tf.constant(tr.sh[None])).numpy()[0]
     pred = np.clip(shade(tr.normals), 0, 1)
     pred_base = np.clip(shade(tr.base_normals), 0, 1)
-    obs = srgb_to_linear_np(sample.texture)
+    obs = srgb_to_linear(sample.texture)
     # away from the silhouette and occluder borders (bilinear footprints mix colours there)
     import cv2
     clean = (tr.visible & ~tr.occlusion).astype(np.uint8)

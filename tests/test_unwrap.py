@@ -14,7 +14,8 @@ from tf_face.raster.zbuffer import rasterize
 from tf_face.types import FittedFace, model_to_image
 from tf_face.uv.atlas import build_atlas
 from tf_face.testing.uv_maps import combine, uv_sphere
-from tf_face.uv.unwrap import unwrap, vertex_normals
+from tf_face.facemodel.mesh import vertex_normals
+from tf_face.uv.unwrap import unwrap
 
 from tests.test_uv_atlas import ict_model
 
@@ -165,6 +166,21 @@ def test_vertex_normals_point_outwards():
     # Scaling and rotating the mesh rotates the normals.
     rot = yaw(35.0)
     np.testing.assert_allclose(vertex_normals(3.0 * verts @ rot.T, tris), n @ rot.T, atol=1e-9)
+
+
+def test_vertex_normals_are_area_weighted():
+    """The one vertex-normal formula (tf_face.facemodel.mesh): the shared edge's
+    vertices of a big +z triangle and a small +x one lean 4:1 towards +z; the
+    renderer's camera-frame normals are the same formula after IMAGE_FLIP."""
+    from tf_face.types import IMAGE_FLIP
+    from tf_face.viz.image_renderer import vertex_normals_camera
+
+    verts = np.array([[0, 0, 0], [0, 1, 0], [-4, 0, 0], [0, 0, 1], [9, 9, 9]], np.float64)
+    tris = np.array([[0, 1, 2], [0, 1, 3]])        # areas 2 (normal +z) and 0.5 (+x)
+    n = vertex_normals(verts, tris)
+    edge = np.array([0.5, 0.0, 2.0]) / np.hypot(0.5, 2.0)
+    np.testing.assert_allclose(n, [edge, edge, [0, 0, 1], [1, 0, 0], [0, 0, 0]], atol=1e-12)
+    np.testing.assert_allclose(vertex_normals_camera(verts * IMAGE_FLIP, tris), n, atol=1e-12)
 
 
 def test_ict_self_occlusion_at_60_degrees():

@@ -27,6 +27,7 @@ import cv2
 import numpy as np
 
 from tf_face.errors import TfFaceError
+from tf_face.ibug import eye_centres
 
 OVERLAY_MAX_SIDE = 1600  # overlays of huge photos are downscaled to this long side
 
@@ -384,7 +385,7 @@ def write_unwrap_outputs(directory, image: np.ndarray, result, model) -> list:
     elif lm.shape[0] == 5 and model.landmarks68 is not None:
         # 5-point fits: eye centres are means of iBUG 36-41 / 42-47 (see fitting.spec_5)
         v68 = np.asarray(fitted.vertices_image)[np.asarray(model.landmarks68)]
-        fit_lm = np.stack([v68[36:42].mean(0), v68[42:48].mean(0), v68[30], v68[48], v68[54]])
+        fit_lm = np.stack([*eye_centres(v68), v68[30], v68[48], v68[54]])
     box = result.detection.box if result.detection is not None else None
     write_png_rgb(d / "overlay.png", draw_overlay(image, fitted.vertices_image,
                                                    model.triangles, lm, box, fit_lm))

@@ -7,7 +7,7 @@ Colour conversions
 Linear sRGB (D65) <-> CIE XYZ (IEC 61966-2-1 matrix) <-> CIELAB (CIE 1976,
 D65 white of that matrix, i.e. ``XYZ(1, 1, 1)``). Every albedo in this
 project is *linear* RGB, so ``linear_rgb_to_lab`` takes linear values; the
-sRGB transfer curve is only needed for hex swatches (``srgb_to_linear``).
+sRGB transfer curve (``tf_face.srgb``) is only needed for hex swatches.
 
 ITA
 ---
@@ -80,6 +80,9 @@ import functools
 
 import numpy as np
 
+from tf_face.ibug import inter_ocular_distance
+from tf_face.srgb import srgb_to_linear
+
 # IEC 61966-2-1 (sRGB) linear RGB -> XYZ, D65
 RGB_TO_XYZ = np.array([[0.4124564, 0.3575761, 0.1804375],
                        [0.2126729, 0.7151522, 0.0721750],
@@ -103,12 +106,6 @@ MST_HEX = ("f6ede4", "f3e7db", "f7ead0", "eadaba", "d7bd96",
 
 
 # --------------------------------------------------------------------- colour
-def srgb_to_linear(x) -> np.ndarray:
-    """sRGB-encoded values in [0, 1] -> linear (exact IEC 61966-2-1 curve)."""
-    x = np.asarray(x, np.float64)
-    return np.where(x <= 0.04045, x / 12.92, ((np.maximum(x, 0) + 0.055) / 1.055) ** 2.4)
-
-
 def linear_to_xyz(rgb) -> np.ndarray:
     """Linear sRGB [..., 3] -> CIE XYZ [..., 3] (D65, Y = 1 for white)."""
     return np.asarray(rgb, np.float64) @ RGB_TO_XYZ.T
@@ -250,7 +247,7 @@ def face_skin_mask(size: int = 256) -> np.ndarray:
     g = load_default_geometry()
     uv = np.asarray(g.uv, np.float64)
     lm = uv[np.asarray(g.landmarks68, np.int64)]
-    iod = float(np.linalg.norm(lm[36:42].mean(0) - lm[42:48].mean(0)))
+    iod = inter_ocular_distance(lm)
 
     def lerp(i, j, t):
         return lm[i] * (1 - t) + lm[j] * t

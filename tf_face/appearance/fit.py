@@ -40,7 +40,7 @@ from tf_face.appearance.light_albedo import LightAlbedoOptions, fit_light_albedo
 from tf_face.appearance.maps import (AlbedoMapOptions, DetailGrid, DisplacementOptions,
                                      fit_albedo_map, fit_displacement_map)
 from tf_face.errors import TfFaceError
-from tf_face.skin_tone import srgb_to_linear
+from tf_face.srgb import srgb_to_linear
 
 #: a face whose visible texels (sRGB) are darker / brighter than this on average
 #: carries no usable shading
@@ -74,8 +74,8 @@ class AppearanceResult:
 
 
 def srgb_to_linear_np(x) -> np.ndarray:
-    """float32 linear RGB of an sRGB map (``tf_face.skin_tone.srgb_to_linear``), clipped to [0, 1]."""
-    return srgb_to_linear(np.clip(x, 0.0, 1.0)).astype(np.float32)
+    """float32 linear RGB of an sRGB map (``tf_face.srgb.srgb_to_linear``), clipped to [0, 1]."""
+    return srgb_to_linear(x).astype(np.float32)
 
 
 class AppearanceFitter:

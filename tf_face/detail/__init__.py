@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from tf_face.ibug import inter_ocular_distance
+
 
 def model_detail_unit(model) -> float:
     """Inter-ocular distance of the model's mean shape (model units)."""
     if model.landmarks68 is None:
         extent = model.mean_shape.max(0) - model.mean_shape.min(0)
         return float(extent[0]) * 0.45
-    lm = model.mean_shape[model.landmarks68]
-    return float(np.linalg.norm(lm[36:42].mean(0) - lm[42:48].mean(0)))
+    return inter_ocular_distance(model.mean_shape[model.landmarks68])

@@ -18,13 +18,21 @@ def face_normals(vertices: np.ndarray, triangles: np.ndarray) -> np.ndarray:
 
 
 def vertex_normals(vertices: np.ndarray, triangles: np.ndarray) -> np.ndarray:
-    """Area-weighted unit vertex normals [V, 3] (zero for unused vertices)."""
-    fn = face_normals(vertices, triangles)
-    out = np.zeros((len(vertices), 3))
-    for i in range(3):
-        np.add.at(out, triangles[:, i], fn)
+    """Area-weighted unit vertex normals [V, 3], float64 (zero for unused vertices).
+
+    The one vertex-normal formula of tf_face (unwrap, renders, synthetic
+    faces, the fit's contour): the sum of the incident ``face_normals``
+    (``(b - a) x (c - a)``, length 2 * area), normalised; outward for
+    triangles counter-clockwise seen from outside in a right-handed frame.
+    """
+    t = np.asarray(triangles, np.int64)
+    fn = face_normals(vertices, t)
+    idx = t.reshape(-1)
+    out = np.empty((len(vertices), 3))
+    for k in range(3):
+        out[:, k] = np.bincount(idx, weights=np.repeat(fn[:, k], 3), minlength=len(vertices))
     n = np.linalg.norm(out, axis=1, keepdims=True)
-    return out / np.maximum(n, 1e-12)
+    return np.divide(out, n, out=np.zeros_like(out), where=n > 0)
 
 
 def edge_counts(triangles: np.ndarray) -> dict[tuple[int, int], int]:

@@ -15,8 +15,7 @@ like a frontal photo of the face (u to the image right, v down; the
 MediaPipe-topology and ICT layouts) this points out of the face, so the grid
 mesh is counter-clockwise from outside like the base mesh. When a normal map is
 given, ``build_detail_mesh`` checks this by a majority vote of the triangles
-and flips the winding if the layout is mirrored; ``detail_normals`` does the
-same with ``reference_normals``.
+and flips the winding if the layout is mirrored.
 
 UV of a vertex = its texel centre: ``u = (c + 0.5) / W``, ``v = (r + 0.5) / H``
 (tf_face UV, v down; ``texel row = v * H``).
@@ -37,6 +36,7 @@ from typing import Optional
 import cv2
 import numpy as np
 
+from tf_face.facemodel.mesh import face_normals
 from tf_face.render.adjacency import grid_triangles
 from tf_face.outputs import atomic_write_file, write_json
 
@@ -78,11 +78,6 @@ def _check_maps(mask, *maps):
     return mask, out
 
 
-def _face_normals(vertices: np.ndarray, triangles: np.ndarray) -> np.ndarray:
-    a, b, c = (vertices[triangles[:, k]] for k in range(3))
-    return np.cross(b - a, c - a)   # area-weighted (length = 2 * area)
-
-
 def _unit(x: np.ndarray) -> np.ndarray:
     length = np.linalg.norm(x, axis=-1, keepdims=True)
     return np.where(length > 0, x / np.maximum(length, 1e-300), 0.0)
@@ -115,7 +110,7 @@ def build_detail_mesh(mask, position_map, normal_map=None,
     if nrm is not None:
         normals = _unit(nrm.reshape(-1, 3)[texel_index])
         if len(tris):
-            fn = _face_normals(verts, tris)
+            fn = face_normals(verts, tris)
             ref = normals[tris].sum(1)
             agree = np.einsum("ij,ij->i", fn, ref)
             if np.sum(agree < 0) > np.sum(agree > 0):
@@ -137,43 +132,6 @@ def displace(position_map, normal_map, displacement, mask) -> np.ndarray:
         raise ValueError(f"displacement must be [H,W], got {disp.shape}")
     out = pos + disp[..., None] * _unit(nrm)
     return np.where(mask[..., None], out, pos).astype(np.float32)
-
-
-def detail_normals(positions, mask, reference_normals=None, base_positions=None) -> np.ndarray:
-    """Unit normal map ``[H,W,3]`` of the (displaced) grid; 0 outside ``mask``.
-
-    The one detail-normal formula of ``tf_face.detail.np_ops`` (see its
-    module doc; this is a thin wrapper, in float64):
-
-    * positions only: the area-weighted grid vertex normals
-      (``dP/dv x dP/du`` orientation, see the module doc), 0 at valid texels
-      in no triangle;
-    * with ``reference_normals [H,W,3]`` (e.g. the base normal map): the map
-      is flipped if most texels disagree with it, and valid texels that
-      belong to no triangle take the reference normal;
-    * with ``base_positions`` (the undisplaced position map) as well: only
-      what the displacement changes is kept,
-      ``n = normalise(n_ref + sign * (n(positions) - n(base_positions)))``
-      with ``sign`` voted on the base grid normals
-      (``tf_face.detail.np_ops.detail_normals_np``). The grid normals of a
-      position map interpolated linearly inside each base triangle are
-      constant per base triangle, so this removes the base mesh's facets from
-      the shading while keeping the detail; with zero displacement it returns
-      the reference normals.
-    """
-    from tf_face.detail.np_ops import detail_normals_np, grid_orientation, grid_vertex_normals
-
-    mask, (pos, ref, base) = _check_maps(mask, positions, reference_normals, base_positions)
-    if base is not None and ref is None:
-        raise ValueError("base_positions needs reference_normals")
-    if base is not None:
-        return detail_normals_np(pos, base, ref, mask)
-    vn = grid_vertex_normals(pos, mask)
-    if ref is not None:
-        vn = grid_orientation(pos, ref, mask) * vn
-        empty = mask & ~np.any(vn != 0, axis=-1)
-        vn[empty] = _unit(ref)[empty]
-    return np.where(mask[..., None], vn, 0.0).astype(np.float32)
 
 
 def write_displacement_png(path, disp, scale: Optional[float] = None,

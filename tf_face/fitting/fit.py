@@ -42,6 +42,7 @@ from tf_face.fitting.landmark_spec import (MEDIAPIPE_LEFT_EYE, MEDIAPIPE_RIGHT_E
 from tf_face.fitting.options import FitOptions, resolve_expr_bounds
 from tf_face.fitting.rotation import project_to_so3
 from tf_face.fitting.similarity import umeyama_image
+from tf_face.ibug import eye_centres
 from tf_face.types import FittedFace, model_to_image
 
 _POSE_ITERATIONS = 5   # damped Gauss-Newton steps on the pose per round
@@ -148,8 +149,7 @@ def _fit_observed(model, pts: np.ndarray, size) -> FittedFace:
 
 def _iod_observed(model, xy: np.ndarray) -> float:
     if model.landmarks68 is not None:
-        lm = np.asarray(model.landmarks68)
-        a, b = xy[lm[36:42]].mean(0), xy[lm[42:48]].mean(0)
+        a, b = eye_centres(xy[np.asarray(model.landmarks68)])
     elif model.num_vertices == 468:
         a, b = xy[MEDIAPIPE_RIGHT_EYE].mean(0), xy[MEDIAPIPE_LEFT_EYE].mean(0)
     else:   # no eyes known: RMS radius of the points (about one IOD for a face)

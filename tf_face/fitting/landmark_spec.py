@@ -17,11 +17,9 @@ import dataclasses
 import numpy as np
 
 from tf_face.errors import FitError
+from tf_face.ibug import LEFT_EYE_68, RIGHT_EYE_68
 
-# iBUG-68 rows of the eye centres (subject's right eye 36..41 appears on the
-# image's left in a frontal photo).
-RIGHT_EYE_68 = np.arange(36, 42)
-LEFT_EYE_68 = np.arange(42, 48)
+# iBUG-68 rows of the eye centres: tf_face.ibug (the one IOD definition).
 # MediaPipe FaceMesh eye corners (subject's right eye: 33 outer, 133 inner;
 # left eye: 362 inner, 263 outer), used for the IOD of 468-point fits when the
 # model has no 68-point correspondence.

@@ -26,6 +26,7 @@ from tf_face.fitting.fit import fit_face
 from tf_face.fitting.landmark_spec import spec_68
 from tf_face.fitting.options import FitOptions
 from tf_face.fitting.rotation import euler_ypr, rotation_angle
+from tf_face.ibug import inter_ocular_distance
 from tf_face.types import model_to_image
 
 
@@ -53,7 +54,7 @@ def make_faces(model, n, seed):
         rot = euler_ypr(rng.uniform(-40, 40), rng.uniform(-15, 15), rng.uniform(-15, 15))
         shape = model.shape(alpha, beta)
         lm = annotator_landmarks(model, shape, 9.0, rot, np.array([320.0, 240.0]))
-        iod = np.linalg.norm(lm[36:42].mean(0) - lm[42:48].mean(0))
+        iod = inter_ocular_distance(lm)
         faces.append((alpha, beta, rot, shape, lm, iod, rng.standard_normal(lm.shape)))
     return faces
 

@@ -6,7 +6,8 @@ Models (from the pinned MediaPipe wheel, see ``tf_face.assets``):
   float32 RGB in **[-1, 1]**; outputs ``regressors [1, 896, 16]`` and
   ``classificators [1, 896, 1]`` (logits).
 * full range ``face_detection_full_range_sparse.tflite``: input ``1x192x192x3``
-  in [-1, 1]; outputs ``[1, 2304, 16]`` and ``[1, 2304, 1]``.
+  in [-1, 1]; outputs ``Identity [1, 2304, 16]`` and ``Identity_1 [1, 2304, 1]``
+  (read by name: ``BlazeFaceSpec``).
 
 Anchor layout (``make_anchors``): for each stride, a grid of
 ``ceil(input/stride)`` cells, listed row by row, cell by cell, with all anchors
@@ -61,11 +62,18 @@ class BlazeFaceSpec:
     input_size: int
     strides: tuple[int, ...]
     anchors_per_cell: tuple[int, ...]
+    boxes_output: str       # the .tflite output names: [1, A, 16] box + keypoint offsets
+    scores_output: str      # and [1, A, 1] score logits
 
 
 MIN_SIDE = 16   # photos with a side below this have no findable face: []
-SHORT_RANGE = BlazeFaceSpec("face_detection_short_range.tflite", 128, (8, 16), (2, 6))
-FULL_RANGE = BlazeFaceSpec("face_detection_full_range_sparse.tflite", 192, (4,), (1,))
+#: MediaPipe's face-presence threshold (a probability): the short-range BlazeFace
+#: score and the face mesh's presence score (``face_landmarks.detect_landmarks``)
+MIN_FACE_SCORE = 0.5
+SHORT_RANGE = BlazeFaceSpec("face_detection_short_range.tflite", 128, (8, 16), (2, 6),
+                            "regressors", "classificators")
+FULL_RANGE = BlazeFaceSpec("face_detection_full_range_sparse.tflite", 192, (4,), (1,),
+                           "Identity", "Identity_1")
 
 
 def make_anchors(input_size: int, strides, anchors_per_cell) -> np.ndarray:
@@ -142,7 +150,7 @@ class _BlazeFaceRunner:
 
     def __init__(self, spec: BlazeFaceSpec, num_threads: int | None):
         self.spec = spec
-        self.model = TFLiteModel(spec.asset, num_threads)
+        self.model = TFLiteModel(spec.asset, num_threads or 1)
         self.anchors = make_anchors(spec.input_size, spec.strides, spec.anchors_per_cell)
         n = spec.input_size
         self._u8 = np.zeros((n, n, 3), np.uint8)
@@ -165,8 +173,7 @@ class _BlazeFaceRunner:
         np.multiply(self._u8, 2.0 / 255.0, out=self._f32[0], casting="unsafe")
         self._f32 -= 1.0
         outs = self.model(self._f32)
-        raw_boxes = next(o for o in outs if o.shape[-1] == 16)
-        raw_scores = next(o for o in outs if o.shape[-1] == 1)
+        raw_boxes, raw_scores = outs[self.spec.boxes_output], outs[self.spec.scores_output]
         boxes, kps, scores = decode(raw_boxes, raw_scores, self.anchors, n, min_score)
         # undo the letterbox: input px -> image px (separate x/y factors)
         sx, sy = nw / (w * f), nh / (h * f)
@@ -183,7 +190,7 @@ class FaceDetector:
     """All faces in a photo, largest first, in original-image pixels.
 
     Args:
-      min_score: score threshold of the short-range model (MediaPipe: 0.5).
+      min_score: score threshold of the short-range model (``MIN_FACE_SCORE``).
       full_range_min_score: threshold of the full-range model (MediaPipe: 0.6).
       iou_threshold: weighted-NMS overlap threshold.
       max_side: photos larger than this are downscaled by an integer factor
@@ -197,14 +204,14 @@ class FaceDetector:
       upright_search: when nothing is found, also try the photo turned by
         90, 270 and 180 degrees (short + full range, no tiles); faces on
         their side are then found and their keypoints map back.
-      num_threads: TFLite threads per model.
+      num_threads: TFLite threads per model (default 1: they take ~1 ms).
 
     Models load lazily on first call and are reused; calls allocate little.
     Call with ``image`` uint8 ``[H, W, 3]`` RGB (see ``tf_face.image_io``);
     returns ``list[Detection]`` (empty when there is no face).
     """
 
-    def __init__(self, min_score: float = 0.5, full_range_min_score: float = 0.6,
+    def __init__(self, min_score: float = MIN_FACE_SCORE, full_range_min_score: float = 0.6,
                  iou_threshold: float = 0.3, max_side: int = 1280,
                  small_face_fraction: float = 0.15, tiles: bool = True,
                  upright_search: bool = True, num_threads: int | None = None):

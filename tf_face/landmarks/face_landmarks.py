@@ -5,18 +5,20 @@ from __future__ import annotations
 import numpy as np
 
 from tf_face.errors import NoFaceError
+from tf_face.landmarks.blazeface import MIN_FACE_SCORE
 from tf_face.types import Detection
 
 
 def detect_landmarks(image: np.ndarray, detector, landmarker, face_index: int = 0,
-                     min_presence: float = 0.5, orientation_below: float = 0.8
+                     min_presence: float = MIN_FACE_SCORE, orientation_below: float = 0.8
                      ) -> tuple[Detection, np.ndarray, int]:
     """Return ``(detection, landmarks [468, 3], number of detections)``.
 
     Detections are taken largest first; one whose landmark face-presence
     score (``landmarker.last_score``) is below ``min_presence`` is treated as
-    a false positive and skipped (BlazeFace's 0.5 threshold lets a few
-    through, e.g. on strongly rotated photos), so ``face_index`` counts
+    a false positive and skipped (BlazeFace's threshold, the same
+    ``MIN_FACE_SCORE``, lets a few through, e.g. on strongly rotated
+    photos), so ``face_index`` counts
     verified faces.  Only the faces up to ``face_index`` are landmarked.
     A detection scoring below ``orientation_below`` first goes through
     ``detector.fix_orientation`` (faces turned by 90-180 degrees score

@@ -1,58 +1,81 @@
-"""A thin, lazily loaded wrapper around ``tf.lite.Interpreter``.
+"""The one TFLite interpreter wrapper (MediaPipe's models and our networks).
 
-The interpreter is created on first use (importing ``tf_face.landmarks`` does
-not import TensorFlow), tensors are allocated once, and every call copies one
-float32 input in and returns views of the outputs copied out.  One instance is
-not thread-safe (TFLite interpreters are not); make one per thread.
+The interpreter (``ai_edge_litert`` when installed, else ``tf.lite``) is
+created on first use (importing ``tf_face.landmarks`` does not import
+TensorFlow) and quietly (no deprecation warning, no XNNPACK INFO line);
+tensors are allocated once. A call copies one float32 input in and returns
+the outputs **by name**: the signature's output names for models that have
+one (tf_face's networks: ``serving.tflite.OUTPUT_NAMES``), else the output
+tensors' names (MediaPipe's BlazeFace: ``regressors`` / ``classificators``,
+``Identity`` / ``Identity_1``; face mesh: ``conv2d_21`` / ``conv2d_31``).
+One instance is not thread-safe (TFLite interpreters are not); make one
+per thread.
 """
 
 from __future__ import annotations
 
 import threading
 import warnings
+from pathlib import Path
 
 import numpy as np
 
 from tf_face.assets import asset_path
 
 
+def interpreter_class():
+    """LiteRT's ``Interpreter`` when ``ai_edge_litert`` is installed, else ``tf.lite``'s."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter  # type: ignore
+        return Interpreter
+    except ImportError:
+        from tf_face.tf_import import quiet_tensorflow
+        quiet_tensorflow()
+        import tensorflow as tf  # noqa: deferred, heavy
+        return tf.lite.Interpreter
+
+
 class TFLiteModel:
     """One TFLite model with a single float32 input tensor.
 
     Args:
-      asset_name: name known to ``tf_face.assets.asset_path``.
-      num_threads: TFLite CPU threads (default: 1 — the machines this runs on
-        are shared and the models take ~1 ms).
+      asset_name: name known to ``tf_face.assets.asset_path`` (MediaPipe's
+        models), or
+      path: a .tflite file.
+      num_threads: TFLite CPU threads (None: the interpreter's default).
     """
 
-    def __init__(self, asset_name: str, num_threads: int | None = None):
+    def __init__(self, asset_name: str | None = None, num_threads: int | None = None, *,
+                 path=None):
+        if (asset_name is None) == (path is None):
+            raise ValueError("TFLiteModel: give asset_name or path")
         self.asset_name = asset_name
-        self.num_threads = num_threads or 1
+        self.path = None if path is None else Path(path)
+        self.num_threads = num_threads
         self._interp = None
         self._lock = threading.Lock()
 
     def _load(self):
-        path = asset_path(self.asset_name)   # AssetMissingError with the fix
-        from tf_face.tf_import import muted_stderr, quiet_tensorflow
-        quiet_tensorflow()
-        import tensorflow as tf  # noqa: deferred, heavy
+        path = self.path or asset_path(self.asset_name)   # AssetMissingError with the fix
+        from tf_face.tf_import import muted_stderr
+        cls = interpreter_class()
         with warnings.catch_warnings(), muted_stderr():
             warnings.simplefilter("ignore")   # "tf.lite.Interpreter is deprecated"
-            interp = tf.lite.Interpreter(model_path=str(path),
-                                         num_threads=self.num_threads)
+            interp = cls(model_path=str(path), num_threads=self.num_threads)
             interp.allocate_tensors()   # prints the XNNPACK-delegate INFO line
-        self._input = interp.get_input_details()[0]
-        self._outputs = interp.get_output_details()
+        if interp.get_signature_list():
+            runner = interp.get_signature_runner()
+            inputs = list(runner.get_input_details().items())
+            outputs = runner.get_output_details()
+        else:
+            inputs = [(d["name"], d) for d in interp.get_input_details()]
+            outputs = {d["name"]: d for d in interp.get_output_details()}
+        if len(inputs) != 1:
+            raise ValueError(f"{path}: expected one input tensor, got {len(inputs)}")
+        (self.input_name, self._input), = inputs
+        self._outputs = {name: d["index"] for name, d in outputs.items()}
+        self._shapes = {name: tuple(int(s) for s in d["shape"]) for name, d in outputs.items()}
         self._interp = interp
-
-    @property
-    def input_shape(self) -> tuple[int, ...]:
-        self.ensure_loaded()
-        return tuple(int(s) for s in self._input["shape"])
-
-    def output_shapes(self) -> list[tuple[int, ...]]:
-        self.ensure_loaded()
-        return [tuple(int(s) for s in o["shape"]) for o in self._outputs]
 
     def ensure_loaded(self):
         if self._interp is None:
@@ -60,9 +83,29 @@ class TFLiteModel:
                 if self._interp is None:
                     self._load()
 
-    def __call__(self, x: np.ndarray) -> list[np.ndarray]:
-        """Run on ``x`` (float32, the input's shape); outputs in model order."""
+    @property
+    def interpreter(self):
+        self.ensure_loaded()
+        return self._interp
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        self.ensure_loaded()
+        return tuple(int(s) for s in self._input["shape"])
+
+    @property
+    def output_names(self) -> tuple[str, ...]:
+        """The outputs' names, sorted."""
+        self.ensure_loaded()
+        return tuple(sorted(self._outputs))
+
+    def output_shapes(self) -> dict[str, tuple[int, ...]]:
+        self.ensure_loaded()
+        return dict(self._shapes)
+
+    def __call__(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        """Run on ``x`` (float32, the input's shape); ``{output name: array}`` (copies)."""
         self.ensure_loaded()
         self._interp.set_tensor(self._input["index"], x)
         self._interp.invoke()
-        return [self._interp.get_tensor(o["index"]) for o in self._outputs]
+        return {name: self._interp.get_tensor(i) for name, i in self._outputs.items()}

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tf_face.serving.tflite import OUTPUT_NAMES
 from tf_face.serving.weights import (NETWORKS, WeightsError, albedo_from_coeffs_np,
                                      load_networks)
 
@@ -68,34 +69,42 @@ class _Backend:
         return _compose(raw, self.albedo_model, timings)
 
 
+def keras_network_function(name: str, model, uv_size: int, num_albedo: int = 0):
+    """The serving call of one Keras network on TF: ``fn(x [1,S,S,3] float32) ->
+    {output name: array}`` with the TFLite signature's names (``OUTPUT_NAMES``):
+    bnet ``p_a`` [1,K] and ``sh`` [1,9,3]; fan ``albedo`` [1,S,S,3]; drn
+    ``moving_rate`` [1,S,S,1] (detail units). A ``tf.function`` traced on
+    the first call. Used by ``TFBackend`` and the synthetic benchmark."""
+    import tensorflow as tf
+
+    from tf_face.serving.savedmodel import split_coeffs
+
+    if name not in OUTPUT_NAMES:
+        raise ValueError(f"unknown network {name!r} (one of {NETWORKS})")
+    spec = [tf.TensorSpec([1, uv_size, uv_size, 3], tf.float32)]
+    if name == "bnet":
+        fn = tf.function(lambda x: split_coeffs(model(x, training=False), num_albedo),
+                         input_signature=spec)
+    else:
+        fn = tf.function(lambda x: (model(x, training=False),), input_signature=spec)
+
+    def run(x) -> dict:
+        outs = fn(np.asarray(x, np.float32))
+        return {k: v.numpy() for k, v in zip(OUTPUT_NAMES[name], outs)}
+    return run
+
+
 class TFBackend(_Backend):
     name = "tf"
 
     def __init__(self, weights_dir, cfg, albedo_model, networks=None):
-        import tensorflow as tf
-
-        from tf_face.serving.savedmodel import split_coeffs
-
         self.cfg, self.albedo_model = cfg, albedo_model
         nets = networks if networks is not None else load_networks(weights_dir)
-        s, k = cfg.uv_size, cfg.num_albedo
-        spec = [tf.TensorSpec([1, s, s, 3], tf.float32)]
-        bnet, fan, drn = nets["bnet"], nets["fan"], nets["drn"]
-
-        def run_bnet(x):
-            p_a, sh = split_coeffs(bnet(x, training=False), k)
-            return p_a, sh
-        self._fns = {
-            "bnet": tf.function(run_bnet, input_signature=spec),
-            "fan": tf.function(lambda x: fan(x, training=False), input_signature=spec),
-            "drn": tf.function(lambda x: drn(x, training=False), input_signature=spec),
-        }
+        self._fns = {n: keras_network_function(n, nets[n], cfg.uv_size, cfg.num_albedo)
+                     for n in NETWORKS}
 
     def run_network(self, name: str, x: np.ndarray) -> dict:
-        out = self._fns[name](x)
-        if name == "bnet":
-            return {"p_a": out[0].numpy(), "sh": out[1].numpy()}
-        return {"albedo" if name == "fan" else "moving_rate": out.numpy()}
+        return self._fns[name](x)
 
 
 def weights_digest(weights_dir) -> str:

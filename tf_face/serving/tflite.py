@@ -30,7 +30,8 @@ S*S*3*K floats, and ``R_a = m_a + U_a p_a`` is one small matmul on the host);
 fan: ``albedo`` [1,S,S,3]; drn: ``moving_rate`` [1,S,S,1] (detail units).
 Only TFLite builtin ops are allowed (no Flex, no custom op).
 
-The runner uses ``tf.lite.Interpreter`` (``ai_edge_litert`` when installed).
+The runner is the one TFLite wrapper, ``tf_face.landmarks.tflite_model.TFLiteModel``
+(``ai_edge_litert`` when installed, else ``tf.lite.Interpreter``).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tf_face.landmarks.tflite_model import TFLiteModel
 from tf_face.outputs import write_bytes_atomic
 
 NETWORKS = ("bnet", "fan", "drn")
@@ -243,42 +245,25 @@ def export_tflite(networks: dict, out_dir, size: int, num_albedo: int,
     return paths
 
 
-def _interpreter_class():
-    try:  # the standalone runtime, when installed
-        from ai_edge_litert.interpreter import Interpreter  # type: ignore
-        return Interpreter
-    except ImportError:
-        import warnings
-
-        import tensorflow as tf
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return tf.lite.Interpreter
-
-
 class TFLiteNetwork:
     """One .tflite network: ``net(texture [1,S,S,3]) -> {name: array}``.
 
-    Outputs are read by their signature names (``OUTPUT_NAMES``); a file whose
-    outputs are not named so (``output_0``, ... from tf_face before named
-    outputs) is refused with a ``WeightsError`` saying to re-export it.
+    Runs on the one interpreter wrapper, ``tf_face.landmarks.tflite_model``
+    (LiteRT when installed). Outputs are read by their signature names
+    (``OUTPUT_NAMES``); a file whose outputs are not named so (``output_0``,
+    ... from tf_face before named outputs) is refused with a ``WeightsError``
+    saying to re-export it.
     """
 
     def __init__(self, path, num_threads: int | None = None):
-        import warnings
-
         from tf_face.serving.weights import WeightsError
-        from tf_face.tf_import import muted_stderr
         self.path = Path(path)
-        cls = _interpreter_class()
-        with warnings.catch_warnings(), muted_stderr():
-            warnings.simplefilter("ignore")
-            self.interpreter = cls(model_path=str(self.path), num_threads=num_threads)
-            self.interpreter.allocate_tensors()   # prints the XNNPACK INFO line
-        self.runner = self.interpreter.get_signature_runner()
-        (self.input_name, detail), = self.runner.get_input_details().items()
-        self.input_shape = tuple(detail["shape"])
-        self.output_names = tuple(sorted(self.runner.get_output_details()))
+        self.model = TFLiteModel(path=self.path, num_threads=num_threads)
+        self.model.ensure_loaded()
+        self.interpreter = self.model.interpreter
+        self.input_name = self.model.input_name
+        self.input_shape = self.model.input_shape
+        self.output_names = self.model.output_names
         known = {tuple(sorted(v)): k for k, v in OUTPUT_NAMES.items()}
         if self.output_names not in known:
             raise WeightsError(
@@ -295,8 +280,7 @@ class TFLiteNetwork:
         """``{output name: array}``: bnet ``p_a`` [1,K], ``sh`` [1,9,3]; fan
         ``albedo`` [1,S,S,3]; drn ``moving_rate`` [1,S,S,1]."""
         x = np.ascontiguousarray(np.asarray(texture, np.float32).reshape(self.input_shape))
-        out = self.runner(**{self.input_name: x})
-        return {k: np.array(out[k]) for k in self.output_names}
+        return self.model(x)
 
 
 def time_call(fn, arg, repeats: int = 3) -> float:

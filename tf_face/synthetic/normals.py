@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tf_face.uv.unwrap import vertex_normals
+from tf_face.facemodel.mesh import vertex_normals
 
 
 def _normalise(n: np.ndarray) -> np.ndarray:

@@ -16,6 +16,8 @@ import math
 import cv2
 import numpy as np
 
+from tf_face.ibug import eye_centres
+
 KINDS = ("glasses", "hand", "hair")
 SS = 2          # supersampling
 SHIFT = 4       # cv2 fixed-point bits
@@ -27,7 +29,7 @@ def _pt(p, k=SS):
 
 
 def _glasses(rng, lm, iod, alpha, colour):
-    er, el = lm[36:42].mean(0), lm[42:48].mean(0)
+    er, el = eye_centres(lm)
     axis = el - er
     ang = math.degrees(math.atan2(axis[1], axis[0]))
     frame_col = [np.array([0.02, 0.02, 0.02]), np.array([0.12, 0.06, 0.03]),

@@ -12,7 +12,7 @@ Image formation, in **linear RGB** until the last step:
    and shades ``albedo * sum_b sh[b] H_b(n)`` (clipped to [0, 1]);
 3. occluders (``occluders``) composited in front;
 4. linear -> sRGB with the exact sRGB curve (the inverse of
-   ``tf_face.training.colour.srgb_to_linear``), Gaussian blur
+   ``tf_face.srgb.srgb_to_linear``), Gaussian blur
    (``blur_sigma * image_size / 512`` px) and additive Gaussian noise
    (``noise_sigma``), rounded to uint8.
 
@@ -42,27 +42,17 @@ import dataclasses
 import cv2
 import numpy as np
 
+from tf_face.ibug import inter_ocular_distance
+from tf_face.srgb import linear_to_srgb
 from tf_face.viz.image_renderer import render
 from tf_face.synthetic.background import random_background
 from tf_face.synthetic.head import render_head
 from tf_face.synthetic.normals import normal_maps
 from tf_face.synthetic.occluders import draw_occluders
 from tf_face.synthetic.sampling import SyntheticFace
-from tf_face.synthetic.shape import inter_ocular_distance
 from tf_face.types import FittedFace, model_to_image
 
 OCCLUSION_ALPHA = 0.05
-
-
-def linear_to_srgb_np(x: np.ndarray) -> np.ndarray:
-    """Exact sRGB encoding of linear values (clipped to [0, 1]), numpy."""
-    x = np.clip(np.asarray(x, np.float64), 0.0, 1.0)
-    return np.where(x <= 0.0031308, 12.92 * x, 1.055 * np.power(np.maximum(x, 1e-12), 1 / 2.4) - 0.055)
-
-
-def srgb_to_linear_np(x: np.ndarray) -> np.ndarray:
-    x = np.clip(np.asarray(x, np.float64), 0.0, 1.0)
-    return np.where(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055) ** 2.4)
 
 
 @dataclasses.dataclass
@@ -153,7 +143,8 @@ def render_face(face: SyntheticFace, image_size: int = 512, model=None, atlas=No
     scale, rot, trans = face_pose(face, h, w)
     verts = np.asarray(face.vertices_model, np.float64)
     vi = model_to_image(verts, scale, rot, trans)
-    iod_m = inter_ocular_distance(verts, model)
+    lm68 = np.asarray(model.landmarks68, np.int64)
+    iod_m = inter_ocular_distance(verts[lm68])
     base_m, detail_m = normal_maps(verts, model, atlas, face.displacement.astype(np.float64) * iod_m)
     base_c = (base_m @ rot.T).astype(np.float32)        # camera frame = R @ model frame
     detail_c = (detail_m @ rot.T).astype(np.float32)
@@ -165,11 +156,11 @@ def render_face(face: SyntheticFace, image_size: int = 512, model=None, atlas=No
     img, face_a = render(vi, model.triangles, model.uv, face.albedo, face.sh, h, w,
                          normal_map=detail_c, uv_mask=atlas.mask, background=canvas,
                          supersample=2, color_space="srgb")
-    lm = vi[np.asarray(model.landmarks68, np.int64)]
-    iod_px = float(np.linalg.norm(lm[36:42, :2].mean(0) - lm[42:48, :2].mean(0)))
+    lm = vi[lm68]
+    iod_px = inter_ocular_distance(lm[:, :2])
     occ_col, occ_a = draw_occluders(face.occluders, lm, iod_px, h, w, face.skin, face.hair)
     img = occ_col + (1 - occ_a[..., None]) * img
-    srgb = linear_to_srgb_np(img)
+    srgb = linear_to_srgb(img)
     sigma = face.blur_sigma * h / 512.0
     if sigma > 0.05:
         srgb = cv2.GaussianBlur(srgb, (0, 0), sigma)

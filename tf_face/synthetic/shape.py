@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tf_face.uv.unwrap import vertex_normals
+from tf_face.facemodel.mesh import vertex_normals
 
 
 def random_shape(rng: np.random.Generator, model, strength: float = 1.0,
@@ -63,14 +63,3 @@ def random_shape(rng: np.random.Generator, model, strength: float = 1.0,
         vec = amp * (normals[cid] + tangential)
         out += bump(cid, radius, vec, mirrored=not asym)
     return out
-
-
-def inter_ocular_distance(vertices, model) -> float:
-    """Distance between the eye centres (mean of iBUG 36-41 and 42-47).
-
-    The same definition as the fit's ``landmark_rmse_iod`` normaliser. Used
-    as the unit of the displacement maps.
-    """
-    v = np.asarray(vertices, np.float64)
-    lm = np.asarray(model.landmarks68, np.int64)
-    return float(np.linalg.norm(v[lm[36:42]].mean(0) - v[lm[42:48]].mean(0)))

@@ -14,8 +14,8 @@ import numpy as np
 
 def sheet_row(image, truth, texture=None, mask=None, tile: int = 256) -> np.ndarray:
     from tf_face.synthetic.alignment import true_rerender_uv
-    from tf_face.synthetic.scene import linear_to_srgb_np
-    alb = (linear_to_srgb_np(truth.albedo) * 255).round().astype(np.uint8)
+    from tf_face.srgb import linear_to_srgb
+    alb = (linear_to_srgb(truth.albedo) * 255).round().astype(np.uint8)
     disp = np.clip(128 + truth.displacement / 0.03 * 127, 0, 255).astype(np.uint8)
     disp = np.repeat(disp[..., None], 3, 2)
     if texture is None:

@@ -2,7 +2,7 @@
 
 Units and sign: ``displacement[r, c]`` is the offset of the surface along the
 **base (mesh) normal**, in **inter-ocular distances** (eye-centre distance of
-the face, ``shape.inter_ocular_distance``); positive = outwards. Wrinkles are
+the face, ``tf_face.ibug.inter_ocular_distance``); positive = outwards. Wrinkles are
 grooves (negative). A real IOD is ~63 mm, so 0.01 IOD ~ 0.6 mm. Grooves are
 1.6-2.4 texels wide (sigma; wider than a photo pixel at the rendered sizes,
 so they show) and up to ~0.015 IOD deep (nasolabial folds ~0.035).

@@ -23,10 +23,10 @@ def make_toy_shards(out_dir, model_spec: str = "default", num_samples: int = 8,
     from tf_face.facemodel import load_face_model
     from tf_face.render import sh_shade
     from tf_face.uv.albedo_model import albedo_from_coeffs, uv_albedo_model
-    from tf_face.training.colour import linear_to_srgb
+    from tf_face.srgb import linear_to_srgb_tf
     from tf_face.types import UVSample
     from tf_face.uv import get_atlas
-    from tf_face.uv.unwrap import vertex_normals
+    from tf_face.facemodel.mesh import vertex_normals
 
     rng = np.random.default_rng(seed)
     model = load_face_model(model_spec)
@@ -47,7 +47,7 @@ def make_toy_shards(out_dir, model_spec: str = "default", num_samples: int = 8,
                                 tf.constant(p_a))
     normals_b = tf.constant(np.repeat(normal_map[None], num_samples, 0))
     shaded = sh_shade(albedo, normals_b, tf.constant(sh)).numpy()
-    texture = linear_to_srgb(tf.constant(shaded)).numpy()
+    texture = linear_to_srgb_tf(tf.constant(shaded)).numpy()
     mask = atlas.mask.copy()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from tf_face.facemodel.mesh import face_normals
+
 
 def _quads_to_triangles(n_rows: int, n_cols: int) -> np.ndarray:
     """Triangles of a (n_rows+1) x (n_cols+1) vertex grid, each quad split in two."""
@@ -60,9 +62,8 @@ def uv_sphere(n_lat: int = 16, n_lon: int = 28, radius: float = 1.0,
 
 
 def _orient_outward(verts, tris, direction):
-    a, b, c = verts[tris[:, 0]], verts[tris[:, 1]], verts[tris[:, 2]]
-    n = np.cross(b - a, c - a)
-    ref = (a + b + c) / 3 if direction is None else direction
+    n = face_normals(verts, tris)
+    ref = verts[tris].mean(1) if direction is None else direction
     flip = (n * ref).sum(-1) < 0
     out = tris.copy()
     out[flip] = out[flip][:, [0, 2, 1]]

@@ -3,6 +3,6 @@ unwrap of a photo into UV (texture, visibility mask, normal and position maps).
 """
 
 from tf_face.uv.atlas import UVAtlas, build_atlas, get_atlas
-from tf_face.uv.unwrap import unwrap, vertex_normals
+from tf_face.uv.unwrap import unwrap
 
-__all__ = ["UVAtlas", "build_atlas", "get_atlas", "unwrap", "vertex_normals"]
+__all__ = ["UVAtlas", "build_atlas", "get_atlas", "unwrap"]

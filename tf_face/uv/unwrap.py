@@ -44,6 +44,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from tf_face.facemodel.mesh import vertex_normals
 from tf_face.raster.zbuffer import rasterize
 from tf_face.types import IMAGE_FLIP, FittedFace, UVSample
 from tf_face.uv.atlas import UVAtlas
@@ -51,23 +52,6 @@ from tf_face.uv.atlas import UVAtlas
 DEFAULT_MIN_COS = 0.2
 DEFAULT_DEPTH_TOL = 0.02
 MAX_SLOPE = 10.0   # cap on |grad z| used for the plane-extrapolation allowance
-
-
-def vertex_normals(vertices, triangles) -> np.ndarray:
-    """Area-weighted unit vertex normals [V, 3] (float64; 0 for unused vertices).
-
-    Outward for triangles counter-clockwise seen from outside in a
-    right-handed frame (face normal ``(b - a) x (c - a)``).
-    """
-    v = np.asarray(vertices, np.float64)
-    t = np.asarray(triangles, np.int64)
-    fn = np.cross(v[t[:, 1]] - v[t[:, 0]], v[t[:, 2]] - v[t[:, 0]])  # |fn| = 2 area
-    idx = t.reshape(-1)
-    n = np.empty_like(v)
-    for k in range(3):
-        n[:, k] = np.bincount(idx, weights=np.repeat(fn[:, k], 3), minlength=v.shape[0])
-    norm = np.linalg.norm(n, axis=1, keepdims=True)
-    return np.divide(n, norm, out=np.zeros_like(n), where=norm > 0)
 
 
 def _check_image(image) -> np.ndarray:

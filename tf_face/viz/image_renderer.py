@@ -46,8 +46,10 @@ from typing import Optional
 import cv2
 import numpy as np
 
-from tf_face.render.sh import LAMBERT_BAND, SH_K
+from tf_face.facemodel.mesh import vertex_normals
 from tf_face.raster.zbuffer import rasterize
+from tf_face.render.sh import LAMBERT_BAND, SH_K
+from tf_face.srgb import linear_to_srgb
 from tf_face.types import IMAGE_FLIP
 
 #: Lambertian band factor of each of the 9 coefficients.
@@ -153,16 +155,10 @@ def rotate_yaw(vertices_image, yaw_deg: float, center=None) -> np.ndarray:
 
 
 def vertex_normals_camera(vertices_image, triangles) -> np.ndarray:
-    """Area-weighted unit vertex normals ``[V, 3]`` in the camera frame."""
-    v = np.asarray(vertices_image, np.float64) * IMAGE_FLIP
-    t = np.asarray(triangles, np.int64)
-    fn = np.cross(v[t[:, 1]] - v[t[:, 0]], v[t[:, 2]] - v[t[:, 0]])
-    acc = np.zeros_like(v)
-    for k in range(3):
-        for j in range(3):
-            acc[:, j] += np.bincount(t[:, k], fn[:, j], minlength=len(v))
-    length = np.linalg.norm(acc, axis=1, keepdims=True)
-    return np.where(length > 0, acc / np.maximum(length, 1e-300), 0.0)
+    """Area-weighted unit vertex normals ``[V, 3]`` in the camera frame
+    (``tf_face.facemodel.mesh.vertex_normals`` of the image-frame mesh flipped
+    into the camera frame)."""
+    return vertex_normals(np.asarray(vertices_image, np.float64) * IMAGE_FLIP, triangles)
 
 
 _REMAP_COLS = 1024   # cv2.remap needs maps narrower than 32767: sample P points as rows
@@ -198,13 +194,6 @@ def _sample(uv_map: np.ndarray, uv: np.ndarray, weight: Optional[np.ndarray]):
     ws = both[:, -1]
     out = np.where(ws[:, None] > 1e-6, both[:, :-1] / np.maximum(ws[:, None], 1e-6), 0.0)
     return out, ws
-
-
-def linear_to_srgb(x) -> np.ndarray:
-    """Exact sRGB encoding of linear values (clipped to [0, 1]), numpy."""
-    x = np.clip(np.asarray(x, np.float64), 0.0, 1.0)
-    return np.where(x <= 0.0031308, 12.92 * x,
-                    1.055 * np.power(np.maximum(x, 1e-12), 1.0 / 2.4) - 0.055)
 
 
 def _background(background, height, width) -> np.ndarray:
@@ -302,68 +291,3 @@ def render(vertices_image, triangles, uv, albedo_map, sh, height: int, width: in
     # img holds colour * coverage after the box filter (premultiplied).
     out = img + (1.0 - alpha[..., None]) * bg
     return np.clip(out, 0.0, 1.0).astype(np.float32), alpha.astype(np.float32)
-
-
-def frame_face(vertices_image, size: int, margin: float = 0.12, triangles=None) -> np.ndarray:
-    """Scale and shift an image-frame mesh so it fills a ``size x size`` image.
-
-    A uniform scale (x, y and z alike), so normals and the shading do not
-    change; ``margin`` is the free border on each side as a fraction of size.
-    With ``triangles`` only the vertices they use are framed.
-    """
-    v = np.asarray(vertices_image, np.float64)
-    used = v if triangles is None else v[np.unique(np.asarray(triangles).reshape(-1))]
-    lo, hi = used[:, :2].min(0), used[:, :2].max(0)
-    extent = max(float((hi - lo).max()), 1e-9)
-    scale = size * (1.0 - 2.0 * margin) / extent
-    out = (v - np.append(0.5 * (lo + hi), 0.0)) * scale
-    out[:, :2] += 0.5 * size - 0.5      # pixel centres at integers: image centre (size-1)/2
-    return out
-
-
-def standard_renders(vertices_image, triangles, uv, albedo_map, sh, photo=None,
-                     normal_map=None, uv_mask=None, lightings=None, yaws=(-30.0, 30.0),
-                     size: int = 512, supersample: int = 2,
-                     color_space: str = "linear") -> dict:
-    """The render set of a reconstruction: ``{name: float image [.., .., 3]}``.
-
-    * ``overlay`` (and ``overlay_base``): the estimated lighting ``sh`` over
-      ``photo`` at the photo's size (only when ``photo`` is given);
-    * ``relit_<name>`` for each of ``lightings`` (default ``preset_lightings``)
-      and ``yaw_<deg>`` for each yaw under the estimated lighting, framed in a
-      ``size x size`` white image; each also as ``..._base`` without the detail
-      normals when ``normal_map`` is given.
-    ``color_space`` as in ``render``.
-    """
-    out = {}
-    variants = [("", normal_map)] + ([("_base", None)] if normal_map is not None else [])
-    if photo is not None:
-        ph = np.asarray(photo)
-        for suffix, nm in variants:
-            out["overlay" + suffix] = render(vertices_image, triangles, uv, albedo_map, sh,
-                                             ph.shape[0], ph.shape[1], normal_map=nm,
-                                             uv_mask=uv_mask, background=ph,
-                                             supersample=supersample,
-                                             color_space=color_space)[0]
-    used = np.asarray(vertices_image, np.float64)[np.unique(np.asarray(triangles).reshape(-1))]
-    center = 0.5 * (used.min(0) + used.max(0))
-    framed = frame_face(vertices_image, size, triangles=triangles)
-    white = (1.0, 1.0, 1.0)
-    lights = preset_lightings() if lightings is None else lightings
-    for name, light in lights.items():
-        for suffix, nm in variants:
-            out[f"relit_{name}{suffix}"] = render(
-                framed, triangles, uv, albedo_map, light, size, size, normal_map=nm,
-                uv_mask=uv_mask, background=white, supersample=supersample,
-                color_space=color_space)[0]
-    for yaw in yaws:
-        turned = frame_face(rotate_yaw(vertices_image, yaw, center), size, triangles=triangles)
-        rot = yaw_rotation_camera(yaw)
-        for suffix, nm in variants:
-            # the mesh is turned here, so turn the normal map's normals the same way
-            nmr = None if nm is None else np.asarray(nm, np.float64) @ rot.T
-            out[f"yaw_{yaw:+.0f}{suffix}"] = render(
-                turned, triangles, uv, albedo_map, sh, size, size, normal_map=nmr,
-                uv_mask=uv_mask, background=white, supersample=supersample,
-                color_space=color_space)[0]
-    return out

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from tf_face.srgb import linear_to_srgb
 from tf_face.viz.image_renderer import preset_lightings, render
 
 BACKGROUND = 0.18  # grey behind the non-overlay renders (display space)
@@ -31,18 +32,9 @@ RELIGHT_PRESETS = ("image_left", "image_right", "top", "coloured")
 YAWS = (-30, 30)
 
 
-def linear_to_srgb_np(x):
-    x = np.clip(np.asarray(x, np.float64), 0.0, 1.0)
-    return np.where(x <= 0.0031308, 12.92 * x, 1.055 * np.power(x, 1.0 / 2.4) - 0.055)
-
-
-def srgb_to_linear_np(x):
-    x = np.clip(np.asarray(x, np.float64), 0.0, 1.0)
-    return np.where(x <= 0.04045, x / 12.92, np.power((x + 0.055) / 1.055, 2.4))
-
-
 def to_display(x, color_space: str):
-    return linear_to_srgb_np(x) if color_space == "linear" else np.clip(x, 0.0, 1.0)
+    """Display (sRGB) values of ``x`` in ``color_space`` ("linear" or "srgb"), clipped."""
+    return linear_to_srgb(x) if color_space == "linear" else np.clip(x, 0.0, 1.0)
 
 
 def face_crop(vertices_image, image_shape, margin: float = 0.3, max_side: int = 512):

@@ -1,0 +1,53 @@
+"""The sRGB transfer curve (IEC 61966-2-1), the one copy, numpy and TF twins.
+
+``srgb_to_linear`` / ``linear_to_srgb`` (numpy, float64: serving, synthetic
+photos, renders, skin tones) and ``srgb_to_linear_tf`` / ``linear_to_srgb_tf``
+(TensorFlow, differentiable: training) share the constants below. Every
+function clips its input to [0, 1] first. ``tests/test_srgb.py`` pins the
+curve at analytic points and checks that the twins agree.
+
+TensorFlow is imported inside the TF twins only, so the numpy callers (the
+synthetic-data and render code, cheap CLIs) do not load it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+#: encoded = SLOPE * linear below LINEAR_KNEE, else (1 + A) * linear ** (1 / GAMMA) - A
+SLOPE = 12.92
+A = 0.055
+GAMMA = 2.4
+LINEAR_KNEE = 0.0031308
+ENCODED_KNEE = 0.04045   # = SLOPE * LINEAR_KNEE, to the curve's published digits
+
+
+def linear_to_srgb(x) -> np.ndarray:
+    """sRGB encoding of linear values (clipped to [0, 1]), float64."""
+    x = np.clip(np.asarray(x, np.float64), 0.0, 1.0)
+    return np.where(x <= LINEAR_KNEE, SLOPE * x,
+                    (1.0 + A) * np.power(np.maximum(x, LINEAR_KNEE), 1.0 / GAMMA) - A)
+
+
+def srgb_to_linear(x) -> np.ndarray:
+    """Linear values of sRGB-encoded ones (clipped to [0, 1]), float64."""
+    x = np.clip(np.asarray(x, np.float64), 0.0, 1.0)
+    return np.where(x <= ENCODED_KNEE, x / SLOPE, np.power((x + A) / (1.0 + A), GAMMA))
+
+
+def linear_to_srgb_tf(x):
+    """``linear_to_srgb`` in TensorFlow (the input's float dtype)."""
+    import tensorflow as tf  # deferred: numpy callers do not need TF
+
+    x = tf.clip_by_value(x, 0.0, 1.0)
+    # the max keeps pow's gradient finite on the branch tf.where discards
+    return tf.where(x <= LINEAR_KNEE, x * SLOPE,
+                    (1.0 + A) * tf.pow(tf.maximum(x, LINEAR_KNEE), 1.0 / GAMMA) - A)
+
+
+def srgb_to_linear_tf(x):
+    """``srgb_to_linear`` in TensorFlow (the input's float dtype)."""
+    import tensorflow as tf  # deferred: numpy callers do not need TF
+
+    x = tf.clip_by_value(x, 0.0, 1.0)
+    return tf.where(x <= ENCODED_KNEE, x / SLOPE, tf.pow((x + A) / (1.0 + A), GAMMA))
