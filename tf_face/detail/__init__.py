@@ -10,8 +10,6 @@ model's mean shape (``model_detail_unit``).
 
 from __future__ import annotations
 
-import numpy as np
-
 from tf_face.ibug import inter_ocular_distance
 
 
