@@ -1,10 +1,10 @@
 // GPU kernels of the tf_face ops (compiled only with -DGOOGLE_CUDA=1).
 //
 // Shapes are checked on the host exactly as in the CPU kernels. Index values
-// (triangle ids, vertex ids, CSR entries) live in device memory, so the CUDA
+// (CSR entries) live in device memory, so the CUDA
 // kernels check them there and raise a device flag; the op reads the flag
 // back (one small synchronous copy per op) and fails with InvalidArgument.
-// TfFaceUvAtlasCsr and TfFaceCsrTranspose stay CPU ops (O(H W), O(nnz));
+// TfFaceCsrTranspose stays a CPU op (O(nnz));
 // TF copies their outputs to the GPU for the gradient kernels.
 #if GOOGLE_CUDA
 
@@ -35,8 +35,6 @@ void* Stream(OpKernelContext* ctx) {
 
 const char* FlagMessage(int flag) {
   switch (flag) {
-    case 1: return "tri_id outside [-1, T)";
-    case 2: return "triangle vertex id outside [0, V)";
     case 3: return "adjacency/CSR column index out of range";
     case 4: return "malformed CSR row_ptr (must start at 0, not decrease, end at nnz)";
     default: return "invalid index";
@@ -57,54 +55,6 @@ void WithFlag(OpKernelContext* ctx, F launch) {
 }
 
 }  // namespace
-
-template <typename T>
-class UvInterpolateGpuOp : public OpKernel {
- public:
-  explicit UvInterpolateGpuOp(OpKernelConstruction* c) : OpKernel(c) {}
-  void Compute(OpKernelContext* ctx) override {
-    const Tensor &attr = ctx->input(0), &tri_id = ctx->input(1), &bary = ctx->input(2),
-                 &tri = ctx->input(3), &mask = ctx->input(4);
-    OP_REQUIRES(ctx, attr.dims() == 3, InvalidArgument("attributes must be [B, V, C]"));
-    OP_REQUIRES(ctx, attr.dim_size(0) > 0, InvalidArgument("empty batch: attributes has B = 0"));
-    OP_REQUIRES(ctx, tri_id.dims() == 2, InvalidArgument("tri_id must be [H, W]"));
-    const int64 H = tri_id.dim_size(0), W = tri_id.dim_size(1);
-    OP_REQUIRES(ctx, mask.shape() == tri_id.shape(), InvalidArgument("mask must match tri_id"));
-    OP_REQUIRES(ctx, bary.shape() == TensorShape({H, W, 3}), InvalidArgument("bary must be [H, W, 3]"));
-    OP_REQUIRES(ctx, tri.dims() == 2 && tri.dim_size(1) == 3, InvalidArgument("triangles must be [T, 3]"));
-    const int64 B = attr.dim_size(0), V = attr.dim_size(1), C = attr.dim_size(2);
-    Tensor* out = nullptr;
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({B, H, W, C}), &out));
-    WithFlag(ctx, [&](int* flag) {
-      return cuda::UvInterpolate<T>(attr.flat<T>().data(), tri_id.flat<int32_t>().data(), bary.flat<T>().data(),
-                                    tri.flat<int32_t>().data(), mask.flat<bool>().data(), B, V, C, H * W,
-                                    tri.dim_size(0), out->flat<T>().data(), flag, Stream(ctx));
-    });
-  }
-};
-
-template <typename T>
-class UvInterpolateGradGpuOp : public OpKernel {
- public:
-  explicit UvInterpolateGradGpuOp(OpKernelConstruction* c) : OpKernel(c) {}
-  void Compute(OpKernelContext* ctx) override {
-    const Tensor &grad = ctx->input(0), &bary = ctx->input(1), &rp = ctx->input(2), &en = ctx->input(3);
-    OP_REQUIRES(ctx, grad.dims() == 4 && grad.dim_size(0) > 0, InvalidArgument("grad must be [B, H, W, C], B > 0"));
-    OP_REQUIRES(ctx, bary.shape() == TensorShape({grad.dim_size(1), grad.dim_size(2), 3}),
-                InvalidArgument("bary must be [H, W, 3] matching grad"));
-    OP_REQUIRES(ctx, rp.dims() == 1 && rp.dim_size(0) >= 1 && en.dims() == 1,
-                InvalidArgument("row_ptr and entries must be vectors"));
-    const int64 B = grad.dim_size(0), HW = grad.dim_size(1) * grad.dim_size(2), C = grad.dim_size(3);
-    const int64 V = rp.dim_size(0) - 1;
-    Tensor* out = nullptr;
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({B, V, C}), &out));
-    WithFlag(ctx, [&](int* flag) {
-      return cuda::UvInterpolateGrad<T>(grad.flat<T>().data(), bary.flat<T>().data(), rp.flat<int32_t>().data(),
-                                        en.flat<int32_t>().data(), B, V, C, HW, en.dim_size(0),
-                                        out->flat<T>().data(), flag, Stream(ctx));
-    });
-  }
-};
 
 static bool ShadeShapesOk(OpKernelContext* ctx, const Tensor& albedo, const Tensor& normals, const Tensor& sh) {
   if (albedo.dims() != 4 || albedo.dim_size(3) != 3 || normals.shape() != albedo.shape() ||
@@ -203,10 +153,6 @@ class LaplacianGradGpuOp : public OpKernel {
 };
 
 #define REGISTER_GPU(T)                                                                                   \
-  REGISTER_KERNEL_BUILDER(Name("TfFaceUvInterpolate").Device(DEVICE_GPU).TypeConstraint<T>("T"),         \
-                          UvInterpolateGpuOp<T>);                                                         \
-  REGISTER_KERNEL_BUILDER(Name("TfFaceUvInterpolateGrad").Device(DEVICE_GPU).TypeConstraint<T>("T"),     \
-                          UvInterpolateGradGpuOp<T>);                                                     \
   REGISTER_KERNEL_BUILDER(Name("TfFaceShShade").Device(DEVICE_GPU).TypeConstraint<T>("T"), ShShadeGpuOp<T>); \
   REGISTER_KERNEL_BUILDER(Name("TfFaceShShadeGrad").Device(DEVICE_GPU).TypeConstraint<T>("T"),           \
                           ShShadeGradGpuOp<T>);                                                           \

@@ -46,53 +46,6 @@ __device__ void BlockSum(T (&v)[N], T* out) {
 }
 
 template <typename T>
-__global__ void UvInterpolateKernel(const T* __restrict__ attr, const int32_t* __restrict__ tri_id,
-                                    const T* __restrict__ bary, const int32_t* __restrict__ tri,
-                                    const bool* __restrict__ mask, i64 B, i64 V, i64 C, i64 HW,
-                                    i64 num_tri, T* __restrict__ out, int* flag) {
-  for (i64 p = blockIdx.x * (i64)blockDim.x + threadIdx.x; p < B * HW; p += (i64)gridDim.x * blockDim.x) {
-    const i64 b = p / HW, t = p - b * HW;
-    T* op = out + p * C;
-    const int32_t f = tri_id[t];
-    bool ok = mask[t] && f >= 0;
-    if (f < -1 || f >= num_tri) { SetFlag(flag, 1); ok = false; }
-    int32_t v0 = 0, v1 = 0, v2 = 0;
-    if (ok) {
-      v0 = tri[3 * f]; v1 = tri[3 * f + 1]; v2 = tri[3 * f + 2];
-      if (v0 < 0 || v0 >= V || v1 < 0 || v1 >= V || v2 < 0 || v2 >= V) { SetFlag(flag, 2); ok = false; }
-    }
-    if (!ok) {
-      for (i64 c = 0; c < C; ++c) op[c] = T(0);
-      continue;
-    }
-    const T w0 = bary[3 * t], w1 = bary[3 * t + 1], w2 = bary[3 * t + 2];
-    const T* a = attr + b * V * C;
-    for (i64 c = 0; c < C; ++c) op[c] = w0 * a[v0 * C + c] + w1 * a[v1 * C + c] + w2 * a[v2 * C + c];
-  }
-}
-
-template <typename T>
-__global__ void UvInterpolateGradKernel(const T* __restrict__ grad, const T* __restrict__ bary,
-                                        const int32_t* __restrict__ row_ptr,
-                                        const int32_t* __restrict__ entries, i64 B, i64 V, i64 C,
-                                        i64 HW, i64 nnz, T* __restrict__ out, int* flag) {
-  // One thread per (b, v, c): consecutive threads read consecutive channels.
-  for (i64 q = blockIdx.x * (i64)blockDim.x + threadIdx.x; q < B * V * C; q += (i64)gridDim.x * blockDim.x) {
-    const i64 c = q % C, bv = q / C, v = bv % V, b = bv / V;
-    i64 e0 = row_ptr[v], e1 = row_ptr[v + 1];
-    if (e0 < 0 || e1 < e0 || e1 > nnz) { SetFlag(flag, 4); e1 = e0; }
-    T acc = T(0);
-    const T* g = grad + b * HW * C + c;
-    for (i64 e = e0; e < e1; ++e) {
-      const int32_t k = entries[e];
-      if (k < 0 || k >= 3 * HW) { SetFlag(flag, 3); continue; }
-      acc += bary[k] * g[(k / 3) * C];
-    }
-    out[q] = acc;
-  }
-}
-
-template <typename T>
 __global__ void ShShadeKernel(const T* __restrict__ albedo, const T* __restrict__ normals,
                               const T* __restrict__ sh, i64 B, i64 HW, T* __restrict__ out) {
   for (i64 p = blockIdx.x * (i64)blockDim.x + threadIdx.x; p < B * HW; p += (i64)gridDim.x * blockDim.x) {
@@ -214,23 +167,6 @@ i64 ShGradScratch(i64 B, i64 HW) { return B * ((HW + kShChunk - 1) / kShChunk) *
 i64 LaplacianScratch(i64 B, i64 V) { return B * ((V + kLapChunk - 1) / kLapChunk); }
 
 template <typename T>
-int UvInterpolate(const T* attr, const int32_t* tri_id, const T* bary, const int32_t* tri,
-                  const bool* mask, i64 B, i64 V, i64 C, i64 HW, i64 num_tri, T* out, int* d_flag,
-                  void* stream) {
-  UvInterpolateKernel<T><<<Blocks(B * HW), kThreads, 0, static_cast<cudaStream_t>(stream)>>>(
-      attr, tri_id, bary, tri, mask, B, V, C, HW, num_tri, out, d_flag);
-  return cudaGetLastError();
-}
-
-template <typename T>
-int UvInterpolateGrad(const T* grad, const T* bary, const int32_t* row_ptr, const int32_t* entries,
-                      i64 B, i64 V, i64 C, i64 HW, i64 nnz, T* out, int* d_flag, void* stream) {
-  UvInterpolateGradKernel<T><<<Blocks(B * V * C), kThreads, 0, static_cast<cudaStream_t>(stream)>>>(
-      grad, bary, row_ptr, entries, B, V, C, HW, nnz, out, d_flag);
-  return cudaGetLastError();
-}
-
-template <typename T>
 int ShShade(const T* albedo, const T* normals, const T* sh, i64 B, i64 HW, T* out, void* stream) {
   ShShadeKernel<T><<<Blocks(B * HW), kThreads, 0, static_cast<cudaStream_t>(stream)>>>(
       albedo, normals, sh, B, HW, out);
@@ -272,10 +208,6 @@ int LaplacianGrad(const T* values, const int32_t* row_ptr, const int32_t* col_id
 }
 
 #define TFF_INSTANTIATE(T)                                                                        \
-  template int UvInterpolate<T>(const T*, const int32_t*, const T*, const int32_t*, const bool*,   \
-                                i64, i64, i64, i64, i64, T*, int*, void*);                        \
-  template int UvInterpolateGrad<T>(const T*, const T*, const int32_t*, const int32_t*, i64, i64, \
-                                    i64, i64, i64, T*, int*, void*);                              \
   template int ShShade<T>(const T*, const T*, const T*, i64, i64, T*, void*);                     \
   template int ShShadeGrad<T>(const T*, const T*, const T*, const T*, i64, i64, T*, T*, T*, T*,   \
                               void*);                                                             \

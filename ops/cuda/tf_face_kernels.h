@@ -4,9 +4,8 @@
 // (ops/cc/tf_face_ops_gpu.cc) call the same code.
 //
 // Every launcher returns 0 or a cudaError_t value. Index checks happen on the
-// device: an out-of-range id makes the texel/vertex contribute zero and sets
-// *d_flag to a nonzero code (1 = tri_id, 2 = vertex id, 3 = CSR entry,
-// 4 = CSR row_ptr); ReadFlag copies it to the host (synchronising the stream).
+// device: an out-of-range id makes the vertex contribute zero and sets
+// *d_flag to a nonzero code (3 = CSR entry, 4 = CSR row_ptr); ReadFlag copies it to the host (synchronising the stream).
 //
 // Determinism: no float atomics. Reductions are per-block warp-shuffle trees
 // over fixed texel/vertex ranges, then an in-order sum of the block partials.
@@ -26,16 +25,6 @@ int ReadFlag(const int* d_flag, int* h_flag, void* stream);
 // Scratch elements (of T) the reductions need.
 i64 ShGradScratch(i64 B, i64 HW);
 i64 LaplacianScratch(i64 B, i64 V);
-
-template <typename T>
-int UvInterpolate(const T* attr, const int32_t* tri_id, const T* bary, const int32_t* tri,
-                  const bool* mask, i64 B, i64 V, i64 C, i64 HW, i64 num_tri, T* out, int* d_flag,
-                  void* stream);
-
-// CSR gather: out[b, v, c] = sum_{e in row v} bary[entries[e]] * grad[b, entries[e] / 3, c].
-template <typename T>
-int UvInterpolateGrad(const T* grad, const T* bary, const int32_t* row_ptr, const int32_t* entries,
-                      i64 B, i64 V, i64 C, i64 HW, i64 nnz, T* out, int* d_flag, void* stream);
 
 template <typename T>
 int ShShade(const T* albedo, const T* normals, const T* sh, i64 B, i64 HW, T* out, void* stream);

@@ -31,28 +31,10 @@ def _candidates() -> list[str]:
 
 
 def _register_gradients(lib) -> None:
-    @tf.RegisterGradient("TfFaceUvInterpolate")
-    def _uv_grad(op, grad):  # pylint: disable=unused-variable
-        attributes, tri_id, bary, triangles, mask = op.inputs
-        num_vertices = tf.shape(attributes, out_type=tf.int32)[1]
-        row_ptr, entries = lib.tf_face_uv_atlas_csr(tri_id, triangles, mask, num_vertices)
-        return [lib.tf_face_uv_interpolate_grad(grad, bary, row_ptr, entries),
-                None, None, None, None]
-
     @tf.RegisterGradient("TfFaceShShade")
     def _sh_grad(op, grad):  # pylint: disable=unused-variable
         albedo, normals, sh = op.inputs
         return list(lib.tf_face_sh_shade_grad(grad, albedo, normals, sh))
-
-    @tf.RegisterGradient("TfFaceUvRender")
-    def _render_grad(op, grad):  # pylint: disable=unused-variable
-        normals, albedo, sh, tri_id, bary, triangles, mask = op.inputs
-        d_albedo, d_normal_map, d_sh = lib.tf_face_uv_render_grad(
-            grad, normals, albedo, sh, tri_id, bary, triangles, mask)
-        num_vertices = tf.shape(normals, out_type=tf.int32)[1]
-        row_ptr, entries = lib.tf_face_uv_atlas_csr(tri_id, triangles, mask, num_vertices)
-        d_normals = lib.tf_face_uv_interpolate_grad(d_normal_map, bary, row_ptr, entries)
-        return [d_normals, d_albedo, d_sh, None, None, None, None]
 
     @tf.RegisterGradient("TfFaceLaplacianSmoothness")
     def _lap_grad(op, grad):  # pylint: disable=unused-variable
