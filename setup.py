@@ -21,10 +21,21 @@ import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 
+import importlib.util
+
 from setuptools import Extension, find_packages, setup
 from setuptools.command.build_ext import build_ext
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
+
+
+def _op_sources():
+    """tf_face/render/op_sources.py, loaded by path (importing tf_face would import TF)."""
+    spec = importlib.util.spec_from_file_location(
+        "_tf_face_op_sources", os.path.join(ROOT, "tf_face", "render", "op_sources.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 CPU_SOURCES = ["ops/cc/ops.cc", "ops/cc/validation.cc", "ops/cc/sh_shade.cc", "ops/cc/laplacian.cc"]
 CUDA_SOURCES = ["ops/cc/sh_shade.cu.cc", "ops/cc/laplacian.cu.cc", "ops/cuda/tf_face_kernels.cu.cc"]
 
@@ -57,6 +68,15 @@ def _find_nvcc():
 class BuildTfOps(build_ext):
     """Compiles the op library with TF's flags instead of distutils' defaults."""
 
+    _manifest = None
+
+    def run(self):
+        super().run()
+        if self.inplace and self._manifest:  # setuptools copies only the library into the tree
+            in_tree = os.path.join(ROOT, "tf_face", "render", os.path.basename(self._manifest))
+            if os.path.abspath(in_tree) != os.path.abspath(self._manifest):
+                shutil.copyfile(self._manifest, in_tree)
+
     def build_extension(self, ext):
         compile_flags, link_flags, tf_include = _tf_flags()
         out = self.get_ext_fullpath(ext.name)
@@ -84,7 +104,7 @@ class BuildTfOps(build_ext):
                 jobs.append([nvcc, "-c", "-x", "cu", os.path.join(ROOT, src), "-o",
                              os.path.join(tmp, os.path.basename(src).replace(".cu.cc", ".cu.o")), "-O3",
                              "-std=c++17", "-DGOOGLE_CUDA=1", "--expt-relaxed-constexpr",
-                             "-Xcompiler", "-fPIC,-Wall", f"-I{ROOT}", f"-isystem{tf_include}"]
+                             "-Xcompiler", "-fPIC,-Wall", f"-I{ROOT}", "-isystem", tf_include]
                             + defines + gencode)
         else:
             print("tf_face ops: building CPU kernels only (no nvcc or no TF CUDA headers)")
@@ -102,6 +122,8 @@ class BuildTfOps(build_ext):
         if res.returncode != 0:
             sys.stderr.write(res.stdout + res.stderr)
             raise RuntimeError("tf_face ops: link failed")
+        # the loader loads the library this manifest names, if the sources still match
+        self._manifest = _op_sources().write_manifest(out, ROOT, use_cuda)
         print(f"tf_face ops: built {os.path.relpath(out, ROOT)} ({'CPU+CUDA' if use_cuda else 'CPU'})")
 
 

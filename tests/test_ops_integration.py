@@ -12,7 +12,7 @@ import pytest
 import tensorflow as tf
 
 from tf_face import render
-from tf_face.render import _library
+from tf_face.render import _library, op_sources
 from tf_face.testing.random_atlas import random_atlas
 
 BACKENDS = ["reference"] + (["op"] if render.ops_available() else [])
@@ -165,3 +165,56 @@ def test_env_var_forces_reference(monkeypatch):
     monkeypatch.delenv("TF_FACE_OPS")
     render.sh_shade(albedo, albedo, sh)
     assert calls == [1]
+
+
+def _fake_build(tmp_path):
+    """A repository with op sources, two libraries and the manifest of the older one."""
+    root, lib = tmp_path / "repo", tmp_path / "repo" / "lib"
+    (root / "ops" / "cc").mkdir(parents=True)
+    lib.mkdir()
+    (root / "ops" / "cc" / "a.cc").write_text("int a;\n")
+    built, newer = lib / "_tf_face_ops.built.so", lib / "_tf_face_ops.newer.so"
+    built.write_bytes(b"built")
+    op_sources.write_manifest(str(built), str(root), cuda=False)
+    newer.write_bytes(b"newer")
+    os.utime(built, (1, 1))  # the newest by mtime is not the one the build wrote
+    return root, lib, built
+
+
+def test_loader_takes_the_library_its_build_named(tmp_path):
+    root, lib, built = _fake_build(tmp_path)
+    assert op_sources.find_library(str(lib), str(root)) == (str(built), None)
+    assert op_sources.find_library(str(lib), None) == (str(built), None)  # installed: no sources
+    (root / "ops" / "cc" / "a.cc").write_text("int a = 1;\n")
+    path, why = op_sources.find_library(str(lib), str(root))
+    assert path is None and "stale" in why and "make ops" in why
+    (root / "ops" / "cc" / "a.cc").write_text("int a;\n")
+    built.write_bytes(b"other")
+    path, why = op_sources.find_library(str(lib), str(root))
+    assert path is None and "not the file its build wrote" in why
+    (lib / op_sources.MANIFEST_NAME).unlink()
+    path, why = op_sources.find_library(str(lib), str(root))
+    assert path is None and "no build manifest" in why
+
+
+def test_stale_library_is_refused_and_the_reference_used(monkeypatch, tmp_path, caplog):
+    root, lib, _ = _fake_build(tmp_path)
+    (root / "ops" / "cc" / "a.cc").write_text("int a = 2;\n")
+    monkeypatch.setattr(_library, "_STATE", {"loaded": False, "lib": None, "warned": False, "error": None})
+    monkeypatch.setattr(_library, "_select", lambda: op_sources.find_library(str(lib), str(root)))
+    monkeypatch.delenv("TF_FACE_OPS", raising=False)
+    assert not render.ops_available() and "stale" in _library.load_error()
+    normals, albedo, sh = _scene(size=8, batch=1)
+    with caplog.at_level(logging.WARNING, logger="tf_face.render._library"):
+        out = render.sh_shade(albedo, normals, sh)
+    assert any("stale" in r.getMessage() and "pure-TF reference" in r.getMessage() for r in caplog.records)
+    np.testing.assert_array_equal(out.numpy(), render.sh_shade(albedo, normals, sh, backend="reference").numpy())
+    with pytest.raises(render.OpsUnavailableError, match="stale"):
+        render.sh_shade(albedo, normals, sh, backend="op")
+
+
+@pytest.mark.skipif(not render.ops_available(), reason="custom-op library not built (make ops)")
+def test_checkout_library_matches_its_sources():
+    here = os.path.dirname(_library.__file__)
+    path, why = op_sources.find_library(here, os.path.dirname(os.path.dirname(here)))
+    assert why is None and os.path.samefile(path, _library._select()[0])
