@@ -6,27 +6,31 @@ flags TensorFlow reports (``tf.sysconfig``). When ``nvcc`` is on PATH (or
 ``$CUDA_HOME/bin``) and the TF wheel ships its CUDA headers
 (``tensorflow/include/third_party/gpus/cuda/include``), the GPU functors
 (``ops/cc/*.cu.cc``) and CUDA kernels (``ops/cuda/*.cu.cc``) are compiled too
-and every op kernel is also registered for the GPU (``-DGOOGLE_CUDA=1``); no CUDA runtime is linked: libtensorflow_framework
-exports the cudart symbols. ``TF_FACE_NO_CUDA=1`` skips CUDA;
+and every op kernel is also registered for the GPU (``-DGOOGLE_CUDA=1``); no
+CUDA runtime is linked: libtensorflow_framework exports the cudart symbols. ``TF_FACE_NO_CUDA=1`` skips CUDA;
 ``TF_FACE_CUDA_ARCHS="80;90"`` picks the GPU architectures.
 
-If the build fails, tf_face still imports and uses the pure-TF reference.
+The build also writes ``_tf_face_ops.build.json`` beside the library (its
+digest and that of the op sources): tf_face loads that library only while the
+sources match (``tf_face/render/op_sources.py``). If the build fails, tf_face
+still imports and uses the pure-TF reference.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 
-import importlib.util
-
 from setuptools import Extension, find_packages, setup
 from setuptools.command.build_ext import build_ext
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
+CPU_SOURCES = ["ops/cc/ops.cc", "ops/cc/validation.cc", "ops/cc/sh_shade.cc", "ops/cc/laplacian.cc"]
+CUDA_SOURCES = ["ops/cc/sh_shade.cu.cc", "ops/cc/laplacian.cu.cc", "ops/cuda/tf_face_kernels.cu.cc"]
 
 
 def _op_sources():
@@ -36,8 +40,6 @@ def _op_sources():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
-CPU_SOURCES = ["ops/cc/ops.cc", "ops/cc/validation.cc", "ops/cc/sh_shade.cc", "ops/cc/laplacian.cc"]
-CUDA_SOURCES = ["ops/cc/sh_shade.cu.cc", "ops/cc/laplacian.cu.cc", "ops/cuda/tf_face_kernels.cu.cc"]
 
 
 def _tf_flags():
@@ -114,7 +116,7 @@ class BuildTfOps(build_ext):
             if res.stderr.strip():  # warnings included: our sources build -Wall clean
                 sys.stderr.write(res.stderr)
             if res.returncode != 0:
-                sys.stderr.write(res.stdout + res.stderr)
+                sys.stderr.write(res.stdout)
                 raise RuntimeError(f"tf_face ops: compile failed: {' '.join(cmd[:4])} ...")
         objects = [cmd[cmd.index("-o") + 1] for cmd, _ in results]
         link = [cxx, "-shared", "-o", out] + objects + link_flags
