@@ -3,7 +3,9 @@
 #ifndef TF_FACE_OPS_CC_CPU_PARALLEL_H_
 #define TF_FACE_OPS_CC_CPU_PARALLEL_H_
 
+#ifndef EIGEN_USE_THREADS
 #define EIGEN_USE_THREADS
+#endif
 #include <cstdint>
 #include <utility>
 

@@ -3,10 +3,12 @@
 // TfFaceCsrTranspose (CPU only: O(nnz) on constant adjacencies; in a GPU graph
 // TF runs it on the CPU and copies its outputs). The maths is
 // ops/kernels/laplacian_math.h.
-#include "ops/cc/cpu_parallel.h"  // first: defines EIGEN_USE_THREADS
+#define EIGEN_USE_THREADS  // before any Eigen header: ThreadPoolDevice (and GpuDevice)
 #if GOOGLE_CUDA
 #define EIGEN_USE_GPU
 #endif
+
+#include "ops/cc/cpu_parallel.h"
 
 #include <algorithm>
 #include <type_traits>

@@ -1,10 +1,12 @@
 // TfFaceShShade / TfFaceShShadeGrad: the OpKernel (one class per op, registered
 // for CPU and, with -DGOOGLE_CUDA=1, GPU) and the CPU functors. The maths is
 // ops/kernels/sh_math.h (per texel) / sh_chunk.h (8 texels, vectorised).
-#include "ops/cc/cpu_parallel.h"  // first: defines EIGEN_USE_THREADS
+#define EIGEN_USE_THREADS  // before any Eigen header: ThreadPoolDevice (and GpuDevice)
 #if GOOGLE_CUDA
 #define EIGEN_USE_GPU
 #endif
+
+#include "ops/cc/cpu_parallel.h"
 
 #include <algorithm>
 #include <vector>
