@@ -4,13 +4,16 @@
 ``ops/cc/*.cc`` into ``tf_face/render/_tf_face_ops*.so`` with the compiler
 flags TensorFlow reports (``tf.sysconfig``). When ``nvcc`` is on PATH (or
 ``$CUDA_HOME/bin``) and the TF wheel ships its CUDA headers
-(``tensorflow/include/third_party/gpus/cuda/include``), the CUDA kernels
-(``ops/cuda/*.cu.cc``) are compiled too and the GPU kernels are registered
-(``-DGOOGLE_CUDA=1``); no CUDA runtime is linked: libtensorflow_framework
-exports the cudart symbols. ``TF_FACE_NO_CUDA=1`` skips CUDA;
+(``tensorflow/include/third_party/gpus/cuda/include``), the GPU functors
+(``ops/cc/*.cu.cc``) and CUDA kernels (``ops/cuda/*.cu.cc``) are compiled too
+and every op kernel is also registered for the GPU (``-DGOOGLE_CUDA=1``); no
+CUDA runtime is linked: libtensorflow_framework exports the cudart symbols. ``TF_FACE_NO_CUDA=1`` skips CUDA;
 ``TF_FACE_CUDA_ARCHS="80;90"`` picks the GPU architectures.
 
-If the build fails, tf_face still imports and uses the pure-TF reference.
+The build also writes ``_tf_face_ops.build.json`` beside the library (its
+digest and that of the op sources): tf_face loads that library only while the
+sources match (``tf_face/render/op_sources.py``). If the build fails, tf_face
+still imports and uses the pure-TF reference.
 
 Installing (README "Install"): the wheel ships one top-level package,
 ``tf_face`` -- its code, the default face model (``facemodel/data/*.npz``), the
@@ -39,9 +42,17 @@ from setuptools import Extension, find_packages, setup
 from setuptools.command.build_ext import build_ext
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
-CPU_SOURCES = ["ops/cc/tf_face_ops.cc"]
-GPU_REGISTRATION = "ops/cc/tf_face_ops_gpu.cc"
-CUDA_SOURCES = ["ops/cuda/tf_face_kernels.cu.cc"]
+CPU_SOURCES = ["ops/cc/ops.cc", "ops/cc/validation.cc", "ops/cc/sh_shade.cc", "ops/cc/laplacian.cc"]
+CUDA_SOURCES = ["ops/cc/sh_shade.cu.cc", "ops/cc/laplacian.cu.cc", "ops/cuda/tf_face_kernels.cu.cc"]
+
+
+def _op_sources():
+    """tf_face/render/op_sources.py, loaded by path (importing tf_face would import TF)."""
+    spec = importlib.util.spec_from_file_location(
+        "_tf_face_op_sources", os.path.join(ROOT, "tf_face", "render", "op_sources.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def _tf_flags():
@@ -72,6 +83,15 @@ def _find_nvcc():
 class BuildTfOps(build_ext):
     """Compiles the op library with TF's flags instead of distutils' defaults."""
 
+    _manifest = None
+
+    def run(self):
+        super().run()
+        if self.inplace and self._manifest:  # setuptools copies only the library into the tree
+            in_tree = os.path.join(ROOT, "tf_face", "render", os.path.basename(self._manifest))
+            if os.path.abspath(in_tree) != os.path.abspath(self._manifest):
+                shutil.copyfile(self._manifest, in_tree)
+
     def build_extension(self, ext):
         compile_flags, link_flags, tf_include = _tf_flags()
         out = self.get_ext_fullpath(ext.name)
@@ -79,31 +99,37 @@ class BuildTfOps(build_ext):
         os.makedirs(tmp, exist_ok=True)
         os.makedirs(os.path.dirname(out), exist_ok=True)
         cxx = os.environ.get("CXX", "g++")
-        common = ["-O3", "-fPIC", "-w", f"-I{ROOT}"] + compile_flags
+        # TF's headers are system headers (their warnings are not ours): -isystem, not -I
+        tf_flags = [f"-isystem{f[2:]}" if f.startswith("-I") else f for f in compile_flags]
+        defines = [f for f in compile_flags if f.startswith("-D")]
+        common = ["-O3", "-fPIC", "-Wall", f"-I{ROOT}"] + tf_flags
 
         cuda_include = os.path.join(tf_include, "third_party", "gpus", "cuda", "include")
         nvcc = _find_nvcc()
         use_cuda = nvcc is not None and os.path.isdir(cuda_include)
+        gpu_flags = ["-DGOOGLE_CUDA=1", f"-isystem{cuda_include}"] if use_cuda else []
         jobs = [[cxx, "-c", os.path.join(ROOT, src), "-o", os.path.join(tmp, os.path.basename(src) + ".o")]
-                + common for src in CPU_SOURCES]
+                + common + gpu_flags for src in CPU_SOURCES]
         if use_cuda:
             archs = os.environ.get("TF_FACE_CUDA_ARCHS", "80;90").split(";")
             gencode = [f"-gencode=arch=compute_{a},code=sm_{a}" for a in archs if a]
             for src in CUDA_SOURCES:
+                # nvcc's own CUDA headers (not the wheel's, see ops/README.md); TF's
+                # include dir only for Eigen (GpuDevice), as a system dir
                 jobs.append([nvcc, "-c", "-x", "cu", os.path.join(ROOT, src), "-o",
-                             os.path.join(tmp, os.path.basename(src) + ".o"), "-O3",
+                             os.path.join(tmp, os.path.basename(src).replace(".cu.cc", ".cu.o")), "-O3",
                              "-std=c++17", "-DGOOGLE_CUDA=1", "--expt-relaxed-constexpr",
-                             "-Xcompiler", "-fPIC", f"-I{ROOT}"] + gencode)
-            jobs.append([cxx, "-c", os.path.join(ROOT, GPU_REGISTRATION), "-o",
-                         os.path.join(tmp, "tf_face_ops_gpu.o"), "-DGOOGLE_CUDA=1",
-                         f"-I{cuda_include}"] + common)
+                             "-Xcompiler", "-fPIC,-Wall", f"-I{ROOT}", "-isystem", tf_include]
+                            + defines + gencode)
         else:
             print("tf_face ops: building CPU kernels only (no nvcc or no TF CUDA headers)")
         with ThreadPoolExecutor(max_workers=max(1, min(len(jobs), os.cpu_count() or 1))) as pool:
             results = list(pool.map(lambda cmd: (cmd, subprocess.run(cmd, capture_output=True, text=True)), jobs))
         for cmd, res in results:
+            if res.stderr.strip():  # warnings included: our sources build -Wall clean
+                sys.stderr.write(res.stderr)
             if res.returncode != 0:
-                sys.stderr.write(res.stdout + res.stderr)
+                sys.stderr.write(res.stdout)
                 raise RuntimeError(f"tf_face ops: compile failed: {' '.join(cmd[:4])} ...")
         objects = [cmd[cmd.index("-o") + 1] for cmd, _ in results]
         link = [cxx, "-shared", "-o", out] + objects + link_flags
@@ -111,6 +137,8 @@ class BuildTfOps(build_ext):
         if res.returncode != 0:
             sys.stderr.write(res.stdout + res.stderr)
             raise RuntimeError("tf_face ops: link failed")
+        # the loader loads the library this manifest names, if the sources still match
+        self._manifest = _op_sources().write_manifest(out, ROOT, use_cuda)
         print(f"tf_face ops: built {os.path.relpath(out, ROOT)} ({'CPU+CUDA' if use_cuda else 'CPU'})")
 
 

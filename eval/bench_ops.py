@@ -5,9 +5,8 @@
 Forward + backward (one tf.function per backend, gradients w.r.t. every float
 input), batch 8, 256x256 UV maps:
 
-* ``uv_render``: uv_interpolate(vertex normals) -> sh_shade(albedo, sh), for a
-  random mesh + atlas with V = 468 and V = 35,000 (``random_atlas``).
-* ``uv_interpolate`` and ``sh_shade`` alone (V = 35k), to show where time goes.
+* ``sh_shade``: SH shading of [8, 256, 256, 3] albedo and normal maps (the
+  photometric term of the fit and of training).
 * ``laplacian``: mesh_laplacian_smoothness of [8, 65536, 3] values on the
   full 256x256 texel-grid detail mesh (6-neighbour 1-ring).
 
@@ -15,8 +14,7 @@ Times are medians of warm runs in one process; speedup = reference / op wall
 time from the same run (absolute times drift on shared machines). The process
 CPU time (all threads) is printed too: on a loaded machine it is the steadier
 measure of work done. Writes
-``{"uv_render_speedup": (V=35k), "uv_render_speedup_v468": ...,
-"laplacian_speedup": ..., "cases": {...}}``.
+``{"sh_shade_speedup": ..., "laplacian_speedup": ..., "cases": {...}}``.
 """
 
 from __future__ import annotations
@@ -56,34 +54,20 @@ def _time(fn, repeats: int) -> tuple[float, float]:
     return float(np.median(wall)) * 1e3, float(np.median(cpu)) * 1e3
 
 
-def _uv_render_case(tf, render, atlas, batch, backend, what):
+def _sh_shade_case(tf, render, size, batch, backend):
     rng = np.random.default_rng(0)
-    v = len(atlas.uv)
-    size = atlas.mask.shape
-    normals = tf.constant(rng.normal(size=(batch, v, 3)).astype(np.float32))
-    albedo = tf.constant(rng.uniform(0.2, 0.9, size=(batch, *size, 3)).astype(np.float32))
+    albedo = tf.constant(rng.uniform(0.2, 0.9, size=(batch, size, size, 3)).astype(np.float32))
     sh = tf.constant(render.ambient_sh(batch) + rng.normal(scale=0.1, size=(batch, 9, 3)).astype(np.float32))
-    normal_map = tf.constant(rng.normal(size=(batch, *size, 3)).astype(np.float32))
-    upstream = tf.constant(rng.normal(size=(batch, *size, 3)).astype(np.float32))
-    geo = (atlas.tri_id, atlas.bary, atlas.triangles, atlas.mask)
+    normal_map = tf.constant(rng.normal(size=(batch, size, size, 3)).astype(np.float32))
+    upstream = tf.constant(rng.normal(size=(batch, size, size, 3)).astype(np.float32))
 
     @tf.function
     def step():
         with tf.GradientTape() as tape:
-            if what == "uv_render":
-                tape.watch([normals, albedo, sh])
-                out = render.uv_render(normals, albedo, sh, *geo, backend=backend)
-                sources = [normals, albedo, sh]
-            elif what == "uv_interpolate":
-                tape.watch(normals)
-                out = render.uv_interpolate(normals, *geo, backend=backend)
-                sources = [normals]
-            else:
-                tape.watch([albedo, normal_map, sh])
-                out = render.sh_shade(albedo, normal_map, sh, backend=backend)
-                sources = [albedo, normal_map, sh]
+            tape.watch([albedo, normal_map, sh])
+            out = render.sh_shade(albedo, normal_map, sh, backend=backend)
             loss = tf.reduce_sum(out * upstream)
-        return [loss] + tape.gradient(loss, sources)
+        return [loss] + tape.gradient(loss, [albedo, normal_map, sh])
 
     return step
 
@@ -109,7 +93,6 @@ def main(argv):
     import tensorflow as tf
 
     from tf_face import render
-    from tf_face.testing.random_atlas import random_atlas
 
     if not render.ops_available():
         print("custom-op library not built: run `make ops` first", file=sys.stderr)
@@ -117,15 +100,12 @@ def main(argv):
     batch, size = FLAGS.batch, FLAGS.size
     repeats = 2 if FLAGS.quick else 10
     t0 = time.perf_counter()
-    atlases = {468: random_atlas(468, size, size, seed=0), 35000: random_atlas(35000, size, size, seed=1)}
     grid = render.grid_adjacency(np.ones((size, size), bool))
-    cases = [("uv_render", 468), ("uv_render", 35000), ("laplacian", len(grid.row_ptr) - 1)]
-    if not FLAGS.quick:
-        cases[2:2] = [("uv_interpolate", 35000), ("sh_shade", 35000)]
+    cases = [("sh_shade", size * size), ("laplacian", len(grid.row_ptr) - 1)]
     results = {}
     print(f"batch {batch}, {size}x{size}, forward+backward, median of {repeats} warm runs, "
           f"TF intra-op threads {tf.config.threading.get_intra_op_parallelism_threads() or os.cpu_count()}")
-    print(f"{'case':<16}{'V':>8}{'reference ms':>15}{'op ms':>10}{'speedup':>10}"
+    print(f"{'case':<16}{'texels':>8}{'reference ms':>15}{'op ms':>10}{'speedup':>10}"
           f"{'ref cpu-ms':>12}{'op cpu-ms':>11}{'cpu ratio':>10}")
     for what, v in cases:
         ms, cpu = {}, {}
@@ -133,7 +113,7 @@ def main(argv):
             if what == "laplacian":
                 fn = _laplacian_case(tf, render, grid, batch, backend)
             else:
-                fn = _uv_render_case(tf, render, atlases[v], batch, backend, what)
+                fn = _sh_shade_case(tf, render, size, batch, backend)
             ms[backend], cpu[backend] = _time(fn, repeats)
         speedup = ms["reference"] / ms["op"]
         cpu_ratio = cpu["reference"] / max(cpu["op"], 1e-9)
@@ -143,8 +123,7 @@ def main(argv):
         print(f"{what:<16}{v:>8}{ms['reference']:>15.1f}{ms['op']:>10.1f}{speedup:>9.1f}x"
               f"{cpu['reference']:>12.1f}{cpu['op']:>11.1f}{cpu_ratio:>9.1f}x")
     summary = {
-        "uv_render_speedup": results["uv_render_v35000"]["speedup"],
-        "uv_render_speedup_v468": results["uv_render_v468"]["speedup"],
+        "sh_shade_speedup": results[f"sh_shade_v{size * size}"]["speedup"],
         "laplacian_speedup": results[f"laplacian_v{len(grid.row_ptr) - 1}"]["speedup"],
         "batch": batch, "size": size, "repeats": repeats, "quick": FLAGS.quick,
         "cpu_count": os.cpu_count(), "cases": results,

@@ -3,6 +3,8 @@
 
 #include <cuda_runtime.h>
 
+#include <cmath>
+
 #include "ops/kernels/sh_math.h"
 
 namespace tf_face {
@@ -14,12 +16,12 @@ constexpr int kThreads = 256;
 constexpr int kShChunk = kThreads * 8;   // texels per block in reductions
 constexpr int kLapChunk = kThreads * 4;  // vertices per block in reductions
 
-inline int Blocks(i64 n, int threads = kThreads) {
-  i64 b = (n + threads - 1) / threads;
+inline int Blocks(int64_t n, int threads = kThreads) {
+  int64_t b = (n + threads - 1) / threads;
   return static_cast<int>(b < 65535 * 64 ? (b > 0 ? b : 1) : 65535 * 64);
 }
 
-__device__ __forceinline__ void SetFlag(int* flag, int code) { atomicCAS(flag, 0, code); }
+__device__ __forceinline__ void SetFlag(int32_t* flag, int code) { atomicCAS(flag, 0, code); }
 
 template <typename T>
 __device__ __forceinline__ T WarpSum(T v) {
@@ -46,56 +48,9 @@ __device__ void BlockSum(T (&v)[N], T* out) {
 }
 
 template <typename T>
-__global__ void UvInterpolateKernel(const T* __restrict__ attr, const int32_t* __restrict__ tri_id,
-                                    const T* __restrict__ bary, const int32_t* __restrict__ tri,
-                                    const bool* __restrict__ mask, i64 B, i64 V, i64 C, i64 HW,
-                                    i64 num_tri, T* __restrict__ out, int* flag) {
-  for (i64 p = blockIdx.x * (i64)blockDim.x + threadIdx.x; p < B * HW; p += (i64)gridDim.x * blockDim.x) {
-    const i64 b = p / HW, t = p - b * HW;
-    T* op = out + p * C;
-    const int32_t f = tri_id[t];
-    bool ok = mask[t] && f >= 0;
-    if (f < -1 || f >= num_tri) { SetFlag(flag, 1); ok = false; }
-    int32_t v0 = 0, v1 = 0, v2 = 0;
-    if (ok) {
-      v0 = tri[3 * f]; v1 = tri[3 * f + 1]; v2 = tri[3 * f + 2];
-      if (v0 < 0 || v0 >= V || v1 < 0 || v1 >= V || v2 < 0 || v2 >= V) { SetFlag(flag, 2); ok = false; }
-    }
-    if (!ok) {
-      for (i64 c = 0; c < C; ++c) op[c] = T(0);
-      continue;
-    }
-    const T w0 = bary[3 * t], w1 = bary[3 * t + 1], w2 = bary[3 * t + 2];
-    const T* a = attr + b * V * C;
-    for (i64 c = 0; c < C; ++c) op[c] = w0 * a[v0 * C + c] + w1 * a[v1 * C + c] + w2 * a[v2 * C + c];
-  }
-}
-
-template <typename T>
-__global__ void UvInterpolateGradKernel(const T* __restrict__ grad, const T* __restrict__ bary,
-                                        const int32_t* __restrict__ row_ptr,
-                                        const int32_t* __restrict__ entries, i64 B, i64 V, i64 C,
-                                        i64 HW, i64 nnz, T* __restrict__ out, int* flag) {
-  // One thread per (b, v, c): consecutive threads read consecutive channels.
-  for (i64 q = blockIdx.x * (i64)blockDim.x + threadIdx.x; q < B * V * C; q += (i64)gridDim.x * blockDim.x) {
-    const i64 c = q % C, bv = q / C, v = bv % V, b = bv / V;
-    i64 e0 = row_ptr[v], e1 = row_ptr[v + 1];
-    if (e0 < 0 || e1 < e0 || e1 > nnz) { SetFlag(flag, 4); e1 = e0; }
-    T acc = T(0);
-    const T* g = grad + b * HW * C + c;
-    for (i64 e = e0; e < e1; ++e) {
-      const int32_t k = entries[e];
-      if (k < 0 || k >= 3 * HW) { SetFlag(flag, 3); continue; }
-      acc += bary[k] * g[(k / 3) * C];
-    }
-    out[q] = acc;
-  }
-}
-
-template <typename T>
 __global__ void ShShadeKernel(const T* __restrict__ albedo, const T* __restrict__ normals,
-                              const T* __restrict__ sh, i64 B, i64 HW, T* __restrict__ out) {
-  for (i64 p = blockIdx.x * (i64)blockDim.x + threadIdx.x; p < B * HW; p += (i64)gridDim.x * blockDim.x) {
+                              const T* __restrict__ sh, int64_t B, int64_t HW, T* __restrict__ out) {
+  for (int64_t p = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; p < B * HW; p += (int64_t)gridDim.x * blockDim.x) {
     const T* s = sh + (p / HW) * 27;
     T a[3] = {albedo[3 * p], albedo[3 * p + 1], albedo[3 * p + 2]};
     T n[3] = {normals[3 * p], normals[3 * p + 1], normals[3 * p + 2]};
@@ -108,19 +63,19 @@ __global__ void ShShadeKernel(const T* __restrict__ albedo, const T* __restrict_
 // grid = (num_chunks, B); each block owns kShChunk texels of one batch element.
 template <typename T>
 __global__ void ShShadeGradKernel(const T* __restrict__ grad, const T* __restrict__ albedo,
-                                  const T* __restrict__ normals, const T* __restrict__ sh, i64 HW,
+                                  const T* __restrict__ normals, const T* __restrict__ sh, int64_t HW,
                                   T* __restrict__ d_albedo, T* __restrict__ d_normals,
                                   T* __restrict__ partial) {
-  const i64 b = blockIdx.y;
+  const int64_t b = blockIdx.y;
   __shared__ T s[27];
   if (threadIdx.x < 27) s[threadIdx.x] = sh[b * 27 + threadIdx.x];
   __syncthreads();
   T acc[27];
 #pragma unroll
   for (int j = 0; j < 27; ++j) acc[j] = T(0);
-  const i64 t0 = blockIdx.x * (i64)kShChunk;
-  for (i64 t = t0 + threadIdx.x; t < t0 + kShChunk && t < HW; t += kThreads) {
-    const i64 p = b * HW + t;
+  const int64_t t0 = blockIdx.x * (int64_t)kShChunk;
+  for (int64_t t = t0 + threadIdx.x; t < t0 + kShChunk && t < HW; t += kThreads) {
+    const int64_t p = b * HW + t;
     T g[3] = {grad[3 * p], grad[3 * p + 1], grad[3 * p + 2]};
     T a[3] = {albedo[3 * p], albedo[3 * p + 1], albedo[3 * p + 2]};
     T n[3] = {normals[3 * p], normals[3 * p + 1], normals[3 * p + 2]};
@@ -133,35 +88,35 @@ __global__ void ShShadeGradKernel(const T* __restrict__ grad, const T* __restric
 
 // out[r * width + j] = sum_k partial[(r * nparts + k) * width + j], in order.
 template <typename T>
-__global__ void SumPartialsKernel(const T* __restrict__ partial, i64 rows, i64 nparts, i64 width,
+__global__ void SumPartialsKernel(const T* __restrict__ partial, int64_t rows, int64_t nparts, int64_t width,
                                   T* __restrict__ out) {
-  const i64 q = blockIdx.x * (i64)blockDim.x + threadIdx.x;
+  const int64_t q = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
   if (q >= rows * width) return;
-  const i64 r = q / width, j = q - r * width;
+  const int64_t r = q / width, j = q - r * width;
   T s = T(0);
-  for (i64 k = 0; k < nparts; ++k) s += partial[(r * nparts + k) * width + j];
+  for (int64_t k = 0; k < nparts; ++k) s += partial[(r * nparts + k) * width + j];
   out[q] = s;
 }
 
 // grid = (num_chunks, B).
 template <typename T>
 __global__ void LaplacianKernel(const T* __restrict__ x, const int32_t* __restrict__ row_ptr,
-                                const int32_t* __restrict__ col_idx, i64 V, i64 C, i64 nnz,
-                                T* __restrict__ partial, int* flag) {
-  const i64 b = blockIdx.y;
+                                const int32_t* __restrict__ col_idx, int64_t V, int64_t C, int64_t nnz,
+                                T* __restrict__ partial, int32_t* flag) {
+  const int64_t b = blockIdx.y;
   const T* xb = x + b * V * C;
   T acc[1] = {T(0)};
-  const i64 i0 = blockIdx.x * (i64)kLapChunk;
-  for (i64 i = i0 + threadIdx.x; i < i0 + kLapChunk && i < V; i += kThreads) {
-    i64 k0 = row_ptr[i], k1 = row_ptr[i + 1];
+  const int64_t i0 = blockIdx.x * (int64_t)kLapChunk;
+  for (int64_t i = i0 + threadIdx.x; i < i0 + kLapChunk && i < V; i += kThreads) {
+    int64_t k0 = row_ptr[i], k1 = row_ptr[i + 1];
     if (k0 < 0 || k1 < k0 || k1 > nnz || (i == 0 && k0 != 0) || (i == V - 1 && k1 != nnz)) {
       SetFlag(flag, 4);
       continue;
     }
-    for (i64 k = k0; k < k1; ++k) {
+    for (int64_t k = k0; k < k1; ++k) {
       const int32_t j = col_idx[k];
       if (j < 0 || j >= V) { SetFlag(flag, 3); continue; }
-      for (i64 c = 0; c < C; ++c) {
+      for (int64_t c = 0; c < C; ++c) {
         const T d = xb[i * C + c] - xb[j * C + c];
         acc[0] += d * d;
       }
@@ -175,19 +130,19 @@ __global__ void LaplacianGradKernel(const T* __restrict__ x, const int32_t* __re
                                     const int32_t* __restrict__ col_idx,
                                     const int32_t* __restrict__ t_row_ptr,
                                     const int32_t* __restrict__ t_col_idx,
-                                    const T* __restrict__ grad_energy, i64 B, i64 V, i64 C, i64 nnz,
-                                    T* __restrict__ out, int* flag) {
-  for (i64 q = blockIdx.x * (i64)blockDim.x + threadIdx.x; q < B * V * C; q += (i64)gridDim.x * blockDim.x) {
-    const i64 c = q % C, bv = q / C, i = bv % V, b = bv / V;
+                                    const T* __restrict__ grad_energy, int64_t B, int64_t V, int64_t C, int64_t nnz,
+                                    T* __restrict__ out, int32_t* flag) {
+  for (int64_t q = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; q < B * V * C; q += (int64_t)gridDim.x * blockDim.x) {
+    const int64_t c = q % C, bv = q / C, i = bv % V, b = bv / V;
     const T* xb = x + b * V * C;
     const T xi = xb[i * C + c];
     T acc = T(0);
     const int32_t* rps[2] = {row_ptr, t_row_ptr};
     const int32_t* cis[2] = {col_idx, t_col_idx};
     for (int pass = 0; pass < 2; ++pass) {
-      i64 k0 = rps[pass][i], k1 = rps[pass][i + 1];
+      int64_t k0 = rps[pass][i], k1 = rps[pass][i + 1];
       if (k0 < 0 || k1 < k0 || k1 > nnz) { SetFlag(flag, 4); continue; }
-      for (i64 k = k0; k < k1; ++k) {
+      for (int64_t k = k0; k < k1; ++k) {
         const int32_t j = cis[pass][k];
         if (j < 0 || j >= V) { SetFlag(flag, 3); continue; }
         acc += xi - xb[j * C + c];
@@ -197,51 +152,32 @@ __global__ void LaplacianGradKernel(const T* __restrict__ x, const int32_t* __re
   }
 }
 
+// A raised index flag makes the whole output NaN (the op cannot fail without
+// reading the flag back, which would block the host on the stream).
+template <typename T>
+__global__ void PoisonIfFlaggedKernel(const int32_t* __restrict__ flag, int64_t n, T* __restrict__ out) {
+  if (*flag == 0) return;
+  for (int64_t q = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; q < n; q += (int64_t)gridDim.x * blockDim.x)
+    out[q] = T(NAN);
+}
+
 }  // namespace
 
-int ClearFlag(int* d_flag, void* stream) {
-  return cudaMemsetAsync(d_flag, 0, sizeof(int), static_cast<cudaStream_t>(stream));
-}
-
-int ReadFlag(const int* d_flag, int* h_flag, void* stream) {
-  cudaStream_t s = static_cast<cudaStream_t>(stream);
-  int err = cudaMemcpyAsync(h_flag, d_flag, sizeof(int), cudaMemcpyDeviceToHost, s);
-  if (err) return err;
-  return cudaStreamSynchronize(s);
-}
-
-i64 ShGradScratch(i64 B, i64 HW) { return B * ((HW + kShChunk - 1) / kShChunk) * 27; }
-i64 LaplacianScratch(i64 B, i64 V) { return B * ((V + kLapChunk - 1) / kLapChunk); }
+int64_t ShGradScratch(int64_t B, int64_t HW) { return B * ((HW + kShChunk - 1) / kShChunk) * 27; }
+int64_t LaplacianScratch(int64_t B, int64_t V) { return B * ((V + kLapChunk - 1) / kLapChunk); }
 
 template <typename T>
-int UvInterpolate(const T* attr, const int32_t* tri_id, const T* bary, const int32_t* tri,
-                  const bool* mask, i64 B, i64 V, i64 C, i64 HW, i64 num_tri, T* out, int* d_flag,
-                  void* stream) {
-  UvInterpolateKernel<T><<<Blocks(B * HW), kThreads, 0, static_cast<cudaStream_t>(stream)>>>(
-      attr, tri_id, bary, tri, mask, B, V, C, HW, num_tri, out, d_flag);
-  return cudaGetLastError();
-}
-
-template <typename T>
-int UvInterpolateGrad(const T* grad, const T* bary, const int32_t* row_ptr, const int32_t* entries,
-                      i64 B, i64 V, i64 C, i64 HW, i64 nnz, T* out, int* d_flag, void* stream) {
-  UvInterpolateGradKernel<T><<<Blocks(B * V * C), kThreads, 0, static_cast<cudaStream_t>(stream)>>>(
-      grad, bary, row_ptr, entries, B, V, C, HW, nnz, out, d_flag);
-  return cudaGetLastError();
-}
-
-template <typename T>
-int ShShade(const T* albedo, const T* normals, const T* sh, i64 B, i64 HW, T* out, void* stream) {
+int ShShade(const T* albedo, const T* normals, const T* sh, int64_t B, int64_t HW, T* out, void* stream) {
   ShShadeKernel<T><<<Blocks(B * HW), kThreads, 0, static_cast<cudaStream_t>(stream)>>>(
       albedo, normals, sh, B, HW, out);
   return cudaGetLastError();
 }
 
 template <typename T>
-int ShShadeGrad(const T* grad, const T* albedo, const T* normals, const T* sh, i64 B, i64 HW,
+int ShShadeGrad(const T* grad, const T* albedo, const T* normals, const T* sh, int64_t B, int64_t HW,
                 T* d_albedo, T* d_normals, T* d_sh, T* scratch, void* stream) {
   cudaStream_t s = static_cast<cudaStream_t>(stream);
-  const i64 chunks = (HW + kShChunk - 1) / kShChunk;
+  const int64_t chunks = (HW + kShChunk - 1) / kShChunk;
   ShShadeGradKernel<T><<<dim3(static_cast<unsigned>(chunks), static_cast<unsigned>(B)), kThreads, 0, s>>>(
       grad, albedo, normals, sh, HW, d_albedo, d_normals, scratch);
   SumPartialsKernel<T><<<Blocks(B * 27), kThreads, 0, s>>>(scratch, B, chunks, 27, d_sh);
@@ -249,40 +185,43 @@ int ShShadeGrad(const T* grad, const T* albedo, const T* normals, const T* sh, i
 }
 
 template <typename T>
-int Laplacian(const T* values, const int32_t* row_ptr, const int32_t* col_idx, i64 B, i64 V, i64 C,
-              i64 nnz, T* energy, T* scratch, int* d_flag, void* stream) {
+int Laplacian(const T* values, const int32_t* row_ptr, const int32_t* col_idx, int64_t B, int64_t V, int64_t C,
+              int64_t nnz, T* energy, T* scratch, int32_t* d_flag, void* stream) {
   cudaStream_t s = static_cast<cudaStream_t>(stream);
-  const i64 chunks = (V + kLapChunk - 1) / kLapChunk;
+  const int64_t chunks = (V + kLapChunk - 1) / kLapChunk;
   if (chunks == 0) {
     return cudaMemsetAsync(energy, 0, sizeof(T) * B, s);
   }
+  int err = cudaMemsetAsync(d_flag, 0, sizeof(int32_t), s);
+  if (err) return err;
   LaplacianKernel<T><<<dim3(static_cast<unsigned>(chunks), static_cast<unsigned>(B)), kThreads, 0, s>>>(
       values, row_ptr, col_idx, V, C, nnz, scratch, d_flag);
   SumPartialsKernel<T><<<Blocks(B), kThreads, 0, s>>>(scratch, B, chunks, 1, energy);
+  PoisonIfFlaggedKernel<T><<<Blocks(B), kThreads, 0, s>>>(d_flag, B, energy);
   return cudaGetLastError();
 }
 
 template <typename T>
 int LaplacianGrad(const T* values, const int32_t* row_ptr, const int32_t* col_idx,
-                  const int32_t* t_row_ptr, const int32_t* t_col_idx, const T* grad_energy, i64 B,
-                  i64 V, i64 C, i64 nnz, T* out, int* d_flag, void* stream) {
-  LaplacianGradKernel<T><<<Blocks(B * V * C), kThreads, 0, static_cast<cudaStream_t>(stream)>>>(
-      values, row_ptr, col_idx, t_row_ptr, t_col_idx, grad_energy, B, V, C, nnz, out, d_flag);
+                  const int32_t* t_row_ptr, const int32_t* t_col_idx, const T* grad_energy, int64_t B,
+                  int64_t V, int64_t C, int64_t nnz, T* out, int32_t* d_flag, void* stream) {
+  cudaStream_t s = static_cast<cudaStream_t>(stream);
+  int err = cudaMemsetAsync(d_flag, 0, sizeof(int32_t), s);
+  if (err) return err;
+  LaplacianGradKernel<T><<<Blocks(B * V * C), kThreads, 0, s>>>(values, row_ptr, col_idx, t_row_ptr, t_col_idx,
+                                                                 grad_energy, B, V, C, nnz, out, d_flag);
+  PoisonIfFlaggedKernel<T><<<Blocks(B * V * C), kThreads, 0, s>>>(d_flag, B * V * C, out);
   return cudaGetLastError();
 }
 
 #define TFF_INSTANTIATE(T)                                                                        \
-  template int UvInterpolate<T>(const T*, const int32_t*, const T*, const int32_t*, const bool*,   \
-                                i64, i64, i64, i64, i64, T*, int*, void*);                        \
-  template int UvInterpolateGrad<T>(const T*, const T*, const int32_t*, const int32_t*, i64, i64, \
-                                    i64, i64, i64, T*, int*, void*);                              \
-  template int ShShade<T>(const T*, const T*, const T*, i64, i64, T*, void*);                     \
-  template int ShShadeGrad<T>(const T*, const T*, const T*, const T*, i64, i64, T*, T*, T*, T*,   \
+  template int ShShade<T>(const T*, const T*, const T*, int64_t, int64_t, T*, void*);                     \
+  template int ShShadeGrad<T>(const T*, const T*, const T*, const T*, int64_t, int64_t, T*, T*, T*, T*,   \
                               void*);                                                             \
-  template int Laplacian<T>(const T*, const int32_t*, const int32_t*, i64, i64, i64, i64, T*, T*, \
-                            int*, void*);                                                         \
+  template int Laplacian<T>(const T*, const int32_t*, const int32_t*, int64_t, int64_t, int64_t, int64_t, T*, T*, \
+                            int32_t*, void*);                                                         \
   template int LaplacianGrad<T>(const T*, const int32_t*, const int32_t*, const int32_t*,         \
-                                const int32_t*, const T*, i64, i64, i64, i64, T*, int*, void*);
+                                const int32_t*, const T*, int64_t, int64_t, int64_t, int64_t, T*, int32_t*, void*);
 
 TFF_INSTANTIATE(float)
 TFF_INSTANTIATE(double)

@@ -1,12 +1,13 @@
 // Launchers of the tf_face CUDA kernels. Plain C++ interface: device pointers,
-// sizes, a device int flag and the CUDA stream as void*. No TensorFlow types,
-// so the standalone harness (ops/cuda_harness) and the TF GPU kernels
-// (ops/cc/tf_face_ops_gpu.cc) call the same code.
+// sizes, a device int32 flag and the CUDA stream as void*. No TensorFlow types,
+// so the standalone harness (ops/cuda_harness) and the ops' GPU functors
+// (ops/cc/*.cu.cc) call the same code.
 //
-// Every launcher returns 0 or a cudaError_t value. Index checks happen on the
-// device: an out-of-range id makes the texel/vertex contribute zero and sets
-// *d_flag to a nonzero code (1 = tri_id, 2 = vertex id, 3 = CSR entry,
-// 4 = CSR row_ptr); ReadFlag copies it to the host (synchronising the stream).
+// Every launcher only enqueues work on `stream` (no synchronisation) and
+// returns 0 or a cudaError_t value. Index checks happen on the device: the
+// Laplacian launchers clear *d_flag, an out-of-range CSR entry sets it to a
+// nonzero code (3 = col_idx entry, 4 = row_ptr) and, as the last step on the
+// stream, a flagged launch fills its whole output with NaN.
 //
 // Determinism: no float atomics. Reductions are per-block warp-shuffle trees
 // over fixed texel/vertex ranges, then an in-order sum of the block partials.
@@ -18,40 +19,25 @@
 namespace tf_face {
 namespace cuda {
 
-typedef long long i64;
-
-int ClearFlag(int* d_flag, void* stream);
-int ReadFlag(const int* d_flag, int* h_flag, void* stream);
-
 // Scratch elements (of T) the reductions need.
-i64 ShGradScratch(i64 B, i64 HW);
-i64 LaplacianScratch(i64 B, i64 V);
+int64_t ShGradScratch(int64_t B, int64_t HW);
+int64_t LaplacianScratch(int64_t B, int64_t V);
 
 template <typename T>
-int UvInterpolate(const T* attr, const int32_t* tri_id, const T* bary, const int32_t* tri,
-                  const bool* mask, i64 B, i64 V, i64 C, i64 HW, i64 num_tri, T* out, int* d_flag,
-                  void* stream);
-
-// CSR gather: out[b, v, c] = sum_{e in row v} bary[entries[e]] * grad[b, entries[e] / 3, c].
-template <typename T>
-int UvInterpolateGrad(const T* grad, const T* bary, const int32_t* row_ptr, const int32_t* entries,
-                      i64 B, i64 V, i64 C, i64 HW, i64 nnz, T* out, int* d_flag, void* stream);
+int ShShade(const T* albedo, const T* normals, const T* sh, int64_t B, int64_t HW, T* out, void* stream);
 
 template <typename T>
-int ShShade(const T* albedo, const T* normals, const T* sh, i64 B, i64 HW, T* out, void* stream);
-
-template <typename T>
-int ShShadeGrad(const T* grad, const T* albedo, const T* normals, const T* sh, i64 B, i64 HW,
+int ShShadeGrad(const T* grad, const T* albedo, const T* normals, const T* sh, int64_t B, int64_t HW,
                 T* d_albedo, T* d_normals, T* d_sh, T* scratch, void* stream);
 
 template <typename T>
-int Laplacian(const T* values, const int32_t* row_ptr, const int32_t* col_idx, i64 B, i64 V, i64 C,
-              i64 nnz, T* energy, T* scratch, int* d_flag, void* stream);
+int Laplacian(const T* values, const int32_t* row_ptr, const int32_t* col_idx, int64_t B, int64_t V, int64_t C,
+              int64_t nnz, T* energy, T* scratch, int32_t* d_flag, void* stream);
 
 template <typename T>
 int LaplacianGrad(const T* values, const int32_t* row_ptr, const int32_t* col_idx,
-                  const int32_t* t_row_ptr, const int32_t* t_col_idx, const T* grad_energy, i64 B,
-                  i64 V, i64 C, i64 nnz, T* out, int* d_flag, void* stream);
+                  const int32_t* t_row_ptr, const int32_t* t_col_idx, const T* grad_energy, int64_t B,
+                  int64_t V, int64_t C, int64_t nnz, T* out, int32_t* d_flag, void* stream);
 
 }  // namespace cuda
 }  // namespace tf_face

@@ -1,6 +1,7 @@
 // Second-order real spherical harmonics with the Lambertian (clamped cosine)
-// convolution folded in. Plain C++ / CUDA, no TensorFlow types: shared by the
-// CPU kernels, the CUDA kernels and the standalone CUDA harness.
+// convolution folded in. Plain C++ / CUDA, no TensorFlow types: the per-texel
+// specification, used by the CUDA kernels, the standalone CUDA harness and
+// (in vectorised form, sh_chunk.h) the CPU functor.
 //
 // Normal frame: tf_face camera frame (x right, y up, z towards the camera).
 // Basis (Ramamoorthi & Hanrahan 2001, "An efficient representation for
@@ -21,11 +22,7 @@
 
 #include <cmath>
 
-#ifdef __CUDACC__
-#define TFF_HD __host__ __device__ __forceinline__
-#else
-#define TFF_HD inline
-#endif
+#include "ops/kernels/host_device.h"
 
 namespace tf_face {
 

@@ -1,13 +1,18 @@
 """Loads the custom-op library (``_tf_face_ops*.so``) and registers gradients.
 
-The library is built by ``make ops`` (``setup.py build_ext --inplace``). If it
-is missing or fails to load, ``library()`` returns None and the callers use the
-pure-TF reference; ``warn_fallback_once`` logs that once per process.
+The library is built by ``make ops`` (``setup.py build_ext --inplace``), which
+also writes its build manifest (``tf_face.render.op_sources``): the loader
+loads the file the manifest names, not the newest ``.so`` by mtime, and
+refuses it when it is stale (the ``ops/`` sources of this checkout changed
+since the build) or is not the file the build wrote. ``TF_FACE_OPS_LIBRARY=
+/path/to.so`` loads that file instead, unchecked (e.g. a Bazel build). If the
+library is missing, refused or fails to load, ``library()`` returns None and
+the callers use the pure-TF reference; ``warn_fallback_once`` logs the reason
+once per process.
 """
 
 from __future__ import annotations
 
-import glob
 import logging
 import os
 import threading
@@ -15,6 +20,7 @@ import threading
 import tensorflow as tf
 
 from tf_face.errors import TfFaceError
+from tf_face.render import op_sources
 
 _LOG = logging.getLogger(__name__)
 _LOCK = threading.Lock()
@@ -25,34 +31,22 @@ class OpsUnavailableError(TfFaceError):
     """backend="op" was requested but the custom-op library is not built."""
 
 
-def _candidates() -> list[str]:
+def _select() -> tuple[str | None, str | None]:
+    """(path, None) of the library to load, or (None, why not)."""
+    explicit = os.environ.get("TF_FACE_OPS_LIBRARY", "").strip()
+    if explicit:
+        if not os.path.exists(explicit):
+            return None, f"TF_FACE_OPS_LIBRARY={explicit} does not exist"
+        return explicit, None
     here = os.path.dirname(os.path.abspath(__file__))
-    return sorted(glob.glob(os.path.join(here, "_tf_face_ops*.so")), key=os.path.getmtime)
+    return op_sources.find_library(here, os.path.dirname(os.path.dirname(here)))
 
 
 def _register_gradients(lib) -> None:
-    @tf.RegisterGradient("TfFaceUvInterpolate")
-    def _uv_grad(op, grad):  # pylint: disable=unused-variable
-        attributes, tri_id, bary, triangles, mask = op.inputs
-        num_vertices = tf.shape(attributes, out_type=tf.int32)[1]
-        row_ptr, entries = lib.tf_face_uv_atlas_csr(tri_id, triangles, mask, num_vertices)
-        return [lib.tf_face_uv_interpolate_grad(grad, bary, row_ptr, entries),
-                None, None, None, None]
-
     @tf.RegisterGradient("TfFaceShShade")
     def _sh_grad(op, grad):  # pylint: disable=unused-variable
         albedo, normals, sh = op.inputs
         return list(lib.tf_face_sh_shade_grad(grad, albedo, normals, sh))
-
-    @tf.RegisterGradient("TfFaceUvRender")
-    def _render_grad(op, grad):  # pylint: disable=unused-variable
-        normals, albedo, sh, tri_id, bary, triangles, mask = op.inputs
-        d_albedo, d_normal_map, d_sh = lib.tf_face_uv_render_grad(
-            grad, normals, albedo, sh, tri_id, bary, triangles, mask)
-        num_vertices = tf.shape(normals, out_type=tf.int32)[1]
-        row_ptr, entries = lib.tf_face_uv_atlas_csr(tri_id, triangles, mask, num_vertices)
-        d_normals = lib.tf_face_uv_interpolate_grad(d_normal_map, bary, row_ptr, entries)
-        return [d_normals, d_albedo, d_sh, None, None, None, None]
 
     @tf.RegisterGradient("TfFaceLaplacianSmoothness")
     def _lap_grad(op, grad):  # pylint: disable=unused-variable
@@ -68,13 +62,12 @@ def library():
     with _LOCK:
         if not _STATE["loaded"]:
             _STATE["loaded"] = True
-            paths = _candidates()
-            if not paths:
-                _STATE["error"] = ("custom-op library not built (`make ops` in a checkout, "
-                                   "`pip install --no-build-isolation .` for an install)")
+            path, error = _select()
+            if path is None:
+                _STATE["error"] = error
             else:
                 try:
-                    lib = tf.load_op_library(paths[-1])
+                    lib = tf.load_op_library(path)
                     _register_gradients(lib)
                     _STATE["lib"] = lib
                 except (tf.errors.NotFoundError, OSError, KeyError) as err:

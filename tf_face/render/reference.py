@@ -11,23 +11,6 @@ import tensorflow as tf
 from tf_face.render.sh import sh_basis
 
 
-def uv_interpolate_reference(attributes, tri_id, bary, triangles, mask):
-    """Per-texel barycentric interpolation of per-vertex attributes.
-
-    attributes [B, V, C]; tri_id [H, W] int32 (-1 = no triangle); bary
-    [H, W, 3]; triangles [T, 3] int32; mask [H, W] bool. A texel is drawn iff
-    ``mask & (tri_id >= 0)``; others are zero. Returns [B, H, W, C]::
-
-        out[b, h, w] = sum_k bary[h, w, k] * attributes[b, triangles[tri_id[h, w], k]]
-    """
-    valid = tf.logical_and(mask, tri_id >= 0)
-    safe_tri = tf.where(valid, tri_id, tf.zeros_like(tri_id))
-    corner_ids = tf.gather(triangles, safe_tri)                      # [H, W, 3]
-    weights = tf.where(valid[..., None], bary, tf.zeros_like(bary))  # [H, W, 3]
-    corners = tf.gather(attributes, corner_ids, axis=1)              # [B, H, W, 3, C]
-    return tf.einsum("bhwkc,hwk->bhwc", corners, weights)
-
-
 def sh_shade_reference(albedo, normals, sh):
     """``albedo * sum_i sh[:, i] * H_i(normals / |normals|)``.
 

@@ -3,8 +3,8 @@
 // ops/kernels/sh_math.h are the GPU path and the specification; these compute
 // the same formulas). Inputs are AoS [m, 3]; texels with valid[k] == false (or
 // k >= m) are treated as g = a = n = 0, which makes every output zero.
-#ifndef TF_FACE_OPS_CC_SH_CHUNK_H_
-#define TF_FACE_OPS_CC_SH_CHUNK_H_
+#ifndef TF_FACE_OPS_KERNELS_SH_CHUNK_H_
+#define TF_FACE_OPS_KERNELS_SH_CHUNK_H_
 
 #include <cmath>
 
@@ -121,4 +121,4 @@ inline void ShGradChunk(int m, const T* g, const T* a, const T* n, const bool* v
 
 }  // namespace tf_face
 
-#endif  // TF_FACE_OPS_CC_SH_CHUNK_H_
+#endif  // TF_FACE_OPS_KERNELS_SH_CHUNK_H_
