@@ -2,6 +2,7 @@
 the fallback to the pure-TF reference when the library is absent."""
 
 import logging
+import os
 
 import keras
 import numpy as np
