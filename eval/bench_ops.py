@@ -32,6 +32,7 @@ from absl import app, flags
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+# TF-loading imports stay in functions, run after main's quiet_tensorflow() (test_import_weight)
 if __name__ == "__main__":   # a script: TensorFlow without its start-up noise
     from tf_face.tf_import import quiet_tensorflow
     quiet_tensorflow()
@@ -109,7 +110,7 @@ def main(argv):
     import tensorflow as tf
 
     from tf_face import render
-    from tf_face.testing.random_atlas import random_atlas
+    from tf_face.testing.random_atlas import random_atlas  # lazy as well: scipy.spatial (~350 ms)
 
     if not render.ops_available():
         print("custom-op library not built: run `make ops` first", file=sys.stderr)
