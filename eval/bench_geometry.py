@@ -17,10 +17,15 @@ import time
 from pathlib import Path
 
 import numpy as np
+import skimage.data
 from absl import app, flags
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+from tf_face.cli.common import IMAGE_SUFFIXES  # noqa: E402
+from tf_face.errors import TfFaceError  # noqa: E402
+from tf_face.image_io import load_image  # noqa: E402
+from tf_face.pipeline import GeometryPipeline  # noqa: E402
 if __name__ == "__main__":   # a script: TensorFlow without its start-up noise
     from tf_face.tf_import import quiet_tensorflow
     quiet_tensorflow()
@@ -34,24 +39,18 @@ flags.DEFINE_string("faces_dir", str(REPO.parent / "shared" / "data" / "faces"),
 
 
 def load_photos(faces_dir: Path) -> list:
-    from tf_face.cli.common import IMAGE_SUFFIXES
-    from tf_face.image_io import load_image
-
     photos = []
     if faces_dir.is_dir():
         for p in sorted(faces_dir.rglob("*")):
             if p.suffix.lower() in IMAGE_SUFFIXES:
                 photos.append((str(p.relative_to(faces_dir)), load_image(p)))
     if not photos:
-        import skimage.data
         photos = [("astronaut", skimage.data.astronaut())]
     return photos
 
 
 def main(argv):
     del argv
-    from tf_face.errors import TfFaceError
-    from tf_face.pipeline import GeometryPipeline
 
     photos = load_photos(Path(FLAGS.faces_dir))
     pipe = GeometryPipeline(FLAGS.model)

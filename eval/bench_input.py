@@ -36,6 +36,11 @@ from absl import app, flags
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+from tf_face.data import (encode_example, make_dataset_with_report,  # noqa: E402
+                          parse_example, write_shard)
+from tf_face.data.dataset import scan_shards  # noqa: E402
+from tf_face.types import UVSample  # noqa: E402
+# TF-loading imports stay in functions, run after main's quiet_tensorflow() (test_import_weight)
 if __name__ == "__main__":   # a script: TensorFlow without its start-up noise
     from tf_face.tf_import import quiet_tensorflow
     quiet_tensorflow()
@@ -55,8 +60,6 @@ flags.DEFINE_bool("augment", False, "Time with augmentation on.")
 
 
 def synthetic_sample(rng, size):
-    from tf_face.types import UVSample
-
     yy, xx = np.mgrid[0:size, 0:size] / (size - 1) * 2 - 1
     r2 = xx ** 2 + yy ** 2
     mask = (r2 < 0.8) & (rng.random() * 0.6 - 0.3 < xx + 0.9)
@@ -72,8 +75,6 @@ def synthetic_sample(rng, size):
 
 
 def write_synthetic(directory: Path, n: int, size: int) -> None:
-    from tf_face.data import encode_example, write_shard
-
     rng = np.random.default_rng(0)
     fit = {"model": "default", "scale": 1.0, "rotation": np.eye(3), "translation": [0, 0],
            "landmark_rmse_iod": 0.02, "image_size": [512, 512]}
@@ -123,9 +124,6 @@ def bnet_step_ms(batch: int, size: int, steps: int = 5) -> float:
 def main(argv):
     del argv
     import tensorflow as tf
-
-    from tf_face.data import make_dataset_with_report, parse_example
-    from tf_face.data.dataset import scan_shards
 
     tmp = None
     data = FLAGS.data

@@ -33,10 +33,21 @@ import time
 from pathlib import Path
 
 import numpy as np
+import skimage.data
 from absl import app, flags
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+from tf_face.cli.common import IMAGE_SUFFIXES  # noqa: E402
+from tf_face.errors import TfFaceError  # noqa: E402
+from tf_face.image_io import load_image  # noqa: E402
+from tf_face.serving.backends import ensure_tflite  # noqa: E402
+from tf_face.serving.reconstruct import Reconstructor, reconstruct_one  # noqa: E402
+from tf_face.serving.tflite import TFLiteNetwork, tflite_name  # noqa: E402
+from tf_face.serving.weights import (CONFIG_FILE, DEFAULT_WEIGHTS_DIR, NETWORKS,  # noqa: E402
+                                     load_networks, read_weights_config)
+from tf_face.testing.random_weights import write_random_weights  # noqa: E402
+# TF-loading imports stay in functions, run after main's quiet_tensorflow() (test_import_weight)
 if __name__ == "__main__":   # a script: TensorFlow without its start-up noise
     from tf_face.tf_import import quiet_tensorflow
     quiet_tensorflow()
@@ -60,26 +71,21 @@ STAGES = ("detect", "landmarks", "fit", "unwrap", "bnet", "fan", "drn", "albedo_
 
 
 def load_photos(faces_dir: Path) -> list:
-    from tf_face.cli.common import IMAGE_SUFFIXES
-    from tf_face.image_io import load_image
     photos = []
     if faces_dir.is_dir():
         for p in sorted(faces_dir.rglob("*")):
             if p.suffix.lower() in IMAGE_SUFFIXES and "detections" not in p.parts:
                 photos.append((str(p.relative_to(faces_dir)), load_image(p)))
     if not photos:
-        import skimage.data
         photos = [("astronaut", skimage.data.astronaut())]
     return photos
 
 
 def pick_weights() -> tuple:
-    from tf_face.serving.weights import DEFAULT_WEIGHTS_DIR, CONFIG_FILE
     if FLAGS.weights_dir:
         return Path(FLAGS.weights_dir), "given"
     if (DEFAULT_WEIGHTS_DIR / CONFIG_FILE).is_file():
         return DEFAULT_WEIGHTS_DIR, "shipped release weights"
-    from tf_face.testing.random_weights import write_random_weights
     folder = Path(tempfile.mkdtemp(prefix="tf_face_bench_weights_"))
     print(f"no trained weights: random networks (B-Net width {FLAGS.bnet_width}, ngf 16) "
           f"in {folder}")
@@ -88,7 +94,6 @@ def pick_weights() -> tuple:
 
 
 def time_backend(recon, photos) -> tuple:
-    from tf_face.errors import TfFaceError
     usable = []
     for name, img in photos:  # warm-up pass; drop photos the pipeline rejects
         if len(usable) >= FLAGS.max_photos:
@@ -125,9 +130,6 @@ def time_ideas(weights) -> dict:
     """ms per call of each network alone (warm, median of 15) under each idea."""
     import tensorflow as tf
 
-    from tf_face.serving.backends import ensure_tflite
-    from tf_face.serving.tflite import TFLiteNetwork, tflite_name
-    from tf_face.serving.weights import NETWORKS, load_networks, read_weights_config
     cfg = read_weights_config(weights)
     nets = load_networks(weights)
     s = cfg.uv_size
@@ -151,7 +153,6 @@ def time_ideas(weights) -> dict:
 
 def main(argv):
     del argv
-    from tf_face.serving.reconstruct import Reconstructor
     from tf_face.viz.views import render_views
 
     weights, origin = pick_weights()
@@ -172,7 +173,6 @@ def main(argv):
         result["photos"] = [n for n, _ in usable]
         # batch throughput: reconstruct_one per photo (inference + every output file
         # written atomically), no renders -- what `--image_dir` does per photo
-        from tf_face.serving.reconstruct import reconstruct_one
         with tempfile.TemporaryDirectory() as tmp:
             t = time.perf_counter()
             for i, (name, img) in enumerate(usable):

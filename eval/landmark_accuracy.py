@@ -37,10 +37,15 @@ from pathlib import Path
 
 import numpy as np
 from absl import app, flags
+from tqdm import tqdm
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+from tf_face.errors import TfFaceError  # noqa: E402
 from tf_face.ibug import inter_ocular_distance  # noqa: E402
+from tf_face.image_io import load_image  # noqa: E402
+from tf_face.pipeline import GeometryPipeline  # noqa: E402
+from tf_face.types import model_to_image  # noqa: E402
 if __name__ == "__main__":   # a script: TensorFlow without its start-up noise
     from tf_face.tf_import import quiet_tensorflow
     quiet_tensorflow()
@@ -66,8 +71,6 @@ def list_photos(faces_dir: Path) -> list:
 
 def landmark_errors(result, model) -> tuple[np.ndarray, np.ndarray]:
     """(observed [68,2], predicted [68,2]) image px for one PipelineResult."""
-    from tf_face.types import model_to_image
-
     f = result.fitted
     obs = np.asarray(f.landmarks_observed, np.float64)
     if model.observed_shape and obs.shape[0] == model.num_vertices:
@@ -87,15 +90,10 @@ def summarise(obs: np.ndarray, pred: np.ndarray) -> dict:
 
 
 def run(model_spec: str, faces_dir: Path, progress: bool = True, fit_options=None) -> dict:
-    from tf_face.errors import TfFaceError
-    from tf_face.image_io import load_image
-    from tf_face.pipeline import GeometryPipeline
-
     photos = list_photos(faces_dir)
     pipe = GeometryPipeline(model_spec, fit_options=fit_options)
     it = photos
     if progress:
-        from tqdm import tqdm
         it = tqdm(photos, desc="photos", unit="photo", file=sys.stderr)
     rows = []
     for p in it:
@@ -153,6 +151,7 @@ def main(argv):
     faces = Path(FLAGS.faces_dir)
     if not list_photos(faces):
         sys.exit(f"no photos in {faces}/*/ (is ../shared checked out?)")
+    # lazy: tf_face.fitting loads scipy.linalg (~150 ms), not needed for --help
     from tf_face.fitting import FitOptions
     out = run(FLAGS.model, faces, FLAGS.progress,
               FitOptions(contour_along_jaw=FLAGS.contour_along_jaw))

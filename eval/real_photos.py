@@ -62,12 +62,25 @@ import sys
 import time
 from pathlib import Path
 
+import cv2
 import numpy as np
+from absl import flags
+from tqdm import tqdm
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+from eval.synthetic_benchmark import _grey_shading  # noqa: E402
+from tf_face.cli.common import (IMAGE_SUFFIXES, describe_error, list_images,  # noqa: E402
+                                run_single)
+from tf_face.detail import model_detail_unit  # noqa: E402
+from tf_face.errors import TfFaceError  # noqa: E402
 from tf_face.eval_metrics import json_safe  # noqa: E402,F401 - tests use it from here
+from tf_face.eval_metrics import masked_mae, write_result_json  # noqa: E402
+from tf_face.pipeline import GeometryPipeline, read_inputs  # noqa: E402
+from tf_face.serving.reconstruct import Reconstructor, detail_maps, model_kind  # noqa: E402
+from tf_face.skin_tone import face_skin_mask, skin_ita, tone_group  # noqa: E402
 from tf_face.srgb import linear_to_srgb  # noqa: E402
+# TF-loading imports stay in functions, run after main's quiet_tensorflow() (test_import_weight)
 if __name__ == "__main__":   # a script: TensorFlow without its start-up noise
     from tf_face.tf_import import quiet_tensorflow
     quiet_tensorflow()
@@ -79,8 +92,6 @@ NETWORK_PATHS = ("pca", "fan")
 
 def define_flags() -> None:
     """The CLI flags (defined only when run as a script)."""
-    from absl import flags
-
     flags.DEFINE_string("image_dir", None, "Folder of photos.")
     flags.DEFINE_bool("recursive", False, "Also take the photos of sub-folders.")
     flags.DEFINE_string("json", None, "Write the results here.")
@@ -96,9 +107,6 @@ def define_flags() -> None:
 def list_photos(image_dir, recursive: bool = False) -> list[Path]:
     """Image files of ``image_dir`` (and its sub-folders with ``recursive``),
     sorted; hidden files/folders and non-images (e.g. landmark txt files) skipped."""
-    from tf_face.cli.common import IMAGE_SUFFIXES, list_images
-    from tf_face.errors import TfFaceError
-
     d = Path(image_dir)
     if not recursive:
         return list_images(d)
@@ -122,7 +130,6 @@ def rerender_error_srgb(texture_srgb, rerender, mask, rerender_space: str = "lin
 
     ``rerender`` is in ``rerender_space`` ("linear": encoded to sRGB first;
     "srgb": clipped to [0, 1]). NaN for an empty mask."""
-    from tf_face.eval_metrics import masked_mae
     r = np.asarray(rerender, np.float64)
     r = linear_to_srgb(r) if rerender_space == "linear" else np.clip(r, 0.0, 1.0)
     return masked_mae(r, np.clip(np.asarray(texture_srgb, np.float64), 0.0, 1.0), mask)[0]
@@ -139,7 +146,6 @@ def _finite_or_none(x):
 
 
 def _ita_keys(out: dict, name: str, albedo_linear, mask) -> None:
-    from tf_face.skin_tone import skin_ita, tone_group
     ita = skin_ita(albedo_linear, mask)
     out[f"ita_{name}"] = _finite_or_none(ita)
     out[f"tone_group_{name}"] = tone_group(ita) if np.isfinite(ita) else None
@@ -155,15 +161,10 @@ class RealPhotoEvaluator:
         weights: the ``Reconstructor``'s is used); ``fit_options``: the fit's
         ``AppearanceOptions`` (default: its defaults)."""
         from tf_face.appearance.fit import AppearanceFitter
-        from tf_face.errors import TfFaceError
-        from tf_face.pipeline import GeometryPipeline
-        from tf_face.skin_tone import face_skin_mask
         from tf_face.uv.albedo_model import uv_albedo_model
-        from tf_face.detail import model_detail_unit
 
         self.recon = None
         if weights_dir:
-            from tf_face.serving.reconstruct import Reconstructor, model_kind
             # the networks only: this report runs the fit itself, from scratch
             self.recon = Reconstructor(weights_dir, log=lambda *a, **k: None, appearance="net")
             pipeline = self.recon.pipeline
@@ -187,7 +188,6 @@ class RealPhotoEvaluator:
     def evaluate(self, image, name: str = "") -> tuple[dict, dict]:
         """``(record, pictures)`` of one RGB uint8 photo; pipeline errors raise."""
         from tf_face.appearance.fit import AppearanceFitError, srgb_to_linear_np
-        from tf_face.serving.reconstruct import detail_maps
 
         res = self.pipe.run(image)
         sample, scale = res.sample, float(res.fitted.scale)
@@ -280,7 +280,6 @@ def _srgb_tile(linear, mask) -> np.ndarray:
 
 
 def _photo_crop(image, result) -> np.ndarray:
-    import cv2
     lm = np.asarray(result.landmarks)[:, :2]
     lo, hi = lm.min(0), lm.max(0)
     c, half = 0.5 * (lo + hi), 0.65 * float(np.max(hi - lo))
@@ -297,7 +296,6 @@ def _photo_crop(image, result) -> np.ndarray:
 
 
 def _label(tile, lines) -> np.ndarray:
-    import cv2
     tile = tile.copy()
     h = 16 * len(lines) + 6
     tile[-h:] = (tile[-h:].astype(np.float32) * 0.35).astype(np.uint8)
@@ -312,8 +310,6 @@ def _fmt_ita(v) -> str:
 
 
 def sheet_row(rec: dict, pics: dict, atlas_mask, with_fan: bool = False) -> np.ndarray:
-    from eval.synthetic_benchmark import _grey_shading
-
     atlas = np.asarray(atlas_mask, bool)
     res = pics["result"]
     tex = (np.clip(res.sample.texture, 0, 1) * 255).round().astype(np.uint8)
@@ -343,7 +339,6 @@ def sheet_row(rec: dict, pics: dict, atlas_mask, with_fan: bool = False) -> np.n
 
 def save_sheets(rows, out_dir, rows_per_sheet: int = 12, with_fan: bool = False) -> list:
     """Write the rows into ``real_photos_sheet_<k>.png`` files; returns their paths."""
-    import cv2
     cols = SHEET_COLUMNS + (("FAN albedo",) if with_fan else ())
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -365,11 +360,6 @@ def save_sheets(rows, out_dir, rows_per_sheet: int = 12, with_fan: bool = False)
 def run_real_photos(paths, root=None, weights_dir=None, out_dir=None, rows_per_sheet: int = 12,
                     progress: bool = True, evaluator=None) -> dict:
     """Evaluate every photo of ``paths`` (names relative to ``root``)."""
-    from tqdm import tqdm
-
-    from tf_face.cli.common import describe_error
-    from tf_face.pipeline import read_inputs
-
     paths = list(paths)
     ev = evaluator if evaluator is not None else RealPhotoEvaluator(weights_dir)
     per_photo, failures, rows = [], [], []
@@ -438,9 +428,6 @@ def format_table(result: dict) -> str:
 
 def main(argv):
     del argv
-    from absl import flags
-
-    from tf_face.cli.common import run_single
 
     F = flags.FLAGS
     if not F.image_dir:
@@ -454,7 +441,6 @@ def main(argv):
     def job():
         paths = list_photos(F.image_dir, F.recursive)
         if not paths:
-            from tf_face.errors import TfFaceError
             raise TfFaceError(f"no images in {F.image_dir}"
                               + ("" if F.recursive else " (sub-folders: --recursive)"))
         box["r"] = run_real_photos(paths, Path(F.image_dir), F.weights_dir, F.out_dir,
@@ -468,8 +454,6 @@ def main(argv):
     for s in r.get("sheets", []):
         print(f"contact sheet: {s}")
     if F.json:
-        from tf_face.eval_metrics import write_result_json
-
         write_result_json(F.json, r)
     return code
 

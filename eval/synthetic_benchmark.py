@@ -110,12 +110,30 @@ import sys
 import time
 from pathlib import Path
 
+import cv2
 import numpy as np
 from absl import app, flags
+from tqdm import tqdm
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+from tf_face import eval_metrics as M  # noqa: E402
+from tf_face.cli.common import run_single  # noqa: E402
+from tf_face.detail import model_detail_unit  # noqa: E402
+from tf_face.errors import TfFaceError  # noqa: E402
 from tf_face.eval_metrics import json_safe  # noqa: E402,F401 - tests use it from here
+from tf_face.eval_metrics import group_bias, group_means, nanmean, write_result_json  # noqa: E402
+from tf_face.facemodel import load_face_model  # noqa: E402
+from tf_face.pipeline import GeometryPipeline  # noqa: E402
+from tf_face.serving.backends import keras_network_function  # noqa: E402
+from tf_face.serving.reconstruct import detail_maps  # noqa: E402
+from tf_face.serving.weights import CONFIG_FILE, is_release_folder, load_networks  # noqa: E402
+from tf_face.skin_tone import GROUP_NAMES, face_skin_mask, skin_ita, tone_group  # noqa: E402
+from tf_face.srgb import linear_to_srgb, srgb_to_linear  # noqa: E402
+from tf_face.synthetic.ict_shapes import IctShapes  # noqa: E402
+from tf_face.synthetic.wrinkles import wrinkle_mask  # noqa: E402
+from tf_face.uv import get_atlas  # noqa: E402
+# TF-loading imports stay in functions, run after main's quiet_tensorflow() (test_import_weight)
 if __name__ == "__main__":   # a script: TensorFlow without its start-up noise
     from tf_face.tf_import import quiet_tensorflow
     quiet_tensorflow()
@@ -175,8 +193,6 @@ def resolve_paths(requested, has_weights: bool, has_fan: bool = False,
     """The paths to run, in ``PATHS`` order. ``requested``: comma string /
     iterable / None (= every path that can run). Asking for a network path
     that has no weights is an error, not a silent omission."""
-    from tf_face.errors import TfFaceError
-
     available = {p: True for p in PATHS}
     available.update({"pca": has_weights, "fan": has_weights and has_fan,
                       "drn": has_weights and has_drn})
@@ -202,17 +218,10 @@ class Networks:
     def __init__(self, weights_dir, model=None, atlas=None):
         import tensorflow as tf
 
-        from tf_face.errors import TfFaceError
-        from tf_face.facemodel import load_face_model
         from tf_face.losses import LossWeights
-        from tf_face.serving.backends import keras_network_function
-        from tf_face.serving.weights import is_release_folder, load_networks
         from tf_face.uv.albedo_model import uv_albedo_model
-        from tf_face.detail import model_detail_unit
         from tf_face.models.saving import load_stage_model
-        from tf_face.serving.weights import CONFIG_FILE
         from tf_face.training.stages import StageContext
-        from tf_face.uv import get_atlas
 
         folder = Path(weights_dir)
         cfg_path = folder / CONFIG_FILE
@@ -250,8 +259,6 @@ class Networks:
         import tensorflow as tf
 
         from tf_face.render import sh_shade
-        from tf_face.serving.reconstruct import detail_maps
-        from tf_face.srgb import srgb_to_linear
         from tf_face.training.colour import to_shading_space
         from tf_face.training.stages import bnet_predict
 
@@ -327,10 +334,6 @@ def face_metrics(truth, sample, pred, skin_group=None, skin_mask=None) -> dict:
     ``skin_group``: the face's tone group (default: that of its true ITA);
     ``skin_mask``: cheeks + forehead (default ``face_skin_mask(S)``).
     """
-    from tf_face import eval_metrics as M
-    from tf_face.skin_tone import face_skin_mask, skin_ita, tone_group
-    from tf_face.synthetic.wrinkles import wrinkle_mask
-
     atlas = np.asarray(truth.atlas_mask, bool)
     vis, hid = M.visibility_split(sample.mask, truth.occlusion, atlas)
     wr = atlas & wrinkle_mask(truth.displacement)
@@ -386,9 +389,6 @@ def summarize(per_face: list, failures: list, num_faces: int, paths=None) -> dic
     """Means over the faces (medians for ``ms_per_photo_*``) of every metric
     present in some face, the tone-group breakdown and the counts. Keys of
     paths that did not run are absent."""
-    from tf_face.eval_metrics import group_bias, group_means, nanmean
-    from tf_face.skin_tone import GROUP_NAMES
-
     out = {}
     keys = []
     for f in per_face:
@@ -429,7 +429,6 @@ def summarize(per_face: list, failures: list, num_faces: int, paths=None) -> dic
 
 
 def _ordered_groups(d: dict) -> dict:
-    from tf_face.skin_tone import GROUP_NAMES
     return {g: d[g] for g in GROUP_NAMES if g in d} | {g: v for g, v in d.items()
                                                        if g not in GROUP_NAMES}
 
@@ -439,7 +438,6 @@ _TILE = 256
 
 
 def _srgb_tile(linear, mask) -> np.ndarray:
-    from tf_face.srgb import linear_to_srgb
     img = (linear_to_srgb(linear) * 255).round().astype(np.uint8)
     img[~np.asarray(mask, bool)] = 0
     return img
@@ -458,7 +456,6 @@ def _grey_shading(normals, mask) -> np.ndarray:
 
 
 def _photo_crop(image, truth) -> np.ndarray:
-    import cv2
     v = truth.vertices_image[:, :2]
     lo, hi = v.min(0), v.max(0)
     c, half = 0.5 * (lo + hi), 0.6 * float(np.max(hi - lo))
@@ -481,7 +478,6 @@ def sheet_columns(paths) -> tuple:
 
 
 def sheet_row(image, truth, sample, pred, paths=PATHS, label: str = "") -> np.ndarray:
-    import cv2
     atlas = np.asarray(truth.atlas_mask, bool)
     blank = np.zeros((_TILE, _TILE, 3), np.uint8)
     albedos, details = pred.get("albedo", {}), pred.get("detail", {})
@@ -504,7 +500,6 @@ def sheet_row(image, truth, sample, pred, paths=PATHS, label: str = "") -> np.nd
 
 
 def save_sheet(rows, path, columns) -> None:
-    import cv2
     header = np.full((28, rows[0].shape[1], 3), 255, np.uint8)
     for i, name in enumerate(columns):
         cv2.putText(header, name, (i * _TILE + 6, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.55,
@@ -527,7 +522,6 @@ def make_difficulty(**knobs):
 def _draw(rng, model, difficulty, ict, skin_tone, index: int = 0):
     """``sample_face``, with ``skin_tone`` only when one is asked for (None:
     the generator's default, every tone group; "balanced": group ``index`` mod 6)."""
-    from tf_face.skin_tone import GROUP_NAMES
     from tf_face.synthetic import sample_face
     if skin_tone == "balanced":
         skin_tone = GROUP_NAMES[index % len(GROUP_NAMES)]
@@ -562,7 +556,6 @@ def run_face(i, face, image, truth, res, paths, ctx) -> tuple:
     """(per-face metrics, pred, appearance failures) for one pipeline result."""
     from tf_face.appearance.fit import AppearanceFitError, srgb_to_linear_np
     from tf_face.render import sh_shade
-    from tf_face.serving.reconstruct import detail_maps
 
     sample = dataclasses.replace(
         res.sample, texture=(np.round(np.clip(res.sample.texture, 0, 1) * 255.0) / 255.0)
@@ -651,18 +644,8 @@ def run_benchmark(weights_dir=None, num_faces: int = 12, seed: int = 1000,
     "all" / "balanced" (face i: group i mod 6) / a group, for ``sample_face``; ``fit_options``: the
     ``AppearanceOptions`` of the fit (None = its defaults).
     """
-    from tqdm import tqdm
-
-    from tf_face.errors import TfFaceError
-    from tf_face.facemodel import load_face_model
-    from tf_face.pipeline import GeometryPipeline
-    from tf_face.skin_tone import face_skin_mask
     from tf_face.synthetic import render_face
     from tf_face.uv.albedo_model import uv_albedo_model
-    from tf_face.detail import model_detail_unit
-    from tf_face.uv import get_atlas
-
-    from tf_face.skin_tone import GROUP_NAMES
 
     if skin_tone and skin_tone not in ("all", "balanced") + tuple(GROUP_NAMES):
         raise TfFaceError(f"unknown --skin_tone {skin_tone!r}; one of all, balanced, "
@@ -685,7 +668,6 @@ def run_benchmark(weights_dir=None, num_faces: int = 12, seed: int = 1000,
     pipe = GeometryPipeline("default", uv_size=256)
     ict = None
     if ict_npz:
-        from tf_face.synthetic.ict_shapes import IctShapes
         ict = IctShapes.load(ict_npz, model)
     difficulty = (difficulty or make_difficulty()).validate()
     per_face, failures, app_failures, rows = [], [], [], []
@@ -822,7 +804,6 @@ def format_table(result: dict) -> str:
 
 def main(argv):
     del argv
-    from tf_face.cli.common import run_single
 
     if FLAGS.num_faces < 1:
         print("error: --num_faces must be >= 1", file=sys.stderr)
@@ -848,8 +829,6 @@ def main(argv):
     if r.get("sheet"):
         print(f"contact sheet: {r['sheet']}")
     if FLAGS.json:
-        from tf_face.eval_metrics import write_result_json
-
         write_result_json(FLAGS.json, r)
     return code
 

@@ -21,6 +21,9 @@ Conventions:
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 
 _EPS = 1e-8
@@ -187,8 +190,6 @@ def json_safe(x):
 
 def write_result_json(path, result: dict) -> None:
     """Write a benchmark result as strict JSON (parent folders made) and say so."""
-    import json
-    from pathlib import Path
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(json_safe(result), indent=2, allow_nan=False))

@@ -35,6 +35,8 @@ import dataclasses
 
 import tensorflow as tf
 
+from tf_face.render import mesh_laplacian_smoothness
+
 GAN_KINDS = ("lsgan", "nonsaturating", "log")
 REDUCTIONS = ("sum", "mean")
 
@@ -195,8 +197,6 @@ def smoothness_loss(values, row_ptr, col_idx, reduction: str = "sum",
     itself; ``mean``: divided by the number of vertices V. Goes through
     ``tf_face.render.mesh_laplacian_smoothness`` (custom op or reference).
     """
-    from tf_face.render import mesh_laplacian_smoothness
-
     values = tf.convert_to_tensor(values, tf.float32)
     per_image = mesh_laplacian_smoothness(values, row_ptr, col_idx, backend=backend)
     if check_reduction(reduction) == "sum":

@@ -21,7 +21,13 @@ from typing import Optional
 
 import numpy as np
 
+from tf_face.errors import show_path
+from tf_face.facemodel import default_model, load_face_model
+from tf_face.image_io import load_image
+from tf_face.landmarks import FaceDetector, FaceMeshLandmarker, detect_landmarks
+from tf_face.landmarks.landmark_files import check_landmarks_in_image, read_landmark_file
 from tf_face.types import Detection, FittedFace, UVSample
+from tf_face.uv import get_atlas, unwrap
 
 # Below this face-presence score the landmark model is not looking at a face it
 # can handle (heavy occlusion, extreme pose beyond ~70 deg yaw, not a face).
@@ -33,10 +39,6 @@ def read_inputs(image_path, landmarks_path=None):
 
     The CLIs call this before loading any model, so bad input fails fast with
     the same one-line error everywhere."""
-    from tf_face.errors import show_path
-    from tf_face.image_io import load_image
-    from tf_face.landmarks.landmark_files import check_landmarks_in_image, read_landmark_file
-
     image = load_image(image_path)
     landmarks = None
     if landmarks_path:
@@ -97,9 +99,8 @@ class GeometryPipeline:
 
     def __init__(self, model: str = "default", uv_size: int = 256, min_cos: float = 0.2,
                  fit_options=None):
-        from tf_face.facemodel import default_model, load_face_model
+        # lazy: tf_face.fitting loads scipy.linalg (~150 ms); every CLI imports pipeline for --help
         from tf_face.fitting import FitOptions
-        from tf_face.uv import get_atlas
 
         t0 = time.perf_counter()
         self.model = load_face_model(model)
@@ -114,14 +115,12 @@ class GeometryPipeline:
     @property
     def detector(self):
         if self._detector is None:
-            from tf_face.landmarks import FaceDetector
             self._detector = FaceDetector()
         return self._detector
 
     @property
     def landmarker(self):
         if self._landmarker is None:
-            from tf_face.landmarks import FaceMeshLandmarker
             self._landmarker = FaceMeshLandmarker()
         return self._landmarker
 
@@ -135,10 +134,7 @@ class GeometryPipeline:
     def run(self, image: np.ndarray, landmarks: Optional[np.ndarray] = None,
             face_index: int = 0) -> PipelineResult:
         """Run one RGB uint8 image [H,W,3]; ``landmarks`` from a file skip detection."""
-        from tf_face.fitting import fit_face
-        from tf_face.uv import unwrap
-
-        from tf_face.landmarks import detect_landmarks
+        from tf_face.fitting import fit_face  # lazy: see __init__ (scipy.linalg)
 
         timings: dict[str, float] = {}
         detection, num_faces = None, 0

@@ -78,6 +78,7 @@ from __future__ import annotations
 
 import functools
 
+import cv2
 import numpy as np
 
 from tf_face.ibug import inter_ocular_distance
@@ -238,8 +239,7 @@ def tone_distribution(samples_per_group: int = 64):
 def face_skin_mask(size: int = 256) -> np.ndarray:
     """[size, size] bool: cheeks + forehead of the default model's UV space
     (v down, texel centre ``((c + .5)/size, (r + .5)/size)``). Read-only."""
-    import cv2
-
+    # lazy: import cycle (facemodel.albedo_prior imports skin_tone)
     from tf_face.facemodel.albedo_prior import rasterise_polygon, rasterise_triangles
     from tf_face.facemodel.default import load_default_geometry, region_loops
 

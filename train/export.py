@@ -34,7 +34,12 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from absl import app, flags
+from absl import app, flags, logging
+
+from tf_face.cli.common import quiet_tensorflow, run_single
+from tf_face.errors import TfFaceError
+from tf_face.serving.exporting import export
+from tf_face.serving.weights import resolve_weights_dir, write_release
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("weights_dir", None, "Weights folder (training: bnet/fan/drn.keras + "
@@ -55,9 +60,7 @@ flags.DEFINE_bool("debug", False, "Show the traceback of an error (with the exce
 
 def main(argv):
     del argv
-    from absl import logging
 
-    from tf_face.cli.common import quiet_tensorflow, run_single
     quiet_tensorflow()
     logging.set_verbosity(logging.WARNING)  # the TFLite converter logs at INFO
     if not FLAGS.output:
@@ -67,15 +70,12 @@ def main(argv):
         return run_single(lambda: export_release(FLAGS.weights_dir, Path(FLAGS.output),
                                                  FLAGS.weights_dtype, FLAGS.overwrite),
                           FLAGS.debug)
-    from tf_face.serving.exporting import export
     return run_single(lambda: export(FLAGS.weights_dir, Path(FLAGS.output), FLAGS.tflite,
                                      FLAGS.texture_dir, FLAGS.max_photos, FLAGS.overwrite),
                       FLAGS.debug)
 
 
 def export_release(weights_dir, output: Path, dtype: str, overwrite: bool) -> None:
-    from tf_face.errors import TfFaceError
-    from tf_face.serving.weights import resolve_weights_dir, write_release
     src = resolve_weights_dir(weights_dir)
     if output.exists() and not overwrite:
         raise TfFaceError(f"{output} exists; pass --overwrite to replace it")

@@ -10,6 +10,8 @@ import dataclasses
 
 from absl import flags
 
+from tf_face.cli.common import print_error, quiet_tensorflow
+from tf_face.errors import TfFaceError
 from tf_face.training.jobs import JobConfig
 
 FLAGS = flags.FLAGS
@@ -96,8 +98,6 @@ def config_from_flags() -> JobConfig:
 
 
 def run_job(fn) -> int:
-    from tf_face.cli.common import print_error, quiet_tensorflow
-    from tf_face.errors import TfFaceError
     quiet_tensorflow()
     try:
         summary = fn(config_from_flags())

@@ -22,6 +22,9 @@ import sys
 
 from absl import app, flags
 
+from tf_face.cli.common import quiet_tensorflow, run_single
+from tf_face.data.preprocess import run_preprocess
+
 FLAGS = flags.FLAGS
 flags.DEFINE_string("input", None, "Folder of photos (recursive) or a glob pattern.")
 flags.DEFINE_string("output", None, "Output folder for the shards.")
@@ -39,9 +42,7 @@ flags.DEFINE_bool("debug", False, "Show the traceback of an error (with the exce
 
 def main(argv):
     del argv
-    from tf_face.cli.common import quiet_tensorflow, run_single
     quiet_tensorflow()
-    from tf_face.data.preprocess import run_preprocess
 
     if not FLAGS.input or not FLAGS.output:
         print("error: --input and --output are required", file=sys.stderr)

@@ -38,14 +38,26 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import shutil
 import sys
 import time
 from pathlib import Path
 from typing import Optional
 
+import cv2
+import numpy as np
 from absl import app, flags
 
+from eval.synthetic_benchmark import format_table
+from tf_face.cli.common import quiet_tensorflow, run_command_step, run_single
+from tf_face.data import make_dataset
+from tf_face.errors import TfFaceError
+from tf_face.facemodel import load_face_model
 from tf_face.outputs import atomic_output_dir, write_json
+from tf_face.serving.weights import (PACKAGED_WEIGHTS_DIR, add_release_files, load_networks,
+                                     verify_manifest, write_release)
+from tf_face.uv import get_atlas
+# TF-loading imports stay in functions, run after main's quiet_tensorflow() (test_import_weight)
 
 FLAGS = flags.FLAGS
 REPO = Path(__file__).resolve().parents[1]
@@ -121,7 +133,6 @@ class Log:
 
 
 def run_step(log: Log, title: str, cmd: list) -> None:
-    from tf_face.cli.common import run_command_step
     t = time.perf_counter()
     try:
         run_command_step(title, cmd, REPO, what="release step", hint="; rerun to resume")
@@ -164,7 +175,6 @@ def train_commands(s: dict, data: Path, train_dir: Path) -> list:
 
 def read_scalars(log_dir: Path) -> dict:
     """{tag: [(step, value)]} from a TensorBoard log folder."""
-    import numpy as np
     import tensorflow as tf
     out: dict = {}
     for f in sorted(log_dir.glob("events.out.tfevents.*")):
@@ -192,8 +202,6 @@ CURVES = {"bnet": ["loss/total", "loss/pixel", "loss/sup"],
 
 def plot_curves(train_dir: Path, path: Path) -> dict:
     """Three panels (log10 loss vs step, smoothed); returns the curves."""
-    import cv2
-    import numpy as np
     colours = [(40, 40, 220), (40, 160, 40), (200, 80, 20), (120, 120, 120)]
     panels, curves = [], {}
     for job, tags in CURVES.items():
@@ -228,10 +236,6 @@ def plot_curves(train_dir: Path, path: Path) -> dict:
 
 def fp16_check(train_dir: Path, release_dir: Path, data: Path) -> dict:
     """Largest |fp32 - released| output difference of each network on training textures."""
-    import numpy as np
-
-    from tf_face.data import make_dataset
-    from tf_face.serving.weights import load_networks
     a, b = load_networks(train_dir), load_networks(release_dir)
     batch = next(iter(make_dataset(data, batch_size=4, shuffle=False)))
     x = batch["texture"]
@@ -245,8 +249,6 @@ def fp16_check(train_dir: Path, release_dir: Path, data: Path) -> dict:
 
 
 def atlas_texels(uv_size: int = 256) -> int:
-    from tf_face.facemodel import load_face_model
-    from tf_face.uv import get_atlas
     return int(get_atlas(load_face_model("default"), size=uv_size).mask.sum())
 
 
@@ -263,7 +265,6 @@ def real_photo_lines(real: dict, sheets: str) -> list:
                f"{m} {summ[f'mean_rerender_error_{m}']:.4f}" for m in ("pca", "fan", "pca_fit", "fit")
                if f"mean_rerender_error_{m}" in summ) + "."]
     if rows and "ita_fan" in rows[0]:
-        import numpy as np
         d_fan = np.array([r["ita_fan"] - r["ita_fit"] for r in rows])
         d_pca = np.array([r["ita_pca"] - r["ita_fit"] for r in rows])
         dark = np.array([r["ita_fit"] < 10 for r in rows])
@@ -359,7 +360,6 @@ def model_card(s: dict, log: Log, bench: dict, bench_table: str, fp16: dict, cur
 
 
 def run_release() -> Path:
-    from tf_face.errors import TfFaceError
     if not FLAGS.output_dir:
         raise TfFaceError("--output_dir is required")
     s = settings_from_flags()
@@ -393,7 +393,6 @@ def run_release() -> Path:
 
     print("\n=== release: inference weights only, "
           f"{s['weights_dtype']}, manifest -> {release}", flush=True)
-    from tf_face.serving.weights import add_release_files, write_release
     t = time.perf_counter()
     write_release(train_dir, release, dtype=s["weights_dtype"])
     fp16 = fp16_check(train_dir, release, data / "shards")
@@ -416,7 +415,6 @@ def run_release() -> Path:
         real_sheet = ", ".join(str(p) for p in sheets)
 
     sys.path.insert(0, str(REPO))
-    from eval.synthetic_benchmark import format_table
     bench = json.loads(bench_json.read_text())
     curves = plot_curves(train_dir, out / "learning_curves.png")
     (out / "learning_curves.json").write_text(json.dumps(curves))
@@ -435,9 +433,6 @@ def run_release() -> Path:
 
 def ship(release: Path) -> Path:
     """Copy a verified release folder into the package (``tf_face/weights/<version>``)."""
-    import shutil
-
-    from tf_face.serving.weights import PACKAGED_WEIGHTS_DIR, verify_manifest
     verify_manifest(release)
     with atomic_output_dir(PACKAGED_WEIGHTS_DIR, overwrite=True) as tmp:
         shutil.copytree(release, tmp, dirs_exist_ok=True)
@@ -447,7 +442,6 @@ def ship(release: Path) -> Path:
 
 def main(argv):
     del argv
-    from tf_face.cli.common import quiet_tensorflow, run_single
     quiet_tensorflow()
     return run_single(run_release, FLAGS.debug)
 

@@ -8,6 +8,7 @@ train/job_flags.py (or --helpfull) for every flag.
 
 from absl import app
 
+from tf_face.training.jobs import train_fan
 from train.job_flags import define_flags, run_job
 
 define_flags()
@@ -15,7 +16,6 @@ define_flags()
 
 def main(argv):
     del argv
-    from tf_face.training.jobs import train_fan
     return run_job(train_fan)
 
 

@@ -41,6 +41,7 @@ from tf_face.appearance.maps import (AlbedoMapOptions, DetailGrid, DisplacementO
                                      fit_albedo_map, fit_displacement_map)
 from tf_face.errors import TfFaceError
 from tf_face.srgb import srgb_to_linear
+from tf_face.types import UVSample
 
 #: a face whose visible texels (sRGB) are darker / brighter than this on average
 #: carries no usable shading
@@ -92,7 +93,6 @@ class AppearanceFitter:
     def warm_up(self) -> None:
         """Trace the map steps once (a grey frontal face, one step each), so the
         first photo's timings are warm like the others (a trace costs ~1-3 s)."""
-        from tf_face.types import UVSample
         m = self.atlas_mask
         normals = np.zeros(m.shape + (3,), np.float32)
         normals[m, 2] = 1.0

@@ -14,14 +14,22 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shlex
 import signal
+import subprocess
 import sys
+import time
 import traceback
 from pathlib import Path
 from typing import Callable
 
+from tqdm import tqdm
+
 from tf_face.errors import TfFaceError, describe_error  # noqa: F401 - re-exported
 from tf_face.image_io import IMAGE_SUFFIXES  # noqa: F401 - re-exported
+from tf_face.outputs import (check_output_free, check_output_writable, defer_signal,
+                             in_critical_section, remove_stale_temp, uninterruptible, write_json)
+from tf_face.pipeline import read_inputs
 from tf_face.tf_import import quiet_tensorflow  # noqa: F401 - the entry points' one call
 from tf_face.tf_import import quiet_tf_logs
 
@@ -48,9 +56,6 @@ def run_command_step(title: str, cmd: list, cwd, what: str = "step", hint: str =
     """Print ``=== title`` and the command, run it (``cwd`` on PYTHONPATH) and
     return its wall seconds; a non-zero exit is a one-line ``TfFaceError``.
     The steps of ``make demo`` and ``train.release``."""
-    import shlex
-    import subprocess
-    import time
     cmd = [str(c) for c in cmd]
     print(f"\n=== {title}\n$ {' '.join(shlex.quote(c) for c in cmd)}", flush=True)
     env = quiet_tf_logs(dict(os.environ, PYTHONPATH=str(cwd) + os.pathsep
@@ -118,7 +123,6 @@ def received_signal():
 
 
 def _on_signal(signum, frame):
-    from tf_face.outputs import defer_signal, in_critical_section
     _received.append(signum)
     if in_critical_section():   # a folder swap / clean-up: raise when it is done
         defer_signal(signum)
@@ -130,7 +134,6 @@ def _on_signal(signum, frame):
 def interrupt_handlers():
     """SIGINT and SIGTERM raise ``Interrupted`` (a KeyboardInterrupt) while inside,
     so ``finally`` blocks and ``atomic_output_dir`` clean up; restored after."""
-    import tf_face.outputs  # noqa: F401 - imported now, not inside the handler
     _received.clear()
     previous = {}
     try:
@@ -154,10 +157,6 @@ def run_batch(paths: list[Path], fn: Callable[[Path], object], out_dir: Path,
     ``skip(path)`` is true are counted as skipped. An interrupt stops the
     batch: ``failures.json`` is still written for the photos finished, and the
     summary says ``interrupted`` (the signal number)."""
-    from tqdm import tqdm
-
-    from tf_face.outputs import uninterruptible, write_json
-
     failures = []
     ok = skipped = 0
     interrupted = None
@@ -245,9 +244,6 @@ def run_photo_cli(flag_values, make_worker: Callable[[], object],
 
 
 def _run_photo_cli(flag_values, make_worker, process) -> int:
-    from tf_face.outputs import check_output_free, check_output_writable, remove_stale_temp
-    from tf_face.pipeline import read_inputs
-
     f = flag_values
     if bool(f.image) == bool(f.image_dir):
         print("error: give exactly one of --image or --image_dir", file=sys.stderr)

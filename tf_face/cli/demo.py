@@ -30,10 +30,13 @@ import sys
 import time
 from pathlib import Path
 
+import skimage.data
 from absl import app, flags
 
 from tf_face.cli.common import quiet_tensorflow, run_command_step, run_single
 from tf_face.errors import TfFaceError
+from tf_face.outputs import atomic_output_dir, write_png_rgb, write_unwrap_outputs
+from tf_face.pipeline import GeometryPipeline
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("out_dir", "demo_out", "Where the demo writes its outputs.")
@@ -55,11 +58,6 @@ def run_step(title: str, cmd: list[str]) -> float:
 
 
 def geometry_step(out_dir: Path) -> dict:
-    import skimage.data
-
-    from tf_face.outputs import atomic_output_dir, write_png_rgb, write_unwrap_outputs
-    from tf_face.pipeline import GeometryPipeline
-
     out_dir.mkdir(parents=True, exist_ok=True)
     photo = skimage.data.astronaut()
     write_png_rgb(out_dir / "astronaut.png", photo)

@@ -40,11 +40,13 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from absl import app, flags
+from absl import app, flags, logging
 
 from tf_face.cli import unwrap as _unwrap  # noqa: F401 - defines the shared flags
 from tf_face.cli.common import quiet_tensorflow, run_photo_cli
-from tf_face.serving.reconstruct import APPEARANCE_MODES, DEFAULT_APPEARANCE, reconstruct_one
+from tf_face.errors import TfFaceError
+from tf_face.serving.reconstruct import (APPEARANCE_MODES, DEFAULT_APPEARANCE, Reconstructor,
+                                         reconstruct_one)
 from tf_face.serving.weights import DEFAULT_WEIGHTS_DIR
 
 FLAGS = flags.FLAGS
@@ -70,9 +72,8 @@ flags.DEFINE_enum("renders", "all", ["none", "basic", "all"],
 
 
 def make_reconstructor(log=print):
-    from tf_face.errors import TfFaceError
+    # lazy: tf_face.fitting loads scipy.linalg (~150 ms), not needed for --help
     from tf_face.fitting import FitOptions
-    from tf_face.serving.reconstruct import Reconstructor
 
     opts = FitOptions()
     if FLAGS.w_shape is not None:
@@ -93,7 +94,6 @@ def make_reconstructor(log=print):
 def main(argv):
     del argv
     quiet_tensorflow()
-    from absl import logging
     logging.set_verbosity(logging.WARNING)  # the TFLite converter logs at INFO
 
     def process(recon, image_path, out_dir, landmarks_path, inputs):

@@ -23,6 +23,8 @@ from __future__ import annotations
 from absl import app, flags
 
 from tf_face.cli.common import quiet_tensorflow, run_photo_cli
+from tf_face.outputs import atomic_output_dir, check_output_free, write_unwrap_outputs
+from tf_face.pipeline import GeometryPipeline, read_inputs
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("image", None, "Input photo.")
@@ -45,8 +47,8 @@ flags.DEFINE_bool("debug", False, "Show the traceback of an error (with the exce
 
 
 def make_pipeline():
+    # lazy: tf_face.fitting loads scipy.linalg (~150 ms), not needed for --help
     from tf_face.fitting import FitOptions
-    from tf_face.pipeline import GeometryPipeline
 
     opts = FitOptions()
     if FLAGS.w_shape is not None:
@@ -60,9 +62,6 @@ def make_pipeline():
 def unwrap_one(pipe, image_path, out_dir, landmarks_path=None, face_index=0,
                overwrite=False, inputs=None) -> list:
     """Unwrap one photo into ``out_dir`` (atomically). Returns the files written."""
-    from tf_face.outputs import atomic_output_dir, check_output_free, write_unwrap_outputs
-    from tf_face.pipeline import read_inputs
-
     check_output_free(out_dir, overwrite)
     image, landmarks = inputs if inputs is not None else read_inputs(image_path, landmarks_path)
     result = pipe.run(image, landmarks=landmarks, face_index=face_index)

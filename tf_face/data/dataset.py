@@ -57,6 +57,7 @@ from typing import Optional, Union
 from tf_face.data.records import parse_example
 from tf_face.data.shards import CorruptShardError, check_shard, list_shards, salvage_records
 from tf_face.errors import TfFaceError
+# TF-loading imports stay in functions: train.train_* imports this at start-up (test_import_weight)
 
 log = logging.getLogger(__name__)
 

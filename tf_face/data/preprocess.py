@@ -47,11 +47,15 @@ from typing import Callable, Optional
 
 from tf_face.data.collection import list_collection, shard_name, shard_plan
 import numpy as np
+from tqdm import tqdm
 
 from tf_face.data.records import FORMAT_VERSION, encode_example, extras_spec, fit_params
 from tf_face.data.shards import (ShardWriter, check_shard, index_path, remove_stale_temp_files,
                                  write_json_atomic)
-from tf_face.errors import TfFaceError
+from tf_face.errors import TfFaceError, describe_error
+from tf_face.image_io import IMAGE_SUFFIXES, load_image
+from tf_face.pipeline import GeometryPipeline
+from tf_face.tf_import import quiet_tensorflow
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +92,6 @@ def load_sidecar_extras(photo) -> Optional[dict]:
 
 def default_pipeline_factory(model: str, uv_size: int):
     """Builds the real geometry pipeline (one per worker process)."""
-    from tf_face.pipeline import GeometryPipeline
     return GeometryPipeline(model, uv_size=uv_size)
 
 
@@ -101,7 +104,6 @@ def _init_worker(model: str, uv_size: int, factory: Callable, ignore_sigint: boo
                  extras: Optional[dict] = None) -> None:
     if ignore_sigint:  # the parent handles Ctrl-C and terminates the pool
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-    from tf_face.tf_import import quiet_tensorflow
     quiet_tensorflow()
     _STATE.clear()
     _STATE.update(model=model, uv_size=uv_size, factory=factory, pipe=None, extras=extras or {})
@@ -109,9 +111,6 @@ def _init_worker(model: str, uv_size: int, factory: Callable, ignore_sigint: boo
 
 def _process(task: tuple) -> tuple:
     """(shard k, position, path, image id) -> (k, pos, record | None, error | None, fatal)."""
-    from tf_face.errors import describe_error
-    from tf_face.image_io import load_image
-
     k, pos, path, image_id = task
     if _STATE.get("pipe") is None:
         try:
@@ -243,8 +242,6 @@ def run_preprocess(input_path, output, shard_size: int = 256, workers: int = 2,
 def _run(input_path, output, items, settings, shard_size, workers, model, uv_size, progress,
          sidecar_extras, pipeline_factory) -> PreprocessSummary:
     """The body of ``run_preprocess`` once the output folder is prepared."""
-    from tqdm import tqdm
-
     expected_extras: dict = {}
     if sidecar_extras:
         first = load_sidecar_extras(items[0][1])
@@ -333,5 +330,4 @@ def _run(input_path, output, items, settings, shard_size, workers, model, uv_siz
 
 
 def _suffixes():
-    from tf_face.image_io import IMAGE_SUFFIXES
     return IMAGE_SUFFIXES

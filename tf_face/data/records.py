@@ -65,6 +65,7 @@ from typing import Any, Optional
 
 import cv2
 import numpy as np
+# TF-loading imports stay in functions: train.* imports this at start-up (test_import_weight)
 
 FORMAT_VERSION = 1
 NORMAL_OFFSET = 32768

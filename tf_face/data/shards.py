@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import glob
 import hashlib
 import json
 import logging
@@ -36,6 +37,8 @@ from tf_face.data.records import FORMAT_VERSION
 from tf_face.errors import TfFaceError
 from tf_face.file_hash import sha256_file
 from tf_face.outputs import atomic_write_file, write_json
+# TF-loading imports stay in functions: train.preprocess imports this at start-up
+# (test_import_weight)
 
 log = logging.getLogger(__name__)
 
@@ -237,8 +240,6 @@ def salvage_records(shard_path, index: dict) -> tuple[list[bytes], int]:
 
 def list_shards(pattern_or_dir) -> list[Path]:
     """``*.tfrecord`` files of a folder, or files matching a glob (sorted)."""
-    import glob
-
     s = os.fspath(pattern_or_dir)
     if os.path.isdir(s):
         paths = [Path(s) / n for n in os.listdir(s)

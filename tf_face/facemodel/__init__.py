@@ -5,12 +5,12 @@ Every loader returns a ``FaceModel`` in the model frame of ``tf_face.types``.
 """
 
 from tf_face.facemodel.base import FaceModel
+from tf_face.facemodel.default import default_model as _dm
 from tf_face.facemodel.loader import load_face_model
 
 
 def default_model() -> FaceModel:
     """The cached default model (468 MediaPipe vertices); see ``default``."""
-    from tf_face.facemodel.default import default_model as _dm
     return _dm()
 
 

@@ -54,6 +54,7 @@ def read_mat(path: str | Path, what: str) -> dict[str, np.ndarray]:
         out = read_h5_tree(p, what)
         # v7.3 is column-major: undo the transpose h5py shows.
         return {k: (v.T if v.ndim == 2 else v) for k, v in out.items() if "/" not in k}
+    # lazy: scipy.io (~120 ms) is for .mat models only; facemodel loads at CLI start-up
     import scipy.io
     try:
         raw = scipy.io.loadmat(str(p), mat_dtype=False, squeeze_me=False,
@@ -73,7 +74,7 @@ def read_mat(path: str | Path, what: str) -> dict[str, np.ndarray]:
 def read_h5_tree(path: str | Path, what: str) -> dict[str, np.ndarray]:
     """All numeric datasets of an HDF5 file, keyed by their path ("a/b/c")."""
     p = check_file(path, what)
-    import h5py
+    import h5py  # lazy: h5py costs ~30 ms; only .h5 models need it
     out: dict[str, np.ndarray] = {}
     try:
         with h5py.File(p, "r") as f:

@@ -204,6 +204,7 @@ def jaw_contour_candidates(vertices: np.ndarray, triangles: np.ndarray,
     tri = np.asarray(triangles, np.int64)
     lm = np.asarray(landmarks68, np.int64)
     if normals is None:
+        # lazy: import cycle (facemodel.ict imports this module)
         from tf_face.facemodel.mesh import vertex_normals
         normals = vertex_normals(v, tri)
     ok = np.zeros(len(v), bool)

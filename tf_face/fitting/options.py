@@ -48,6 +48,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Optional, Tuple, Union
 
+from tf_face.errors import FitError
+
 
 @dataclasses.dataclass
 class FitOptions:
@@ -65,7 +67,6 @@ class FitOptions:
     lm_tolerance: float = 1e-4     # stop when the relative cost decrease is below
 
     def validate(self) -> "FitOptions":
-        from tf_face.errors import FitError
         if not (self.w_shape >= 0 and self.w_expr >= 0):
             raise FitError("fit options: w_shape and w_expr must be >= 0")
         if self.rounds < 0 or self.lm_iterations < 0:

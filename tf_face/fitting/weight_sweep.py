@@ -20,7 +20,9 @@ import json
 import time
 
 import numpy as np
+from absl import app, flags
 
+from tf_face.facemodel import load_face_model
 from tf_face.fitting.contour import ContourTable
 from tf_face.fitting.fit import fit_face
 from tf_face.fitting.landmark_spec import spec_68
@@ -81,13 +83,11 @@ def run_sweep(model, w_shapes, w_exprs, noises, n_faces=8, seed=0, base=None):
 
 
 def main(argv=None):
-    from absl import app, flags
     flags.DEFINE_string("model", None, "face model spec, e.g. ict_npz:PATH")
     flags.DEFINE_integer("faces", 8, "synthetic faces per setting")
     flags.DEFINE_string("json", "", "also write the rows here")
 
     def run(_):
-        from tf_face.facemodel import load_face_model
         fl = flags.FLAGS
         model = load_face_model(fl.model)       # with the loader's contour candidates
         mean_dense = np.mean([np.sqrt(((f[3] - model.mean_shape) ** 2).sum(1).mean())

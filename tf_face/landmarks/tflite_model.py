@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from tf_face.assets import asset_path
+from tf_face.tf_import import muted_stderr, quiet_tensorflow
 
 
 def interpreter_class():
@@ -28,10 +29,9 @@ def interpreter_class():
     try:
         from ai_edge_litert.interpreter import Interpreter  # type: ignore
         return Interpreter
-    except ImportError:
-        from tf_face.tf_import import quiet_tensorflow
+    except ImportError:   # optional dependency: fall back to TF (lazy: landmarks imports TF-free)
         quiet_tensorflow()
-        import tensorflow as tf  # noqa: deferred, heavy
+        import tensorflow as tf
         return tf.lite.Interpreter
 
 
@@ -57,7 +57,6 @@ class TFLiteModel:
 
     def _load(self):
         path = self.path or asset_path(self.asset_name)   # AssetMissingError with the fix
-        from tf_face.tf_import import muted_stderr
         cls = interpreter_class()
         with warnings.catch_warnings(), muted_stderr():
             warnings.simplefilter("ignore")   # "tf.lite.Interpreter is deprecated"

@@ -8,8 +8,12 @@ the earlier stages) and serving (loads), so neither imports the other.
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 
+import keras
+
+import tf_face.models  # noqa: F401 - registers the custom layers
 from tf_face.errors import TfFaceError
 from tf_face.outputs import atomic_write_file
 
@@ -26,15 +30,11 @@ def save_model(model, stem: Path) -> None:
 
 def load_stage_model(folder, name: str):
     """Load ``<folder>/<name>.keras`` with a clear error naming the job that makes it."""
-    import keras
-
-    import tf_face.models  # noqa: F401 - registers the custom layers
     path = Path(folder) / f"{name}.keras"
     if not path.is_file():
         job = {"bnet": "train.train_bnet", "fan": "train.train_fan", "drn": "train.train_drn"}
         raise TfFaceError(f"{path} not found; train it first with "
                           f"python -m {job.get(name, 'train.' + name)}")
-    import zipfile
     if not zipfile.is_zipfile(path):
         # Keras says "File not found" for a file that exists but is no zip
         raise TfFaceError(f"{path} is corrupt or truncated (not a .keras zip archive, "

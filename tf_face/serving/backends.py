@@ -24,9 +24,13 @@ from pathlib import Path
 
 import numpy as np
 
-from tf_face.serving.tflite import OUTPUT_NAMES
-from tf_face.serving.weights import (NETWORKS, WeightsError, albedo_from_coeffs_np,
-                                     load_networks)
+from tf_face.assets import cache_dir
+from tf_face.serving.tflite import (OUTPUT_NAMES, PRECISIONS, TFLITE_FORMAT, TFLiteNetwork,
+                                    export_tflite, tflite_name)
+from tf_face.serving.weights import (CONFIG_FILE, MANIFEST, NETWORKS, WeightsError,
+                                     albedo_from_coeffs_np, is_release_folder, load_networks)
+# TF-loading imports stay in functions: cli.reconstruct imports this at start-up
+# (test_import_weight)
 
 BACKENDS = ("tf", "tflite")
 
@@ -109,7 +113,6 @@ class TFBackend(_Backend):
 
 def weights_digest(weights_dir) -> str:
     """Content hash of the network files and the config (cache key)."""
-    from tf_face.serving.weights import CONFIG_FILE, MANIFEST, is_release_folder
     h = hashlib.sha256()
     names = ([MANIFEST] if is_release_folder(weights_dir)   # holds every file's sha256
              else [f"{n}.keras" for n in NETWORKS] + [CONFIG_FILE])
@@ -124,7 +127,6 @@ def weights_digest(weights_dir) -> str:
 
 def tflite_cache_root() -> Path:
     """Where on-the-fly conversions go: ``<tf_face cache>/tflite``."""
-    from tf_face.assets import cache_dir
     return cache_dir() / "tflite"
 
 
@@ -135,8 +137,6 @@ def ensure_tflite(weights_dir, cfg, precision: str = "float32", tflite_dir=None,
     With ``tflite_dir`` the files must be there (``train.export --tflite``);
     otherwise they are converted once into the cache folder for these weights.
     """
-    from tf_face.serving.tflite import PRECISIONS, TFLITE_FORMAT, export_tflite, tflite_name
-
     if precision not in PRECISIONS:
         raise WeightsError(f"--tflite_precision must be one of {', '.join(PRECISIONS)}, "
                            f"got {precision!r}")
@@ -163,8 +163,6 @@ class TFLiteBackend(_Backend):
 
     def __init__(self, weights_dir, cfg, albedo_model, precision: str = "float32",
                  tflite_dir=None, num_threads=None, log=print):
-        from tf_face.serving.tflite import TFLiteNetwork, tflite_name
-
         self.cfg, self.albedo_model, self.precision = cfg, albedo_model, precision
         self.folder = ensure_tflite(weights_dir, cfg, precision, tflite_dir, log)
         self.nets = {n: TFLiteNetwork(self.folder / tflite_name(n, precision), num_threads)

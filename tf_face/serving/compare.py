@@ -20,8 +20,12 @@ Goals (issue 5): FAN float16 <= 4 MB; float16 albedo max abs diff <= 2/255.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
+from tf_face.errors import TfFaceError
+from tf_face.image_io import load_image
 from tf_face.serving.tflite import NETWORKS, PRECISIONS, TFLiteNetwork, tflite_name, time_call
 from tf_face.viz.views import to_display
 from tf_face.serving.weights import albedo_from_coeffs_np
@@ -37,7 +41,6 @@ def _main_output(net: str, out: dict, albedo_model):
 
 def compare_tflite(tf_backend, tflite_dir, textures, atlas_mask, color_space: str,
                    precisions=PRECISIONS, nets=NETWORKS, repeats: int = 3) -> list:
-    from pathlib import Path
     rows = []
     m = np.asarray(atlas_mask, bool)
     for net in nets:
@@ -86,8 +89,6 @@ def format_table(rows: list) -> str:
 
 def textures_from_photos(pipeline, paths, max_photos: int = 8, log=print) -> tuple:
     """Unwrapped UV textures of the photos that reconstruct (skips the rest)."""
-    from tf_face.image_io import load_image
-    from tf_face.errors import TfFaceError
     textures, used = [], []
     for p in paths:
         if len(textures) >= max_photos:

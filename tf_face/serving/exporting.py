@@ -15,14 +15,25 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+import skimage.data
+
+from tf_face.errors import TfFaceError
+from tf_face.facemodel import load_face_model
+from tf_face.image_io import IMAGE_SUFFIXES, load_image
+from tf_face.outputs import atomic_output_dir, write_json, write_png_rgb
+from tf_face.pipeline import GeometryPipeline
+from tf_face.serving.backends import TFBackend
+from tf_face.serving.tflite import export_tflite
+from tf_face.serving.weights import (load_albedo_model, load_networks, read_weights_config,
+                                     resolve_weights_dir)
+from tf_face.uv import get_atlas
+# TF-loading imports stay in functions: train.export imports this at start-up (test_import_weight)
+
 REPO = Path(__file__).resolve().parents[2]
 
 
 def default_photos() -> list:
-    import skimage.data
-
-    from tf_face.image_io import IMAGE_SUFFIXES
-    from tf_face.outputs import write_png_rgb
     tmp = Path(tempfile.mkdtemp(prefix="tf_face_export_"))
     write_png_rgb(tmp / "astronaut.png", skimage.data.astronaut())
     photos = [tmp / "astronaut.png"]
@@ -34,10 +45,6 @@ def default_photos() -> list:
 
 
 def load_textures(texture_dir, max_photos, cfg, log=print):
-    import numpy as np
-
-    from tf_face.errors import TfFaceError
-    from tf_face.image_io import load_image
     from tf_face.serving.compare import textures_from_photos
     if texture_dir:
         files = sorted(Path(texture_dir).rglob("texture.png"))[:max_photos]
@@ -47,16 +54,13 @@ def load_textures(texture_dir, max_photos, cfg, log=print):
         if any(t.shape != (cfg.uv_size, cfg.uv_size, 3) for t in tex):
             raise TfFaceError(f"textures under {texture_dir} are not {cfg.uv_size}x{cfg.uv_size}")
         return tex, [str(f) for f in files]
-    from tf_face.pipeline import GeometryPipeline
     pipe = GeometryPipeline(cfg.model, uv_size=cfg.uv_size)
     return textures_from_photos(pipe, default_photos(), max_photos, log)
 
 
 def export(weights_dir, output, tflite: bool, texture_dir=None, max_photos=8,
            overwrite=False, log=print) -> dict:
-    from tf_face.outputs import atomic_output_dir, write_json
     from tf_face.serving.savedmodel import SIGNATURES, export_savedmodel
-    from tf_face.serving.weights import resolve_weights_dir
 
     weights_dir = resolve_weights_dir(weights_dir)
     result = {"savedmodel": str(output), "signatures": list(SIGNATURES)}
@@ -77,12 +81,7 @@ def export(weights_dir, output, tflite: bool, texture_dir=None, max_photos=8,
 
 
 def export_and_compare(weights_dir, folder, texture_dir, max_photos, log=print) -> dict:
-    from tf_face.serving.backends import TFBackend
     from tf_face.serving.compare import compare_tflite, format_table
-    from tf_face.serving.tflite import export_tflite
-    from tf_face.serving.weights import load_albedo_model, load_networks, read_weights_config
-    from tf_face.uv import get_atlas
-    from tf_face.facemodel import load_face_model
 
     cfg = read_weights_config(weights_dir)
     nets = load_networks(weights_dir)

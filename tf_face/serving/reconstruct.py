@@ -28,10 +28,16 @@ from typing import Optional
 
 import numpy as np
 
+from tf_face.detail import model_detail_unit
+from tf_face.detail.np_ops import detail_normals_np, displace_np
+from tf_face.outputs import atomic_output_dir, check_output_free
+from tf_face.pipeline import GeometryPipeline, read_inputs
 from tf_face.serving.backends import NetworkOutputs, make_backend
 from tf_face.serving.weights import (DEFAULT_WEIGHTS_DIR, WeightsConfig, WeightsError,
                                      is_release_folder, load_albedo_model, read_weights_config,
                                      resolve_weights_dir)
+# TF-loading imports stay in functions: cli.reconstruct imports this at start-up
+# (test_import_weight)
 
 
 @dataclasses.dataclass
@@ -52,8 +58,6 @@ def model_kind(spec: str) -> str:
 
 def detail_maps(sample, atlas_mask, moving_rate, scale: float, detail_unit: float):
     """``(valid, displacement_px, displaced_position, detail_normals)`` (module doc)."""
-    from tf_face.detail.np_ops import detail_normals_np, displace_np
-
     valid = np.asarray(atlas_mask, bool) & np.any(sample.normals != 0, axis=-1)
     disp = (np.asarray(moving_rate, np.float64) * float(scale) * float(detail_unit)
             * valid).astype(np.float32)
@@ -77,7 +81,6 @@ DEFAULT_APPEARANCE = default_appearance()
 
 def fit_only_config(face_model, model_spec: str, uv_size: int, max_rate: float):
     """The ``WeightsConfig`` of a run without weights (``--appearance=fit``)."""
-    from tf_face.detail import model_detail_unit
     return WeightsConfig(folder=None, model=str(model_spec), num_albedo=-1, uv_size=int(uv_size),
                          color_space="linear", detail_unit=model_detail_unit(face_model),
                          drn_max_displacement=float(max_rate), raw={})
@@ -103,8 +106,6 @@ class Reconstructor:
                  min_cos: float = 0.2, fit_options=None, log=print,
                  appearance: str = DEFAULT_APPEARANCE, appearance_options=None,
                  uv_size: int = 256):
-        from tf_face.pipeline import GeometryPipeline
-
         if appearance not in APPEARANCE_MODES:
             raise ValueError(f"appearance must be one of {APPEARANCE_MODES}, got {appearance!r}")
         t0 = time.perf_counter()
@@ -203,8 +204,6 @@ def reconstruct_one(recon, image_path, out_dir, landmarks_path=None, face_index=
     ``inputs``: ``tf_face.pipeline.read_inputs``' result when the caller
     checked them already.
     """
-    from tf_face.outputs import atomic_output_dir, check_output_free
-    from tf_face.pipeline import read_inputs
     from tf_face.serving.write import write_reconstruction
 
     check_output_free(out_dir, overwrite)

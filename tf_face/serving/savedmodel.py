@@ -46,6 +46,7 @@ import numpy as np
 import tensorflow as tf
 
 from tf_face.models.bnet import DEFAULT_AMBIENT, NUM_SH
+from tf_face.serving.weights import load_albedo_model, load_networks, read_weights_config
 
 SIGNATURES = ("albedo_and_details", "bnet", "fan", "drn", "config")
 
@@ -157,8 +158,6 @@ def _tf_variable(v) -> tf.Variable:
 
 def build_serving_module(weights_dir) -> ServingModule:
     """Load a weights folder into a ``ServingModule``."""
-    from tf_face.serving.weights import (load_albedo_model, load_networks,
-                                         read_weights_config)
     cfg = read_weights_config(weights_dir)
     nets = load_networks(weights_dir)
     albedo = load_albedo_model(cfg)

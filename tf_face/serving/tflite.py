@@ -36,6 +36,10 @@ The runner is the one TFLite wrapper, ``tf_face.landmarks.tflite_model.TFLiteMod
 
 from __future__ import annotations
 
+import contextlib
+import io
+import shutil
+import tempfile
 import time
 from pathlib import Path
 
@@ -43,6 +47,9 @@ import numpy as np
 
 from tf_face.landmarks.tflite_model import TFLiteModel
 from tf_face.outputs import write_bytes_atomic
+from tf_face.serving.weights import WeightsError
+# TF-loading imports stay in functions: cli.reconstruct imports this at start-up
+# (test_import_weight)
 
 NETWORKS = ("bnet", "fan", "drn")
 PRECISIONS = ("float32", "float16", "int8")
@@ -205,9 +212,6 @@ def convert_network(model, net: str, precisions, size: int, num_albedo: int = 0)
     session-based load restores them; see ``savedmodel.ServingModule`` for
     what goes wrong otherwise) and converted once per precision.
     """
-    import shutil
-    import tempfile
-
     if isinstance(precisions, str):
         precisions = (precisions,)
     for prec in precisions:
@@ -224,8 +228,6 @@ def convert_network(model, net: str, precisions, size: int, num_albedo: int = 0)
 
 def _quiet(fn):
     """Run ``fn`` with stdout silenced (Keras's export prints its endpoints)."""
-    import contextlib
-    import io
     with contextlib.redirect_stdout(io.StringIO()):
         return fn()
 
@@ -256,7 +258,6 @@ class TFLiteNetwork:
     """
 
     def __init__(self, path, num_threads: int | None = None):
-        from tf_face.serving.weights import WeightsError
         self.path = Path(path)
         self.model = TFLiteModel(path=self.path, num_threads=num_threads)
         self.model.ensure_loaded()

@@ -23,14 +23,20 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 from pathlib import Path
 from typing import Optional
 
 import numpy as np
 
+from tf_face import __version__
 from tf_face.errors import TfFaceError
+from tf_face.facemodel import load_face_model
 from tf_face.file_hash import sha256_file
 from tf_face.outputs import atomic_output_dir, write_json
+from tf_face.uv import get_atlas
+# TF-loading imports stay in functions: cli.reconstruct imports this at start-up
+# (test_import_weight)
 
 CONFIG_FILE = "tf_face_weights.json"   # same name as tf_face.training.jobs.CONFIG_FILE
 NETWORKS = ("bnet", "fan", "drn")
@@ -250,9 +256,7 @@ def load_albedo_model(cfg: WeightsConfig, face_model=None):
     Built exactly as training builds it (``uv_albedo_model``), from the face
     model named in the config (or the ``face_model`` given).
     """
-    from tf_face.facemodel import load_face_model
     from tf_face.uv.albedo_model import uv_albedo_model
-    from tf_face.uv import get_atlas
 
     model = face_model if face_model is not None else load_face_model(cfg.model)
     atlas = get_atlas(model, size=cfg.uv_size)
@@ -272,7 +276,6 @@ def albedo_from_coeffs_np(mean: np.ndarray, basis: np.ndarray, p_a: np.ndarray) 
 
 
 def _write_manifest(folder: Path, dtype: str) -> dict:
-    from tf_face import __version__
     manifest = {"format_version": RELEASE_FORMAT, "tf_face_version": __version__,
                 "weights_dtype": dtype,
                 "files": {p.name: {"sha256": sha256_file(p), "bytes": p.stat().st_size}
@@ -317,7 +320,6 @@ def write_release(src_folder, dst_folder, dtype: str = "float16", networks=None)
 def add_release_files(folder, files=(), model_card: Optional[str] = None) -> dict:
     """Copy ``files`` (e.g. the benchmark JSON) into a release folder, write
     ``model_card`` as ``MODEL_CARD.md`` and renew the manifest."""
-    import shutil
     folder = Path(folder)
     manifest = verify_manifest(folder)
     for f in files:

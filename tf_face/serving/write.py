@@ -28,12 +28,17 @@ mesh equals ``FittedFace.vertices_model`` and the detail mesh sits on it.
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from tf_face.files.detail_mesh import build_detail_mesh, write_displacement_png
+from tf_face.files.mesh_files import write_glb, write_obj
+from tf_face.files.report import write_report
 from tf_face.outputs import normals_to_rgb, write_json, write_png_rgb, write_unwrap_outputs
+from tf_face.viz.image_renderer import vertex_normals_camera
 from tf_face.viz.views import render_views, to_display
 
 PHOTO_MAX_SIDE = 1024
@@ -73,12 +78,6 @@ def write_reconstruction(directory, image, rec, recon, title: str = "tf_face rec
     False = "none").
     """
     renders = {True: "all", False: "none"}.get(renders, renders)
-    import time
-
-    from tf_face.files.detail_mesh import build_detail_mesh, write_displacement_png
-    from tf_face.files.mesh_files import write_glb, write_obj
-    from tf_face.files.report import write_report
-    from tf_face.viz.image_renderer import vertex_normals_camera
 
     d = Path(directory)
     cs = recon.color_space

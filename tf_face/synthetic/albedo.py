@@ -57,7 +57,8 @@ import cv2
 import numpy as np
 
 from tf_face import skin_tone
-from tf_face.facemodel.albedo_prior import HAEMOGLOBIN, MELANIN, SKIN_LINEAR
+from tf_face.facemodel.albedo_prior import HAEMOGLOBIN, MELANIN, SKIN_LINEAR, prior_layout
+from tf_face.facemodel.default import default_albedo_prior, load_default_geometry, region_loops
 
 SUPERSAMPLE = 4
 
@@ -133,7 +134,6 @@ def hair_colour(rng: np.random.Generator, group: str) -> np.ndarray:
 
 
 def _loops(model):
-    from tf_face.facemodel.default import region_loops
     return region_loops()
 
 
@@ -171,8 +171,6 @@ def _strokes(size, segments, values) -> np.ndarray:
 @functools.lru_cache(maxsize=2)
 def _prior_parts(size: int):
     """The default prior, its tone columns, and its mean over the skin mask."""
-    from tf_face.facemodel.albedo_prior import prior_layout
-    from tf_face.facemodel.default import default_albedo_prior, load_default_geometry, region_loops
     mean, basis, _, _ = default_albedo_prior(size)
     g = load_default_geometry()
     names = prior_layout(g.uv, g.triangles, region_loops(), size, basis.shape[-1])

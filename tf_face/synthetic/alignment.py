@@ -20,12 +20,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from tf_face.srgb import linear_to_srgb
 from tf_face.viz.image_renderer import sh_shading
 
 
 def true_rerender_uv(albedo, normals, sh) -> np.ndarray:
     """sRGB [S,S,3] of ``albedo * sum_b sh[b] H_b(normals)`` (0 where normals are 0)."""
-    from tf_face.srgb import linear_to_srgb
     n = np.asarray(normals, np.float64)
     lin = np.asarray(albedo, np.float64) * sh_shading(n, sh)
     lin = np.where(np.linalg.norm(n, axis=-1, keepdims=True) > 0.5, lin, 0.0)

@@ -12,6 +12,7 @@ and they never enter the UV maps.
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
 from tf_face.viz.image_renderer import sh_shading, vertex_normals_camera
@@ -72,7 +73,6 @@ def hair_weight(points, is_head, hairline: float, hair_back: float) -> np.ndarra
 def render_head(scale, rotation, translation, sh, skin, hair, height, width,
                 supersample: int = 2, hairline: float = 1.35, hair_back: float = -0.4):
     """(premultiplied colour [H,W,3], alpha [H,W]) of the shaded proxy head + neck."""
-    import cv2
     v, t, is_head = head_mesh(hairline, hair_back)
     k = int(supersample)
     vi = model_to_image(v, scale, rotation, translation)

@@ -26,6 +26,8 @@ import dataclasses
 
 import numpy as np
 
+from tf_face.facemodel import default_model, load_face_model
+
 EXPRESSIONS = (
     "browDown_L", "browDown_R", "browInnerUp_L", "browInnerUp_R", "browOuterUp_L",
     "browOuterUp_R", "cheekPuff_L", "cheekPuff_R", "cheekSquint_L", "cheekSquint_R",
@@ -58,9 +60,9 @@ class IctShapes:
 
     @classmethod
     def load(cls, path, default=None) -> "IctShapes":
+        # lazy: scipy.spatial costs ~350 ms at start-up of make_dataset / eval
         from scipy.spatial import cKDTree
 
-        from tf_face.facemodel import default_model, load_face_model
         default = default_model() if default is None else default
         ict = load_face_model(f"ict_npz:{path}")
         sel = np.arange(17, 68)

@@ -33,13 +33,26 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
 
+import cv2
 import numpy as np
+from absl import flags
+from tqdm import tqdm
 
+from tf_face.cli.common import run_single
+from tf_face.data import list_shards, parse_example, read_index
+from tf_face.data.preprocess import run_preprocess
+from tf_face.data.shards import write_json_atomic
+from tf_face.errors import TfFaceError
+from tf_face.facemodel import default_model
 from tf_face.outputs import atomic_write_file, write_bytes_atomic
+from tf_face.synthetic.ict_shapes import IctShapes
+from tf_face.uv import get_atlas
+# TF-loading imports stay in functions, run after main's quiet_tensorflow() (test_import_weight)
 
 FACE_NAME = "face_{:05d}"
 
@@ -50,7 +63,6 @@ def _atomic_npz(path: Path, arrays: dict) -> None:
 
 
 def _atomic_png(path: Path, image: np.ndarray) -> None:
-    import cv2
     ok, buf = cv2.imencode(".png", np.ascontiguousarray(image[..., ::-1]))
     if not ok:
         raise RuntimeError(f"could not encode {path}")
@@ -65,12 +77,8 @@ def generate_faces(output, num_faces: int, seed: int, difficulty=None, image_siz
     (``ict_shapes``); None = the default model's random smooth shapes.
     Returns ``{"rendered", "skipped", "seconds_per_face"}``.
     """
-    from tqdm import tqdm
-
-    from tf_face.facemodel import default_model
     from tf_face.synthetic.sampling import Difficulty, sample_face
     from tf_face.synthetic.scene import render_face
-    from tf_face.uv import get_atlas
 
     out = Path(output)
     photos, truth_dir = out / "photos", out / "truth"
@@ -81,7 +89,6 @@ def generate_faces(output, num_faces: int, seed: int, difficulty=None, image_siz
     atlas = get_atlas(model, 256)
     ict = None
     if ict_npz:
-        from tf_face.synthetic.ict_shapes import IctShapes
         ict = IctShapes.load(ict_npz, model)
     rendered = skipped = 0
     t0 = time.perf_counter()
@@ -115,7 +122,6 @@ def alignment_report(shards_dir) -> dict:
     """Alignment (``alignment.alignment_stats``) of every record in the shards."""
     import tensorflow as tf
 
-    from tf_face.data import list_shards, parse_example, read_index
     from tf_face.synthetic.alignment import alignment_stats
 
     per_face = {}
@@ -146,8 +152,6 @@ def make_dataset(output, num_faces: int, seed: int, difficulty=None, image_size:
                  shard_size: int = 64, workers: int = 1, progress: bool = True,
                  overwrite: bool = False, ict_npz=None) -> dict:
     """The whole job (module docstring); returns the report dict."""
-    from tf_face.data.preprocess import run_preprocess
-    from tf_face.data.shards import write_json_atomic
     from tf_face.synthetic.sampling import Difficulty
 
     out = Path(output)
@@ -163,11 +167,9 @@ def make_dataset(output, num_faces: int, seed: int, difficulty=None, image_size:
         prev = json.loads(old.read_text())
         keys = ("seed", "image_size", "difficulty", "shapes")
         if {k: prev.get(k) for k in keys} != {k: settings[k] for k in keys}:
-            from tf_face.errors import TfFaceError
             raise TfFaceError(f"{out} holds a synthetic set made with other settings; "
                               "use another --output or --overwrite")
     if overwrite:
-        import shutil
         for sub in ("photos", "truth", "shards"):
             shutil.rmtree(out / sub, ignore_errors=True)
     write_json_atomic(old, settings)
@@ -194,9 +196,7 @@ def make_dataset(output, num_faces: int, seed: int, difficulty=None, image_size:
 
 def main(argv):
     del argv
-    from absl import flags
 
-    from tf_face.cli.common import run_single
     from tf_face.synthetic.sampling import Difficulty
 
     f = flags.FLAGS
@@ -213,10 +213,8 @@ def main(argv):
         try:
             diff.validate()
         except ValueError as e:
-            from tf_face.errors import TfFaceError
             raise TfFaceError(str(e)) from e
         if f.num_faces < 1 or f.image_size < 64:
-            from tf_face.errors import TfFaceError
             raise TfFaceError("--num_faces must be >= 1 and --image_size >= 64")
         box["r"] = make_dataset(f.output, f.num_faces, f.seed, diff, f.image_size,
                                 f.shard_size, f.workers, overwrite=f.overwrite,
@@ -233,7 +231,6 @@ def main(argv):
 
 
 def _define_flags():
-    from absl import flags
     from tf_face.synthetic.sampling import Difficulty
     d = Difficulty()
     flags.DEFINE_string("output", None, "Output folder.")

@@ -21,14 +21,17 @@ from __future__ import annotations
 import dataclasses
 import math
 
+import cv2
 import numpy as np
 
+from tf_face.facemodel import default_model
 from tf_face.synthetic.albedo import check_skin_tone, hair_colour, random_albedo
 from tf_face.synthetic.background import KINDS as BACKGROUND_KINDS
 from tf_face.synthetic.lighting import random_sh
 from tf_face.synthetic.occluders import random_occluders
 from tf_face.synthetic.shape import random_shape
 from tf_face.synthetic.wrinkles import random_displacement
+from tf_face.uv import get_atlas
 
 UV_SIZE = 256
 
@@ -113,8 +116,6 @@ def sample_pose(rng: np.random.Generator, difficulty: Difficulty):
 def border_colour(albedo: np.ndarray, model) -> np.ndarray:
     """Median albedo of the atlas texels within 6 texels of the face outline
     (the colour the proxy head gets, so the face blends into it)."""
-    import cv2
-    from tf_face.uv import get_atlas
     mask = get_atlas(model, size=albedo.shape[0]).mask.astype(np.uint8)
     ring = mask.astype(bool) & ~cv2.erode(mask, np.ones((13, 13), np.uint8)).astype(bool)
     return np.median(albedo[ring], axis=0).astype(np.float64)
@@ -135,7 +136,6 @@ def sample_face(rng: np.random.Generator, model=None,
     draws only that group (ValueError for any other value). Hair, brow, iris
     and lip colours go with the tone (``albedo``).
     """
-    from tf_face.facemodel import default_model
     model = default_model() if model is None else model
     if model.name != "default" or model.num_vertices != 468:
         raise ValueError("sample_face needs the default (MediaPipe-topology) model; the ground "

@@ -42,8 +42,10 @@ import dataclasses
 import cv2
 import numpy as np
 
+from tf_face.facemodel import default_model
 from tf_face.ibug import inter_ocular_distance
 from tf_face.srgb import linear_to_srgb
+from tf_face.uv import get_atlas, unwrap
 from tf_face.viz.image_renderer import render
 from tf_face.synthetic.background import random_background
 from tf_face.synthetic.head import render_head
@@ -85,7 +87,6 @@ class SyntheticTruth:
 
     def fitted(self) -> FittedFace:
         """The true geometry as a ``FittedFace`` (for ``tf_face.uv.unwrap``)."""
-        from tf_face.facemodel import default_model
         lm = default_model().landmarks68
         return FittedFace(
             model_name="default", vertices_image=self.vertices_image.astype(np.float32),
@@ -130,9 +131,6 @@ def face_pose(face: SyntheticFace, height: int, width: int):
 
 def render_face(face: SyntheticFace, image_size: int = 512, model=None, atlas=None):
     """Render ``face`` at ``image_size`` x ``image_size``: (uint8 image, ``SyntheticTruth``)."""
-    from tf_face.facemodel import default_model
-    from tf_face.uv import get_atlas, unwrap
-
     model = default_model() if model is None else model
     s_uv = face.albedo.shape[0]
     atlas = get_atlas(model, size=s_uv) if atlas is None else atlas

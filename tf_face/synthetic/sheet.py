@@ -11,10 +11,11 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from tf_face.srgb import linear_to_srgb
+from tf_face.synthetic.alignment import true_rerender_uv
+
 
 def sheet_row(image, truth, texture=None, mask=None, tile: int = 256) -> np.ndarray:
-    from tf_face.synthetic.alignment import true_rerender_uv
-    from tf_face.srgb import linear_to_srgb
     alb = (linear_to_srgb(truth.albedo) * 255).round().astype(np.uint8)
     disp = np.clip(128 + truth.displacement / 0.03 * 127, 0, 255).astype(np.uint8)
     disp = np.repeat(disp[..., None], 3, 2)

@@ -16,7 +16,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
+
+from tf_face.detail import model_detail_unit
+from tf_face.facemodel import load_face_model
 from tf_face.serving.weights import CONFIG_FILE
+# TF-loading imports stay in functions: eval.bench_reconstruct imports this at start-up
+# (test_import_weight)
 
 
 def write_random_weights(folder, model: str = "default", num_albedo=None, uv_size: int = 256,
@@ -29,11 +35,8 @@ def write_random_weights(folder, model: str = "default", num_albedo=None, uv_siz
     test sees non-trivial albedo coefficients / lighting (0 = fresh init).
     """
     import keras
-    import numpy as np
 
-    from tf_face.facemodel import load_face_model
     from tf_face.models import build_bnet, build_drn, build_fan
-    from tf_face.detail import model_detail_unit
     from tf_face.models.saving import save_model
 
     folder = Path(folder)

@@ -11,23 +11,22 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import tensorflow as tf
+
+from tf_face.data import encode_example, extras_spec, write_shard
+from tf_face.facemodel import load_face_model
+from tf_face.facemodel.mesh import vertex_normals
+from tf_face.render import sh_shade
+from tf_face.srgb import linear_to_srgb_tf
+from tf_face.types import UVSample
+from tf_face.uv import get_atlas
+from tf_face.uv.albedo_model import albedo_from_coeffs, uv_albedo_model
 
 
 def make_toy_shards(out_dir, model_spec: str = "default", num_samples: int = 8,
                     num_shards: int = 2, seed: int = 0, num_albedo: int | None = 8,
                     uv_size: int = 256) -> dict:
     """Write ``num_shards`` shards of UV samples; returns the ground truth."""
-    import tensorflow as tf
-
-    from tf_face.data import encode_example, extras_spec, write_shard
-    from tf_face.facemodel import load_face_model
-    from tf_face.render import sh_shade
-    from tf_face.uv.albedo_model import albedo_from_coeffs, uv_albedo_model
-    from tf_face.srgb import linear_to_srgb_tf
-    from tf_face.types import UVSample
-    from tf_face.uv import get_atlas
-    from tf_face.facemodel.mesh import vertex_normals
-
     rng = np.random.default_rng(seed)
     model = load_face_model(model_spec)
     atlas = get_atlas(model, size=uv_size)

@@ -28,9 +28,13 @@ from typing import Optional
 
 import numpy as np
 
+from tf_face.data import make_dataset
 from tf_face.detail import model_detail_unit  # noqa: F401 - part of this module's API
 from tf_face.errors import TfFaceError
+from tf_face.facemodel import load_face_model
 from tf_face.outputs import write_json
+from tf_face.uv import get_atlas
+# TF-loading imports stay in functions: train.train_* imports this at start-up (test_import_weight)
 
 CONFIG_FILE = "tf_face_weights.json"
 
@@ -104,10 +108,8 @@ def _context(cfg: JobConfig):
     """Face model -> UV albedo model + StageContext + the weights-folder config."""
     import tensorflow as tf
 
-    from tf_face.facemodel import load_face_model
     from tf_face.uv.albedo_model import uv_albedo_model
     from tf_face.training.stages import StageContext
-    from tf_face.uv import get_atlas
 
     model = cfg.model if not isinstance(cfg.model, str) else load_face_model(cfg.model)
     atlas = get_atlas(model, size=cfg.uv_size)
@@ -120,7 +122,6 @@ def _context(cfg: JobConfig):
 
 
 def _dataset(cfg: JobConfig, strategy):
-    from tf_face.data import make_dataset
     workers = strategy.num_replicas_in_sync
     return make_dataset(cfg.data, batch_size=cfg.batch_size * max(1, workers), shuffle=True,
                         augment=cfg.augment, on_corrupt=cfg.on_corrupt, repeat=True,

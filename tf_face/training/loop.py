@@ -32,6 +32,7 @@ from typing import Callable
 
 import numpy as np
 import tensorflow as tf
+from tqdm import tqdm
 
 from tf_face.errors import TfFaceError
 from tf_face.models.saving import save_model
@@ -174,7 +175,6 @@ def run_training(name: str, strategy, config: LoopConfig, networks: dict, optimi
     history: dict = {}
     bar = None
     if config.progress and chief:
-        from tqdm import tqdm
         bar = tqdm(total=config.steps, initial=start, desc=name, unit="step", file=sys.stderr)
     t0 = time.perf_counter()
     try:

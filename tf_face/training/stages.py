@@ -20,6 +20,7 @@ import numpy as np
 import tensorflow as tf
 
 from tf_face import losses as L
+from tf_face.errors import TfFaceError
 from tf_face.models.bnet import split_bnet_output
 from tf_face.render import grid_adjacency, sh_shade
 from tf_face.uv.albedo_model import albedo_from_coeffs
@@ -62,7 +63,6 @@ def _ground_truth(batch, name: str):
     """``batch["extras"][name]`` as [B,H,W,C] float32, or a clear error."""
     extras = batch.get("extras") or {}
     if name not in extras:
-        from tf_face.errors import TfFaceError
         raise TfFaceError(f"w_sup > 0 needs shards with ground truth ({name!r} in the record "
                           f"extras, as tf_face.synthetic.make_dataset writes them); these "
                           f"have {sorted(extras) or 'none'}. Use --w_sup=0 (the paper's "

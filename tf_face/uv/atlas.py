@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tf_face.assets import cache_dir
 from tf_face.outputs import atomic_write_file
 from tf_face.raster.zbuffer import rasterize
 
@@ -71,6 +72,7 @@ class UVAtlas:
         key = f"_sparse_{np.dtype(dtype).name}"
         mat = self.__dict__.get(key)
         if mat is None:
+            # lazy: scipy.sparse costs ~80 ms; uv is on every CLI's start-up path
             import scipy.sparse
             m = self.texel_index.size
             mat = scipy.sparse.csr_matrix(
@@ -142,7 +144,6 @@ _LOCK = threading.Lock()
 
 
 def _cache_file(key: str, size: int) -> Path:
-    from tf_face.assets import cache_dir
     safe = re.sub(r"[^A-Za-z0-9._-]", "_", key)[:120]
     return cache_dir() / "atlas" / f"{safe}-{int(size)}.npz"
 

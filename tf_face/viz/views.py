@@ -22,6 +22,7 @@ coverage first, so silhouettes composite correctly over the photo).
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
 from tf_face.srgb import linear_to_srgb
@@ -67,7 +68,6 @@ def render_views(image, vertices_image, triangles, uv, albedo, sh, detail_normal
     """
     if which not in RENDER_SETS or which == "none":
         raise ValueError(f"which must be 'basic' or 'all', got {which!r}")
-    import cv2
 
     x0, y0, x1, y1, f = face_crop(vertices_image, image.shape, max_side=max_side)
     crop = image[y0:y1, x0:x1]

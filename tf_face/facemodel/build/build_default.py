@@ -32,13 +32,17 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import skimage.data
 
+from tf_face.assets import connections
 from tf_face.facemodel.build.ibug68 import compute_ibug68
 from tf_face.facemodel.mesh import face_normals, topology_report
 from tf_face.facemodel.build.meanshape import (REFLECT, canonical_frame, face_frontal, generalised_procrustes,
                                          image_to_model, mirror_map, normalise,
                                          similarity_align, symmetrise)
 from tf_face.facemodel.build.uvlayout import edge_chains, signed_area_2d, texel_density, triangulate
+from tf_face.image_io import load_image
+from tf_face.landmarks import FaceDetector, FaceMeshLandmarker
 from tf_face.outputs import atomic_write_file
 from tf_face.tf_import import quiet_tf_logs
 
@@ -52,9 +56,6 @@ PROFILE_DEGREE = 2
 
 def collect_landmarks(photo_dir: Path | None) -> dict[str, np.ndarray]:
     """name -> [468,3] image-pixel landmarks for the astronaut and photo_dir's faces."""
-    import skimage.data
-    from tf_face.image_io import load_image
-    from tf_face.landmarks import FaceDetector, FaceMeshLandmarker
     det, lmk = FaceDetector(), FaceMeshLandmarker()
     images = [("astronaut", lambda: skimage.data.astronaut())]
     if photo_dir is not None and photo_dir.is_dir():
@@ -189,7 +190,6 @@ def main(argv: list[str] | None = None) -> int:
                    help="use saved landmarks (name -> [468,3]) instead of running the detector")
     p.add_argument("--save_landmarks", type=Path, default=None)
     args = p.parse_args(argv)
-    from tf_face.assets import connections
     if args.landmarks_npz:
         with np.load(args.landmarks_npz, allow_pickle=False) as z:
             lms = {k: z[k].astype(np.float64) for k in z.files}
