@@ -48,8 +48,7 @@ import dataclasses
 
 import numpy as np
 
-from tf_face.viz.image_renderer import sh_basis_np
-from tf_face.render.sh import SH_K
+from tf_face.sh import SH_K, sh_basis_np
 
 
 #: mean of the SH basis over camera-facing unit normals uniform in the image

@@ -1,4 +1,5 @@
-"""Second-order real spherical harmonics with Lambertian convolution (pure TF).
+"""Second-order real spherical harmonics with Lambertian convolution (pure TF;
+constants and the numpy twin in ``tf_face.sh``).
 
 Convention (shared with the C++/CUDA kernels, ``ops/kernels/sh_math.h``):
 normals are in the tf_face camera frame (x right, y up, z towards the camera)
@@ -25,31 +26,12 @@ A zero normal has ``n_hat = 0`` and zero gradient.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import tensorflow as tf
 
-SH_NUM_COEFFS = 9
-
-#: Band factors of the clamped-cosine (Lambertian) kernel.
-LAMBERT_BAND = (math.pi, 2.0 * math.pi / 3.0, math.pi / 4.0)
-
-#: Real SH normalisation constants c_lm (before the Lambertian factor).
-SH_C0 = 0.5 * math.sqrt(1.0 / math.pi)
-SH_C1 = math.sqrt(3.0 / (4.0 * math.pi))
-SH_C2 = 0.5 * math.sqrt(15.0 / math.pi)
-SH_C3 = 0.25 * math.sqrt(5.0 / math.pi)
-SH_C4 = 0.25 * math.sqrt(15.0 / math.pi)
-
-#: The five distinct products A_l * c_lm used by ``sh_basis``.
-SH_K = (
-    LAMBERT_BAND[0] * SH_C0,
-    LAMBERT_BAND[1] * SH_C1,
-    LAMBERT_BAND[2] * SH_C2,
-    LAMBERT_BAND[2] * SH_C3,
-    LAMBERT_BAND[2] * SH_C4,
-)
+# the constants are shared with the numpy basis (one definition)
+from tf_face.sh import (LAMBERT_BAND, SH_C0, SH_C1, SH_C2, SH_C3, SH_C4,  # noqa: F401
+                        SH_K, SH_NUM_COEFFS)
 
 
 def normalize_normals(normals: tf.Tensor) -> tf.Tensor:

@@ -196,8 +196,9 @@ def make_dataset(output, num_faces: int, seed: int, difficulty=None, image_size:
 
 def main(argv):
     del argv
-
     from tf_face.synthetic.sampling import Difficulty
+    from tf_face.tf_import import quiet_tensorflow
+    quiet_tensorflow()   # the pipeline's TFLite models load TF; its start-up lines stay quiet
 
     f = flags.FLAGS
     if not f.output:
@@ -258,7 +259,5 @@ def _define_flags():
 if __name__ == "__main__":
     from absl import app
 
-    from tf_face.tf_import import quiet_tensorflow
-    quiet_tensorflow()   # before the flags: Difficulty's package imports TF
-    _define_flags()
+    _define_flags()   # TF-free (tests/test_import_weight.py): --help stays fast
     app.run(main)

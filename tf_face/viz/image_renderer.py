@@ -48,7 +48,7 @@ import numpy as np
 
 from tf_face.facemodel.mesh import vertex_normals
 from tf_face.raster.zbuffer import rasterize
-from tf_face.render.sh import LAMBERT_BAND, SH_K
+from tf_face.sh import LAMBERT_BAND, SH_K, sh_basis_np  # noqa: F401 - sh_basis_np is part of this API
 from tf_face.srgb import linear_to_srgb
 from tf_face.types import IMAGE_FLIP
 
@@ -64,20 +64,6 @@ LIGHT_DIRECTIONS = {
     "top": (0.0, _S60, _C60),
     "bottom": (0.0, -_S60, _C60),
 }
-
-
-def sh_basis_np(normals) -> np.ndarray:
-    """Numpy twin of ``tf_face.render.sh.sh_basis``: ``[..., 3] -> [..., 9]``.
-
-    Normals are normalised first (a zero normal stays zero).
-    """
-    n = np.asarray(normals, np.float64)
-    length = np.linalg.norm(n, axis=-1, keepdims=True)
-    n = np.where(length > 0, n / np.maximum(length, 1e-300), 0.0)
-    x, y, z = n[..., 0], n[..., 1], n[..., 2]
-    k0, k1, k2, k3, k4 = SH_K
-    return np.stack([k0 * np.ones_like(x), k1 * y, k1 * z, k1 * x, k2 * x * y, k2 * y * z,
-                     k3 * (3.0 * z * z - 1.0), k2 * x * z, k4 * (x * x - y * y)], axis=-1)
 
 
 def sh_shading(normals, sh) -> np.ndarray:
