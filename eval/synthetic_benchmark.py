@@ -769,7 +769,7 @@ def format_table(result: dict) -> str:
         if f"detail_error_{d}_deg" not in r:
             continue
         a = "base" if d == "none" else d
-        ms = r.get(f"ms_per_photo_fit_displacement") if d == "fit" else r.get(f"ms_per_photo_{d}")
+        ms = r.get("ms_per_photo_fit_displacement") if d == "fit" else r.get(f"ms_per_photo_{d}")
         lines.append(f"{d:<20}{_f(r[f'detail_error_{d}_deg'], 9, 2)}"
                      f"{_f(r.get(f'detail_error_{d}_wrinkle_deg'), 9, 2)}"
                      f"{_f(r.get(f'detail_error_{d}_visible_deg'), 9, 2)}"

@@ -44,7 +44,7 @@ def orthonormal(rows, k):
 
 def grid_landmarks():
     """68 distinct vertex ids; jaw slots on a lower arc (right side x<0 first)."""
-    cols, rows = 21, 15
+    cols = 21
     jaw_cols = np.linspace(4, 16, 17).round().astype(int)
     jaw_rows = (10 + 3 * np.sin(np.linspace(0, np.pi, 17))).round().astype(int)
     jaw = [r * cols + c for r, c in zip(jaw_rows, jaw_cols)]

@@ -33,8 +33,8 @@ from tf_face.uv import get_atlas
 REPO = Path(__file__).resolve().parents[2]
 
 
-def default_photos() -> list:
-    tmp = Path(tempfile.mkdtemp(prefix="tf_face_export_"))
+def default_photos(tmp: Path) -> list:
+    """The astronaut (written into ``tmp``) and the shared photos when present."""
     write_png_rgb(tmp / "astronaut.png", skimage.data.astronaut())
     photos = [tmp / "astronaut.png"]
     faces = REPO.parent / "shared" / "data" / "faces"
@@ -55,7 +55,8 @@ def load_textures(texture_dir, max_photos, cfg, log=print):
             raise TfFaceError(f"textures under {texture_dir} are not {cfg.uv_size}x{cfg.uv_size}")
         return tex, [str(f) for f in files]
     pipe = GeometryPipeline(cfg.model, uv_size=cfg.uv_size)
-    return textures_from_photos(pipe, default_photos(), max_photos, log)
+    with tempfile.TemporaryDirectory(prefix="tf_face_export_") as tmp:   # removed after use
+        return textures_from_photos(pipe, default_photos(Path(tmp)), max_photos, log)
 
 
 def export(weights_dir, output, tflite: bool, texture_dir=None, max_photos=8,
