@@ -3,33 +3,16 @@
 // TfFaceCsrTranspose (CPU only: O(nnz) on constant adjacencies; in a GPU graph
 // TF runs it on the CPU and copies its outputs). The maths is
 // ops/kernels/laplacian_math.h.
-#define EIGEN_USE_THREADS  // before any Eigen header: ThreadPoolDevice (and GpuDevice)
-#if GOOGLE_CUDA
-#define EIGEN_USE_GPU
-#endif
-
-#include "ops/cc/cpu_parallel.h"
+#include "ops/cc/kernel_common.h"  // first: Eigen device macros
 
 #include <algorithm>
 #include <type_traits>
 #include <vector>
 
 #include "ops/cc/laplacian.h"
-#include "ops/cc/validation.h"
 #include "ops/kernels/laplacian_math.h"
-#include "absl/status/status.h"
-#include "absl/strings/str_cat.h"
-#include "tensorflow/core/framework/op_kernel.h"
 
 namespace tf_face {
-
-using CPUDevice = Eigen::ThreadPoolDevice;
-using GPUDevice = Eigen::GpuDevice;
-using tensorflow::OpKernel;
-using tensorflow::OpKernelConstruction;
-using tensorflow::OpKernelContext;
-using tensorflow::Tensor;
-using tensorflow::TensorShape;
 
 namespace functor {
 

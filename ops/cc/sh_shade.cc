@@ -1,32 +1,15 @@
 // TfFaceShShade / TfFaceShShadeGrad: the OpKernel (one class per op, registered
 // for CPU and, with -DGOOGLE_CUDA=1, GPU) and the CPU functors. The maths is
 // ops/kernels/sh_math.h (per texel) / sh_chunk.h (8 texels, vectorised).
-#define EIGEN_USE_THREADS  // before any Eigen header: ThreadPoolDevice (and GpuDevice)
-#if GOOGLE_CUDA
-#define EIGEN_USE_GPU
-#endif
-
-#include "ops/cc/cpu_parallel.h"
+#include "ops/cc/kernel_common.h"  // first: Eigen device macros
 
 #include <algorithm>
 #include <vector>
 
 #include "ops/cc/sh_shade.h"
-#include "ops/cc/validation.h"
 #include "ops/kernels/sh_chunk.h"
-#include "absl/status/status.h"
-#include "absl/strings/str_cat.h"
-#include "tensorflow/core/framework/op_kernel.h"
 
 namespace tf_face {
-
-using CPUDevice = Eigen::ThreadPoolDevice;
-using GPUDevice = Eigen::GpuDevice;
-using tensorflow::OpKernel;
-using tensorflow::OpKernelConstruction;
-using tensorflow::OpKernelContext;
-using tensorflow::Tensor;
-using tensorflow::TensorShape;
 
 namespace functor {
 

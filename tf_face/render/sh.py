@@ -1,27 +1,9 @@
-"""Second-order real spherical harmonics with Lambertian convolution (pure TF;
-constants and the numpy twin in ``tf_face.sh``).
+"""Second-order real spherical harmonics with Lambertian convolution (pure TF).
 
-Convention (shared with the C++/CUDA kernels, ``ops/kernels/sh_math.h``):
-normals are in the tf_face camera frame (x right, y up, z towards the camera)
-and are normalised before evaluating the basis. The nine basis functions,
-ordered l = 0; l = 1 (m = -1, 0, 1); l = 2 (m = -2 .. 2), already multiplied by
-the Lambertian kernel's band factors A_0 = pi, A_1 = 2 pi / 3, A_2 = pi / 4
-(Ramamoorthi & Hanrahan 2001), are::
-
-    H0 = pi    * 1/(2 sqrt(pi))                        = 0.886227
-    H1 = 2pi/3 * sqrt(3)/(2 sqrt(pi))  * y             = 1.023327 y
-    H2 = 2pi/3 * sqrt(3)/(2 sqrt(pi))  * z             = 1.023327 z
-    H3 = 2pi/3 * sqrt(3)/(2 sqrt(pi))  * x             = 1.023327 x
-    H4 = pi/4  * sqrt(15)/(2 sqrt(pi)) * x y           = 0.858086 xy
-    H5 = pi/4  * sqrt(15)/(2 sqrt(pi)) * y z           = 0.858086 yz
-    H6 = pi/4  * sqrt(5)/(4 sqrt(pi))  * (3 z^2 - 1)   = 0.247708 (3z^2 - 1)
-    H7 = pi/4  * sqrt(15)/(2 sqrt(pi)) * x z           = 0.858086 xz
-    H8 = pi/4  * sqrt(15)/(4 sqrt(pi)) * (x^2 - y^2)   = 0.429043 (x^2 - y^2)
-
-Shading is ``I_c = albedo_c * sum_i sh[i, c] * H_i(n_hat)`` (``sh`` is
-``[B, 9, 3]``: 9 coefficients per RGB channel). With ``sh[0] = 1/H0`` and the
-rest zero the shading is the albedo itself (ambient light of irradiance 1).
-A zero normal has ``n_hat = 0`` and zero gradient.
+The TF twin of ``tf_face.sh`` (constants, convention and the numpy basis are
+there, shared with the C++/CUDA kernels' ``ops/kernels/sh_math.h``): shading is
+``I_c = albedo_c * sum_i sh[i, c] * H_i(n_hat)`` with ``sh`` ``[B, 9, 3]``; a
+zero normal has ``n_hat = 0`` and zero gradient.
 """
 
 from __future__ import annotations
