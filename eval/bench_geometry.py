@@ -11,7 +11,6 @@ Prints a table and writes ``{"photos_per_second": ..., "ms_per_stage": {...}}``.
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from pathlib import Path
@@ -26,6 +25,7 @@ from tf_face.cli.common import IMAGE_SUFFIXES  # noqa: E402
 from tf_face.errors import TfFaceError  # noqa: E402
 from tf_face.image_io import load_image  # noqa: E402
 from tf_face.pipeline import GeometryPipeline  # noqa: E402
+from tf_face.eval_metrics import write_result_json  # noqa: E402
 if __name__ == "__main__":   # a script: TensorFlow without its start-up noise
     from tf_face.tf_import import quiet_tensorflow
     quiet_tensorflow()
@@ -88,8 +88,7 @@ def main(argv):
     print(f"{len(usable)} photos x {FLAGS.repeats} passes: "
           f"{result['photos_per_second']:.1f} photos/s (goal >= 20)")
     if FLAGS.json:
-        Path(FLAGS.json).write_text(json.dumps(result, indent=2))
-        print(f"wrote {FLAGS.json}")
+        write_result_json(FLAGS.json, result)
 
 
 if __name__ == "__main__":

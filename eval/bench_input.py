@@ -24,7 +24,6 @@ Prints a table; ``--json`` writes the numbers.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import tempfile
@@ -40,6 +39,7 @@ from tf_face.data import (encode_example, make_dataset_with_report,  # noqa: E40
                           parse_example, write_shard)
 from tf_face.data.dataset import scan_shards  # noqa: E402
 from tf_face.types import UVSample  # noqa: E402
+from tf_face.eval_metrics import write_result_json  # noqa: E402
 # TF-loading imports stay in functions, run after main's quiet_tensorflow() (test_import_weight)
 if __name__ == "__main__":   # a script: TensorFlow without its start-up noise
     from tf_face.tf_import import quiet_tensorflow
@@ -187,8 +187,7 @@ def main(argv):
     for k, v in rows:
         print(f"{k:<{w}}  {v}")
     if FLAGS.json:
-        Path(FLAGS.json).write_text(json.dumps(result, indent=2))
-        print(f"wrote {FLAGS.json}")
+        write_result_json(FLAGS.json, result)
     if tmp is not None:
         tmp.cleanup()
 

@@ -19,7 +19,6 @@ measure of work done. Writes
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
@@ -30,6 +29,7 @@ from absl import app, flags
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+from tf_face.eval_metrics import write_result_json  # noqa: E402
 # TF-loading imports stay in functions, run after main's quiet_tensorflow() (test_import_weight)
 if __name__ == "__main__":   # a script: TensorFlow without its start-up noise
     from tf_face.tf_import import quiet_tensorflow
@@ -132,7 +132,7 @@ def main(argv):
     }
     print(f"total {summary['total_seconds']:.1f} s")
     if FLAGS.json:
-        Path(FLAGS.json).write_text(json.dumps(summary, indent=2))
+        write_result_json(FLAGS.json, summary)
     return 0
 
 

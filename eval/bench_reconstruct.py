@@ -25,7 +25,6 @@ TF, TF + XLA, TFLite float32 / float16 (XNNPACK), and FAN + DRN in one
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import tempfile
@@ -47,6 +46,7 @@ from tf_face.serving.tflite import TFLiteNetwork, tflite_name  # noqa: E402
 from tf_face.serving.weights import (CONFIG_FILE, DEFAULT_WEIGHTS_DIR, NETWORKS,  # noqa: E402
                                      load_networks, read_weights_config)
 from tf_face.testing.random_weights import write_random_weights  # noqa: E402
+from tf_face.eval_metrics import write_result_json  # noqa: E402
 # TF-loading imports stay in functions, run after main's quiet_tensorflow() (test_import_weight)
 if __name__ == "__main__":   # a script: TensorFlow without its start-up noise
     from tf_face.tf_import import quiet_tensorflow
@@ -219,8 +219,7 @@ def main(argv):
         print(f"fan+drn in one tf.function call: {ideas['fan_drn_one_call_tf']:.1f} ms "
               f"(separately {ideas['fan_tf'] + ideas['drn_tf']:.1f})")
     if FLAGS.json:
-        Path(FLAGS.json).write_text(json.dumps(result, indent=2))
-        print(f"wrote {FLAGS.json}")
+        write_result_json(FLAGS.json, result)
 
 
 if __name__ == "__main__":

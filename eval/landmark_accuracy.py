@@ -46,6 +46,7 @@ from tf_face.ibug import inter_ocular_distance  # noqa: E402
 from tf_face.image_io import load_image  # noqa: E402
 from tf_face.pipeline import GeometryPipeline  # noqa: E402
 from tf_face.types import model_to_image  # noqa: E402
+from tf_face.eval_metrics import write_result_json  # noqa: E402
 if __name__ == "__main__":   # a script: TensorFlow without its start-up noise
     from tf_face.tf_import import quiet_tensorflow
     quiet_tensorflow()
@@ -163,8 +164,7 @@ def main(argv):
           f"{out['photos_failed']} failed; median rmse_iod {out.get('median_rmse_iod', nan):.4f}, "
           f"astronaut {out.get('astronaut_rmse_iod', nan):.4f}")
     if FLAGS.json:
-        Path(FLAGS.json).write_text(json.dumps(out, indent=1))
-        print(f"wrote {FLAGS.json}")
+        write_result_json(FLAGS.json, out)
 
 
 if __name__ == "__main__":

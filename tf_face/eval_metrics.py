@@ -26,6 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
+from tf_face.outputs import write_text_atomic
+
 _EPS = 1e-8
 
 
@@ -192,5 +194,5 @@ def write_result_json(path, result: dict) -> None:
     """Write a benchmark result as strict JSON (parent folders made) and say so."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(json_safe(result), indent=2, allow_nan=False))
+    write_text_atomic(path, json.dumps(json_safe(result), indent=2, allow_nan=False))
     print(f"wrote {path}")
