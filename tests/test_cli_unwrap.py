@@ -251,7 +251,7 @@ def test_face_model_of_wrong_shape_is_refused(tmp_path):
 def test_a_clean_run_prints_no_tensorflow_start_up_noise(astronaut, tmp_path):
     """A successful unwrap prints no TF/TFLite start-up lines (oneDNN notice,
     "Could not find cuda drivers", the cuInit ERROR, the XNNPACK INFO) -- and
-    with TF_FACE_VERBOSE_TF=1 they are back (so the check can fail)."""
+    with TF_FACE_VERBOSE_TF=1 or --verbose they are back (so the check can fail)."""
     photo = tmp_path / "a.png"
     write_bgr(photo, astronaut)
     noise = ("cuInit", "oneDNN", "XNNPACK", "cuda drivers", "absl::InitializeLog")
@@ -276,3 +276,8 @@ def test_a_clean_run_prints_no_tensorflow_start_up_noise(astronaut, tmp_path):
                            f"--out_dir={tmp_path / 'o2'}"], cwd=REPO, capture_output=True,
                           text=True, env=env, timeout=300)
     assert loud.returncode == 0 and any(n in loud.stderr for n in noise), loud.stderr[-2000:]
+    # --verbose does the same from the command line
+    flag = subprocess.run([sys.executable, "-m", "tf_face.cli.unwrap", f"--image={photo}",
+                           f"--out_dir={tmp_path / 'o3'}", "--verbose"], cwd=REPO,
+                          capture_output=True, text=True, env=quiet_env, timeout=300)
+    assert flag.returncode == 0 and any(n in flag.stderr for n in noise), flag.stderr[-2000:]

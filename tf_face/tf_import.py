@@ -42,8 +42,14 @@ def quiet_tf_logs(env=None):
     return env
 
 
-def quiet_tensorflow() -> None:
+VERBOSE_HELP = "Show TensorFlow's own start-up and log lines (default: only tf_face's)."
+
+
+def quiet_tensorflow(verbose: bool = False) -> None:
     """Import TensorFlow (once) without its start-up noise.
+
+    ``verbose=True`` (the entry points' ``--verbose``) sets ``TF_FACE_VERBOSE_TF=1``
+    for this process and the ones it starts, which keeps everything.
 
     ``TF_CPP_MIN_LOG_LEVEL=2`` (``quiet_tf_logs``) hides TF's C++ INFO/WARNING lines, but not the
     ones its libraries print while they load, before absl logging starts (the
@@ -53,6 +59,8 @@ def quiet_tensorflow() -> None:
     /dev/null; ERROR lines after that still show, and a failing import still
     raises its Python exception. ``TF_FACE_VERBOSE_TF=1`` keeps everything.
     """
+    if verbose:
+        os.environ["TF_FACE_VERBOSE_TF"] = "1"
     quiet_tf_logs()
     if "tensorflow" in sys.modules:
         return

@@ -37,6 +37,7 @@ from pathlib import Path
 from absl import app, flags, logging
 
 from tf_face.cli.common import quiet_tensorflow, run_single
+from tf_face.tf_import import VERBOSE_HELP
 from tf_face.errors import TfFaceError
 from tf_face.serving.exporting import export
 from tf_face.serving.weights import resolve_weights_dir, write_release
@@ -56,12 +57,13 @@ flags.DEFINE_string("texture_dir", None, "Folder searched for texture.png (unwra
 flags.DEFINE_integer("max_photos", 8, "Textures used for the TFLite comparison.")
 flags.DEFINE_bool("overwrite", False, "Replace an existing --output.")
 flags.DEFINE_bool("debug", False, "Show the traceback of an error (with the exception it wraps).")
+flags.DEFINE_bool("verbose", False, VERBOSE_HELP)
 
 
 def main(argv):
     del argv
 
-    quiet_tensorflow()
+    quiet_tensorflow(verbose=FLAGS.verbose)
     logging.set_verbosity(logging.WARNING)  # the TFLite converter logs at INFO
     if not FLAGS.output:
         print("error: --output is required", file=sys.stderr)

@@ -11,6 +11,7 @@ import dataclasses
 from absl import flags
 
 from tf_face.cli.common import print_error, quiet_tensorflow
+from tf_face.tf_import import VERBOSE_HELP
 from tf_face.errors import TfFaceError
 from tf_face.training.jobs import JobConfig
 
@@ -88,6 +89,7 @@ def define_flags() -> None:
             flags.DEFINE_string(f.name, default, help_)
     flags.DEFINE_bool("debug", False, "Show the traceback of an error (with the exception it "
                       "wraps) before its one line.")
+    flags.DEFINE_bool("verbose", False, VERBOSE_HELP)
 
 
 def config_from_flags() -> JobConfig:
@@ -98,7 +100,7 @@ def config_from_flags() -> JobConfig:
 
 
 def run_job(fn) -> int:
-    quiet_tensorflow()
+    quiet_tensorflow(verbose=FLAGS.verbose)
     try:
         summary = fn(config_from_flags())
     except TfFaceError as e:   # one line (--debug: with the traceback and its cause)

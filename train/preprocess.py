@@ -23,6 +23,7 @@ import sys
 from absl import app, flags
 
 from tf_face.cli.common import quiet_tensorflow, run_single
+from tf_face.tf_import import VERBOSE_HELP
 from tf_face.data.preprocess import run_preprocess
 
 FLAGS = flags.FLAGS
@@ -38,11 +39,12 @@ flags.DEFINE_integer("uv_size", 256, "UV map size.")
 flags.DEFINE_bool("overwrite", False,
                   "Delete an existing dataset in --output (made with other settings) and redo it.")
 flags.DEFINE_bool("debug", False, "Show the traceback of an error (with the exception it wraps).")
+flags.DEFINE_bool("verbose", False, VERBOSE_HELP)
 
 
 def main(argv):
     del argv
-    quiet_tensorflow()
+    quiet_tensorflow(verbose=FLAGS.verbose)
 
     if not FLAGS.input or not FLAGS.output:
         print("error: --input and --output are required", file=sys.stderr)

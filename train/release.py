@@ -50,6 +50,7 @@ from absl import app, flags
 
 from eval.synthetic_benchmark import format_table
 from tf_face.cli.common import quiet_tensorflow, run_command_step, run_single
+from tf_face.tf_import import VERBOSE_HELP
 from tf_face.data import make_dataset
 from tf_face.errors import TfFaceError
 from tf_face.facemodel import load_face_model
@@ -102,6 +103,7 @@ def define_flags() -> None:
                         "report (eval/real_photos.py) with the release weights.")
     flags.DEFINE_bool("ship", False, "Copy the release into tf_face/weights/<version>/.")
     flags.DEFINE_bool("debug", False, "Show the traceback of an error (with the exception it wraps).")
+    flags.DEFINE_bool("verbose", False, VERBOSE_HELP)
 
 
 def settings_from_flags() -> dict:
@@ -442,7 +444,7 @@ def ship(release: Path) -> Path:
 
 def main(argv):
     del argv
-    quiet_tensorflow()
+    quiet_tensorflow(verbose=FLAGS.verbose)
     return run_single(run_release, FLAGS.debug)
 
 

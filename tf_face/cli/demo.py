@@ -34,6 +34,7 @@ import skimage.data
 from absl import app, flags
 
 from tf_face.cli.common import quiet_tensorflow, run_command_step, run_single
+from tf_face.tf_import import VERBOSE_HELP
 from tf_face.errors import TfFaceError
 from tf_face.outputs import atomic_output_dir, write_png_rgb, write_unwrap_outputs
 from tf_face.pipeline import GeometryPipeline
@@ -48,6 +49,7 @@ flags.DEFINE_integer("drn_steps", 40, "DRN training steps.")
 flags.DEFINE_integer("bench_faces", 6, "Held-out synthetic faces in the benchmark.")
 flags.DEFINE_bool("quick", False, "Tiny settings (for tests): 6 faces, a few steps.")
 flags.DEFINE_bool("debug", False, "Show the traceback of an error (with the exception it wraps).")
+flags.DEFINE_bool("verbose", False, VERBOSE_HELP)
 
 REPO = Path(__file__).resolve().parents[2]
 HELD_OUT_SEED = 1000   # never used for training data
@@ -161,7 +163,7 @@ def run_demo(out_dir: Path) -> None:
 
 def main(argv):
     del argv
-    quiet_tensorflow()
+    quiet_tensorflow(verbose=FLAGS.verbose)
     return run_single(lambda: run_demo(Path(FLAGS.out_dir)), FLAGS.debug)
 
 

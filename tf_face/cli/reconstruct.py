@@ -93,7 +93,7 @@ def make_reconstructor(log=print):
 
 def main(argv):
     del argv
-    quiet_tensorflow()
+    quiet_tensorflow(verbose=FLAGS.verbose)
     logging.set_verbosity(logging.WARNING)  # the TFLite converter logs at INFO
 
     def process(recon, image_path, out_dir, landmarks_path, inputs):

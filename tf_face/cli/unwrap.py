@@ -23,6 +23,7 @@ from __future__ import annotations
 from absl import app, flags
 
 from tf_face.cli.common import quiet_tensorflow, run_photo_cli
+from tf_face.tf_import import VERBOSE_HELP
 from tf_face.outputs import atomic_output_dir, check_output_free, write_unwrap_outputs
 from tf_face.pipeline import GeometryPipeline, read_inputs
 
@@ -44,6 +45,7 @@ flags.DEFINE_float("w_shape", None, "Eq. 1 shape regulariser w_s (default: FitOp
 flags.DEFINE_float("w_expr", None, "Eq. 1 expression regulariser w_e (default: FitOptions).")
 flags.DEFINE_bool("overwrite", False, "Replace an existing output folder.")
 flags.DEFINE_bool("debug", False, "Show the traceback of an error (with the exception it wraps).")
+flags.DEFINE_bool("verbose", False, VERBOSE_HELP)
 
 
 def make_pipeline():
@@ -71,7 +73,7 @@ def unwrap_one(pipe, image_path, out_dir, landmarks_path=None, face_index=0,
 
 def main(argv):
     del argv
-    quiet_tensorflow()
+    quiet_tensorflow(verbose=FLAGS.verbose)
 
     def process(pipe, image_path, out_dir, landmarks_path, inputs):
         files = unwrap_one(pipe, image_path, out_dir, landmarks_path, FLAGS.face_index,
