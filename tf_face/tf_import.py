@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import sys
 
@@ -57,11 +58,17 @@ def quiet_tensorflow(verbose: bool = False) -> None:
     call to cuInit`` ERROR line a GPU-less machine prints at the first op. So
     the import and the device discovery run with file descriptor 2 pointed at
     /dev/null; ERROR lines after that still show, and a failing import still
-    raises its Python exception. ``TF_FACE_VERBOSE_TF=1`` keeps everything.
+    raises its Python exception. TF's Python INFO lines (e.g. the checkpoint
+    saver's "Sharding callback duration", logged through absl) are hidden too:
+    the ``tensorflow`` and ``absl`` loggers are set to WARNING (tf_face's own
+    loggers are not touched). ``TF_FACE_VERBOSE_TF=1`` keeps everything.
     """
     if verbose:
         os.environ["TF_FACE_VERBOSE_TF"] = "1"
     quiet_tf_logs()
+    if not os.environ.get("TF_FACE_VERBOSE_TF"):
+        for name in ("tensorflow", "absl"):
+            logging.getLogger(name).setLevel(logging.WARNING)
     if "tensorflow" in sys.modules:
         return
     with muted_stderr():

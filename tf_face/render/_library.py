@@ -57,6 +57,8 @@ def _register_gradients(lib) -> None:
                 None, None]
 
 
+# plain Python (file hashing, os.walk) that runs inside traced functions: not for AutoGraph
+@tf.autograph.experimental.do_not_convert
 def library():
     """The loaded op module, or None when the library is absent/unloadable."""
     with _LOCK:
@@ -75,11 +77,15 @@ def library():
         return _STATE["lib"]
 
 
+# plain Python (file hashing, os.walk) that runs inside traced functions: not for AutoGraph
+@tf.autograph.experimental.do_not_convert
 def load_error() -> str | None:
     library()
     return _STATE["error"]
 
 
+# plain Python (file hashing, os.walk) that runs inside traced functions: not for AutoGraph
+@tf.autograph.experimental.do_not_convert
 def warn_fallback_once() -> None:
     with _LOCK:
         if _STATE["warned"]:
