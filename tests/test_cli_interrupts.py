@@ -31,6 +31,19 @@ REPO = Path(__file__).resolve().parents[1]
 BAD_MODEL = "--model=bfm2009:/nonexistent/model.mat"
 
 
+@pytest.fixture(autouse=True)
+def sigint_not_ignored():
+    """These tests send SIGINT. A test run started in the background by a shell
+    without job control (`cmd &` in a script) inherits SIGINT ignored, and the
+    CLIs deliberately keep an inherited SIG_IGN (nohup semantics), so the tests
+    would see no interrupt. Python's own handler here makes the children start
+    with SIGINT at its default (a Python handler is not inherited across exec)
+    and lets the in-process tests raise it; restored after each test."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 @pytest.fixture(scope="module")
 def photos(tmp_path_factory):
     d = tmp_path_factory.mktemp("photos")
