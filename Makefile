@@ -55,16 +55,16 @@ weights: setup
 	$(BIN)/python -m train.release --output_dir=$(RELEASE_OUT) \
 	  $(if $(wildcard ../shared/data/faces),--real_photos=../shared/data/faces)
 
-# -rs lists every skipped test with its reason. With CI=true a test whose
+# -rfEs lists every failed, erroring and skipped test (with the reason) at the end. With CI=true a test whose
 # requirement is missing (../shared, the op library) fails instead of skipping
 # (tests/conftest.py: require_shared, require_ops).
 test: setup
 	$(BIN)/lint-imports
-	$(BIN)/python -m pytest -q -rs -n 2 --durations=25 tests
+	$(BIN)/python -m pytest -q -rfEs -n 2 --durations=25 tests
 
 # the suite without the end-to-end job runs marked slow (CI runs everything)
 test-fast: setup
-	$(BIN)/python -m pytest -q -rs -n 2 -m "not slow" tests
+	$(BIN)/python -m pytest -q -rfEs -n 2 -m "not slow" tests
 
 clean:
 	rm -rf build $(DEMO_OUT) tf_face/render/*.so

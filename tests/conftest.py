@@ -5,7 +5,7 @@ and the ICT face model, beside the checkout; ``TF_FACE_SHARED_DIR`` points
 elsewhere) and the custom-op ``.so`` (``make ops``). A test that needs one asks
 for it through ``require_shared`` / ``require_ops`` (or the ``faces_dir`` /
 ``ict_npz`` fixtures, or the ``needs_ops`` marker). A plain run skips such a
-test with the reason (``make test`` passes ``-rs``, so the reasons are listed);
+test with the reason (``make test`` passes ``-rfEs``, so the reasons are listed);
 in CI (``CI=true``) the same test **fails** with the reason, so a CI run cannot
 pass by skipping the op tests or the real-photo tests.
 """
