@@ -12,8 +12,7 @@ import numpy as np
 import tensorflow as tf
 
 # the constants are shared with the numpy basis (one definition)
-from tf_face.sh import (LAMBERT_BAND, SH_C0, SH_C1, SH_C2, SH_C3, SH_C4,  # noqa: F401
-                        SH_K, SH_NUM_COEFFS)
+from tf_face.sh import LAMBERT_BAND, SH_K, SH_NUM_COEFFS  # noqa: F401 - re-exported by tf_face.render
 
 
 def normalize_normals(normals: tf.Tensor) -> tf.Tensor:

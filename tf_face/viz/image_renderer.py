@@ -16,7 +16,7 @@ Conventions
   ``tf_face.files.detail_mesh`` are in that frame.
 * SH: the Lambertian-convolved real SH basis of ``tf_face.render.sh`` (same
   constants ``SH_K`` and order: 1, y, z, x, xy, yz, 3z^2-1, xz, x^2-y^2),
-  evaluated here in numpy (``sh_basis_np``); ``sh`` is ``[9, 3]``.
+  evaluated in numpy (``tf_face.sh.sh_basis_np``); ``sh`` is ``[9, 3]``.
 * UV maps are sampled at ``(u * W - 0.5, v * H - 0.5)`` in texel units (texel
   centres at ``(c + 0.5) / W``, v down), bilinear (``cv2.remap``), edges clamped. With a UV
   mask the sampling is mask-weighted (texels outside the atlas do not bleed
@@ -48,7 +48,7 @@ import numpy as np
 
 from tf_face.facemodel.mesh import vertex_normals
 from tf_face.raster.zbuffer import rasterize
-from tf_face.sh import LAMBERT_BAND, SH_K, sh_basis_np  # noqa: F401 - sh_basis_np is part of this API
+from tf_face.sh import LAMBERT_BAND, SH_K, sh_basis_np
 from tf_face.srgb import linear_to_srgb
 from tf_face.types import IMAGE_FLIP
 
