@@ -379,7 +379,7 @@ def run_release() -> Path:
         if changed:
             raise TfFaceError(f"{out} holds a release run with other settings "
                               f"({', '.join(sorted(changed))}); use a new --output_dir")
-    settings_path.write_text(json.dumps(s, indent=2))
+    write_json(settings_path, s)
     log = Log(out / "release_log.json")
     py = sys.executable
     data, train_dir, release = out / "data", out / "train", out / "release"
@@ -419,7 +419,7 @@ def run_release() -> Path:
     sys.path.insert(0, str(REPO))
     bench = json.loads(bench_json.read_text())
     curves = plot_curves(train_dir, out / "learning_curves.png")
-    (out / "learning_curves.json").write_text(json.dumps(curves))
+    write_json(out / "learning_curves.json", curves, indent=None)
     command = "python -m train.release " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     real = (json.loads((out / "real_photos.json").read_text())
             if FLAGS.real_photos and (out / "real_photos.json").is_file() else None)

@@ -23,7 +23,6 @@ What it guarantees:
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import sys
 import time
@@ -36,6 +35,7 @@ from tqdm import tqdm
 
 from tf_face.errors import TfFaceError
 from tf_face.models.saving import save_model
+from tf_face.outputs import write_json
 
 
 class TrainingDivergedError(TfFaceError):
@@ -231,5 +231,5 @@ def run_training(name: str, strategy, config: LoopConfig, networks: dict, optimi
     final_dir.mkdir(parents=True, exist_ok=True)
     for mname, model in (final_models or {}).items():
         save_model(model, final_dir / mname)
-    (final_dir / f"{name}_summary.json").write_text(json.dumps(summary, indent=2))
+    write_json(final_dir / f"{name}_summary.json", summary)
     return summary
