@@ -11,6 +11,8 @@ pass by skipping the op tests or the real-photo tests.
 """
 
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -37,6 +39,26 @@ def pytest_configure(config):
     config.addinivalue_line(
         "markers", "needs_ops: needs the built custom-op library (require_ops: skip, or "
         "fail under CI=true, when it is not built)")
+
+
+# about what one run of the whole suite writes under the temp folder (wheels,
+# a Bazel output root, training runs); pytest keeps failed tests' folders only
+# (pyproject.toml: tmp_path_retention_policy)
+# (TF_FACE_TEST_MIN_FREE_BYTES overrides the threshold; tests/test_ci_strict.py)
+SUITE_TEMP_BYTES = float(os.environ.get("TF_FACE_TEST_MIN_FREE_BYTES") or 1.5 * 2**30)
+
+
+def pytest_sessionstart(session):
+    """Stop at once, in one line, when the temp folder's disk cannot hold a run
+    (instead of ENOSPC errors scattered over the end of the suite)."""
+    if hasattr(session.config, "workerinput"):   # xdist workers: the controller checks
+        return
+    tmp = tempfile.gettempdir()
+    free = shutil.disk_usage(tmp).free
+    if free < SUITE_TEMP_BYTES:
+        pytest.exit(f"only {free / 2**30:.2f} GiB free on the disk of {tmp}; the suite writes "
+                    f"about {SUITE_TEMP_BYTES / 2**30:.1f} GiB there (set TMPDIR to a folder "
+                    f"with room, or free space: old runs are in {tmp}/pytest-of-*)", returncode=3)
 
 
 def missing(reason: str):

@@ -37,3 +37,18 @@ def test_shared_dir_follows_the_environment(monkeypatch, tmp_path):
     finally:
         monkeypatch.undo()                  # the caller's environment, then its paths
         importlib.reload(conftest)
+
+
+def test_a_disk_too_full_for_the_suite_stops_it_at_once_in_one_line():
+    """pytest_sessionstart: not enough free space for the suite's temp folders
+    is one clear line and exit code 3, before any test runs."""
+    import os
+    import subprocess
+    import sys
+    env = dict(os.environ, TF_FACE_TEST_MIN_FREE_BYTES=str(2.0 ** 80))
+    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                        "tests/test_ci_strict.py::test_shared_dir_follows_the_environment"],
+                       cwd=conftest.REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 3, r.stdout + r.stderr
+    assert "GiB free on the disk of" in r.stdout + r.stderr
+    assert "passed" not in r.stdout
