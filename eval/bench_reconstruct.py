@@ -10,7 +10,10 @@ networks of the paper's size (B-Net width 64, UNet ngf 16 -- speed depends on th
 architecture, not on the values). Each backend is loaded and warmed up (one
 pass over the photos) before the timed passes.
 
-Per-photo time = detect + landmarks + fit + unwrap + bnet + fan + drn +
+Per-photo time = detect + landmarks + fit + unwrap + networks (B-Net, FAN and
+DRN: on TF in one ``tf.function`` call, as reconstruct runs them; the
+``tf_separate`` column calls them one by one, for the per-network split;
+``tf_blas_threads`` leaves BLAS at its thread count, see ``tf_face.blas``) +
 albedo_pca (host matmul) + detail_maps (displacement, displaced positions,
 detail normals); model loading, image decoding and file writing are
 excluded; renders (16 images, numpy z-buffer) are timed separately on the
@@ -20,7 +23,8 @@ every output file written and no renders (what ``--image_dir --renders=none``
 does per photo). ``--ideas`` (default on) times each network alone, warm:
 TF, TF + XLA, TFLite float32 / float16 (XNNPACK), and FAN + DRN in one
 ``tf.function`` (``ms_per_network_ideas``). Writes ``ms_per_photo_tf``, ``ms_per_photo_tflite``,
-``ms_per_stage_tf``, ``ms_per_stage_tflite`` (medians) and more.
+``ms_per_stage_tf``, ``ms_per_stage_tflite`` (medians; ``_tf_separate``
+likewise) and more.
 """
 
 from __future__ import annotations
@@ -66,8 +70,16 @@ flags.DEFINE_integer("bnet_width", 64, "B-Net width of the random weights (no re
 flags.DEFINE_string("faces_dir", str(REPO.parent / "shared" / "data" / "faces"),
                     "Photo folder (searched recursively).")
 
-STAGES = ("detect", "landmarks", "fit", "unwrap", "bnet", "fan", "drn", "albedo_pca",
-          "detail_maps")
+STAGES = ("detect", "landmarks", "fit", "unwrap", "bnet", "fan", "drn", "networks",
+          "albedo_pca", "detail_maps")
+# (key, Reconstructor backend, fuse_networks, limit_blas_threads, column title):
+# "tf" is what reconstruct runs (the three networks in one tf.function call,
+# BLAS on one thread around them: tf_face.blas), "tf_separate" one call per
+# network (the per-network split), "tf_blas_threads" the TF path with BLAS at
+# its own thread count (the idea's A/B), "tflite" the interpreter
+BACKENDS = (("tf", "tf", True, True, "TF"), ("tf_separate", "tf", False, True, "TF 3 calls"),
+            ("tf_blas_threads", "tf", True, False, "TF BLAS thr"),
+            ("tflite", "tflite", True, True, "TFLite"))
 
 
 def load_photos(faces_dir: Path) -> list:
@@ -111,8 +123,9 @@ def time_backend(recon, photos) -> tuple:
             rec = recon.run(img)
             totals.append((time.perf_counter() - t) * 1e3)
             for k in STAGES:
-                stages[k].append(rec.timings_ms.get(k, 0.0))
-    return usable, {k: float(np.median(v)) for k, v in stages.items()}, totals
+                if k in rec.timings_ms:
+                    stages[k].append(rec.timings_ms[k])
+    return usable, {k: float(np.median(v)) for k, v in stages.items() if v}, totals
 
 
 def _median_ms(fn, n: int = 15) -> float:
@@ -146,8 +159,13 @@ def time_ideas(weights) -> dict:
         for name in NETWORKS:
             net = TFLiteNetwork(folder / tflite_name(name, precision))
             out[f"{name}_tflite_{precision}"] = _median_ms(lambda net=net: net(xn))
+            if precision == "float16":   # the interpreter's own default: one thread
+                net = TFLiteNetwork(folder / tflite_name(name, precision), num_threads=1)
+                out[f"{name}_tflite_{precision}_1thread"] = _median_ms(lambda net=net: net(xn))
     both = tf.function(lambda t: (nets["fan"](t, training=False), nets["drn"](t, training=False)))
     out["fan_drn_one_call_tf"] = _median_ms(lambda: [np.asarray(v) for v in both(x)])
+    three = tf.function(lambda t: [nets[n](t, training=False) for n in NETWORKS])
+    out["all_one_call_tf"] = _median_ms(lambda: [np.asarray(v) for v in three(x)])
     return out
 
 
@@ -159,11 +177,12 @@ def main(argv):
     photos = load_photos(Path(FLAGS.faces_dir))
     result = {"weights": str(weights), "weights_origin": origin, "cpus": os.cpu_count(),
               "tflite_precision": FLAGS.tflite_precision, "repeats": FLAGS.repeats}
-    for backend in ("tf", "tflite"):
+    for backend, kind, fused, limit_blas, _ in BACKENDS:
         t = time.perf_counter()
         # the networks path (the per-photo fit is timed by eval/synthetic_benchmark.py)
-        recon = Reconstructor(weights, backend=backend, tflite_precision=FLAGS.tflite_precision,
-                              appearance="net")
+        recon = Reconstructor(weights, backend=kind, tflite_precision=FLAGS.tflite_precision,
+                              appearance="net", fuse_networks=fused,
+                              limit_blas_threads=limit_blas)
         load_s = time.perf_counter() - t
         usable, ms, totals = time_backend(recon, photos)
         result[f"ms_per_photo_{backend}"] = float(np.median(totals))
@@ -195,29 +214,37 @@ def main(argv):
         del recon
     geo = ("detect", "landmarks", "fit", "unwrap")
     print(f"\n{len(result['photos'])} photos x {FLAGS.repeats} pass(es); weights: {origin}")
-    print(f"{'stage':<12}{'TF ms':>10}{'TFLite ms':>11}")
+    print("ms, medians; '-': the stage is not separate on that backend")
+    print(f"{'stage':<13}" + "".join(f"{title:>12}" for *_, title in BACKENDS))
     for k in STAGES:
-        print(f"{k:<12}{result['ms_per_stage_tf'][k]:>10.1f}"
-              f"{result['ms_per_stage_tflite'][k]:>11.1f}")
-    for b in ("tf", "tflite"):
+        cells = [result[f"ms_per_stage_{b}"].get(k) for b, *_ in BACKENDS]
+        print(f"{k:<13}" + "".join(f"{c:>12.1f}" if c is not None else f"{'-':>12}"
+                                   for c in cells))
+    for b, *_ in BACKENDS:
         s = result[f"ms_per_stage_{b}"]
         result[f"ms_geometry_{b}"] = sum(s[k] for k in geo)
-        result[f"ms_networks_{b}"] = sum(s[k] for k in ("bnet", "fan", "drn"))
-    print(f"{'per photo':<12}{result['ms_per_photo_tf']:>10.1f}"
-          f"{result['ms_per_photo_tflite']:>11.1f}   (goals: <= 100 TF, <= 50 TFLite)")
-    print(f"{'batch phot/s':<12}{result['batch_photos_per_s_tf']:>10.2f}"
-          f"{result['batch_photos_per_s_tflite']:>11.2f}   (files written, no renders)")
+        result[f"ms_networks_{b}"] = s["networks"]
+    print(f"{'per photo':<13}" + "".join(f"{result[f'ms_per_photo_{b}']:>12.1f}"
+                                         for b, *_ in BACKENDS)
+          + "   (goals: <= 100 TF, <= 50 TFLite)")
+    print(f"{'batch phot/s':<13}" + "".join(f"{result[f'batch_photos_per_s_{b}']:>12.2f}"
+                                            for b, *_ in BACKENDS)
+          + "   (files written, no renders)")
     print(f"renders (first photo): all 16 views {result['ms_renders_16_views']:.0f} ms, "
           f"basic (2) {result['ms_renders_basic']:.0f} ms   (goal: basic <= 300)")
     if FLAGS.ideas:
         ideas = result["ms_per_network_ideas"] = time_ideas(weights)
         print("\nnetworks alone, warm (median ms per call):")
-        cols = ("tf", "tf_xla", "tflite_float32", "tflite_float16")
-        print(f"{'network':<10}" + "".join(f"{c:>16}" for c in cols))
+        cols = ("tf", "tf_xla", "tflite_float32", "tflite_float16", "tflite_float16_1thread")
+        print(f"{'network':<10}" + "".join(f"{c:>23}" for c in cols))
         for name in ("bnet", "fan", "drn"):
-            print(f"{name:<10}" + "".join(f"{ideas[f'{name}_{c}']:>16.1f}" for c in cols))
+            print(f"{name:<10}" + "".join(f"{ideas[f'{name}_{c}']:>23.1f}" for c in cols))
+        print(f"(TFLite with {TFLiteNetwork.default_threads()} threads, the backend's default; "
+              "_1thread: the interpreter's own default)")
         print(f"fan+drn in one tf.function call: {ideas['fan_drn_one_call_tf']:.1f} ms "
-              f"(separately {ideas['fan_tf'] + ideas['drn_tf']:.1f})")
+              f"(separately {ideas['fan_tf'] + ideas['drn_tf']:.1f}); all three in one call: "
+              f"{ideas['all_one_call_tf']:.1f} ms (separately "
+              f"{sum(ideas[f'{n}_tf'] for n in NETWORKS):.1f})")
     if FLAGS.json:
         write_result_json(FLAGS.json, result)
 

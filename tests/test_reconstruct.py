@@ -429,3 +429,44 @@ def test_renders_on_demand(recon, astronaut, tmp_path, which):
     html = (out / "report.html").read_text()
     assert ("renders/overlay.png" in html) == (which == "basic")
     assert ("renders" in info["timings_ms"]) == (which == "basic")
+
+
+def test_geometry_networks_and_detail_maps_run_with_one_blas_thread(recon, astronaut):
+    """Reconstructor.run holds BLAS to one thread around the geometry, the
+    networks and the detail maps (tf_face.blas: spinning OpenBLAS workers took a
+    core from TF), and gives the library its thread count back afterwards."""
+    from threadpoolctl import threadpool_info
+
+    def blas_threads():
+        return [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+
+    before = blas_threads()
+    seen = {}
+    backend, pipeline = recon.backend, recon.pipeline
+
+    class Spy:
+        def __init__(self, inner, name):
+            self.inner, self.name = inner, name
+
+        def __getattr__(self, attr):
+            return getattr(self.inner, attr)
+
+        def __call__(self, *a, **k):
+            seen[self.name] = blas_threads()
+            return self.inner(*a, **k)
+
+    class PipelineSpy(Spy):
+        def run(self, *a, **k):
+            seen["geometry"] = blas_threads()
+            return self.inner.run(*a, **k)
+
+    recon.backend, recon.pipeline = Spy(backend, "networks"), PipelineSpy(pipeline, "pipe")
+    try:
+        rec = recon.run(astronaut)
+    finally:
+        recon.backend, recon.pipeline = backend, pipeline
+    assert before and max(before) >= 1
+    assert seen["geometry"] and set(seen["geometry"]) == {1}
+    assert seen["networks"] and set(seen["networks"]) == {1}
+    assert blas_threads() == before
+    assert rec.nets.albedo.shape[-1] == 3

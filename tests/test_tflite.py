@@ -189,3 +189,32 @@ def test_unets_have_no_transpose_conv(setup):
         ops = {o["op_name"] for o in TFLiteNetwork(path).interpreter._get_ops_details()}
         assert "TRANSPOSE_CONV" not in ops, (path.name, ops)
         assert ("DEPTH_TO_SPACE" in ops) == (not path.name.startswith("bnet")), path.name
+
+
+def test_fused_tf_call_equals_the_three_separate_calls(setup):
+    """TFBackend runs B-Net, FAN and DRN in one tf.function by default; its
+    outputs are those of the per-network calls (same graph ops, same inputs)."""
+    from tf_face.serving.backends import TFBackend
+    sep = setup["backend"]
+    fused = TFBackend(None, setup["cfg"], sep.albedo_model, networks=setup["nets"])
+    assert fused.fused and sep.fused   # the default
+    separate = TFBackend(None, setup["cfg"], sep.albedo_model, networks=setup["nets"],
+                         fused=False)
+    a, b = fused(setup["texture"]), separate(setup["texture"])
+    assert set(a.timings_ms) == {"networks", "albedo_pca"}
+    assert {"bnet", "fan", "drn", "networks"} <= set(b.timings_ms)
+    for k in ("p_a", "sh", "albedo_pca", "albedo", "moving_rate"):
+        x, y = getattr(a, k), getattr(b, k)
+        assert x.shape == y.shape
+        np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6, err_msg=k)
+    assert np.abs(a.albedo).max() > 0 and np.abs(a.moving_rate).max() > 0
+
+
+def test_tflite_networks_use_every_usable_core_by_default(setup):
+    """The interpreter's own default is one thread; ours is the affinity mask's size."""
+    import os
+    from tf_face.serving.tflite import TFLiteNetwork, tflite_name, usable_cpus
+    assert usable_cpus() == len(os.sched_getaffinity(0))
+    path = setup["folder"] / tflite_name("fan", "float32")
+    assert TFLiteNetwork(path).num_threads == usable_cpus()
+    assert TFLiteNetwork(path, num_threads=1).num_threads == 1

@@ -27,13 +27,11 @@ centres.
 
 from __future__ import annotations
 
-import contextlib
-import threading
 import weakref
 
 import numpy as np
-from threadpoolctl import ThreadpoolController
 
+from tf_face.blas import single_blas_thread
 from tf_face.errors import FitError, LandmarkError
 from tf_face.fitting import eq1
 from tf_face.fitting.contour import ContourTable
@@ -46,35 +44,6 @@ from tf_face.ibug import eye_centres
 from tf_face.types import FittedFace, model_to_image
 
 _POSE_ITERATIONS = 5   # damped Gauss-Newton steps on the pose per round
-
-# The fit solves dozens of tiny (~150x150) systems. OpenBLAS splits even these
-# over its threads, which costs more than it saves, and on a loaded machine
-# (more busy processes than cores) spinning worker threads made one 68-point
-# ICT fit take 1-3 s instead of ~15 ms (measured here). So the fit runs with
-# BLAS (numpy's and scipy's OpenBLAS, both loaded by the imports above) limited
-# to one thread through threadpoolctl. Its limit is process-wide: fits running
-# at once in several threads share one limit (a count), restored by the last.
-_blas = {"controller": None, "active": 0, "limits": None}
-_blas_lock = threading.Lock()
-
-
-@contextlib.contextmanager
-def single_blas_thread():
-    with _blas_lock:
-        if _blas["active"] == 0:
-            if _blas["controller"] is None:
-                _blas["controller"] = ThreadpoolController()   # ~ms: scan once
-            _blas["limits"] = _blas["controller"].limit(limits=1, user_api="blas")
-        _blas["active"] += 1
-    try:
-        yield
-    finally:
-        with _blas_lock:
-            _blas["active"] -= 1
-            if _blas["active"] == 0:
-                _blas["limits"].restore_original_limits()
-                _blas["limits"] = None
-
 
 def fit_face(model, landmarks, image_size, options: FitOptions | None = None) -> FittedFace:
     """Fit ``model`` to ``landmarks`` of a photo of ``image_size`` = (H, W).

@@ -58,18 +58,28 @@ def _compose(raw: dict, albedo_model, timings: dict) -> NetworkOutputs:
 
 
 class _Backend:
-    """Runs B-Net, FAN and DRN on one texture (subclasses: ``run_network``)."""
+    """Runs B-Net, FAN and DRN on one texture (subclasses: ``run_network``).
+
+    ``timings_ms`` has ``networks`` (the three together) and, when they run as
+    separate calls, ``bnet``, ``fan`` and ``drn``."""
 
     def run_network(self, name: str, x: np.ndarray) -> dict:
         raise NotImplementedError
 
-    def __call__(self, texture) -> NetworkOutputs:
-        x = np.asarray(texture, np.float32)[None]
-        raw, timings = {}, {}
+    def run_all(self, x: np.ndarray, timings: dict) -> dict:
+        raw = {}
         for name in NETWORKS:
             t = time.perf_counter()
             raw.update(self.run_network(name, x))
             timings[name] = (time.perf_counter() - t) * 1e3
+        return raw
+
+    def __call__(self, texture) -> NetworkOutputs:
+        x = np.asarray(texture, np.float32)[None]
+        timings = {}
+        t = time.perf_counter()
+        raw = self.run_all(x, timings)
+        timings["networks"] = (time.perf_counter() - t) * 1e3
         return _compose(raw, self.albedo_model, timings)
 
 
@@ -98,17 +108,53 @@ def keras_network_function(name: str, model, uv_size: int, num_albedo: int = 0):
     return run
 
 
+def keras_networks_function(models: dict, uv_size: int, num_albedo: int):
+    """B-Net, FAN and DRN in one ``tf.function`` call: ``fn(x [1,S,S,3]) ->
+    {output name: array}`` with every network's outputs (``OUTPUT_NAMES``).
+
+    One graph instead of three calls: TF schedules the three networks
+    together (inter-op parallelism, no per-call dispatch and host round trip
+    in between) -- eval/bench_reconstruct.py measures it against the separate
+    calls (``ms_per_stage_tf_separate``)."""
+    import tensorflow as tf
+
+    from tf_face.serving.savedmodel import split_coeffs
+
+    spec = [tf.TensorSpec([1, uv_size, uv_size, 3], tf.float32)]
+
+    @tf.function(input_signature=spec)
+    def fn(x):
+        p_a, sh = split_coeffs(models["bnet"](x, training=False), num_albedo)
+        return (p_a, sh, models["fan"](x, training=False), models["drn"](x, training=False))
+
+    names = OUTPUT_NAMES["bnet"] + OUTPUT_NAMES["fan"] + OUTPUT_NAMES["drn"]
+
+    def run(x) -> dict:
+        outs = fn(np.asarray(x, np.float32))
+        return {k: v.numpy() for k, v in zip(names, outs)}
+    return run
+
+
 class TFBackend(_Backend):
+    """The Keras networks on TF. ``fused`` (default): the three in one
+    ``tf.function`` call (``keras_networks_function``); ``fused=False``: one
+    call per network (per-network timings, ``run_network``)."""
     name = "tf"
 
-    def __init__(self, weights_dir, cfg, albedo_model, networks=None):
-        self.cfg, self.albedo_model = cfg, albedo_model
+    def __init__(self, weights_dir, cfg, albedo_model, networks=None, fused: bool = True):
+        self.cfg, self.albedo_model, self.fused = cfg, albedo_model, fused
         nets = networks if networks is not None else load_networks(weights_dir)
         self._fns = {n: keras_network_function(n, nets[n], cfg.uv_size, cfg.num_albedo)
                      for n in NETWORKS}
+        self._all = keras_networks_function(nets, cfg.uv_size, cfg.num_albedo) if fused else None
 
     def run_network(self, name: str, x: np.ndarray) -> dict:
         return self._fns[name](x)
+
+    def run_all(self, x: np.ndarray, timings: dict) -> dict:
+        if self._all is None:
+            return super().run_all(x, timings)
+        return self._all(x)
 
 
 def weights_digest(weights_dir) -> str:
@@ -178,7 +224,7 @@ class TFLiteBackend(_Backend):
 
 def make_backend(kind: str, weights_dir, cfg, albedo_model, **kwargs):
     if kind == "tf":
-        return TFBackend(weights_dir, cfg, albedo_model)
+        return TFBackend(weights_dir, cfg, albedo_model, **kwargs)
     if kind == "tflite":
         return TFLiteBackend(weights_dir, cfg, albedo_model, **kwargs)
     raise WeightsError(f"--backend must be tf or tflite, got {kind!r}")

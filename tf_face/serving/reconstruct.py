@@ -21,6 +21,7 @@ and ``run(image)`` returns a ``Reconstruction``:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
 from pathlib import Path
@@ -32,6 +33,7 @@ from tf_face.detail import model_detail_unit
 from tf_face.detail.np_ops import detail_normals_np, displace_np
 from tf_face.outputs import atomic_output_dir, check_output_free
 from tf_face.pipeline import GeometryPipeline, read_inputs
+from tf_face.blas import single_blas_thread
 from tf_face.serving.backends import NetworkOutputs, make_backend
 from tf_face.serving.weights import (DEFAULT_WEIGHTS_DIR, WeightsConfig, WeightsError,
                                      is_release_folder, load_albedo_model, read_weights_config,
@@ -99,17 +101,24 @@ class Reconstructor:
     ``weights_dir``, default: the shipped release weights) or ``"net+fit"``
     (the networks' outputs start the fit); default ``DEFAULT_APPEARANCE``
     (``default_appearance()``).
+
+    ``fuse_networks`` (TF backend): B-Net, FAN and DRN in one ``tf.function``
+    call (default) or one call each (per-network timings).
+    ``limit_blas_threads`` (default on): geometry, networks and detail maps
+    run with BLAS on one thread (``tf_face.blas``); off only to measure it.
     """
 
     def __init__(self, weights_dir=None, backend: str = "tf", model: Optional[str] = None,
                  tflite_precision: str = "float32", tflite_dir=None, num_threads=None,
                  min_cos: float = 0.2, fit_options=None, log=print,
                  appearance: str = DEFAULT_APPEARANCE, appearance_options=None,
-                 uv_size: int = 256):
+                 uv_size: int = 256, fuse_networks: bool = True,
+                 limit_blas_threads: bool = True):
         if appearance not in APPEARANCE_MODES:
             raise ValueError(f"appearance must be one of {APPEARANCE_MODES}, got {appearance!r}")
         t0 = time.perf_counter()
         self.appearance, self.log = appearance, log
+        self._blas = single_blas_thread if limit_blas_threads else contextlib.nullcontext
         uses_nets = appearance != "fit"
         if uses_nets:
             self.weights_dir = resolve_weights_dir(weights_dir)
@@ -132,7 +141,7 @@ class Reconstructor:
         self.fitter = None
         if uses_nets:
             self.albedo_model = load_albedo_model(self.cfg, self.model)
-            kwargs = {}
+            kwargs = {"fused": fuse_networks} if backend == "tf" else {}
             if backend == "tflite":
                 kwargs = {"precision": tflite_precision, "tflite_dir": tflite_dir,
                           "num_threads": num_threads, "log": log}
@@ -163,7 +172,10 @@ class Reconstructor:
         """(appearance outputs, detail maps, detail-map ms, note): networks and/or fit."""
         from tf_face.appearance import AppearanceFitError
 
-        nets = self.backend(result.sample.texture) if self.appearance != "fit" else None
+        # the networks with BLAS on one thread: spinning OpenBLAS workers left by the
+        # geometry stages would take a core from TF (tf_face.blas)
+        with self._blas():
+            nets = self.backend(result.sample.texture) if self.appearance != "fit" else None
         note = ""
         if self.fitter is not None:
             try:
@@ -183,12 +195,17 @@ class Reconstructor:
                                       albedo=fit.albedo, moving_rate=fit.moving_rate,
                                       timings_ms=timings)
         t = time.perf_counter()
-        maps = detail_maps(result.sample, self.atlas.mask, nets.moving_rate,
-                           result.fitted.scale, self.cfg.detail_unit)
+        with self._blas():
+            maps = detail_maps(result.sample, self.atlas.mask, nets.moving_rate,
+                               result.fitted.scale, self.cfg.detail_unit)
         return nets, maps, (time.perf_counter() - t) * 1e3, note
 
     def run(self, image: np.ndarray, landmarks=None, face_index: int = 0) -> Reconstruction:
-        result = self.pipeline.run(image, landmarks=landmarks, face_index=face_index)
+        """One photo. The geometry, the networks and the detail maps run with BLAS
+        on one thread (small products; tf_face.blas says why), the appearance fit
+        with the library's threads."""
+        with self._blas():
+            result = self.pipeline.run(image, landmarks=landmarks, face_index=face_index)
         nets, (valid, disp, moved, normals), detail_ms, note = self.run_networks(result)
         timings = {k: v for k, v in result.timings_ms.items() if k != "total"}
         timings.update(nets.timings_ms)
