@@ -187,6 +187,44 @@ def test_supervision_pulls_bnet_albedo_to_the_truth():
     assert losses[-1] < 0.3 * losses[0], losses[::10]
 
 
+def test_albedo_supervision_in_srgb_compares_the_encoded_albedos():
+    """sup_space="srgb": E_sup is |srgb(truth) - srgb(albedo)| (float64 numpy
+    reference, tf_face.srgb); equal linear errors on a dark (0.05) and a light
+    (0.5) albedo then weigh ~3.6x more on the dark one, "linear" equally."""
+    import tensorflow as tf
+
+    from tf_face.losses import LossWeights
+    from tf_face.srgb import linear_to_srgb
+    from tf_face.training.stages import StageContext, albedo_supervision
+    s = 8
+    atlas = np.zeros((s, s), bool)
+    atlas[1:7, 1:7] = True
+    zeros = tf.zeros([s, s, 3])
+
+    def loss(space, truth, pred):
+        ctx = StageContext(zeros, tf.zeros([s, s, 3, 1]), atlas,
+                           LossWeights(w_sup=1.0, sup_space=space))
+        batch = {"extras": {"gt_albedo": tf.constant(truth, tf.float32)}}
+        return float(albedo_supervision(batch, tf.constant(pred, tf.float32), ctx))
+
+    rng = np.random.default_rng(4)
+    truth = rng.uniform(0.02, 0.8, (2, s, s, 3))
+    pred = np.clip(truth + rng.normal(0, 0.05, truth.shape), 0, 1)
+    expect = (np.abs(linear_to_srgb(truth) - linear_to_srgb(pred)) * atlas[..., None]).sum() / 2
+    assert abs(loss("srgb", truth, pred) - expect) < 1e-4 * expect
+    expect_lin = (np.abs(truth - pred) * atlas[..., None]).sum() / 2
+    assert abs(loss("linear", truth, pred) - expect_lin) < 1e-4 * expect_lin
+    dark, light = np.full((1, s, s, 3), 0.05), np.full((1, s, s, 3), 0.5)
+    ratio_srgb = loss("srgb", dark, dark + 0.01) / loss("srgb", light, light + 0.01)
+    ratio_lin = loss("linear", dark, dark + 0.01) / loss("linear", light, light + 0.01)
+    enc = linear_to_srgb
+    expect_ratio = (enc(0.06) - enc(0.05)) / (enc(0.51) - enc(0.5))   # ~3.6
+    assert abs(ratio_lin - 1) < 1e-3, ratio_lin
+    assert abs(ratio_srgb - expect_ratio) < 1e-3 * expect_ratio and ratio_srgb > 3, ratio_srgb
+    with pytest.raises(ValueError, match="sup_space"):
+        LossWeights(sup_space="lab")
+
+
 @pytest.mark.slow
 def test_release_recipe_end_to_end_and_resume(tmp_path):
     """train.release with tiny settings: shards, three jobs, release folder with

@@ -39,6 +39,7 @@ from tf_face.render import mesh_laplacian_smoothness
 
 GAN_KINDS = ("lsgan", "nonsaturating", "log")
 REDUCTIONS = ("sum", "mean")
+SUP_SPACES = ("linear", "srgb")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,7 +55,12 @@ class LossWeights:
     ``w_sup`` is not in the paper: the weight of ``supervised_loss``, an L1
     term to the ground truth that synthetic shards carry (``gt_albedo``,
     ``gt_displacement``; ``tf_face.training.stages``). 0, the default, is the
-    paper's self-supervised objective.
+    paper's self-supervised objective. ``sup_space`` says where the albedo
+    term compares: ``"linear"`` (the albedos as they are, linear RGB) or
+    ``"srgb"`` (both sRGB-encoded first: equal steps are about equally
+    visible there, and skin tone (ITA°) is measured in CIELAB, whereas a
+    linear L1 weighs an error on a dark albedo (0.05) ~3.6x less than the
+    same error on a light one (0.5)).
     """
 
     w_a: float = 1.0          # B-Net albedo regulariser E_a
@@ -66,9 +72,12 @@ class LossWeights:
     w_smooth: float = 20.0    # DRN Laplacian smoothness
     reduction: str = "sum"    # "sum" (paper, L1 norms) | "mean" (per texel)
     w_sup: float = 0.0        # synthetic supervision (not in the paper; 0 = off)
+    sup_space: str = "linear"  # where the albedo supervision compares: linear | srgb
 
     def __post_init__(self):
         check_reduction(self.reduction)
+        if self.sup_space not in SUP_SPACES:
+            raise ValueError(f"unknown sup_space {self.sup_space!r}; use one of {SUP_SPACES}")
 
     @classmethod
     def near_frontal(cls, **overrides) -> "LossWeights":

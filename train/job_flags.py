@@ -45,6 +45,9 @@ _HELP = {
               "ground truth (gt_albedo for B-Net's R_a and FAN's albedo; gt_displacement for "
               "DRN's r_d, in units of --drn_max_displacement), reduced like E_pixel. Needs "
               "shards from tf_face.synthetic.make_dataset. 0 = the paper's objective."),
+    "sup_space": ("linear | srgb: where --w_sup's albedo term compares (the albedos in "
+                  "linear RGB, or both sRGB-encoded: a linear L1 weighs errors on dark skin "
+                  "~3.6x less: albedo 0.05 vs 0.5). Not in the paper."),
     "gan_kind": "lsgan | nonsaturating | log.",
     "disc_learning_rate": "PatchGAN learning rate (default: --learning_rate).",
     "bnet_width": ("B-Net ResNet base width (64 = paper; smaller for CPU runs). Widths 4 and 6 "
@@ -67,7 +70,7 @@ _HELP = {
 }
 
 
-_ENUMS = {"loss_reduction": ["sum", "mean"]}
+_ENUMS = {"loss_reduction": ["sum", "mean"], "sup_space": ["linear", "srgb"]}
 
 
 def define_flags() -> None:

@@ -67,10 +67,10 @@ REPO = Path(__file__).resolve().parents[1]
 RECIPES = {
     "cpu": {"bnet_width": 16, "bnet_learning_rate": 1e-3, "fan_learning_rate": 5e-4,
             "drn_learning_rate": 2e-4, "w_sup_bnet": 1.0, "w_sup_fan": 0.005,
-            "w_sup_drn": 1.0},
+            "w_sup_drn": 1.0, "sup_space_bnet": "linear", "sup_space_fan": "srgb"},
     "paper": {"bnet_width": 64, "bnet_learning_rate": 2e-5, "fan_learning_rate": 2e-5,
               "drn_learning_rate": 2e-5, "w_sup_bnet": 0.0, "w_sup_fan": 0.0,
-              "w_sup_drn": 0.0},
+              "w_sup_drn": 0.0, "sup_space_bnet": "linear", "sup_space_fan": "linear"},
 }
 
 
@@ -95,6 +95,10 @@ def define_flags() -> None:
                            f"(recipe default).")
         flags.DEFINE_float(f"w_sup_{net}", None, f"{net} synthetic-supervision weight "
                            f"(recipe default; 0 = the paper's objective).")
+    for net in ("bnet", "fan"):
+        flags.DEFINE_enum(f"sup_space_{net}", None, ["linear", "srgb"],
+                          f"Where {net}'s supervised albedo term compares (recipe default; "
+                          "train/job_flags.py --sup_space).")
     flags.DEFINE_enum("weights_dtype", "float16", ["float16", "float32"],
                       "dtype of the released weights.")
     flags.DEFINE_integer("bench_faces", 36, "Held-out benchmark faces (6 per tone group).")
@@ -112,7 +116,7 @@ def settings_from_flags() -> dict:
         "bnet_batch", "fan_batch", "drn_batch", "bnet_width", "ngf", "weights_dtype",
         "bench_faces", "bench_seed")}
     for k in ("bnet_width", "bnet_learning_rate", "fan_learning_rate", "drn_learning_rate",
-              "w_sup_bnet", "w_sup_fan", "w_sup_drn"):
+              "w_sup_bnet", "w_sup_fan", "w_sup_drn", "sup_space_bnet", "sup_space_fan"):
         v = getattr(FLAGS, k)
         s[k] = RECIPES[FLAGS.recipe][k] if v is None else v
     return s
@@ -161,13 +165,15 @@ def train_commands(s: dict, data: Path, train_dir: Path) -> list:
                                    f"--steps={s['bnet_steps']}", f"--batch_size={s['bnet_batch']}",
                                    f"--bnet_width={s['bnet_width']}",
                                    f"--learning_rate={s['bnet_learning_rate']}",
-                                   f"--w_sup={s['w_sup_bnet']}"]),
+                                   f"--w_sup={s['w_sup_bnet']}",
+                                   f"--sup_space={s['sup_space_bnet']}"]),
         # no perceptual term: no ImageNet VGG weights offline, a random VGG measures nothing
         ("fan", s["fan_steps"], [py, "-m", "train.train_fan", *common,
                                  f"--steps={s['fan_steps']}", f"--batch_size={s['fan_batch']}",
                                  f"--learning_rate={s['fan_learning_rate']}", "--w_percep=0",
                                  f"--disc_learning_rate={s['fan_learning_rate'] / 2}",
-                                 f"--w_sup={s['w_sup_fan']}"]),
+                                 f"--w_sup={s['w_sup_fan']}",
+                                 f"--sup_space={s['sup_space_fan']}"]),
         ("drn", s["drn_steps"], [py, "-m", "train.train_drn", *common,
                                  f"--steps={s['drn_steps']}", f"--batch_size={s['drn_batch']}",
                                  f"--learning_rate={s['drn_learning_rate']}",
@@ -326,11 +332,14 @@ def model_card(s: dict, log: Log, bench: dict, bench_table: str, fp16: dict, cur
         "w_smooth 20) with the L1 norms summed per image. No perceptual term: there are no "
         "ImageNet VGG-16 weights offline and a random VGG measures nothing. `w_sup_*` is not "
         "in the paper (0 with `--recipe=paper`): an L1 term to the synthetic ground truth "
-        "(albedo for B-Net's R_a and FAN, displacement for DRN), reduced like E_pixel.", "",
+        "(albedo for B-Net's R_a and FAN, displacement for DRN), reduced like E_pixel. "
+        "`sup_space_*` says where the albedo term compares: `linear` (the albedos as they "
+        "are) or `srgb` (both sRGB-encoded, where a dark albedo's error weighs about as much "
+        "as a light one's; a linear L1 weighs it ~3.6x less at albedo 0.05 vs 0.5).", "",
         "## Learning curves", "", "`learning_curves.png` (log10 training losses vs step).", "",
         "First -> last logged value (batch losses, so noisy); the last column is E_sup "
         "(summed over the atlas texels) over the last 10 logs, per atlas texel: the mean "
-        "|albedo - truth| per channel (linear RGB) for B-Net and FAN, the mean |r_d - truth| "
+        "|albedo - truth| per channel (in `sup_space`) for B-Net and FAN, the mean |r_d - truth| "
         "in inter-ocular distances for DRN, on training faces.", "",
         "| network | total | E_sup | E_sup per texel (end) |", "|---|---|---|---|",
         f"| B-Net | {last('bnet', 'loss/total')} | {last('bnet', 'loss/sup')} | "

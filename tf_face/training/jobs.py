@@ -62,6 +62,7 @@ class JobConfig:
     w_smooth: float = 20.0
     loss_reduction: str = "sum"        # "sum" (paper: L1 norms per image) | "mean" (per texel)
     w_sup: float = 0.0                 # synthetic supervision (not in the paper; 0 = off)
+    sup_space: str = "linear"          # where the albedo supervision compares: linear | srgb
     gan_kind: str = "lsgan"
     disc_learning_rate: Optional[float] = None
     bnet_width: int = 64               # ResNet base width (64 = the paper's 1024 features)
@@ -90,7 +91,7 @@ class JobConfig:
         return LossWeights(w_a=self.w_a, w_pixel=self.w_pixel, w_percep=self.w_percep,
                            w_gan=self.w_gan, w_grad=self.w_grad, w_const=self.w_const,
                            w_smooth=self.w_smooth, reduction=self.loss_reduction,
-                           w_sup=self.w_sup)
+                           w_sup=self.w_sup, sup_space=self.sup_space)
 
 
 def seed_everything(seed: int, deterministic: bool) -> None:

@@ -80,6 +80,17 @@ def supervised_loss(truth, pred, valid, reduction: str) -> tf.Tensor:
     return L.pixel_loss(truth, pred, mask, reduction)
 
 
+def albedo_supervision(batch, albedo, ctx: StageContext) -> tf.Tensor:
+    """E_sup of an albedo (B-Net's R_a, FAN's A) against ``gt_albedo``, compared
+    in ``ctx.weights.sup_space`` ("linear" as they are; "srgb": both encoded
+    for display first, ``tf_face.losses.LossWeights``)."""
+    truth = _ground_truth(batch, "gt_albedo")
+    if ctx.weights.sup_space == "srgb":
+        truth = to_display_space(truth, ctx.color_space)
+        albedo = to_display_space(albedo, ctx.color_space)
+    return supervised_loss(truth, albedo, ctx.detail_valid, ctx.weights.reduction)
+
+
 def bnet_predict(bnet, texture, ctx: StageContext, training: bool):
     y = bnet(texture, training=training)
     p_a, gamma = split_bnet_output(y, ctx.num_albedo)
@@ -97,8 +108,7 @@ def bnet_forward(bnet, batch, ctx: StageContext, training: bool = True):
     total = e_pixel + ctx.weights.w_a * e_a
     terms = {"total": total, "pixel": e_pixel, "albedo_reg": e_a}
     if ctx.weights.w_sup > 0:
-        terms["sup"] = supervised_loss(_ground_truth(batch, "gt_albedo"), albedo,
-                                       ctx.detail_valid, ctx.weights.reduction)
+        terms["sup"] = albedo_supervision(batch, albedo, ctx)
         total = terms["total"] = total + ctx.weights.w_sup * terms["sup"]
     images = {"input_texture": texture,
               "bnet_albedo": to_display_space(albedo, ctx.color_space),
@@ -136,8 +146,7 @@ def fan_forward(fan, disc, bnet, vgg, batch, ctx: StageContext, training: bool =
     terms = {"g_total": g_total, "d_total": e_gan_d, "gan_g": e_gan_g, "pixel": e_pixel,
              "percep": e_percep}
     if w.w_sup > 0:
-        terms["sup"] = supervised_loss(_ground_truth(batch, "gt_albedo"), albedo,
-                                       ctx.detail_valid, w.reduction)
+        terms["sup"] = albedo_supervision(batch, albedo, ctx)
         g_total = terms["g_total"] = g_total + w.w_sup * terms["sup"]
     images = {"input_texture": texture,
               "bnet_albedo": to_display_space(real_albedo, ctx.color_space),
