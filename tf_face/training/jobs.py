@@ -223,6 +223,11 @@ def train_fan(cfg: JobConfig) -> dict:
     from tf_face.training.stages import fan_forward
 
     strategy, atlas, ctx = _start(cfg, "fan")
+    # Grappler's remapper fails on this step's graph (the PatchGAN's conv ->
+    # LeakyReLU under the tape: "E0000 ... remapper failed ... LeakyReluGrad ...
+    # missing node conv0/BiasAdd" at every trace) and then keeps the graph as it
+    # was; switching it off for the FAN job drops that error line and nothing else
+    tf.config.optimizer.set_experimental_options({"remapping": False})
     with strategy.scope():
         bnet = load_stage_model(cfg.bnet_dir or cfg.output_dir, "bnet")
         bnet.trainable = False
