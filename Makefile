@@ -12,6 +12,8 @@ export OPENBLAS_NUM_THREADS ?= 1
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
 RELEASE_OUT ?= release_out
+# ../shared (real photos, ICT model) unless TF_FACE_SHARED_DIR says otherwise, as in the tests
+SHARED_DIR ?= $(or $(TF_FACE_SHARED_DIR),../shared)
 
 .PHONY: setup venv assets viewer ops demo demo-geometry weights test test-fast clean
 
@@ -51,9 +53,10 @@ demo-geometry: setup
 
 # the recipe of the shipped release weights (about an hour on 2 cores; resumable);
 # --ship copies the result into tf_face/weights/v1
+# (the real-photo report uses $(SHARED_DIR)/data/faces when it is there)
 weights: setup
 	$(BIN)/python -m train.release --output_dir=$(RELEASE_OUT) \
-	  $(if $(wildcard ../shared/data/faces),--real_photos=../shared/data/faces)
+	  $(if $(wildcard $(SHARED_DIR)/data/faces),--real_photos=$(SHARED_DIR)/data/faces)
 
 # -rfEs lists every failed, erroring and skipped test (with the reason) at the end. With CI=true a test whose
 # requirement is missing (../shared, the op library) fails instead of skipping

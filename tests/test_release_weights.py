@@ -129,6 +129,27 @@ def test_shipped_weights_verify_and_fit_the_budget():
     assert "tf_face/weights" in (REPO / "setup.py").read_text()
 
 
+def test_release_defaults_are_the_shipped_weights_recipe():
+    """`make weights` / `python -m train.release --output_dir=W` with no other
+    flag uses exactly the settings in the shipped model card's table."""
+    from tf_face.serving.weights import DEFAULT_WEIGHTS_DIR
+    card = (DEFAULT_WEIGHTS_DIR / "MODEL_CARD.md").read_text()
+    table = card.split("## Settings", 1)[1].split("\n\n", 2)[1]
+    shipped = {}
+    for line in table.splitlines()[2:]:
+        key, value = (c.strip() for c in line.strip("|").split("|"))
+        shipped[key] = value
+    code = ("import json, sys; from train import release as r; r.define_flags(); "
+            "r.FLAGS(['release']); print(json.dumps(r.settings_from_flags()))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
+                         text=True, timeout=120,
+                         env=dict(os.environ, PYTHONPATH=str(REPO), TF_CPP_MIN_LOG_LEVEL="3"))
+    assert out.returncode == 0, out.stderr[-2000:]
+    defaults = {k: str(v) for k, v in json.loads(out.stdout.splitlines()[-1]).items()}
+    assert len(shipped) > 10
+    assert defaults == shipped
+
+
 def test_supervised_loss_matches_numpy_and_needs_ground_truth():
     import tensorflow as tf
 

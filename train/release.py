@@ -67,7 +67,7 @@ REPO = Path(__file__).resolve().parents[1]
 RECIPES = {
     "cpu": {"bnet_width": 16, "bnet_learning_rate": 1e-3, "fan_learning_rate": 5e-4,
             "drn_learning_rate": 2e-4, "w_sup_bnet": 1.0, "w_sup_fan": 0.005,
-            "w_sup_drn": 1.0, "sup_space_bnet": "linear", "sup_space_fan": "srgb"},
+            "w_sup_drn": 1.0, "sup_space_bnet": "linear", "sup_space_fan": "linear"},
     "paper": {"bnet_width": 64, "bnet_learning_rate": 2e-5, "fan_learning_rate": 2e-5,
               "drn_learning_rate": 2e-5, "w_sup_bnet": 0.0, "w_sup_fan": 0.0,
               "w_sup_drn": 0.0, "sup_space_bnet": "linear", "sup_space_fan": "linear"},
@@ -82,8 +82,9 @@ def define_flags() -> None:
     flags.DEFINE_integer("num_faces", 500, "Synthetic training faces.")
     flags.DEFINE_integer("data_seed", 0, "Seed of the training faces.")
     flags.DEFINE_integer("workers", 2, "Worker processes for the data step.")
-    flags.DEFINE_integer("bnet_steps", 1500, "B-Net steps.")
-    flags.DEFINE_integer("fan_steps", 800, "FAN steps.")
+    # the defaults are the shipped weights' recipe (their MODEL_CARD.md command)
+    flags.DEFINE_integer("bnet_steps", 2000, "B-Net steps.")
+    flags.DEFINE_integer("fan_steps", 1000, "FAN steps.")
     flags.DEFINE_integer("drn_steps", 600, "DRN steps.")
     flags.DEFINE_integer("bnet_batch", 8, "B-Net batch size.")
     flags.DEFINE_integer("fan_batch", 4, "FAN batch size.")
