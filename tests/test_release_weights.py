@@ -131,7 +131,8 @@ def test_shipped_weights_verify_and_fit_the_budget():
 
 def test_release_defaults_are_the_shipped_weights_recipe():
     """`make weights` / `python -m train.release --output_dir=W` with no other
-    flag uses exactly the settings in the shipped model card's table."""
+    flag trains with exactly the settings in the shipped model card's table
+    (the held-out benchmark's size and seed do not change the weights)."""
     from tf_face.serving.weights import DEFAULT_WEIGHTS_DIR
     card = (DEFAULT_WEIGHTS_DIR / "MODEL_CARD.md").read_text()
     table = card.split("## Settings", 1)[1].split("\n\n", 2)[1]
@@ -146,8 +147,10 @@ def test_release_defaults_are_the_shipped_weights_recipe():
                          env=dict(os.environ, PYTHONPATH=str(REPO), TF_CPP_MIN_LOG_LEVEL="3"))
     assert out.returncode == 0, out.stderr[-2000:]
     defaults = {k: str(v) for k, v in json.loads(out.stdout.splitlines()[-1]).items()}
-    assert len(shipped) > 10
-    assert defaults == shipped
+    def weights_settings(d):
+        return {k: v for k, v in d.items() if not k.startswith("bench_")}
+    assert len(shipped) > 10 and "bench_faces" in defaults
+    assert weights_settings(defaults) == weights_settings(shipped)
 
 
 def test_supervised_loss_matches_numpy_and_needs_ground_truth():
