@@ -148,7 +148,8 @@ def test_network_paths_with_random_weights(tmp_path):
     for m in RP.PATHS:
         assert 0.0 < rec[f"rerender_error_{m}"] < 1.0, m
         assert -90 < rec[f"ita_{m}"] <= 90, m
-    assert rec["ms_net_total"] > 0 and rec["ms_net_bnet"] > 0
+    assert rec["ms_net_networks"] > 0
+    assert rec["ms_net_total"] == rec["ms_net_networks"] + rec["ms_net_albedo_pca"]
     s = RP.summarize([rec], [], 1)
     assert s["photos_compared_pca"] == 1 and "fit_beats_pca_on" in s
     row = RP.sheet_row(rec, pics, ev.atlas.mask, with_fan=True)

@@ -4,6 +4,7 @@ batch mode with bad photos, the TFLite backend vs TF, the same one-line
 errors as the unwrap CLI, and the report in headless Chromium."""
 
 import json
+import re
 import os
 import subprocess
 import sys
@@ -56,6 +57,20 @@ def batch_out(weights, astronaut, tmp_path_factory):
     assert res.returncode == 0, res.stderr[-3000:]
     assert "Traceback" not in res.stderr
     return out
+
+
+def test_single_photo_line_reports_the_networks_time(weights, astronaut, tmp_path):
+    """The closing line of a one-photo run says how long the networks took
+    (their fused call's time, not a sum of per-network keys it lacks)."""
+    photo = tmp_path / "face.png"
+    cv2.imwrite(str(photo), astronaut[..., ::-1])
+    res = subprocess.run([sys.executable, "-m", "tf_face.cli.reconstruct", f"--image={photo}",
+                          f"--out_dir={tmp_path / 'out'}", f"--weights_dir={weights}",
+                          "--appearance=net", "--renders=none"], cwd=REPO, capture_output=True,
+                         text=True, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"), timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    times = [float(m) for m in re.findall(r"networks (\d+) ms \(tf\)", res.stdout + res.stderr)]
+    assert len(times) == 1 and times[0] > 0, (res.stdout + res.stderr)[-2000:]
 
 
 @pytest.fixture(scope="module")
@@ -188,7 +203,7 @@ def test_report_references_every_picture(batch_out):
                  "detail_normals.png"] + [f"renders/{n}.png" for n in RENDERS]:
         assert f'src="{quote(name)}"' in page, name
     assert "data:model/gltf-binary;base64," in page or "mesh.glb" in page
-    for key in ("bnet", "fan", "drn", "fit", "unwrap"):
+    for key in ("networks", "albedo_pca", "fit", "unwrap"):
         assert key in page
 
 
@@ -383,7 +398,7 @@ def test_net_plus_fit_starts_at_the_networks_and_improves_on_them(weights, recon
         vis = s.mask & r.atlas.mask
         errors[name] = float(np.abs(shaded - srgb_to_linear_np(s.texture))[vis].mean())
         if name == "net+fit":
-            assert {"bnet", "fan", "drn", "fit_light_albedo"} <= set(rec.timings_ms)
+            assert {"networks", "fit_light_albedo"} <= set(rec.timings_ms)
     assert errors["net+fit"] < errors["net"], errors
 
 

@@ -100,7 +100,7 @@ def main(argv):
         info = reconstruct_one(recon, image_path, out_dir, landmarks_path, FLAGS.face_index,
                                FLAGS.overwrite, FLAGS.renders, inputs=inputs)
         t = info["timings_ms"]
-        net = sum(t.get(k, 0.0) for k in ("bnet", "fan", "drn"))
+        net = t.get("networks", 0.0)   # B-Net + FAN + DRN
         fit = sum(v for k, v in t.items() if k.startswith("fit_"))
         parts = []
         if recon.appearance != "fit":
