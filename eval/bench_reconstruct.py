@@ -17,7 +17,9 @@ DRN: on TF in one ``tf.function`` call, as reconstruct runs them; the
 albedo_pca (host matmul) + detail_maps (displacement, displaced positions,
 detail normals); model loading, image decoding and file writing are
 excluded; renders (16 images, numpy z-buffer) are timed separately on the
-first photo (all 16 views and the ``basic`` pair). Batch throughput
+first photo (all 16 views and the ``basic`` pair). Each backend is timed in
+its own process (``--measure_only``), so one's threads and memory do not weigh
+on the next. Batch throughput
 ``batch_photos_per_s_<backend>``: ``reconstruct_one`` over the photos with
 every output file written and no renders (what ``--image_dir --renders=none``
 does per photo). ``--ideas`` (default on) times each network alone, warm:
@@ -29,7 +31,9 @@ likewise) and more.
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -37,7 +41,7 @@ from pathlib import Path
 
 import numpy as np
 import skimage.data
-from absl import app, flags
+from absl import app, flags, logging
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -67,6 +71,9 @@ flags.DEFINE_bool("ideas", True, "Also time each network alone (tight loop, warm
                   "XLA (jit_compile), TFLite float32/float16 (XNNPACK), and FAN+DRN in one "
                   "tf.function call.")
 flags.DEFINE_integer("bnet_width", 64, "B-Net width of the random weights (no real weights).")
+flags.DEFINE_enum("measure_only", None, ["tf", "tf_separate", "tf_blas_threads", "tflite"],
+                  "Internal: time only this backend and write its part of the result to "
+                  "--json (each backend runs in its own process).")
 flags.DEFINE_string("faces_dir", str(REPO.parent / "shared" / "data" / "faces"),
                     "Photo folder (searched recursively).")
 
@@ -169,49 +176,81 @@ def time_ideas(weights) -> dict:
     return out
 
 
-def main(argv):
-    del argv
+def measure_backend(backend: str, weights, photos) -> dict:
+    """One BACKENDS entry, timed in this process: per-stage medians, per-photo
+    times, batch throughput (and the renders for ``tf``)."""
     from tf_face.viz.views import render_views
 
+    _, kind, fused, limit_blas, _ = next(b for b in BACKENDS if b[0] == backend)
+    result = {}
+    t = time.perf_counter()
+    # the networks path (the per-photo fit is timed by eval/synthetic_benchmark.py)
+    recon = Reconstructor(weights, backend=kind, tflite_precision=FLAGS.tflite_precision,
+                          appearance="net", fuse_networks=fused, limit_blas_threads=limit_blas)
+    load_s = time.perf_counter() - t
+    usable, ms, totals = time_backend(recon, photos)
+    result[f"ms_per_photo_{backend}"] = float(np.median(totals))
+    result[f"ms_per_photo_{backend}_mean"] = float(np.mean(totals))
+    result[f"ms_per_stage_{backend}"] = ms
+    result[f"load_s_{backend}"] = load_s
+    result["photos"] = [n for n, _ in usable]
+    # batch throughput: reconstruct_one per photo (inference + every output file
+    # written atomically), no renders -- what `--image_dir` does per photo
+    with tempfile.TemporaryDirectory() as tmp:
+        t = time.perf_counter()
+        for i, (name, img) in enumerate(usable):
+            reconstruct_one(recon, Path(name), Path(tmp) / f"p{i}", renders="none",
+                            inputs=(img, None))
+        result[f"batch_photos_per_s_{backend}"] = len(usable) / (time.perf_counter() - t)
+    if backend == "tf":
+        img = usable[0][1]
+        rec = recon.run(img)
+        m, f = recon.model, rec.result.fitted
+        t = time.perf_counter()
+        render_views(img, f.vertices_image, m.triangles, m.uv, rec.nets.albedo,
+                     rec.nets.sh, rec.detail_normals, recon.atlas.mask, recon.color_space)
+        result["ms_renders_16_views"] = (time.perf_counter() - t) * 1e3
+        t = time.perf_counter()
+        render_views(img, f.vertices_image, m.triangles, m.uv, rec.nets.albedo,
+                     rec.nets.sh, rec.detail_normals, recon.atlas.mask, recon.color_space,
+                     which="basic")
+        result["ms_renders_basic"] = (time.perf_counter() - t) * 1e3
+    return result
+
+
+def measure_in_subprocess(backend: str, weights) -> dict:
+    """``measure_backend`` in a fresh Python: one backend's thread pools and
+    memory do not weigh on the next one's timings (measured: TFLite's networks
+    took ~90 ms after three TF backends in the same process, ~60 ms alone)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "part.json"
+        cmd = [sys.executable, str(Path(__file__).resolve()), f"--measure_only={backend}",
+               f"--json={out}", f"--weights_dir={weights}",
+               f"--tflite_precision={FLAGS.tflite_precision}", f"--max_photos={FLAGS.max_photos}",
+               f"--repeats={FLAGS.repeats}", f"--faces_dir={FLAGS.faces_dir}", "--noideas"]
+        proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise TfFaceError(f"timing the {backend} backend failed (rc {proc.returncode}): "
+                              f"{proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else ''}")
+        for line in proc.stdout.splitlines():
+            if line.startswith("skipped "):
+                print(line)
+        return json.loads(out.read_text())
+
+
+def main(argv):
+    del argv
+    logging.set_verbosity(logging.WARNING)   # the TFLite converter logs at INFO
     weights, origin = pick_weights()
     photos = load_photos(Path(FLAGS.faces_dir))
+    if FLAGS.measure_only:   # the child of measure_in_subprocess
+        write_result_json(FLAGS.json, measure_backend(FLAGS.measure_only, weights, photos))
+        return
     result = {"weights": str(weights), "weights_origin": origin, "cpus": os.cpu_count(),
-              "tflite_precision": FLAGS.tflite_precision, "repeats": FLAGS.repeats}
-    for backend, kind, fused, limit_blas, _ in BACKENDS:
-        t = time.perf_counter()
-        # the networks path (the per-photo fit is timed by eval/synthetic_benchmark.py)
-        recon = Reconstructor(weights, backend=kind, tflite_precision=FLAGS.tflite_precision,
-                              appearance="net", fuse_networks=fused,
-                              limit_blas_threads=limit_blas)
-        load_s = time.perf_counter() - t
-        usable, ms, totals = time_backend(recon, photos)
-        result[f"ms_per_photo_{backend}"] = float(np.median(totals))
-        result[f"ms_per_photo_{backend}_mean"] = float(np.mean(totals))
-        result[f"ms_per_stage_{backend}"] = ms
-        result[f"load_s_{backend}"] = load_s
-        result["photos"] = [n for n, _ in usable]
-        # batch throughput: reconstruct_one per photo (inference + every output file
-        # written atomically), no renders -- what `--image_dir` does per photo
-        with tempfile.TemporaryDirectory() as tmp:
-            t = time.perf_counter()
-            for i, (name, img) in enumerate(usable):
-                reconstruct_one(recon, Path(name), Path(tmp) / f"p{i}", renders="none",
-                                inputs=(img, None))
-            result[f"batch_photos_per_s_{backend}"] = len(usable) / (time.perf_counter() - t)
-        if backend == "tf":
-            img = usable[0][1]
-            rec = recon.run(img)
-            m, f = recon.model, rec.result.fitted
-            t = time.perf_counter()
-            render_views(img, f.vertices_image, m.triangles, m.uv, rec.nets.albedo,
-                         rec.nets.sh, rec.detail_normals, recon.atlas.mask, recon.color_space)
-            result["ms_renders_16_views"] = (time.perf_counter() - t) * 1e3
-            t = time.perf_counter()
-            render_views(img, f.vertices_image, m.triangles, m.uv, rec.nets.albedo,
-                         rec.nets.sh, rec.detail_normals, recon.atlas.mask, recon.color_space,
-                         which="basic")
-            result["ms_renders_basic"] = (time.perf_counter() - t) * 1e3
-        del recon
+              "tflite_precision": FLAGS.tflite_precision, "repeats": FLAGS.repeats,
+              "one_process_per_backend": True}
+    for backend, *_ in BACKENDS:
+        result.update(measure_in_subprocess(backend, weights))
     geo = ("detect", "landmarks", "fit", "unwrap")
     print(f"\n{len(result['photos'])} photos x {FLAGS.repeats} pass(es); weights: {origin}")
     print("ms, medians; '-': the stage is not separate on that backend")
