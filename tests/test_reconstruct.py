@@ -289,6 +289,26 @@ def test_missing_weights_say_which_command_makes_them(tmp_path, monkeypatch, wei
     assert W.resolve_weights_dir(weights) == Path(weights)
 
 
+def test_khronos_gltf_validator_accepts_both_glbs(batch_out, tmp_path):
+    """mesh.glb and mesh_detailed.glb of a real reconstruction, read by the
+    Khronos glTF validator (npm, pinned and integrity-checked): no errors, no
+    warnings; a truncated copy is refused (the validator really reads them)."""
+    from tests import conftest, gltf_validator
+    why = gltf_validator.tools_missing()
+    if why:
+        conftest.missing(why)
+    package = gltf_validator.fetch(tmp_path / "validator")
+    d = batch_out / "astronaut"
+    broken = tmp_path / "truncated.glb"
+    data = (d / "mesh.glb").read_bytes()
+    broken.write_bytes(data[: len(data) - 4096])
+    reports = gltf_validator.validate(package, [d / "mesh.glb", d / "mesh_detailed.glb", broken])
+    for name in ("mesh.glb", "mesh_detailed.glb"):
+        r = reports[str(d / name)]
+        assert r["numErrors"] == 0 and r["numWarnings"] == 0, (name, r["codes"][:10])
+    assert reports[str(broken)]["numErrors"] > 0
+
+
 def test_report_shows_the_face_in_headless_chromium(batch_out, tmp_path):
     """The astronaut's report.html, opened from file:// in headless Chromium."""
     from tests.chromium import CHROMIUM, capture_report
