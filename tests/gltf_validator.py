@@ -1,9 +1,10 @@
 """The Khronos glTF validator (npm ``gltf-validator``) for the tests: a client
 this project did not write, reading our GLB files.
 
-``fetch(folder)`` runs ``npm pack gltf-validator@VERSION``, checks the tarball
-against the pinned npm integrity (sha512) and unpacks it (one self-contained
-JavaScript package, no dependencies) under ``folder``; ``validate(folder,
+``fetch(folder)`` gets ``gltf-validator@VERSION`` with
+``tf_face.files.viewer_assets.npm_pack`` (``npm pack``, pinned sha512
+integrity) and unpacks the files node needs (a self-contained package, no
+dependencies) under ``folder``; ``validate(folder,
 paths)`` runs it with node on each file and returns ``{path: report}`` with
 the validator's ``numErrors``, ``numWarnings``, ``numInfos`` and the issue
 codes. Nothing is committed or installed outside ``folder``.
@@ -11,18 +12,18 @@ codes. Nothing is committed or installed outside ``folder``.
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import io
 import json
 import shutil
 import subprocess
-import tarfile
 from pathlib import Path
+
+from tf_face.files.viewer_assets import extract_members, npm_pack
 
 VERSION = "2.0.0-dev.3.10"
 INTEGRITY = ("sha512-odJ4k0tRkGXiDGn78yDBg+fBbAIvBnXxh3RwAta0emSxGtyagFE8B4xELB1oYe3S5RD8C"
              "i3uZAsZaascH2LAEQ==")
+
+FILES = ("package.json", "index.js", "gltf_validator.dart.js", "LICENSE")
 
 RUNNER = """
 const path = require('path'); const fs = require('fs');
@@ -48,31 +49,12 @@ def tools_missing() -> str:
 
 
 def fetch(folder: Path) -> Path:
-    """The unpacked validator package folder under ``folder``."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    res = subprocess.run(["npm", "pack", f"gltf-validator@{VERSION}", "--silent",
-                          "--pack-destination", str(folder)], capture_output=True, text=True,
-                         timeout=300)
-    if res.returncode != 0:
-        raise RuntimeError(f"npm pack gltf-validator@{VERSION} failed: {res.stderr.strip()[-500:]}")
-    tarball = folder / res.stdout.strip().splitlines()[-1]
-    data = tarball.read_bytes()
-    got = "sha512-" + base64.b64encode(hashlib.sha512(data).digest()).decode("ascii")
-    if got != INTEGRITY:
-        raise RuntimeError(f"gltf-validator@{VERSION} tarball integrity mismatch: {got[:30]}...")
-    package = folder / "gltf-validator"
-    with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
-        for info in tar.getmembers():
-            if not info.isreg() or not info.name.startswith("package/"):
-                continue
-            rel = Path(info.name[len("package/"):])
-            if rel.is_absolute() or ".." in rel.parts:
-                raise RuntimeError(f"unexpected path in the tarball: {info.name}")
-            dest = package / rel
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            dest.write_bytes(tar.extractfile(info).read())
-    (folder / "run.js").write_text(RUNNER)
+    """The validator's package folder under ``folder`` (the files node needs)."""
+    package = Path(folder) / "gltf-validator"
+    data = npm_pack("gltf-validator", VERSION, INTEGRITY)
+    extract_members(data, {f"package/{name}": package / name for name in FILES},
+                    f"gltf-validator@{VERSION}")
+    (Path(folder) / "run.js").write_text(RUNNER)
     return package
 
 

@@ -4,8 +4,8 @@ batch mode with bad photos, the TFLite backend vs TF, the same one-line
 errors as the unwrap CLI, and the report in headless Chromium."""
 
 import json
-import re
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path

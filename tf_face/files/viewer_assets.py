@@ -37,7 +37,6 @@ PACKAGE = "@google/model-viewer"
 VERSION = "4.4.0"
 INTEGRITY = ("sha512-8z1SB5sPlzKoak5mdx/D31brBakPYm3Qi31EfAucHAUrtrHHCbabypkKvSwReYhU"
              "pPaxyJ46oT47uWE/hrs1Zw==")
-TARBALL_NAME = "google-model-viewer-4.4.0.tgz"
 JS_MEMBER = "package/dist/model-viewer-umd.min.js"
 LICENSE_MEMBER = "package/LICENSE"
 VIEWER_JS = "model-viewer-umd.min.js"
@@ -51,18 +50,20 @@ def viewer_js_path() -> Optional[Path]:
     return path if path.is_file() else None
 
 
-def check_integrity(data: bytes, integrity: str = INTEGRITY) -> None:
-    """Raise ``AssetMissingError`` unless ``data`` matches an npm sha512 integrity."""
+def check_integrity(data: bytes, integrity: str = INTEGRITY,
+                    package: str = f"{PACKAGE}@{VERSION}") -> None:
+    """Raise ``AssetMissingError`` unless ``data`` (the tarball of ``package``)
+    matches an npm sha512 integrity."""
     algo, _, digest = integrity.partition("-")
     if algo != "sha512":
         raise ValueError(f"unsupported integrity algorithm {algo!r}")
     got = base64.b64encode(hashlib.sha512(data).digest()).decode("ascii")
     if got != digest:
-        raise AssetMissingError(f"{PACKAGE}@{VERSION} tarball integrity mismatch "
+        raise AssetMissingError(f"{package} tarball integrity mismatch "
                                 f"(got sha512-{got[:16]}..., want {integrity[:23]}...)")
 
 
-def extract_members(tarball: bytes, members: dict) -> None:
+def extract_members(tarball: bytes, members: dict, package: str = f"{PACKAGE}@{VERSION}") -> None:
     """Write the named tar members (``{member: destination path}``) atomically.
 
     Only regular files whose exact names are asked for are read; nothing else
@@ -75,11 +76,29 @@ def extract_members(tarball: bytes, members: dict) -> None:
                 found[info.name] = tar.extractfile(info).read()
     missing = sorted(set(members) - set(found))
     if missing:
-        raise AssetMissingError(f"{PACKAGE}@{VERSION} tarball lacks {', '.join(missing)}")
+        raise AssetMissingError(f"{package} tarball lacks {', '.join(missing)}")
     for name, dest in members.items():
         dest = Path(dest)
         dest.parent.mkdir(parents=True, exist_ok=True)
         write_bytes_atomic(dest, found[name])
+
+
+def npm_pack(package: str, version: str, integrity: str, npm: str = "npm") -> bytes:
+    """The tarball of ``package@version`` from the npm registry (``npm pack``, no
+    install scripts), checked against its pinned sha512 ``integrity``."""
+    spec = f"{package}@{version}"
+    if shutil.which(npm) is None:
+        raise AssetMissingError(f"npm not found; install Node.js/npm to fetch {spec}")
+    with tempfile.TemporaryDirectory(prefix="tf_face_npm_") as tmp:
+        cmd = [npm, "pack", spec, "--pack-destination", tmp, "--ignore-scripts", "--silent"]
+        proc = subprocess.run(cmd, cwd=tmp, capture_output=True, text=True, timeout=600)
+        tarballs = sorted(Path(tmp).glob("*.tgz"))
+        if proc.returncode != 0 or len(tarballs) != 1:
+            msg = (proc.stderr or proc.stdout).strip().splitlines()
+            raise AssetMissingError(f"npm pack {spec} failed: {msg[-1] if msg else 'no output'}")
+        data = tarballs[0].read_bytes()
+    check_integrity(data, integrity, spec)
+    return data
 
 
 def fetch_viewer(force: bool = False, npm: str = "npm") -> Path:
@@ -87,19 +106,10 @@ def fetch_viewer(force: bool = False, npm: str = "npm") -> Path:
     dest = cache_dir() / VIEWER_JS
     if dest.is_file() and not force:
         return dest
-    if shutil.which(npm) is None:
-        raise AssetMissingError(f"npm not found; install Node.js/npm, then run {FETCH_COMMAND}")
-    with tempfile.TemporaryDirectory(prefix="tf_face_npm_") as tmp:
-        cmd = [npm, "pack", f"{PACKAGE}@{VERSION}", "--pack-destination", tmp,
-               "--ignore-scripts", "--silent"]
-        proc = subprocess.run(cmd, cwd=tmp, capture_output=True, text=True, timeout=600)
-        tarball = Path(tmp) / TARBALL_NAME
-        if proc.returncode != 0 or not tarball.is_file():
-            msg = (proc.stderr or proc.stdout).strip().splitlines()
-            raise AssetMissingError(f"npm pack {PACKAGE}@{VERSION} failed: "
-                                    f"{msg[-1] if msg else 'no output'}")
-        data = tarball.read_bytes()
-    check_integrity(data)
+    try:
+        data = npm_pack(PACKAGE, VERSION, INTEGRITY, npm)
+    except AssetMissingError as err:
+        raise AssetMissingError(f"{err}; then run {FETCH_COMMAND}") from err
     extract_members(data, {JS_MEMBER: dest, LICENSE_MEMBER: cache_dir() / VIEWER_LICENSE})
     return dest
 
