@@ -83,56 +83,46 @@ class _Backend:
         return _compose(raw, self.albedo_model, timings)
 
 
-def keras_network_function(name: str, model, uv_size: int, num_albedo: int = 0):
-    """The serving call of one Keras network on TF: ``fn(x [1,S,S,3] float32) ->
-    {output name: array}`` with the TFLite signature's names (``OUTPUT_NAMES``):
-    bnet ``p_a`` [1,K] and ``sh`` [1,9,3]; fan ``albedo`` [1,S,S,3]; drn
-    ``moving_rate`` [1,S,S,1] (detail units). A ``tf.function`` traced on
-    the first call. Used by ``TFBackend`` and the synthetic benchmark."""
+def keras_networks_function(models: dict, uv_size: int, num_albedo: int = 0):
+    """The serving call of some of B-Net, FAN and DRN on TF, in one ``tf.function``
+    (traced on the first call): ``fn(x [1,S,S,3] float32) -> {output name: array}``
+    with the TFLite signature's names (``OUTPUT_NAMES``): bnet ``p_a`` [1,K] and
+    ``sh`` [1,9,3]; fan ``albedo`` [1,S,S,3]; drn ``moving_rate`` [1,S,S,1]
+    (detail units). ``models``: {network name: Keras model}.
+
+    With all three, one graph instead of three calls: TF schedules them together
+    (no per-call dispatch and host round trip in between); eval/bench_reconstruct.py
+    measures it against the separate calls (``tf_separate``)."""
     import tensorflow as tf
 
     from tf_face.serving.savedmodel import split_coeffs
 
-    if name not in OUTPUT_NAMES:
-        raise ValueError(f"unknown network {name!r} (one of {NETWORKS})")
-    spec = [tf.TensorSpec([1, uv_size, uv_size, 3], tf.float32)]
-    if name == "bnet":
-        fn = tf.function(lambda x: split_coeffs(model(x, training=False), num_albedo),
-                         input_signature=spec)
-    else:
-        fn = tf.function(lambda x: (model(x, training=False),), input_signature=spec)
-
-    def run(x) -> dict:
-        outs = fn(np.asarray(x, np.float32))
-        return {k: v.numpy() for k, v in zip(OUTPUT_NAMES[name], outs)}
-    return run
-
-
-def keras_networks_function(models: dict, uv_size: int, num_albedo: int):
-    """B-Net, FAN and DRN in one ``tf.function`` call: ``fn(x [1,S,S,3]) ->
-    {output name: array}`` with every network's outputs (``OUTPUT_NAMES``).
-
-    One graph instead of three calls: TF schedules the three networks
-    together (inter-op parallelism, no per-call dispatch and host round trip
-    in between) -- eval/bench_reconstruct.py measures it against the separate
-    calls (``ms_per_stage_tf_separate``)."""
-    import tensorflow as tf
-
-    from tf_face.serving.savedmodel import split_coeffs
-
+    unknown = sorted(set(models) - set(OUTPUT_NAMES))
+    if unknown:
+        raise ValueError(f"unknown network {unknown[0]!r} (one of {NETWORKS})")
+    names = [n for n in NETWORKS if n in models]
     spec = [tf.TensorSpec([1, uv_size, uv_size, 3], tf.float32)]
 
     @tf.function(input_signature=spec)
     def fn(x):
-        p_a, sh = split_coeffs(models["bnet"](x, training=False), num_albedo)
-        return (p_a, sh, models["fan"](x, training=False), models["drn"](x, training=False))
+        outs = []
+        for n in names:
+            y = models[n](x, training=False)
+            outs += list(split_coeffs(y, num_albedo)) if n == "bnet" else [y]
+        return tuple(outs)
 
-    names = OUTPUT_NAMES["bnet"] + OUTPUT_NAMES["fan"] + OUTPUT_NAMES["drn"]
+    out_names = [k for n in names for k in OUTPUT_NAMES[n]]
 
     def run(x) -> dict:
         outs = fn(np.asarray(x, np.float32))
-        return {k: v.numpy() for k, v in zip(names, outs)}
+        return {k: v.numpy() for k, v in zip(out_names, outs)}
     return run
+
+
+def keras_network_function(name: str, model, uv_size: int, num_albedo: int = 0):
+    """``keras_networks_function`` of one network (used by ``TFBackend`` and the
+    synthetic benchmark)."""
+    return keras_networks_function({name: model}, uv_size, num_albedo)
 
 
 class TFBackend(_Backend):
