@@ -20,6 +20,18 @@ Channel plan (S = input size, n = num_downs = log2(S) by default, i.e. 8 at
                 [256@2 .. 256@32, 128@64, 64@128, 64@256 after the concats]
     last_conv   ReLU, conv 3x3/1, 4 ngf -> C_out, output activation
 
+Upsampling (``upsample``; the paper's is ``transpose``):
+  transpose    conv-transpose 4x4/2 (pix2pix). Its output pixels take their
+               taps from the kernel by parity, so a smooth input gives a
+               period-2 pattern (the "checkerboard" of Odena et al. 2016,
+               visible as a grid in a FAN albedo) unless training cancels it.
+  resize_conv  nearest-neighbour x2, then conv 3x3 (Odena et al.'s remedy):
+               no parity pattern, 9/4 = 2.25x the multiply-adds of
+               ``transpose`` per up level.
+  conv_resize  conv 3x3 at the low resolution, then bilinear x2: no parity
+               pattern and 9/16 of ``transpose``'s multiply-adds per up
+               level (the up path's detail then comes from the skips).
+
 Our choices (*, the paper is silent): inputs in [0, 1] are rescaled to
 [-1, 1] inside the model; normalisation defaults to instance norm
 (``GroupNormalization(groups=-1)``, batch-size independent; ``norm="batch"``
@@ -52,9 +64,34 @@ def unet_channels(ngf: int, num_downs: int) -> list[int]:
     return [2 * ngf] + [ngf * min(2 ** i, 8) for i in range(1, num_downs + 1)]
 
 
+UPSAMPLE_KINDS = ("transpose", "resize_conv", "conv_resize")
+
+
+def _up_layer(x, kind: str, channels: int, use_bias: bool, i: int):
+    """One x2 upsampling to ``channels`` (module doc, "Upsampling")."""
+    if kind == "transpose":
+        return keras.layers.Conv2DTranspose(channels, 4, strides=2, padding="same",
+                                            use_bias=use_bias, kernel_initializer=_init(),
+                                            name=f"up{i}_convt")(x)
+    conv = keras.layers.Conv2D(channels, 3, padding="same", use_bias=use_bias,
+                               kernel_initializer=_init(), name=f"up{i}_conv")
+    if kind == "resize_conv":
+        return conv(keras.layers.UpSampling2D(2, interpolation="nearest",
+                                              name=f"up{i}_resize")(x))
+    return keras.layers.UpSampling2D(2, interpolation="bilinear", name=f"up{i}_resize")(conv(x))
+
+
+def check_upsample(kind, what: str = "UNet") -> str:
+    if kind not in UPSAMPLE_KINDS:
+        raise ValueError(f"{what}: upsample must be one of {', '.join(UPSAMPLE_KINDS)}; "
+                         f"got {kind!r}")
+    return kind
+
+
 def _build_unet(out_channels: int, head, input_size: int, ngf: int, in_channels: int,
-                num_downs: int, norm: str, name: str) -> keras.Model:
+                num_downs: int, norm: str, name: str, upsample: str = "transpose") -> keras.Model:
     what = f"build {name}"
+    check_upsample(upsample, what)
     if num_downs is None:  # as many levels as make the deepest map 1x1
         if isinstance(input_size, bool) or not isinstance(input_size, int) or input_size < 2 \
                 or input_size & (input_size - 1):
@@ -89,9 +126,7 @@ def _build_unet(out_channels: int, head, input_size: int, ngf: int, in_channels:
             skips.append(x)
     for i in range(num_downs, 0, -1):
         x = keras.layers.ReLU(name=f"up{i}_relu")(x)
-        x = keras.layers.Conv2DTranspose(chans[i - 1], 4, strides=2, padding="same",
-                                         use_bias=use_bias, kernel_initializer=_init(),
-                                         name=f"up{i}_convt")(x)
+        x = _up_layer(x, upsample, chans[i - 1], use_bias, i)
         x = normalization(norm, f"up{i}_norm")(x)
         x = keras.layers.Concatenate(name=f"up{i}_skip")([skips[i - 1], x])
     x = keras.layers.ReLU(name="last_relu")(x)
@@ -103,21 +138,22 @@ def _build_unet(out_channels: int, head, input_size: int, ngf: int, in_channels:
 
 def build_fan(input_size: int = 256, ngf: int = 16, in_channels: int = 3,
               num_downs: int | None = None, norm: str = "instance",
-              name: str = "fan") -> keras.Model:
+              name: str = "fan", upsample: str = "transpose") -> keras.Model:
     """FAN: texture [B, S, S, in_channels] in [0, 1] -> albedo [B, S, S, 3] in [0, 1].
 
     ``num_downs`` (stride-2 levels) defaults to log2(input_size), so the
     deepest map is 1x1 for any power-of-two size (8 levels at the paper's 256).
     Given explicitly, ``input_size`` must be a multiple of 2**num_downs and the
-    deepest map is ``input_size / 2**num_downs``.
+    deepest map is ``input_size / 2**num_downs``. ``upsample``: module doc.
     """
     head = keras.layers.Activation("sigmoid", name="albedo")
-    return _build_unet(3, head, input_size, ngf, in_channels, num_downs, norm, name)
+    return _build_unet(3, head, input_size, ngf, in_channels, num_downs, norm, name, upsample)
 
 
 def build_drn(input_size: int = 256, ngf: int = 16, in_channels: int = 3,
               num_downs: int | None = None, norm: str = "instance",
-              max_displacement: float = 1.0, name: str = "drn") -> keras.Model:
+              max_displacement: float = 1.0, name: str = "drn",
+              upsample: str = "transpose") -> keras.Model:
     """DRN: texture [B, S, S, in_channels] -> moving rate r_d [B, S, S, 1].
 
     r_d = max_displacement * tanh(.) in (-max_displacement, max_displacement);
@@ -130,4 +166,4 @@ def build_drn(input_size: int = 256, ngf: int = 16, in_channels: int = 3,
         x = keras.layers.Activation("tanh", name="tanh")(x)
         return keras.layers.Rescaling(float(max_displacement), name="moving_rate")(x)
 
-    return _build_unet(1, head, input_size, ngf, in_channels, num_downs, norm, name)
+    return _build_unet(1, head, input_size, ngf, in_channels, num_downs, norm, name, upsample)

@@ -67,6 +67,7 @@ class JobConfig:
     disc_learning_rate: Optional[float] = None
     bnet_width: int = 64               # ResNet base width (64 = the paper's 1024 features)
     ngf: int = 16
+    upsample: str = "transpose"        # FAN/DRN up levels (tf_face.models.unet; paper: transpose)
     vgg_weights: Optional[str] = None  # Keras VGG16 notop .h5; None = random (warns)
     vgg_resolution: Optional[int] = None  # compute E_percep at this size (CPU smoke runs)
     drn_max_displacement: float = 0.05  # in detail units (inter-ocular distances)
@@ -85,6 +86,10 @@ class JobConfig:
         if self.loss_reduction not in ("sum", "mean"):
             raise TfFaceError(f"loss_reduction must be 'sum' or 'mean', "
                               f"got {self.loss_reduction!r}")
+        from tf_face.models.unet import UPSAMPLE_KINDS
+        if self.upsample not in UPSAMPLE_KINDS:
+            raise TfFaceError(f"upsample must be one of {', '.join(UPSAMPLE_KINDS)}, "
+                              f"got {self.upsample!r}")
 
     def loss_weights(self):
         from tf_face.losses import LossWeights
@@ -137,7 +142,7 @@ def _write_weights_config(cfg: JobConfig, stage: str, ctx, atlas) -> None:
     data.update({"model": cfg.model if isinstance(cfg.model, str) else cfg.model.name, "num_albedo": ctx.num_albedo, "uv_size": int(atlas.size),
                  "color_space": cfg.color_space, "detail_unit": ctx.detail_unit,
                  "drn_max_displacement": cfg.drn_max_displacement,
-                 "bnet_width": cfg.bnet_width, "ngf": cfg.ngf})
+                 "bnet_width": cfg.bnet_width, "ngf": cfg.ngf, "upsample": cfg.upsample})
     data.setdefault("stages", {})[stage] = {
         "steps": cfg.steps, "batch_size": cfg.batch_size, "learning_rate": cfg.learning_rate,
         "seed": cfg.seed, "loss_weights": cfg.loss_weights().as_dict(),
@@ -231,7 +236,7 @@ def train_fan(cfg: JobConfig) -> dict:
     with strategy.scope():
         bnet = load_stage_model(cfg.bnet_dir or cfg.output_dir, "bnet")
         bnet.trainable = False
-        fan = build_fan(input_size=atlas.size, ngf=cfg.ngf)
+        fan = build_fan(input_size=atlas.size, ngf=cfg.ngf, upsample=cfg.upsample)
         disc = build_patchgan(input_size=atlas.size)
         vgg = (VGGPerceptual(weights=cfg.vgg_weights, resize_to=cfg.vgg_resolution)
                if cfg.w_percep > 0 else None)
@@ -275,7 +280,7 @@ def train_drn(cfg: JobConfig) -> dict:
         fan = load_stage_model(cfg.fan_dir or cfg.output_dir, "fan")
         bnet.trainable = False
         fan.trainable = False
-        drn = build_drn(input_size=atlas.size, ngf=cfg.ngf,
+        drn = build_drn(input_size=atlas.size, ngf=cfg.ngf, upsample=cfg.upsample,
                         max_displacement=cfg.drn_max_displacement)
         opt = keras.optimizers.Adam(cfg.learning_rate)
         opt.build(drn.trainable_variables)
