@@ -37,8 +37,9 @@ def bnet_params(num_albedo, stages=(128, 256, 512, 1024), stem=64):
     return total + stages[-1] * (num_albedo + 27) + (num_albedo + 27)
 
 
-def unet_params(ngf, in_ch, out_ch, chans):
-    """chans = [c0 (flip concat), c1..cn]; instance norm = 2 params / channel."""
+def unet_params(ngf, in_ch, out_ch, chans, up_kernel=4):
+    """chans = [c0 (flip concat), c1..cn]; instance norm = 2 params / channel;
+    up_kernel 4 (transposed conv) or 3 (the resize variants' conv)."""
     n = len(chans) - 1
     total = conv(3, in_ch, ngf, True)
     for i in range(1, n + 1):
@@ -46,7 +47,7 @@ def unet_params(ngf, in_ch, out_ch, chans):
         total += conv(4, chans[i - 1], chans[i], innermost) + (0 if innermost else 2 * chans[i])
     for i in range(n, 0, -1):
         cin = chans[n] if i == n else 2 * chans[i]
-        total += conv(4, cin, chans[i - 1], False) + 2 * chans[i - 1]
+        total += conv(up_kernel, cin, chans[i - 1], False) + 2 * chans[i - 1]
     return total + conv(3, 2 * chans[0], out_ch, True)
 
 
@@ -128,6 +129,44 @@ def test_fan_shapes_params_and_1x1_bottleneck():
     out = model(rand((1, 256, 256, 3)), training=False).numpy()
     assert out.shape == (1, 256, 256, 3)
     assert out.min() >= 0.0 and out.max() <= 1.0
+
+
+@pytest.mark.parametrize("kind", ["resize_conv", "conv_resize"])
+def test_resize_upsampling_unets_have_the_planned_shapes_and_params(kind):
+    model = build_fan(256, upsample=kind)
+    assert model.count_params() == unet_params(16, 3, 3, PAPER_CHANS, up_kernel=3)
+    assert model.get_layer("up1_norm").output.shape[1:] == (256, 256, 32)
+    assert model.get_layer("last_conv").input.shape[1:] == (256, 256, 64)
+    drn = build_drn(32, ngf=4, num_downs=5, upsample=kind, max_displacement=0.5)
+    out = drn(rand((2, 32, 32, 3)), training=False).numpy()
+    assert out.shape == (2, 32, 32, 1) and np.abs(out).max() < 0.5
+    with pytest.raises(ValueError, match="upsample must be one of"):
+        build_fan(32, ngf=4, num_downs=5, upsample="pixel_shuffle")
+
+
+def test_only_the_transposed_conv_turns_a_constant_map_into_a_checkerboard():
+    """Odena et al. 2016: a 4x4/2 transposed conv takes each output pixel's taps
+    from the kernel by parity, so a constant input gives a period-2 pattern;
+    the two resize variants give a constant interior (random N(0, 0.02)
+    weights, no training to hide the difference)."""
+    from tf_face.models.unet import UPSAMPLE_KINDS, _up_layer
+    x = np.full((1, 8, 8, 6), 0.7, np.float32)
+    spread = {}
+    for kind in UPSAMPLE_KINDS:
+        keras.utils.set_random_seed(5)
+        inp = keras.Input((8, 8, 6))
+        layer_model = keras.Model(inp, _up_layer(inp, kind, 4, False, 1))
+        y = layer_model(x).numpy()[0, 3:-3, 3:-3]        # interior: no border effects
+        assert y.shape == (10, 10, 4)
+        spread[kind] = float(np.ptp(y, axis=(0, 1)).max() / np.abs(y).mean())
+    assert spread["transpose"] > 0.1, spread
+    assert spread["resize_conv"] < 1e-5 and spread["conv_resize"] < 1e-5, spread
+
+
+def test_training_flags_offer_exactly_the_unet_upsample_kinds():
+    from tf_face.models.unet import UPSAMPLE_KINDS
+    from train.job_flags import UPSAMPLE_KINDS as flag_kinds
+    assert list(UPSAMPLE_KINDS) == flag_kinds
 
 
 def test_drn_shapes_params_and_range():

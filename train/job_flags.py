@@ -73,8 +73,11 @@ _HELP = {
 }
 
 
+#: tf_face.models.unet.UPSAMPLE_KINDS, spelled out so --help does not import Keras
+#: (tests/test_models.py checks they agree)
+UPSAMPLE_KINDS = ["transpose", "resize_conv", "conv_resize"]
 _ENUMS = {"loss_reduction": ["sum", "mean"], "sup_space": ["linear", "srgb"],
-          "upsample": ["transpose", "resize_conv", "conv_resize"]}
+          "upsample": UPSAMPLE_KINDS}
 
 
 def define_flags() -> None:

@@ -49,6 +49,7 @@ import numpy as np
 from absl import app, flags
 
 from eval.synthetic_benchmark import format_table
+from train.job_flags import UPSAMPLE_KINDS
 from tf_face.cli.common import quiet_tensorflow, run_command_step, run_single
 from tf_face.tf_import import VERBOSE_HELP
 from tf_face.data import make_dataset
@@ -91,7 +92,7 @@ def define_flags() -> None:
     flags.DEFINE_integer("drn_batch", 4, "DRN batch size.")
     flags.DEFINE_integer("bnet_width", None, "B-Net base width (recipe default: cpu 16, paper 64).")
     flags.DEFINE_integer("ngf", 16, "FAN/DRN UNet base width (paper 16).")
-    flags.DEFINE_enum("upsample", "transpose", ["transpose", "resize_conv", "conv_resize"],
+    flags.DEFINE_enum("upsample", "transpose", UPSAMPLE_KINDS,
                       "FAN/DRN up levels (train/job_flags.py --upsample; paper: transpose).")
     for net in ("bnet", "fan", "drn"):
         flags.DEFINE_float(f"{net}_learning_rate", None, f"{net} Adam learning rate "

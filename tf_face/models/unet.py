@@ -22,15 +22,15 @@ Channel plan (S = input size, n = num_downs = log2(S) by default, i.e. 8 at
 
 Upsampling (``upsample``; the paper's is ``transpose``):
   transpose    conv-transpose 4x4/2 (pix2pix). Its output pixels take their
-               taps from the kernel by parity, so a smooth input gives a
-               period-2 pattern (the "checkerboard" of Odena et al. 2016,
-               visible as a grid in a FAN albedo) unless training cancels it.
+               taps from the kernel by parity, so even a constant input gives
+               a period-2 pattern (the "checkerboard" of Odena et al. 2016,
+               seen as a grid in a FAN albedo) unless training cancels it.
   resize_conv  nearest-neighbour x2, then conv 3x3 (Odena et al.'s remedy):
-               no parity pattern, 9/4 = 2.25x the multiply-adds of
-               ``transpose`` per up level.
-  conv_resize  conv 3x3 at the low resolution, then bilinear x2: no parity
-               pattern and 9/16 of ``transpose``'s multiply-adds per up
-               level (the up path's detail then comes from the skips).
+               a constant input stays constant; 9/4 = 2.25x the
+               multiply-adds of ``transpose`` per up level.
+  conv_resize  conv 3x3 at the low resolution, then bilinear x2: a constant
+               input stays constant; 9/16 of ``transpose``'s multiply-adds per
+               up level (the up path's fine detail then comes from the skips).
 
 Our choices (*, the paper is silent): inputs in [0, 1] are rescaled to
 [-1, 1] inside the model; normalisation defaults to instance norm
