@@ -145,6 +145,37 @@ def test_signature_outputs_are_named(setup):
                     np.testing.assert_allclose(out[name], ref[name], atol=1e-4, err_msg=name)
 
 
+def test_litert_runs_every_exported_file_by_output_name(setup, tmp_path):
+    """LiteRT (``ai-edge-litert`` 2.3.0, pinned wheel, a fresh interpreter
+    without TensorFlow: ``tests/litert_client.py``) opens all of our .tflite
+    files, sees the named signature outputs and returns TF's values (float32
+    to 1e-4; reduced precisions within the bounds above)."""
+    from tests import conftest, litert_client
+    why = litert_client.platform_mismatch()
+    if why:
+        conftest.missing(why)
+    try:
+        site = litert_client.fetch(tmp_path / "litert")
+    except Exception as e:       # no network / registry: skip, or fail under CI=true
+        conftest.missing(f"cannot fetch {litert_client.REQUIREMENT}: {e}")
+    x = setup["texture"][None].astype(np.float32)
+    models = sorted(setup["folder"].glob("*.tflite"))
+    assert len(models) == sum(len(p) for p in CONVERTED.values())
+    report = litert_client.run(site, models, x, tmp_path / "client")
+    for path in models:
+        net, prec = path.stem.split("_", 1)
+        got = report[str(path)]
+        assert got["signatures"] == {"serving_default": {
+            "inputs": ["texture"], "outputs": EXPECTED_OUTPUTS[net]}}, path.name
+        ref = setup["backend"].run_network(net, x)
+        bound = {"float32": 1e-4, "float16": 0.02, "int8": 0.1}[prec]
+        for name in EXPECTED_OUTPUTS[net]:
+            scale = setup["cfg"].drn_max_displacement if net == "drn" else 1.0
+            assert got["outputs"][name].shape == np.shape(ref[name]), (path.name, name)
+            np.testing.assert_allclose(got["outputs"][name], ref[name], atol=bound * scale,
+                                       err_msg=f"{path.name}: {name}")
+
+
 def test_runner_refuses_unnamed_outputs(tmp_path):
     """A .tflite with the converter's default names (``output_0``, ...: what
     tf_face wrote before) is refused with a one-line WeightsError, not

