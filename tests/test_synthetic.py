@@ -279,3 +279,36 @@ def test_ict_shapes_on_the_default_mesh(ict_npz, model, atlas):
     img, tr = render_face(f, 256, model=model, atlas=atlas)
     assert np.allclose(tr.vertices_model, f.vertices_model, atol=1e-5)
     assert img.std() > 10
+
+
+def test_truth_carried_into_the_pipelines_uv_map(clean_face, model, atlas):
+    """``registration.truth_uv_in_pipeline``: with the true geometry the carried
+    coordinates are the texel grid itself; with the geometry moved in the
+    image, the true texture carried into the moved geometry's map is what the
+    moved geometry's unwrap samples (while the same-texel comparison is far off)."""
+    import dataclasses
+
+    from tf_face.synthetic.registration import truth_uv_in_pipeline, warp_to_pipeline
+    f, img, tr = clean_face
+    gy, gx = np.mgrid[0:256, 0:256]
+    coords, valid = truth_uv_in_pipeline(tr, tr.fitted(), model, atlas, tr.visible)
+    assert valid.sum() > 0.8 * tr.visible.sum()
+    shift = np.hypot(coords[..., 0] - gx, coords[..., 1] - gy)[valid]
+    assert np.median(shift) < 0.6 and np.percentile(shift, 99) < 1.6, (np.median(shift),
+                                                                        np.percentile(shift, 99))
+    true_tex = unwrap(img, tr.fitted(), model, atlas)
+    moved = dataclasses.replace(tr.fitted(), vertices_image=tr.vertices_image
+                                + np.array([3.0, -2.0, 0.0], np.float32))
+    moved_tex = unwrap(img, moved, model, atlas)
+    coords, valid = truth_uv_in_pipeline(tr, moved, model, atlas, moved_tex.mask)
+    shift = np.hypot(coords[..., 0] - gx, coords[..., 1] - gy)[valid]
+    assert 1.5 < np.median(shift) < 10.0, np.median(shift)   # a 3.6 px move: ~4.4 texels here
+    # inside the true texture's visible region, away from its edge
+    inner = valid & (warp_to_pipeline(true_tex.mask.astype(np.float32), coords, valid) > 0.999)
+    inner &= ~tr.occlusion & moved_tex.mask
+    carried = warp_to_pipeline(true_tex.texture, coords, valid)
+    err_carried = np.abs(carried - moved_tex.texture)[inner].mean()
+    err_same_texel = np.abs(true_tex.texture - moved_tex.texture)[inner & true_tex.mask].mean()
+    assert inner.sum() > 5000
+    assert err_carried < 0.02 and err_carried < 0.35 * err_same_texel, (err_carried,
+                                                                       err_same_texel)

@@ -273,7 +273,8 @@ def test_face_metrics_on_hand_made_face():
     expected |= {f"normal_error_{b}{r}_deg" for b in ("base", "truth_base", "drn") for r in regions}
     expected |= {f"detail_error_{d}{r}_deg" for d in ("none", "drn") for r in regions}
     expected |= {"sh_error", "sh_error_scale_invariant", "sh_error_relative", "rerender_error",
-                 "rerender_error_base", "ita_truth", "skin_group"} | set(bench.COUNT_KEYS)
+                 "rerender_error_base", "ita_truth", "skin_group"}
+    expected |= set(bench.COUNT_KEYS) - {"texels_registered"}      # no registration given
     assert set(m) == expected
     summary = bench.summarize([m, m], [{"face": 2, "error": "x"}], 3)
     assert summary["faces_evaluated"] == 2 and summary["num_failures"] == 1
@@ -283,6 +284,39 @@ def test_face_metrics_on_hand_made_face():
     assert bench.json_safe({"a": float("nan"), "b": [1.0, float("inf")], "c": "x",
                             "d": np.float32(2.0)}) == {"a": None, "b": [1.0, None], "c": "x",
                                                        "d": 2.0}
+
+
+def test_registered_metrics_compare_with_the_carried_truth():
+    """With the identity registration the registered keys equal the same-texel
+    ones on visible texels; with the truth carried one texel along u, a
+    prediction shifted the same way scores 0 and the unshifted truth does not."""
+    bench = _bench()
+    truth, sample, skin = _hand_made_face(np.random.default_rng(4))
+    s = truth.atlas_mask.shape[0]
+    gy, gx = np.mgrid[0:s, 0:s].astype(np.float32)
+    vis = truth.atlas_mask & sample.mask & ~truth.occlusion
+    pred = {"albedo": {"pca": truth.albedo + 0.1, "fan": truth.albedo.copy(),
+                       "oracle_pca": truth.prior_albedo},
+            "detail": {"none": sample.normals, "drn": truth.normals}}
+    ident = np.stack([gx, gy], -1)
+    m = bench.face_metrics(truth, sample, pred, skin_mask=skin,
+                           registration=(ident, truth.atlas_mask.copy()))
+    assert m["texels_registered"] == vis.sum() and m["registration_shift_texels"] == 0.0
+    assert m["albedo_error_pca_visible_registered"] == pytest.approx(0.1)
+    assert m["albedo_error_fan_visible_registered"] == pytest.approx(0.0, abs=1e-6)
+    assert "albedo_error_oracle_pca_visible_registered" not in m
+    assert m["detail_error_none_registered_deg"] == pytest.approx(10.0, abs=1e-3)
+    assert m["detail_error_drn_registered_deg"] == pytest.approx(0.0, abs=1e-3)
+    assert m["detail_error_drn_wrinkle_registered_deg"] == pytest.approx(0.0, abs=1e-3)
+    # the pipeline's texel (r, c) sees the truth's (r, c + 1)
+    shifted = np.stack([gx + 1, gy], -1)
+    valid = truth.atlas_mask & np.roll(truth.atlas_mask, -1, 1)
+    albedo_seen = np.roll(truth.albedo, -1, 1)
+    pred = {"albedo": {"fan": albedo_seen, "pca": truth.albedo.copy()}}
+    m = bench.face_metrics(truth, sample, pred, skin_mask=skin, registration=(shifted, valid))
+    assert m["registration_shift_texels"] == pytest.approx(1.0)
+    assert m["albedo_error_fan_visible_registered"] == pytest.approx(0.0, abs=1e-6)
+    assert m["albedo_error_pca_visible_registered"] > 0.01
 
 
 def test_summary_tone_groups_and_bias():

@@ -1,0 +1,80 @@
+"""Ground truth carried into the pipeline's UV map (benchmark "registered" scores).
+
+The pipeline fits its own mesh to a synthetic photo, so its texel (r, c)
+looks at an image point whose *true* UV coordinate is not (r, c): on the
+benchmark's default faces the two differ by 1-4 texels, non-rigidly (the
+fitted shape, pose and expression are not the true ones). Scoring a
+recovered map against the truth at the same texel then punishes every sharp
+feature twice -- once where it is and once where the truth has it -- however
+exactly the photo's pixels were recovered: a wrinkle 2 texels wide, found in
+the right place of the photo, scores worse than no wrinkle at all.
+
+``truth_uv_in_pipeline(truth, fitted, model, atlas)`` gives, for every
+texel of the pipeline's map that the pipeline sees, the true UV coordinate
+(texel units) of the surface point in its image pixel: the true mesh is
+z-buffered (``tf_face.raster.zbuffer.rasterize``, back faces culled) and its
+UV interpolated with the barycentrics of the pixel under the texel's image
+point (the pixel the unwrap samples). ``warp_to_pipeline(map, coords)``
+resamples a truth map there (bilinear; texels whose bilinear footprint
+leaves the atlas are dropped). With the true geometry as the "fit" the
+coordinates are the texel grid itself (tests/test_synthetic.py).
+
+What the registered scores measure: how well a method recovers what the
+photo shows, given the pipeline's geometry -- not how well the geometry is
+registered, which the unregistered scores include.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from tf_face.raster.zbuffer import rasterize
+
+
+def truth_uv_in_pipeline(truth, fitted, model, atlas, visible):
+    """(coords [S,S,2] float32 (col, row) in the truth map's texel units, valid [S,S] bool).
+
+    ``truth``: ``SyntheticTruth`` (``vertices_image``, ``image_size``);
+    ``fitted``: the pipeline's ``FittedFace``; ``visible``: the pipeline's
+    visible texels (the others have no image point to carry).
+    """
+    h, w = (int(v) for v in truth.image_size)
+    uv = np.asarray(model.uv, np.float64)
+    tri_id, bary, _ = rasterize(np.asarray(truth.vertices_image, np.float64),
+                                model.triangles, h, w, cull_backfaces=True)
+    tris = np.asarray(model.triangles, np.int64)
+    covered = tri_id >= 0
+    uv_img = np.zeros((h, w, 2), np.float64)
+    t = tris[tri_id[covered]]
+    uv_img[covered] = np.einsum("pk,pkc->pc", bary[covered].astype(np.float64), uv[t])
+    size_h, size_w = atlas.mask.shape
+    p = atlas.interpolate(np.asarray(fitted.vertices_image, np.float64))   # [S,S,3] image frame
+    col = np.rint(p[..., 0]).astype(np.int64)
+    row = np.rint(p[..., 1]).astype(np.int64)
+    inside = (col >= 0) & (col < w) & (row >= 0) & (row < h)
+    valid = np.asarray(visible, bool) & atlas.mask & inside
+    valid[valid] &= covered[row[valid], col[valid]]
+    coords = np.zeros((size_h, size_w, 2), np.float32)
+    tuv = uv_img[row[valid], col[valid]]
+    coords[valid, 0] = tuv[:, 0] * size_w - 0.5
+    coords[valid, 1] = tuv[:, 1] * size_h - 0.5
+    # the bilinear footprint of the carried point must lie in the atlas
+    m = atlas.mask.astype(np.float32)
+    inside_atlas = cv2.remap(m, coords[..., 0], coords[..., 1], cv2.INTER_LINEAR,
+                             borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)
+    valid &= inside_atlas > 0.999
+    coords[~valid] = 0.0
+    return coords, valid
+
+
+def warp_to_pipeline(truth_map, coords, valid) -> np.ndarray:
+    """``truth_map`` [S,S,...] resampled at ``coords`` (bilinear); 0 where not ``valid``."""
+    a = np.asarray(truth_map, np.float32)
+    flat = a.reshape(a.shape[0], a.shape[1], -1)
+    out = np.stack([cv2.remap(np.ascontiguousarray(flat[..., k]), coords[..., 0],
+                              coords[..., 1], cv2.INTER_LINEAR,
+                              borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)
+                    for k in range(flat.shape[-1])], -1)
+    out[~np.asarray(valid, bool)] = 0.0
+    return out.reshape(a.shape)
