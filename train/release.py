@@ -92,8 +92,10 @@ def define_flags() -> None:
     flags.DEFINE_integer("drn_batch", 4, "DRN batch size.")
     flags.DEFINE_integer("bnet_width", None, "B-Net base width (recipe default: cpu 16, paper 64).")
     flags.DEFINE_integer("ngf", 16, "FAN/DRN UNet base width (paper 16).")
-    flags.DEFINE_enum("upsample", "transpose", UPSAMPLE_KINDS,
-                      "FAN/DRN up levels (train/job_flags.py --upsample; paper: transpose).")
+    for net in ("fan", "drn"):
+        flags.DEFINE_enum(f"upsample_{net}", "transpose", UPSAMPLE_KINDS,
+                          f"{net.upper()}'s up levels (train/job_flags.py --upsample; paper: "
+                          "transpose).")
     for net in ("bnet", "fan", "drn"):
         flags.DEFINE_float(f"{net}_learning_rate", None, f"{net} Adam learning rate "
                            f"(recipe default).")
@@ -119,7 +121,8 @@ def define_flags() -> None:
 def settings_from_flags() -> dict:
     s = {k: getattr(FLAGS, k) for k in (
         "recipe", "num_faces", "data_seed", "workers", "bnet_steps", "fan_steps", "drn_steps",
-        "bnet_batch", "fan_batch", "drn_batch", "bnet_width", "ngf", "upsample", "weights_dtype",
+        "bnet_batch", "fan_batch", "drn_batch", "bnet_width", "ngf", "upsample_fan",
+        "upsample_drn", "weights_dtype",
         "bench_faces", "bench_seed")}
     for k in ("bnet_width", "bnet_learning_rate", "fan_learning_rate", "drn_learning_rate",
               "w_sup_bnet", "w_sup_fan", "w_sup_drn", "sup_space_bnet", "sup_space_fan"):
@@ -164,8 +167,7 @@ def stage_done(train_dir: Path, job: str, steps: int) -> bool:
 
 def train_commands(s: dict, data: Path, train_dir: Path) -> list:
     common = [f"--data={data}", f"--output_dir={train_dir}", "--checkpoint_every=100",
-              "--image_every=200", "--log_every=10", f"--ngf={s['ngf']}",
-              f"--upsample={s.get('upsample', 'transpose')}"]
+              "--image_every=200", "--log_every=10", f"--ngf={s['ngf']}"]
     py = sys.executable
     return [
         ("bnet", s["bnet_steps"], [py, "-m", "train.train_bnet", *common,
@@ -179,11 +181,13 @@ def train_commands(s: dict, data: Path, train_dir: Path) -> list:
                                  f"--steps={s['fan_steps']}", f"--batch_size={s['fan_batch']}",
                                  f"--learning_rate={s['fan_learning_rate']}", "--w_percep=0",
                                  f"--disc_learning_rate={s['fan_learning_rate'] / 2}",
+                                 f"--upsample={s.get('upsample_fan', 'transpose')}",
                                  f"--w_sup={s['w_sup_fan']}",
                                  f"--sup_space={s['sup_space_fan']}"]),
         ("drn", s["drn_steps"], [py, "-m", "train.train_drn", *common,
                                  f"--steps={s['drn_steps']}", f"--batch_size={s['drn_batch']}",
                                  f"--learning_rate={s['drn_learning_rate']}",
+                                 f"--upsample={s.get('upsample_drn', 'transpose')}",
                                  f"--w_sup={s['w_sup_drn']}"]),
     ]
 
