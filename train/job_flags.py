@@ -56,7 +56,8 @@ _HELP = {
     "ngf": "FAN/DRN UNet base width (paper 16).",
     "upsample": ("FAN/DRN up levels: transpose (the paper's 4x4/2 transposed conv) | "
                  "resize_conv (nearest x2, conv 3x3) | conv_resize (conv 3x3, bilinear x2: "
-                 "no checkerboard, ~1.4x faster in TF, ~2.5x in TFLite; tf_face/models/unet.py)."),
+                 "no checkerboard; FAN ~13% faster in TF, not in TFLite; measured in README, "
+                 "tf_face/models/unet.py)."),
     "vgg_weights": "Keras VGG16 notop .h5 file; 'imagenet' downloads; unset = random (warns).",
     "vgg_resolution": "Compute E_percep at this resolution (e.g. 128 on CPU).",
     "drn_max_displacement": "Largest |r_d|, in inter-ocular distances.",

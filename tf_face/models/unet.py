@@ -31,6 +31,9 @@ Upsampling (``upsample``; the paper's is ``transpose``):
   conv_resize  conv 3x3 at the low resolution, then bilinear x2: a constant
                input stays constant; 9/16 of ``transpose``'s multiply-adds per
                up level (the up path's fine detail then comes from the skips).
+               Trained as v1 (README, "Upsampling"): FAN 13% faster in TF,
+               4-5% worse same-texel albedo error, no grid; DRN loses a fifth
+               of its wrinkle gain.
 
 Our choices (*, the paper is silent): inputs in [0, 1] are rescaled to
 [-1, 1] inside the model; normalisation defaults to instance norm
