@@ -404,11 +404,15 @@ def _expected_keys(paths):
     keys = {f"albedo_error_{m}_{p}" for m in albedo
             for p in ("visible", "hidden", "visible_gain_invariant")}
     keys |= {f"ita_error_{m}" for m in albedo}
+    # against the truth carried into the pipeline's UV map (not the prior draw)
+    keys |= {f"albedo_error_{m}_visible_registered" for m in albedo if m != "oracle_pca"}
+    keys.add("registration_shift_texels")
     regions = ("", "_wrinkle", "_visible")
     keys |= {f"normal_error_{b}{r}_deg" for b in ("base", "truth_base") for r in regions}
     for d in ("none", "drn", "fit"):
         if d in paths:
             keys |= {f"detail_error_{d}{r}_deg" for r in regions}
+            keys |= {f"detail_error_{d}{r}_registered_deg" for r in ("", "_wrinkle")}
             if d != "none":
                 keys |= {f"normal_error_{d}{r}_deg" for r in regions}
     keys.add("ms_per_photo_geometry")
@@ -426,7 +430,8 @@ def _expected_keys(paths):
 def _metric_keys(result):
     return {k for k in result if k.startswith(("albedo_error_", "ita_error_", "ita_bias_",
                                                "detail_error_", "normal_error_", "sh_error",
-                                               "rerender_error", "ms_per_photo_"))} - {
+                                               "rerender_error", "ms_per_photo_",
+                                               "registration_"))} - {
         "ita_error_by_group"}
 
 
