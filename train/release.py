@@ -181,13 +181,13 @@ def train_commands(s: dict, data: Path, train_dir: Path) -> list:
                                  f"--steps={s['fan_steps']}", f"--batch_size={s['fan_batch']}",
                                  f"--learning_rate={s['fan_learning_rate']}", "--w_percep=0",
                                  f"--disc_learning_rate={s['fan_learning_rate'] / 2}",
-                                 f"--upsample={s.get('upsample_fan', 'transpose')}",
+                                 f"--upsample={s['upsample_fan']}",
                                  f"--w_sup={s['w_sup_fan']}",
                                  f"--sup_space={s['sup_space_fan']}"]),
         ("drn", s["drn_steps"], [py, "-m", "train.train_drn", *common,
                                  f"--steps={s['drn_steps']}", f"--batch_size={s['drn_batch']}",
                                  f"--learning_rate={s['drn_learning_rate']}",
-                                 f"--upsample={s.get('upsample_drn', 'transpose')}",
+                                 f"--upsample={s['upsample_drn']}",
                                  f"--w_sup={s['w_sup_drn']}"]),
     ]
 

@@ -86,10 +86,11 @@ class JobConfig:
         if self.loss_reduction not in ("sum", "mean"):
             raise TfFaceError(f"loss_reduction must be 'sum' or 'mean', "
                               f"got {self.loss_reduction!r}")
-        from tf_face.models.unet import UPSAMPLE_KINDS
-        if self.upsample not in UPSAMPLE_KINDS:
-            raise TfFaceError(f"upsample must be one of {', '.join(UPSAMPLE_KINDS)}, "
-                              f"got {self.upsample!r}")
+        from tf_face.models.unet import check_upsample
+        try:
+            check_upsample(self.upsample, "JobConfig")
+        except ValueError as e:
+            raise TfFaceError(str(e)) from None
 
     def loss_weights(self):
         from tf_face.losses import LossWeights
