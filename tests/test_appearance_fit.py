@@ -134,13 +134,21 @@ def test_fit_same_with_op_and_reference(setup):
     rng = np.random.default_rng(3)
     albedo = am.mean + np.einsum("hwck,k->hwc", am.basis,
                                  rng.normal(0, 0.5, am.num_components).astype(np.float32))
-    s = _sample(setup, albedo, _light(rng))
+    sh = _light(rng)
+    # 5% per-texel detail the PCA albedo cannot explain. Without it the PCA fit
+    # explains the photo exactly and every E_grad residual sits on the L1 norm's
+    # kink at 0, where float32 rounding (which differs between the op and the
+    # reference, and between CPUs) picks the gradient's sign: on an AVX2 machine
+    # 59 of 4096 moving rates then differed by up to 8e-4 (the maps' scale: 2e-3)
+    albedo = albedo * (1 + 0.05 * rng.standard_normal(albedo.shape[:2])[..., None])
+    s = _sample(setup, albedo.astype(np.float32), sh)
     out = {}
     for backend in ("op", "reference"):
         opts = AppearanceOptions(backend=backend)
         opts.displacement.steps = 5
         opts.albedo_map.steps = 5
         out[backend] = AppearanceFitter(am, atlas.mask, 1.0, opts).fit(s, 1.0)
+    assert np.abs(out["reference"].moving_rate).max() > 1e-4     # a map worth comparing
     np.testing.assert_allclose(out["op"].moving_rate, out["reference"].moving_rate, atol=1e-6)
     # The albedo map's start has gates (the irradiance floor, the outlier mask,
     # the soft threshold's kink, the [0, 1] clip): a float32 rounding difference
