@@ -23,8 +23,11 @@ on the next. Batch throughput
 ``batch_photos_per_s_<backend>``: ``reconstruct_one`` over the photos with
 every output file written and no renders (what ``--image_dir --renders=none``
 does per photo). ``--ideas`` (default on) times each network alone, warm:
-TF, TF + XLA, TFLite float32 / float16 (XNNPACK), and FAN + DRN in one
-``tf.function`` (``ms_per_network_ideas``). Writes ``ms_per_photo_tf``, ``ms_per_photo_tflite``,
+TF with the networks' own Keras layers and with ``serving.inference_model``'s
+(what the backend runs), TF + XLA, TFLite float32 with Keras's 5D instance
+norms and with the 4D ones, float16 (XNNPACK), FAN of ngf 8 and 12 (random
+weights), and FAN + DRN in one ``tf.function`` (``ms_per_network_ideas``). ``cpu_model`` / ``cpu_isa``
+name the machine. Writes ``ms_per_photo_tf``, ``ms_per_photo_tflite``,
 ``ms_per_stage_tf``, ``ms_per_stage_tflite`` (medians; ``_tf_separate``
 likewise) and more.
 """
@@ -50,7 +53,8 @@ from tf_face.errors import TfFaceError  # noqa: E402
 from tf_face.image_io import load_image  # noqa: E402
 from tf_face.serving.backends import ensure_tflite  # noqa: E402
 from tf_face.serving.reconstruct import Reconstructor, reconstruct_one  # noqa: E402
-from tf_face.serving.tflite import TFLiteNetwork, tflite_name  # noqa: E402
+from tf_face.serving.inference_model import inference_model  # noqa: E402
+from tf_face.serving.tflite import TFLiteNetwork, convert_network, tflite_name  # noqa: E402
 from tf_face.serving.weights import (CONFIG_FILE, DEFAULT_WEIGHTS_DIR, NETWORKS,  # noqa: E402
                                      load_networks, read_weights_config)
 from tf_face.testing.random_weights import write_random_weights  # noqa: E402
@@ -146,9 +150,32 @@ def _median_ms(fn, n: int = 15) -> float:
     return float(np.median(ts)) * 1e3
 
 
+def cpu_description() -> dict:
+    """The CPU the numbers come from: model name and the vector extensions that
+    set the networks' speed (2 cores of an earlier machine ran TF FAN in 26 ms,
+    2 cores of an AMD EPYC with AVX2 in 76-80 ms; README, "Speed")."""
+    info = {"cpu_model": "unknown", "cpu_isa": []}
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:                   # not Linux
+        return info
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "model name" and info["cpu_model"] == "unknown":
+            info["cpu_model"] = value.strip()
+        elif key.strip() == "flags":
+            flags_ = set(value.split())
+            info["cpu_isa"] = [f for f in ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni",
+                                           "amx_tile") if f in flags_]
+            break
+    return info
+
+
 def time_ideas(weights) -> dict:
     """ms per call of each network alone (warm, median of 15) under each idea."""
     import tensorflow as tf
+
+    from tf_face.models.unet import build_fan
 
     cfg = read_weights_config(weights)
     nets = load_networks(weights)
@@ -156,11 +183,29 @@ def time_ideas(weights) -> dict:
     x = tf.constant(np.random.default_rng(0).uniform(0, 1, (1, s, s, 3)).astype(np.float32))
     out = {}
     for name in NETWORKS:
-        m = nets[name]
-        for label, jit in (("tf", False), ("tf_xla", True)):
+        # tf_keras_layers: the networks' own Keras layers; tf: what TFBackend runs
+        # (serving.inference_model: sub-pixel transposed convs, 4D instance norms)
+        for label, jit, m in (("tf_keras_layers", False, nets[name]),
+                              ("tf", False, inference_model(nets[name])),
+                              ("tf_xla", True, inference_model(nets[name]))):
             f = tf.function(lambda t, m=m: m(t, training=False), jit_compile=jit)
             out[f"{name}_{label}"] = _median_ms(lambda f=f: np.asarray(f(x)))
     xn = x.numpy()
+    with tempfile.TemporaryDirectory() as tmp:   # TFLite with Keras's 5D instance norms
+        for name in ("fan", "drn"):
+            path = Path(tmp) / f"{name}.tflite"
+            path.write_bytes(convert_network(nets[name], name, "float32", s,
+                                             rewrites=("transpose",))["float32"])
+            net = TFLiteNetwork(path)
+            out[f"{name}_tflite_float32_5d_norms"] = _median_ms(lambda net=net: net(xn))
+        # narrower UNets (random weights: speed does not depend on the values; their
+        # quality is not measured here): what the architecture costs per ngf
+        for ngf in (8, 12):
+            path = Path(tmp) / f"fan_ngf{ngf}.tflite"
+            path.write_bytes(convert_network(build_fan(s, ngf=ngf), "fan", "float32",
+                                             s)["float32"])
+            net = TFLiteNetwork(path)
+            out[f"fan_ngf{ngf}_tflite_float32"] = _median_ms(lambda net=net: net(xn))
     for precision in ("float32", "float16"):
         folder = ensure_tflite(weights, cfg, precision, log=lambda *_: None)
         for name in NETWORKS:
@@ -169,6 +214,7 @@ def time_ideas(weights) -> dict:
             if precision == "float16":   # the interpreter's own default: one thread
                 net = TFLiteNetwork(folder / tflite_name(name, precision), num_threads=1)
                 out[f"{name}_tflite_{precision}_1thread"] = _median_ms(lambda net=net: net(xn))
+    nets = {n: inference_model(m) for n, m in nets.items()}
     both = tf.function(lambda t: (nets["fan"](t, training=False), nets["drn"](t, training=False)))
     out["fan_drn_one_call_tf"] = _median_ms(lambda: [np.asarray(v) for v in both(x)])
     three = tf.function(lambda t: [nets[n](t, training=False) for n in NETWORKS])
@@ -247,12 +293,14 @@ def main(argv):
         write_result_json(FLAGS.json, measure_backend(FLAGS.measure_only, weights, photos))
         return
     result = {"weights": str(weights), "weights_origin": origin, "cpus": os.cpu_count(),
+              **cpu_description(),
               "tflite_precision": FLAGS.tflite_precision, "repeats": FLAGS.repeats,
               "one_process_per_backend": True}
     for backend, *_ in BACKENDS:
         result.update(measure_in_subprocess(backend, weights))
     geo = ("detect", "landmarks", "fit", "unwrap")
-    print(f"\n{len(result['photos'])} photos x {FLAGS.repeats} pass(es); weights: {origin}")
+    print(f"\n{len(result['photos'])} photos x {FLAGS.repeats} pass(es); weights: {origin}; "
+          f"CPU: {result['cpu_model']} x {result['cpus']} ({', '.join(result['cpu_isa'])})")
     print("ms, medians; '-': the stage is not separate on that backend")
     print(f"{'stage':<13}" + "".join(f"{title:>12}" for *_, title in BACKENDS))
     for k in STAGES:
@@ -274,12 +322,20 @@ def main(argv):
     if FLAGS.ideas:
         ideas = result["ms_per_network_ideas"] = time_ideas(weights)
         print("\nnetworks alone, warm (median ms per call):")
-        cols = ("tf", "tf_xla", "tflite_float32", "tflite_float16", "tflite_float16_1thread")
-        print(f"{'network':<10}" + "".join(f"{c:>23}" for c in cols))
+        cols = ("tf_keras_layers", "tf", "tf_xla", "tflite_float32_5d_norms", "tflite_float32",
+                "tflite_float16", "tflite_float16_1thread")
+        w = max(len(c) for c in cols) + 2
+        print(f"{'network':<10}" + "".join(f"{c:>{w}}" for c in cols))
         for name in ("bnet", "fan", "drn"):
-            print(f"{name:<10}" + "".join(f"{ideas[f'{name}_{c}']:>23.1f}" for c in cols))
+            print(f"{name:<10}" + "".join(f"{ideas[f'{name}_{c}']:>{w}.1f}"
+                                          if f"{name}_{c}" in ideas else f"{'-':>{w}}"
+                                          for c in cols))
         print(f"(TFLite with {TFLiteNetwork.default_threads()} threads, the backend's default; "
-              "_1thread: the interpreter's own default)")
+              "_1thread: the interpreter's own default; tf_keras_layers / _5d_norms: without "
+              "serving.inference_model's rewrites / without its 4D instance norms)")
+        print(f"FAN of ngf 8 / 12 / 16 (random weights), TFLite float32: "
+              f"{ideas['fan_ngf8_tflite_float32']:.1f} / {ideas['fan_ngf12_tflite_float32']:.1f}"
+              f" / {ideas['fan_tflite_float32']:.1f} ms")
         print(f"fan+drn in one tf.function call: {ideas['fan_drn_one_call_tf']:.1f} ms "
               f"(separately {ideas['fan_tf'] + ideas['drn_tf']:.1f}); all three in one call: "
               f"{ideas['all_one_call_tf']:.1f} ms (separately "

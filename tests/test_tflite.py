@@ -194,22 +194,54 @@ def test_runner_refuses_unnamed_outputs(tmp_path):
         TFLiteNetwork(tmp_path / "old.tflite")
 
 
-@pytest.mark.parametrize("norm", ["instance", "none"])       # "none": convs with bias
-def test_subpixel_model_equals_the_transposed_convs(norm):
+def _float64_twin(model):
+    """The Keras model recomputed in float64 (same layers and weights)."""
+    import keras
+
+    def clone(layer):
+        return layer.__class__.from_config({**layer.get_config(), "dtype": "float64"})
+    twin = keras.models.clone_model(model, clone_function=clone)
+    twin.set_weights([w.astype(np.float64) for w in model.get_weights()])
+    return twin
+
+
+@pytest.mark.parametrize("norm", ["instance", "none", "batch"])   # "none": convs with bias
+def test_inference_model_equals_the_keras_model(norm):
+    """``inference_model`` (what the TF backend runs and every .tflite is
+    converted from) rewrites the transposed convs and the instance norms and
+    computes the same function, checked against a float64 evaluation of the
+    Keras model."""
+    import keras
+
     from tf_face.models.unet import build_fan
-    from tf_face.serving.tflite import subpixel_model
+    from tf_face.serving.inference_model import inference_model
     model = build_fan(input_size=32, ngf=3, num_downs=5, norm=norm)
     rng = np.random.default_rng(2)
     for w in model.weights:                                    # biases non-zero too
         w.assign(rng.normal(0, 0.2, w.shape).astype(np.float32))
-    twin = subpixel_model(model)
+    if norm == "batch":                                        # inference statistics
+        for layer in model.layers:
+            if isinstance(layer, keras.layers.BatchNormalization):
+                layer.moving_variance.assign(rng.uniform(0.5, 2, layer.moving_variance.shape))
+    twin = inference_model(model)
     names = {type(layer).__name__ for layer in twin.layers}
     assert "Conv2DTranspose" not in names and "SubPixelConvTranspose" in names
+    assert ("GroupNormalization" in names) is False
+    assert ("InstanceNorm4D" in names) == (norm == "instance")
+    assert ("BatchNormalization" in names) == (norm == "batch")
+    # as many weights, but a transposed conv's bias is repeated per output parity
+    extra = sum(3 * layer.bias.shape[0] for layer in model.layers
+                if isinstance(layer, keras.layers.Conv2DTranspose) and layer.use_bias)
+    assert sum(w.size for w in twin.get_weights()) == \
+        sum(w.size for w in model.get_weights()) + extra
     x = rng.random((2, 32, 32, 3), dtype=np.float32)
-    np.testing.assert_allclose(twin(x).numpy(), model(x).numpy(), atol=1e-5)
+    ref64 = _float64_twin(model)(x.astype(np.float64)).numpy()
+    np.testing.assert_allclose(model(x).numpy(), ref64, atol=1e-5)
+    np.testing.assert_allclose(twin(x).numpy(), ref64, atol=1e-5)
+    assert np.abs(twin(x).numpy() - 0.5).max() > 1e-3           # not a constant output
 
 
-def test_unets_have_no_transpose_conv(setup):
+def test_unets_have_no_transpose_conv_and_no_5d_tensors(setup):
     """FAN/DRN .tflite files carry no TRANSPOSE_CONV (TFLite's int8 hybrid
     kernel for it is a slow reference loop: 18-38x float32 without XNNPACK;
     the latencies are measured by eval/bench_reconstruct.py, not asserted
@@ -217,9 +249,13 @@ def test_unets_have_no_transpose_conv(setup):
     from tf_face.serving.tflite import TFLiteNetwork
 
     for path in setup["folder"].glob("*.tflite"):
-        ops = {o["op_name"] for o in TFLiteNetwork(path).interpreter._get_ops_details()}
+        interpreter = TFLiteNetwork(path).interpreter
+        ops = {o["op_name"] for o in interpreter._get_ops_details()}
         assert "TRANSPOSE_CONV" not in ops, (path.name, ops)
         assert ("DEPTH_TO_SPACE" in ops) == (not path.name.startswith("bnet")), path.name
+        # instance norms on 4D maps: Keras's 5D reshape ran outside XNNPACK (2x slower FAN)
+        ranks = {len(t["shape"]) for t in interpreter.get_tensor_details()}
+        assert max(ranks) <= 4, (path.name, ranks)
 
 
 def test_fused_tf_call_equals_the_three_separate_calls(setup):

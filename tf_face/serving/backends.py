@@ -88,19 +88,24 @@ def keras_networks_function(models: dict, uv_size: int, num_albedo: int = 0):
     (traced on the first call): ``fn(x [1,S,S,3] float32) -> {output name: array}``
     with the TFLite signature's names (``OUTPUT_NAMES``): bnet ``p_a`` [1,K] and
     ``sh`` [1,9,3]; fan ``albedo`` [1,S,S,3]; drn ``moving_rate`` [1,S,S,1]
-    (detail units). ``models``: {network name: Keras model}.
+    (detail units). ``models``: {network name: Keras model}, run as
+    ``inference_model(model)`` (transposed convs and instance norms in faster
+    layers, the same function to float rounding).
 
     With all three, one graph instead of three calls: TF schedules them together
     (no per-call dispatch and host round trip in between); eval/bench_reconstruct.py
     measures it against the separate calls (``tf_separate``)."""
     import tensorflow as tf
 
+    from tf_face.serving.inference_model import inference_model
     from tf_face.serving.savedmodel import split_coeffs
 
     unknown = sorted(set(models) - set(OUTPUT_NAMES))
     if unknown:
         raise ValueError(f"unknown network {unknown[0]!r} (one of {NETWORKS})")
     names = [n for n in NETWORKS if n in models]
+    # the same function in faster layers (serving.inference_model)
+    models = {n: inference_model(models[n]) for n in names}
     spec = [tf.TensorSpec([1, uv_size, uv_size, 3], tf.float32)]
 
     @tf.function(input_signature=spec)

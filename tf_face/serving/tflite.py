@@ -10,14 +10,10 @@ precision in
 * ``int8``: dynamic-range quantization (``Optimize.DEFAULT`` without a
   representative dataset): int8 weights, float activations, hybrid kernels.
 
-FAN/DRN's transposed convolutions are written as four 2x2 convolutions +
-``DEPTH_TO_SPACE`` (``subpixel_model``: the same function, to float rounding,
-and as many weights). Measured on the demo weights (ngf 16, 256², LiteRT
-2.3.0, 2 cores): TFLite's builtin int8 hybrid TRANSPOSE_CONV is a slow
-reference loop, so without the XNNPACK delegate int8 FAN/DRN took 1.5-1.9 s
-against 0.11-0.15 s in float32 (one int8 transposed conv layer: 18-38x its
-float32 time); now 53-58 ms. With XNNPACK (LiteRT's default on CPU) the 2x2
-form is also faster: float32 FAN ~58 ms (was ~93), int8 39-50 ms.
+Every .tflite is converted from ``inference_model(model)``
+(``tf_face.serving.inference_model``): the same function with transposed
+convolutions and instance norms in forms that TFLite's XNNPACK runs fast
+(that module says what each bought).
 
 Every model has batch 1 and one signature (``serving_default``) with input
 ``texture`` float32 [1,S,S,3] (UV texture in [0,1], sRGB) and outputs named
@@ -48,6 +44,7 @@ import numpy as np
 
 from tf_face.landmarks.tflite_model import TFLiteModel
 from tf_face.outputs import write_bytes_atomic
+from tf_face.serving.inference_model import REWRITES, inference_model
 from tf_face.serving.weights import WeightsError
 # TF-loading imports stay in functions: cli.reconstruct imports this at start-up
 # (test_import_weight)
@@ -63,110 +60,8 @@ def tflite_name(net: str, precision: str) -> str:
 
 
 OUTPUT_NAMES = {"bnet": ("p_a", "sh"), "fan": ("albedo",), "drn": ("moving_rate",)}
-TFLITE_FORMAT = "v4"  # bumped when the .tflite files change (cache folder names): named
-# outputs (v2), transposed convs as 2x2 convs + depth_to_space (v4)
-
-
-def subpixel_kernels(w: np.ndarray) -> np.ndarray:
-    """Kernels ``k[a, b]`` [2,2,Cin,Cout] such that Keras's
-    ``Conv2DTranspose(Cout, 4, strides=2, padding="same")`` with kernel ``w``
-    [4,4,Cout,Cin] gives output pixel (2i+a, 2j+b) =
-    ``conv2d(pad(x, rows (1-a, a), cols (1-b, b)), k[a, b], VALID)[i, j]``
-    (exactly: the same products, summed in another order).
-
-    Output row 2i+a reads input rows i-1, i (a=0: taps 3, 1) or i, i+1
-    (a=1: taps 2, 0); the same for columns. Returns [2,2,2,2,Cin,Cout].
-    """
-    kh, kw, cout, cin = w.shape
-    if (kh, kw) != (4, 4):
-        raise ValueError(f"subpixel_kernels: expected a 4x4 kernel, got {kh}x{kw}")
-    rows = {0: (3, 1), 1: (2, 0)}  # parity -> 4x4 taps read by the 2x2 taps 0, 1
-    k = np.zeros((2, 2, 2, 2, cin, cout), w.dtype)
-    for a in (0, 1):
-        for b in (0, 1):
-            for u in (0, 1):
-                for v in (0, 1):
-                    k[a, b, u, v] = w[rows[a][u], rows[b][v]].T
-    return k
-
-
-def _subpixel_layer_class():
-    import keras
-    import tensorflow as tf
-
-    class SubPixelConvTranspose(keras.layers.Layer):
-        """Four 2x2 convs (one per output parity, ``subpixel_kernels``),
-        concatenated and interleaved with ``depth_to_space(2)``."""
-
-        def __init__(self, filters: int, use_bias: bool, **kwargs):
-            super().__init__(**kwargs)
-            self.filters, self.use_bias = filters, use_bias
-
-        def build(self, input_shape):
-            self.kernel = self.add_weight(shape=(2, 2, 2, 2, input_shape[-1], self.filters),
-                                          initializer="zeros", name="kernel")
-            self.bias = (self.add_weight(shape=(4 * self.filters,), initializer="zeros",
-                                         name="bias") if self.use_bias else None)
-
-        def call(self, x):
-            ys = [tf.nn.conv2d(tf.pad(x, [[0, 0], [1 - a, a], [1 - b, b], [0, 0]]),
-                               self.kernel[a, b], 1, "VALID") for a in (0, 1) for b in (0, 1)]
-            y = tf.concat(ys, axis=-1)
-            if self.bias is not None:
-                y = tf.nn.bias_add(y, self.bias)
-            return tf.nn.depth_to_space(y, 2)
-
-        def compute_output_shape(self, input_shape):
-            b, h, w, _ = input_shape
-            return (b, None if h is None else 2 * h, None if w is None else 2 * w, self.filters)
-
-    return SubPixelConvTranspose
-
-
-def _is_convt_4x4_s2(layer) -> bool:
-    import keras
-    if not isinstance(layer, keras.layers.Conv2DTranspose):
-        return False
-    c = layer.get_config()
-    return (tuple(c["kernel_size"]) == (4, 4) and tuple(c["strides"]) == (2, 2)
-            and c["padding"] == "same" and tuple(c["dilation_rate"]) == (1, 1)
-            and c.get("output_padding") is None and c["data_format"] == "channels_last"
-            and c["activation"] == "linear")
-
-
-def subpixel_model(model):
-    """``model`` with every ``Conv2DTranspose`` 4x4/2 "same" replaced by the
-    equal four 2x2 convolutions + ``depth_to_space`` (``subpixel_kernels``;
-    as many weights, so the file does not grow); other layers keep their
-    weights. ``model`` itself if it has none.
-
-    Used for every .tflite: TFLite's builtin dynamic-range (hybrid) kernel
-    for TRANSPOSE_CONV is a slow reference loop -- without the XNNPACK
-    delegate an int8 transposed conv took 18-38x its float32 time (one
-    layer 1.95 s vs 51 ms), which made int8 FAN/DRN 1.5-1.9 s against
-    0.13 s in float32 -- while hybrid CONV_2D is fast with and without
-    XNNPACK; and with XNNPACK the float32 FAN runs ~1.6x faster this way.
-    """
-    import keras
-    if not any(_is_convt_4x4_s2(layer) for layer in model.layers):
-        return model
-    cls = _subpixel_layer_class()
-
-    def clone(layer):
-        if _is_convt_4x4_s2(layer):
-            return cls(layer.filters, layer.use_bias, name=layer.name)
-        return layer.__class__.from_config(layer.get_config())
-
-    new = keras.models.clone_model(model, clone_function=clone)
-    for layer in model.layers:
-        twin = new.get_layer(layer.name)
-        if isinstance(twin, cls):
-            twin.kernel.assign(subpixel_kernels(np.asarray(layer.kernel.numpy())))
-            if layer.use_bias:
-                twin.bias.assign(np.tile(np.asarray(layer.bias.numpy()), 4))
-        elif layer.weights:
-            twin.set_weights(layer.get_weights())
-    return new
+TFLITE_FORMAT = "v5"  # bumped when the .tflite files change (cache folder names): named
+# outputs (v2), transposed convs as 2x2 convs + depth_to_space (v4), 4D instance norms (v5)
 
 
 def _write_serving_saved_model(model, net: str, size: int, num_albedo: int, folder) -> None:
@@ -205,8 +100,11 @@ def _convert_saved_model(saved_model_dir, precision: str) -> bytes:
     return conv.convert()
 
 
-def convert_network(model, net: str, precisions, size: int, num_albedo: int = 0) -> dict:
-    """``{precision: .tflite flatbuffer}`` of one Keras network.
+def convert_network(model, net: str, precisions, size: int, num_albedo: int = 0,
+                    rewrites=REWRITES) -> dict:
+    """``{precision: .tflite flatbuffer}`` of one Keras network, converted from
+    ``inference_model(model, rewrites)`` (all rewrites unless a benchmark
+    measures fewer).
 
     The batch-1 signature is exported once with Keras's ``ExportArchive``
     (which tracks the variables the endpoint reads, so the converter's
@@ -219,8 +117,8 @@ def convert_network(model, net: str, precisions, size: int, num_albedo: int = 0)
         tflite_name(net, prec)
     tmp = Path(tempfile.mkdtemp(prefix="tf_face_tflite_"))
     try:
-        # transposed convs as 2x2 convs + depth_to_space (see subpixel_model)
-        sub = subpixel_model(model)
+        # transposed convs as 2x2 convs + depth_to_space, 4D instance norms
+        sub = inference_model(model, rewrites)
         _quiet(lambda: _write_serving_saved_model(sub, net, size, num_albedo, tmp / "sm"))
         return {prec: _convert_saved_model(tmp / "sm", prec) for prec in precisions}
     finally:
