@@ -187,3 +187,30 @@ def test_non_finite_normals_are_dropped_not_propagated(setup):
     assert res.fallback == ""
     assert np.all(np.isfinite(res.albedo)) and np.all(np.isfinite(res.moving_rate))
     assert np.all(np.isfinite(res.sh))
+
+
+def test_blur_is_the_zero_padded_gaussian_convolution():
+    """The albedo map's low-pass (banded matrix products) equals a float64
+    separable convolution with zero padding, and its gradient is the transposed
+    operator (the blur is symmetric: <blur(x), y> = <x, blur(y)>)."""
+    import tensorflow as tf
+
+    from tf_face.appearance.maps import _blur, _gaussian_kernel, blur_matrix
+    rng = np.random.default_rng(7)
+    size, kernel = 40, _gaussian_kernel(3.0)                    # 19 taps
+    x = rng.random((1, size, size, 3))
+    r = len(kernel) // 2
+    padded = np.pad(x, ((0, 0), (r, r), (r, r), (0, 0)))
+    rows = sum(kernel[k] * padded[:, k:k + size, :, :] for k in range(len(kernel)))
+    ref = sum(kernel[k] * rows[:, :, k:k + size, :] for k in range(len(kernel)))
+    m = tf.constant(blur_matrix(kernel, size))
+    got = _blur(tf.constant(x, tf.float32), m).numpy()
+    np.testing.assert_allclose(got, ref, atol=1e-6)
+    assert np.abs(ref[0, 0] - ref[0, size // 2]).max() > 0.05   # the zero padding shows
+    y = rng.random((1, size, size, 3)).astype(np.float32)
+    xt = tf.constant(x, tf.float32)
+    with tf.GradientTape() as tape:
+        tape.watch(xt)
+        inner = tf.reduce_sum(_blur(xt, m) * y)
+    np.testing.assert_allclose(tape.gradient(inner, xt).numpy(),
+                               _blur(tf.constant(y), m).numpy(), atol=1e-5)

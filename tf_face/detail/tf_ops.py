@@ -90,20 +90,24 @@ def grid_orientation(position, normals, valid):
 fd_orientation = grid_orientation
 
 
-def detail_normals(position, normals, displacement, valid, orientation=None):
+def detail_normals(position, normals, displacement, valid, orientation=None,
+                   base_grid_normals=None):
     """Normals of the displaced detail mesh [B,H,W,3] (module doc); 0 off ``valid``.
 
     position [B,H,W,3] (in training divided by fit scale × detail unit),
     normals [B,H,W,3] base normals (normalised here), displacement [B,H,W,3]
     (Δd, 0 off ``valid``), valid [B,H,W,1]. ``orientation`` [B,1,1,1] ±1
     (``grid_orientation(position, normals, valid)`` when None).
+    ``base_grid_normals``: ``grid_vertex_normals(position, valid)`` when the
+    caller has it (an optimiser that moves only the displacement).
     """
     position = tf.convert_to_tensor(position)
     dtype = position.dtype
     ref = _unit(tf.cast(normals, dtype))
     if orientation is None:
         orientation = grid_orientation(position, normals, valid)
-    base = grid_vertex_normals(position, valid)
+    base = grid_vertex_normals(position, valid) if base_grid_normals is None \
+        else tf.cast(base_grid_normals, dtype)
     moved = grid_vertex_normals(position + tf.cast(displacement, dtype), valid)
     n = _unit(ref + tf.cast(orientation, dtype) * (moved - base))
     return n * _binary(valid, dtype)
