@@ -20,12 +20,15 @@ against 0.11-0.15 s in float32 (one int8 transposed conv layer: 18-38x its
 float32 time); now 53-58 ms. With XNNPACK (LiteRT's default on CPU) the 2x2
 form is also faster: float32 FAN ~58 ms (was ~93), int8 39-50 ms.
 
-Both serving backends use it: TFLite (every .tflite is converted from it,
-``tf_face.serving.tflite``) and TF (``serving.backends.keras_networks_function``:
-FAN + DRN 135 -> 108 ms per call on the same machine, medians of 30
-interleaved calls). Training and the SavedModel keep the Keras layers (the
-weights' own architecture); the outputs agree to float rounding
-(tests/test_tflite.py ties both to a float64 evaluation).
+Everything that serves the networks uses it: TFLite (every .tflite is
+converted from it, ``tf_face.serving.tflite``), the TF backend
+(``serving.backends.keras_networks_function``: FAN + DRN 135 -> 108 ms per
+call on the same machine, medians of 30 interleaved calls) and the exported
+SavedModel's signatures (``serving.savedmodel``). Training and the release
+weights keep the Keras layers (the weights' own architecture); the outputs
+agree to float rounding (tests/test_tflite.py ties the rewrite to a float64
+evaluation; tests/test_export_savedmodel.py the SavedModel to the Keras
+networks).
 """
 
 from __future__ import annotations

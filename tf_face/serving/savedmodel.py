@@ -35,6 +35,11 @@ servers use (TF Serving, C++ ``LoadSavedModel``, ``saved_model_cli run``)::
         --input_exprs ';'      # no inputs; the CLI wants some input flag
 
 (x.npy: float32 [B,S,S,3]; each output lands in ``OUT/<key>.npy``.)
+
+The signatures run ``serving.inference_model`` of each network: the same
+function (to float rounding) with FAN/DRN's transposed convs as sub-pixel
+convs and their instance norms on 4D maps, so the SavedModel's variables are
+those layers' (``up<i>_convt/kernel`` is [2,2,2,2,Cin,Cout]).
 """
 
 from __future__ import annotations
@@ -46,6 +51,7 @@ import numpy as np
 import tensorflow as tf
 
 from tf_face.models.bnet import DEFAULT_AMBIENT, NUM_SH
+from tf_face.serving.inference_model import inference_model
 from tf_face.serving.weights import load_albedo_model, load_networks, read_weights_config
 
 SIGNATURES = ("albedo_and_details", "bnet", "fan", "drn", "config")
@@ -86,7 +92,9 @@ class ServingModule(tf.Module):
     def __init__(self, networks: dict, albedo_mean: np.ndarray, albedo_basis: np.ndarray,
                  config: dict):
         super().__init__(name="tf_face_serving")
-        self._nets = _Untracked(**{n: networks[n] for n in ("bnet", "fan", "drn")})
+        # the same function in faster layers (serving.inference_model; FAN 83 -> 59 ms)
+        networks = {n: inference_model(networks[n]) for n in ("bnet", "fan", "drn")}
+        self._nets = _Untracked(**networks)
         self.network_variables = {n: [_tf_variable(v) for v in networks[n].variables]
                                   for n in ("bnet", "fan", "drn")}
         s = int(albedo_mean.shape[0])
