@@ -138,7 +138,11 @@ class TFBackend(_Backend):
 
     def __init__(self, weights_dir, cfg, albedo_model, networks=None, fused: bool = True):
         self.cfg, self.albedo_model, self.fused = cfg, albedo_model, fused
+        from tf_face.serving.inference_model import inference_model
+
         nets = networks if networks is not None else load_networks(weights_dir)
+        # rewritten once here (keras_networks_function leaves a rewritten model as it is)
+        nets = {n: inference_model(nets[n]) for n in NETWORKS}
         self._fns = {n: keras_network_function(n, nets[n], cfg.uv_size, cfg.num_albedo)
                      for n in NETWORKS}
         self._all = keras_networks_function(nets, cfg.uv_size, cfg.num_albedo) if fused else None
