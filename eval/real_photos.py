@@ -179,6 +179,7 @@ class RealPhotoEvaluator:
         self.albedo_model = uv_albedo_model(self.pipe.model, self.atlas)
         self.fitter = AppearanceFitter(self.albedo_model, self.atlas.mask, self.detail_unit,
                                        fit_options)
+        self.fitter.warm_up()   # so the first photo's ms_fit_* are warm like the others
         self.skin_mask = face_skin_mask(self.atlas.mask.shape[0]) & np.asarray(self.atlas.mask,
                                                                                bool)
 

@@ -714,6 +714,7 @@ def run_benchmark(weights_dir=None, num_faces: int = 12, seed: int = 1000,
         from tf_face.appearance.fit import AppearanceFitter
         ctx["fitter"] = AppearanceFitter(ctx["albedo_model"], atlas.mask, ctx["detail_unit"],
                                          fit_options)
+        ctx["fitter"].warm_up()   # the first face's ms_per_photo_fit warm like the others
         ctx["light_fit"] = _LightFit(ctx["fitter"])
     pipe = GeometryPipeline("default", uv_size=256)
     ict = None
