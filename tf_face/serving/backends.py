@@ -2,8 +2,9 @@
 
 ``backend(texture [S,S,3]) -> NetworkOutputs`` for both backends:
 
-* ``TFBackend``: the Keras networks, each wrapped in a ``tf.function`` with a
-  fixed batch-1 signature (graph mode, traced once).
+* ``TFBackend``: the Keras networks as ``serving.inference_model`` (the same
+  function in faster layers), in one ``tf.function`` with a fixed batch-1
+  signature (graph mode, traced once; ``fused=False``: one per network).
 * ``TFLiteBackend``: the ``<net>_<precision>.tflite`` files of
   ``tf_face.serving.tflite`` run with the TFLite interpreter; no TensorFlow
   graph executes for the networks. Missing files are converted on the fly
