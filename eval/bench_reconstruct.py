@@ -181,13 +181,14 @@ def time_ideas(weights) -> dict:
     nets = load_networks(weights)
     s = cfg.uv_size
     x = tf.constant(np.random.default_rng(0).uniform(0, 1, (1, s, s, 3)).astype(np.float32))
+    # what TFBackend runs (serving.inference_model: sub-pixel transposed convs, 4D
+    # instance norms); tf_keras_layers below: the networks' own Keras layers
+    served = {n: inference_model(m) for n, m in nets.items()}
     out = {}
     for name in NETWORKS:
-        # tf_keras_layers: the networks' own Keras layers; tf: what TFBackend runs
-        # (serving.inference_model: sub-pixel transposed convs, 4D instance norms)
         for label, jit, m in (("tf_keras_layers", False, nets[name]),
-                              ("tf", False, inference_model(nets[name])),
-                              ("tf_xla", True, inference_model(nets[name]))):
+                              ("tf", False, served[name]),
+                              ("tf_xla", True, served[name])):
             f = tf.function(lambda t, m=m: m(t, training=False), jit_compile=jit)
             out[f"{name}_{label}"] = _median_ms(lambda f=f: np.asarray(f(x)))
     xn = x.numpy()
@@ -214,10 +215,10 @@ def time_ideas(weights) -> dict:
             if precision == "float16":   # the interpreter's own default: one thread
                 net = TFLiteNetwork(folder / tflite_name(name, precision), num_threads=1)
                 out[f"{name}_tflite_{precision}_1thread"] = _median_ms(lambda net=net: net(xn))
-    nets = {n: inference_model(m) for n, m in nets.items()}
-    both = tf.function(lambda t: (nets["fan"](t, training=False), nets["drn"](t, training=False)))
+    both = tf.function(lambda t: (served["fan"](t, training=False),
+                                  served["drn"](t, training=False)))
     out["fan_drn_one_call_tf"] = _median_ms(lambda: [np.asarray(v) for v in both(x)])
-    three = tf.function(lambda t: [nets[n](t, training=False) for n in NETWORKS])
+    three = tf.function(lambda t: [served[n](t, training=False) for n in NETWORKS])
     out["all_one_call_tf"] = _median_ms(lambda: [np.asarray(v) for v in three(x)])
     return out
 

@@ -18,7 +18,8 @@ Transposed convolutions, measured on the demo weights (ngf 16, 256², LiteRT
 reference loop, so without the XNNPACK delegate int8 FAN/DRN took 1.5-1.9 s
 against 0.11-0.15 s in float32 (one int8 transposed conv layer: 18-38x its
 float32 time); now 53-58 ms. With XNNPACK (LiteRT's default on CPU) the 2x2
-form is also faster: float32 FAN ~58 ms (was ~93), int8 39-50 ms.
+form is also faster: float32 FAN ~58 ms (was ~93), int8 39-50 ms. Hybrid
+CONV_2D, which the 2x2 form uses, is fast with and without XNNPACK.
 
 Everything that serves the networks uses it: TFLite (every .tflite is
 converted from it, ``tf_face.serving.tflite``), the TF backend
@@ -162,15 +163,11 @@ def inference_model(model, rewrites=REWRITES):
     measure each alone (eval/bench_reconstruct.py).
 
     * ``transpose``: every ``Conv2DTranspose`` 4x4/2 "same" becomes four 2x2
-      convolutions + ``depth_to_space`` (``subpixel_kernels``). TFLite's
-      builtin dynamic-range (hybrid) kernel for TRANSPOSE_CONV is a slow
-      reference loop -- without the XNNPACK delegate an int8 transposed conv
-      took 18-38x its float32 time (one layer 1.95 s vs 51 ms), which made
-      int8 FAN/DRN 1.5-1.9 s against 0.13 s in float32 -- while hybrid
-      CONV_2D is fast with and without XNNPACK; and with XNNPACK the float32
-      FAN runs ~1.6x faster this way.
+      convolutions + ``depth_to_space`` (``subpixel_kernels``);
     * ``instance_norm``: every instance norm (``_is_instance_norm``) becomes
       ``InstanceNorm4D``.
+
+    What each bought: the module doc.
     """
     unknown = set(rewrites) - set(REWRITES)
     if unknown:
