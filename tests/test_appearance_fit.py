@@ -114,10 +114,11 @@ def test_albedo_map_keeps_detail_and_mirrors_hidden_texels(setup):
     visible[:, SIZE // 2:] = False                     # right half hidden
     s = _sample(setup, truth, sh, visible)
     lin = np.where(s.texture <= 0.04045, s.texture / 12.92, ((s.texture + 0.055) / 1.055) ** 2.4)
+    # sigma 16 at 256^2 = 4 texels here: the 3x3 spots are high frequency for
+    # the guidance, as freckles are at 256^2; the truth is exactly symmetric,
+    # so the mirror is taken as is (mirror_sigma 0) ...
     albedo, hist = fit_albedo_map(lin, visible, s.normals, sh, am.mean, atlas.mask,
-                                  # sigma 16 at 256^2 = 4 texels here: the 3x3 spots are
-                                  # high frequency for the guidance, as freckles are at 256^2
-                                  AlbedoMapOptions(steps=10, sigma=16.0))
+                                  AlbedoMapOptions(steps=10, sigma=16.0, mirror_sigma=0.0))
     hidden = atlas.mask & ~visible & atlas.mask[:, ::-1]
     # the guidance keeps some of the spots' low frequencies at the PCA albedo;
     # hidden texels get the mirror's high frequencies only
@@ -126,6 +127,16 @@ def test_albedo_map_keeps_detail_and_mirrors_hidden_texels(setup):
         err_pca = np.abs(am.mean - truth)[region].mean()
         assert err_fit < bound * err_pca, (err_fit, err_pca)
     assert hist[-1] <= hist[0]
+    # ... and by default low-passed (12 = 3 texels here): the same darkening,
+    # spread out; the visible texels do not change
+    blurred, _ = fit_albedo_map(lin, visible, s.normals, sh, am.mean, atlas.mask,
+                                AlbedoMapOptions(steps=10, sigma=16.0, mirror_sigma=12.0))
+    dark_sharp = (am.mean - albedo)[hidden].sum(-1)
+    dark_blur = (am.mean - blurred)[hidden].sum(-1)
+    assert abs(dark_blur.sum() - dark_sharp.sum()) < 0.25 * dark_sharp.sum()
+    assert dark_blur.max() < 0.6 * dark_sharp.max()
+    region = visible & atlas.mask
+    assert np.abs(blurred - albedo)[region].max() < 0.02
 
 
 @pytest.mark.needs_ops
