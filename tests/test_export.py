@@ -127,6 +127,20 @@ def test_obj_without_uv_or_normals(tmp_path):
     assert not (tmp_path / "plain.mtl").exists()
 
 
+@pytest.mark.parametrize("corner", ["%d", "%d/%d", "%d//%d", "%d/%d/%d"])
+def test_obj_face_lines_are_the_per_index_format(corner):
+    """write_obj's face lines (each vertex's corner text formatted once) are the
+    text of formatting every index, with indices of 1 to 6 digits."""
+    rng = np.random.default_rng(4)
+    faces = np.concatenate([rng.integers(1, 10, (50, 3)), rng.integers(1, 200_000, (500, 3)),
+                            [[1, 99_999, 100_000]]])
+    k = corner.count("%d")
+    line = "f " + " ".join([corner] * 3) + "\n"
+    expected = "".join(line % tuple(np.repeat(row, k)) for row in faces)
+    assert mf._face_rows(faces, corner) == expected
+    assert mf._face_rows(faces[:0], corner) == ""
+
+
 @pytest.mark.parametrize("bad", ["../albedo.png", "/tmp/a.png", "a b.png", ""])
 def test_obj_rejects_unsafe_names(tmp_path, bad):
     v, t, uv = hemisphere_mesh(5)

@@ -118,6 +118,30 @@ def _rows(fmt_prefix: str, arr: np.ndarray, fmt: str, groups: int | None = None)
     return (line * len(arr)) % tuple(np.asarray(arr).ravel().tolist())
 
 
+def _face_rows(faces: np.ndarray, corner: str) -> str:
+    """``f`` lines of 1-based ``faces`` [T, 3] whose corners repeat one index
+    (``corner``: "%d", "%d/%d", "%d//%d" or "%d/%d/%d"): the same text as
+    ``_rows("f", np.repeat(faces, k, 1), corner, 3)``. Each vertex's corner
+    text is formatted once, and the lines are put together from those as a
+    numpy record array (NUL-padded fields, NULs dropped): about half the time of
+    formatting every index (the detail mesh has ~2x as many faces as vertices
+    and 3 indices per corner)."""
+    if not len(faces):
+        return ""
+    k = corner.count("%d")
+    count = int(faces.max()) + 1
+    tokens = np.array(("\0".join([corner] * count) % tuple(
+        np.repeat(np.arange(count), k).tolist())).encode("ascii").split(b"\0"))
+    width = tokens.dtype.itemsize
+    lines = np.empty(len(faces), [("f", "S2"), ("a", f"S{width}"), ("s1", "S1"),
+                                  ("b", f"S{width}"), ("s2", "S1"), ("c", f"S{width}"),
+                                  ("nl", "S1")])
+    lines["f"], lines["s1"], lines["s2"], lines["nl"] = b"f ", b" ", b" ", b"\n"
+    for name, col in (("a", 0), ("b", 1), ("c", 2)):
+        lines[name] = tokens[faces[:, col]]
+    return lines.tobytes().replace(b"\0", b"").decode("ascii")
+
+
 def _atomic_write(path: Path, data: bytes) -> None:
     write_bytes_atomic(path, data)
 
@@ -157,16 +181,9 @@ def write_obj(path, vertices, triangles, uv=None, normals=None, mtl_name=None,
         out.append(_rows("vn", nrm, "%.6f"))
     if mtl_name is not None:
         out.append(f"usemtl {material}\n")
-    f = t + 1
-    if tex is not None and nrm is not None:
-        rows = np.repeat(f, 3, axis=1)
-        out.append(_rows("f", rows, "%d/%d/%d", 3))
-    elif tex is not None:
-        out.append(_rows("f", np.repeat(f, 2, axis=1), "%d/%d", 3))
-    elif nrm is not None:
-        out.append(_rows("f", np.repeat(f, 2, axis=1), "%d//%d", 3))
-    else:
-        out.append(_rows("f", f, "%d"))
+    corner = ("%d/%d/%d" if nrm is not None else "%d/%d") if tex is not None else \
+        ("%d//%d" if nrm is not None else "%d")
+    out.append(_face_rows(t + 1, corner))
     _atomic_write(path, "".join(out).encode("ascii"))
     if mtl_name is not None:
         mtl = [f"# tf_face material\nnewmtl {material}\n",
