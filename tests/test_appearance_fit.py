@@ -225,3 +225,33 @@ def test_blur_is_the_zero_padded_gaussian_convolution():
         inner = tf.reduce_sum(_blur(xt, m) * y)
     np.testing.assert_allclose(tape.gradient(inner, xt).numpy(),
                                _blur(tf.constant(y), m).numpy(), atol=1e-5)
+
+
+def test_xla_compiled_detail_normals_equal_the_plain_ones(setup):
+    """The displacement fit's XLA-compiled detail normals (jit_normals) and
+    their gradient are the un-compiled TF ones to float rounding."""
+    import tensorflow as tf
+
+    from tf_face.appearance import maps
+    from tf_face.detail.tf_ops import grid_orientation, grid_vertex_normals
+    model, atlas, _ = setup
+    rng = np.random.default_rng(5)
+    n = tf.constant(_face_normals(model, atlas)[None])
+    yy, xx = np.mgrid[0:SIZE, 0:SIZE].astype(np.float32)
+    pos = tf.constant(np.stack([xx, -yy, 20.0 * n[0, ..., 2].numpy()], -1)[None])
+    valid = tf.constant(atlas.mask[None, ..., None].astype(np.float32))
+    orient = grid_orientation(pos, n, valid)
+    base = grid_vertex_normals(pos, valid)
+    rate = tf.constant(rng.normal(0, 0.5, (1, SIZE, SIZE, 1)).astype(np.float32)) * valid
+    weights = tf.constant(rng.normal(0, 1, (1, SIZE, SIZE, 3)).astype(np.float32))
+    out = []
+    for fn in (maps._rate_normals, maps._rate_normals_xla):
+        with tf.GradientTape() as tape:
+            tape.watch(rate)
+            nd = fn(rate, n, pos, valid, orient, base)
+            loss = tf.reduce_sum(nd * weights)
+        out.append((nd.numpy(), tape.gradient(loss, rate).numpy()))
+    (nd_plain, g_plain), (nd_xla, g_xla) = out
+    assert np.abs(nd_plain).sum() > 0 and np.abs(g_plain).max() > 1e-3
+    np.testing.assert_allclose(nd_xla, nd_plain, atol=1e-5)
+    np.testing.assert_allclose(g_xla, g_plain, atol=1e-4 * np.abs(g_plain).max())
