@@ -233,7 +233,8 @@ def test_xla_compiled_detail_normals_equal_the_plain_ones(setup):
     import tensorflow as tf
 
     from tf_face.appearance import maps
-    from tf_face.detail.tf_ops import grid_orientation, grid_vertex_normals
+    from tf_face.detail.tf_ops import (displacement_from_rate, grid_orientation,
+                                       grid_vertex_normals)
     model, atlas, _ = setup
     rng = np.random.default_rng(5)
     n = tf.constant(_face_normals(model, atlas)[None])
@@ -245,10 +246,11 @@ def test_xla_compiled_detail_normals_equal_the_plain_ones(setup):
     rate = tf.constant(rng.normal(0, 0.5, (1, SIZE, SIZE, 1)).astype(np.float32)) * valid
     weights = tf.constant(rng.normal(0, 1, (1, SIZE, SIZE, 3)).astype(np.float32))
     out = []
-    for fn in (maps._rate_normals, maps._rate_normals_xla):
+    for jit in (False, True):
         with tf.GradientTape() as tape:
             tape.watch(rate)
-            nd = fn(rate, n, pos, valid, orient, base)
+            nd = maps._normals_fn(jit)(displacement_from_rate(rate, n, valid), n, pos, valid,
+                                       orient, base)
             loss = tf.reduce_sum(nd * weights)
         out.append((nd.numpy(), tape.gradient(loss, rate).numpy()))
     (nd_plain, g_plain), (nd_xla, g_xla) = out

@@ -62,8 +62,9 @@ reference: ``backend``). The detail normals, pure TF, are XLA-compiled
 of the displacement fit (forward and gradient, 256^2, 2 cores) took 69 ms, 44
 of them in the normals, and takes 36 ms, the normals 12; the normals differ
 by < 1e-6 from the un-compiled ones (float reassociation). Both backends use
-the same normals, so op and reference still give the same fit. Loss terms are ``tf_face.losses`` with
-``reduction="sum"`` (the L1 norms of the paper, so its weights apply).
+the same normals, so op and reference still give the same fit. Loss terms
+are ``tf_face.losses`` with ``reduction="sum"`` (the L1 norms of the paper,
+so its weights apply).
 """
 
 from __future__ import annotations
@@ -270,20 +271,25 @@ class DetailGrid:
         self.valid = tf.constant(np.asarray(atlas_mask, np.float32)[None, ..., None])
 
 
-def _rate_normals(rate, n, pos, valid, orient, base):
-    """Detail normals of the moving rate ``rate`` (``tf_face.detail.tf_ops``)."""
-    return detail_normals(pos, n, displacement_from_rate(rate, n, valid), valid, orient,
-                          base_grid_normals=base)
+def _displaced_normals(delta, n, pos, valid, orient, base):
+    """Detail normals of the displacement ``delta`` (``tf_face.detail.tf_ops``)."""
+    return detail_normals(pos, n, delta, valid, orient, base_grid_normals=base)
 
 
-_rate_normals_xla = tf.function(_rate_normals, jit_compile=True, reduce_retracing=True)
+_displaced_normals_xla = tf.function(_displaced_normals, jit_compile=True,
+                                     reduce_retracing=True)
+
+
+def _normals_fn(jit: bool):
+    """``_displaced_normals``, XLA-compiled when ``jit`` (``jit_normals``)."""
+    return _displaced_normals_xla if jit else _displaced_normals
 
 
 def _displacement_objective(rate, args, consts):
     t, n, pos, g, a, valid, vis, orient, base, texels, row_ptr, col_idx = args
     w_grad, w_const, w_smooth, units_per_iod, backend, jit = consts
     delta = displacement_from_rate(rate, n, valid)
-    nd = (_rate_normals_xla if jit else _rate_normals)(rate, n, pos, valid, orient, base)
+    nd = _normals_fn(jit)(delta, n, pos, valid, orient, base)
     shaded = sh_shade(a, nd, g, backend=backend)
     e_grad = L.gradient_loss(t, shaded, vis, reduction="sum")
     delta_u = delta * units_per_iod
@@ -321,8 +327,8 @@ def fit_displacement_map(texture_linear, visible, normals, position_units, sh, a
     x, history = _adam(_displacement_objective, x0 * valid, args, consts, opts.steps,
                        opts.learning_rate, bound=float(opts.max_rate))
     x = x * valid
-    normals_detail = (_rate_normals_xla if opts.jit_normals else _rate_normals)(
-        x, n, pos, valid, orient, base)
+    normals_detail = _normals_fn(opts.jit_normals)(displacement_from_rate(x, n, valid), n, pos,
+                                                    valid, orient, base)
     normals_detail = tf.where(tf.reduce_any(normals_detail != 0, -1, keepdims=True),
                               normals_detail, n)
     return x[0, ..., 0].numpy(), normals_detail[0].numpy(), history
