@@ -91,7 +91,11 @@ from the JSON, never 0 or null.**
   base-vs-detail angle.
 * light: ``sh_error`` (B-Net, RMS over the 27 coefficients, raw),
   ``sh_error_scale_invariant``, ``sh_error_relative``; the same for the
-  per-photo light fit as ``sh_error_fit{,_scale_invariant,_relative}``.
+  per-photo light fit as ``sh_error_fit{,_scale_invariant,_relative}``;
+  ``exposure_error`` / ``exposure_error_fit``: |mean front irradiance of
+  the SH / of the true SH - 1| (``eval_metrics.exposure_error``): the
+  overall brightness, which one photo cannot separate from the skin's
+  lightness (the light prior guesses 0.95; the generator draws 0.8-1.1).
 * re-render, visible texels, mean |I_t - shade(albedo, detail normals, SH)|:
   ``rerender_error`` / ``rerender_error_base`` for the networks (FAN or PCA
   albedo, DRN or base normals, B-Net SH; in the weights' shading space) and
@@ -198,7 +202,7 @@ COUNT_KEYS = ("texels_visible", "texels_hidden", "texels_atlas", "texels_wrinkle
               "texels_registered")
 #: per-face keys averaged into the summary (when present in any face)
 SUMMARY_PREFIXES = ("albedo_error_", "ita_error_", "detail_error_", "normal_error_",
-                    "sh_error", "rerender_error", "registration_")
+                    "sh_error", "exposure_error", "rerender_error", "registration_")
 TIME_PREFIX = "ms_per_photo_"
 
 
@@ -380,6 +384,7 @@ def face_metrics(truth, sample, pred, skin_group=None, skin_mask=None,
         r[f"sh_error{suffix}"] = M.sh_rms(sh, truth.sh)
         r[f"sh_error{suffix}_scale_invariant"] = M.sh_scale_invariant_rms(sh, truth.sh)
         r[f"sh_error{suffix}_relative"] = M.sh_relative_error(sh, truth.sh)
+        r[f"exposure_error{suffix}"] = M.exposure_error(sh, truth.sh)
     regions = {"": atlas, "_wrinkle": wr, "_visible": vis}
     details = pred.get("detail", {})
     for suffix, m in regions.items():
@@ -837,6 +842,11 @@ def format_table(result: dict) -> str:
         lines.append("displacement RMS over the atlas (IOD / detail units): truth "
                      + ", ".join(f"{name} {np.mean(v):.2e}" for name, v in
                                  zip(("", "fit", "DRN"), rms.values()) if v).strip())
+    exposure = [f"{name} {r[k]:.3f}" for name, k in (("B-Net", "exposure_error"),
+                                                      ("light fit", "exposure_error_fit"))
+                if r.get(k) is not None]
+    if exposure:
+        lines.append("exposure error |mean front irradiance / truth - 1|: " + ", ".join(exposure))
     if r.get("registration_shift_texels") is not None:
         lines.append("registered (\"reg\"): the truth carried into the pipeline's UV map "
                      "(visible texels); median shift "

@@ -100,6 +100,31 @@ def test_sh_errors():
     assert M.sh_scale_invariant_rms(other, sh) <= M.sh_rms(other, sh) + 1e-12
 
 
+def test_exposure_error_is_the_front_irradiance_ratio():
+    """Analytic cases: an ambient light scaled by 1.1 is 10% too bright; a
+    term along the view axis adds 2/3 of its peak on average over the face's
+    disc of normals (checked against a dense sample of the disc); a term
+    along x (zero mean over the disc) leaves the exposure as it is."""
+    from tf_face.sh import SH_K
+    ambient = np.zeros((9, 3))
+    ambient[0] = 1.0 / SH_K[0]                    # irradiance 1 on every normal
+    assert M.exposure_error(1.1 * ambient, ambient) == pytest.approx(0.1)
+    assert M.exposure_error(0.8 * ambient, ambient) == pytest.approx(0.2)
+    frontal = ambient.copy()
+    frontal[2] = 0.3 / SH_K[1]                    # + 0.3 z: the disc's mean z is 2/3
+    assert M.exposure_error(ambient, frontal) == pytest.approx(abs(1.0 / 1.2 - 1.0))
+    sideways = ambient.copy()
+    sideways[3] = 0.5 / SH_K[1]                   # + 0.5 x: as bright on average
+    assert M.exposure_error(sideways, ambient) == pytest.approx(0.0, abs=1e-12)
+    # the mean over a dense uniform sample of the disc's normals agrees
+    from tf_face.sh import sh_basis_np
+    g = np.random.default_rng(0).uniform(-1, 1, (200000, 2))
+    g = g[np.sum(g * g, 1) < 1]
+    n = np.concatenate([g, np.sqrt(1 - np.sum(g * g, 1, keepdims=True))], 1)
+    e = (sh_basis_np(n) @ frontal).mean()
+    assert e == pytest.approx(1.2, rel=2e-3)
+
+
 def test_nanmean():
     assert M.nanmean([1.0, float("nan"), 3.0, None]) == 2.0
     assert math.isnan(M.nanmean([float("nan")]))
@@ -272,7 +297,8 @@ def test_face_metrics_on_hand_made_face():
     regions = ("", "_wrinkle", "_visible")
     expected |= {f"normal_error_{b}{r}_deg" for b in ("base", "truth_base", "drn") for r in regions}
     expected |= {f"detail_error_{d}{r}_deg" for d in ("none", "drn") for r in regions}
-    expected |= {"sh_error", "sh_error_scale_invariant", "sh_error_relative", "rerender_error",
+    expected |= {"sh_error", "sh_error_scale_invariant", "sh_error_relative", "exposure_error",
+                 "rerender_error",
                  "rerender_error_base", "ita_truth", "skin_group"}
     expected |= set(bench.COUNT_KEYS) - {"texels_registered"}      # no registration given
     assert set(m) == expected
@@ -418,7 +444,7 @@ def _expected_keys(paths):
     keys.add("ms_per_photo_geometry")
     if any(p in paths for p in ("pca_fit", "delight", "delight_oracle_light", "fit")):
         keys |= {"sh_error_fit", "sh_error_fit_scale_invariant", "sh_error_fit_relative",
-                 "ms_per_photo_pca_fit"}
+                 "exposure_error_fit", "ms_per_photo_pca_fit"}
     if "delight" in paths:
         keys.add("ms_per_photo_delight")
     if "fit" in paths:
@@ -430,8 +456,8 @@ def _expected_keys(paths):
 def _metric_keys(result):
     return {k for k in result if k.startswith(("albedo_error_", "ita_error_", "ita_bias_",
                                                "detail_error_", "normal_error_", "sh_error",
-                                               "rerender_error", "ms_per_photo_",
-                                               "registration_"))} - {
+                                               "exposure_error", "rerender_error",
+                                               "ms_per_photo_", "registration_"))} - {
         "ita_error_by_group"}
 
 
@@ -477,6 +503,7 @@ def test_end_to_end_without_weights(tmp_path, fast_fit_options):
     assert img[28:, 4 * 256:5 * 256].max() > 0 and img[28:, 7 * 256:8 * 256].max() > 0
     table = bench.format_table(r)
     assert "PCA fit" in table and "B-Net" not in table
+    assert f"light fit {r['exposure_error_fit']:.3f}" in table
 
 
 def test_end_to_end_selected_paths(fast_fit_options):
@@ -513,7 +540,7 @@ def test_end_to_end_with_random_weights(tmp_path):
     assert r["faces_evaluated"] == 1
     paths = ("mean", "pca", "fan", "none", "drn")
     expected = _expected_keys(paths) | {"sh_error", "sh_error_scale_invariant",
-                                        "sh_error_relative", "rerender_error",
+                                        "sh_error_relative", "exposure_error", "rerender_error",
                                         "rerender_error_base", "ms_per_photo_pca",
                                         "ms_per_photo_fan", "ms_per_photo_drn"}
     assert _metric_keys(r) == expected

@@ -55,6 +55,13 @@ SH_K = (
     LAMBERT_BAND[2] * SH_C4,
 )
 
+#: mean of the SH basis over camera-facing unit normals uniform in the image
+#: disc (E[z] = 2/3, E[z^2] = 1/2, odd and mixed moments 0): ``FRONT_MEAN_BASIS
+#: @ gamma`` [3] is a light's mean irradiance on a face seen from the front,
+#: per channel -- its overall brightness (the exposure)
+FRONT_MEAN_BASIS = np.array([SH_K[0], 0.0, SH_K[1] * 2.0 / 3.0, 0.0, 0.0, 0.0,
+                             SH_K[3] * (3 * 0.5 - 1.0), 0.0, 0.0])
+
 
 def sh_basis_np(normals) -> np.ndarray:
     """Lambertian-convolved SH basis in float64 numpy: ``[..., 3] -> [..., 9]``.

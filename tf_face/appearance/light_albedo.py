@@ -22,9 +22,9 @@ alone barely pins it, so we add (ours, not in the paper) a **light prior**:
 
 with ``e_c = hbar . gamma_c`` the mean irradiance of channel c over
 camera-facing normals (uniform in the image disc; ``hbar`` is that mean of the
-SH basis, analytic) and ``ebar`` its channel mean. It says "the photo is
-exposed so that the face receives about ``exposure`` (0.95) irradiance, in
-roughly white light" -- what a camera's auto exposure and white balance do,
+SH basis, analytic: ``tf_face.sh.FRONT_MEAN_BASIS``) and ``ebar`` its channel
+mean. It says "the photo is exposed so that the face receives about
+``exposure`` (0.95) irradiance, in roughly white light" -- what a camera's auto exposure and white balance do,
 and what the synthetic generator draws (``tf_face.synthetic.lighting``: mean
 front irradiance 0.8-1.1). With it the skin tone follows the photo's
 brightness, as a person judging the photo would (and an under-exposed photo
@@ -48,13 +48,7 @@ import dataclasses
 
 import numpy as np
 
-from tf_face.sh import SH_K, sh_basis_np
-
-
-#: mean of the SH basis over camera-facing unit normals uniform in the image
-#: disc: E[z] = 2/3, E[z^2] = 1/2, odd and mixed moments 0
-FRONT_MEAN_BASIS = np.array([SH_K[0], 0.0, SH_K[1] * 2.0 / 3.0, 0.0, 0.0, 0.0,
-                             SH_K[3] * (3 * 0.5 - 1.0), 0.0, 0.0])
+from tf_face.sh import FRONT_MEAN_BASIS, sh_basis_np
 
 
 @dataclasses.dataclass
