@@ -54,6 +54,17 @@
   texels off (the registration of the fitted UV map; the true displacement
   itself scores 1.6 deg, shifted by 2 texels 6.0 deg), so the default
   follows what the photos show.
+  On default synthetic faces the photo barely shows the wrinkles at all
+  (``eval/detail_signal.py``, 12 faces, seed 3000): E_grad at the true
+  displacement carried into the pipeline's map is 0.99-1.00 of E_grad at
+  none (0.3-0.6x the truth; 1.00-1.02 at 1x) -- the skin texture's grain,
+  pores and freckles carry more shading-like contrast -- while on clean
+  renders (no skin texture or camera noise, harsh light) it is 0.87-0.97 and
+  the fit beats no detail (5.25 vs 5.78 deg over the registered wrinkles).
+  Leaving chromatic or high-contrast texels out of E_grad, or weighting it
+  by the texture's orientation coherence, only moved the fit towards "no
+  detail" (tried, not kept). ``displacement_terms`` evaluates the objective's
+  terms at a given rate.
 
 Shading goes through ``tf_face.render.sh_shade`` and E_smooth through
 ``tf_face.render.mesh_laplacian_smoothness`` (custom ops, or their pure-TF
@@ -285,9 +296,10 @@ def _normals_fn(jit: bool):
     return _displaced_normals_xla if jit else _displaced_normals
 
 
-def _displacement_objective(rate, args, consts):
+def _displacement_terms(rate, args, consts):
+    """(E_grad, E_const, E_smooth) of Eq. 9 at the moving rate ``rate`` [1,S,S,1]."""
     t, n, pos, g, a, valid, vis, orient, base, texels, row_ptr, col_idx = args
-    w_grad, w_const, w_smooth, units_per_iod, backend, jit = consts
+    _, _, _, units_per_iod, backend, jit = consts
     delta = displacement_from_rate(rate, n, valid)
     nd = _normals_fn(jit)(delta, n, pos, valid, orient, base)
     shaded = sh_shade(a, nd, g, backend=backend)
@@ -296,7 +308,48 @@ def _displacement_objective(rate, args, consts):
     e_const = L.displacement_const(delta_u, valid, reduction="sum")
     e_smooth = L.smoothness_loss(gather_texels(delta_u, texels), row_ptr, col_idx,
                                  reduction="sum", backend=backend)
+    return e_grad, e_const, e_smooth
+
+
+def _displacement_objective(rate, args, consts):
+    e_grad, e_const, e_smooth = _displacement_terms(rate, args, consts)
+    w_grad, w_const, w_smooth = consts[:3]
     return w_grad * e_grad + w_const * e_const + w_smooth * e_smooth
+
+
+def _displacement_problem(texture_linear, visible, normals, position_units, sh, albedo,
+                          grid: DetailGrid, opts: DisplacementOptions, backend: str):
+    """(args, consts, valid) of the displacement objective for one photo."""
+    t = tf.constant(np.asarray(texture_linear, np.float32)[None])
+    n = tf.constant(np.asarray(normals, np.float32)[None])
+    pos = tf.constant(np.asarray(position_units, np.float32)[None])
+    g = tf.constant(np.asarray(sh, np.float32).reshape(1, 9, 3))
+    a = tf.constant(np.asarray(albedo, np.float32)[None])
+    valid = grid.valid * tf.cast(tf.reduce_any(n != 0, -1, keepdims=True), tf.float32)
+    vis = tf.constant(np.asarray(visible, np.float32)[None, ..., None]) * valid
+    orient = fd_orientation(pos, n, valid)
+    base = grid_vertex_normals(pos, valid)       # the same every step
+    args = (t, n, pos, g, a, valid, vis, orient, base, grid.texels, grid.row_ptr, grid.col_idx)
+    consts = (opts.w_grad, opts.w_const, opts.w_smooth, opts.units_per_iod, backend,
+              bool(opts.jit_normals))
+    return args, consts, valid
+
+
+def displacement_terms(texture_linear, visible, normals, position_units, sh, albedo,
+                       grid: DetailGrid, rate, opts: DisplacementOptions | None = None,
+                       backend: str = "auto") -> dict:
+    """Eq. 9's terms (unweighted, ``reduction="sum"``) at a given moving rate
+    [S,S] (detail units), with the inputs of ``fit_displacement_map``:
+    ``{"e_grad", "e_const", "e_smooth", "objective"}`` (the weighted sum it
+    minimises). For diagnostics, e.g. how much a known displacement lowers
+    E_grad (``eval/detail_signal.py``)."""
+    opts = opts or DisplacementOptions()
+    args, consts, valid = _displacement_problem(texture_linear, visible, normals, position_units,
+                                                sh, albedo, grid, opts, backend)
+    rate = tf.constant(np.asarray(rate, np.float32).reshape(valid.shape)) * valid
+    e = [float(v) for v in _displacement_terms(rate, args, consts)]
+    return {"e_grad": e[0], "e_const": e[1], "e_smooth": e[2],
+            "objective": opts.w_grad * e[0] + opts.w_const * e[1] + opts.w_smooth * e[2]}
 
 
 def fit_displacement_map(texture_linear, visible, normals, position_units, sh, albedo,
@@ -309,24 +362,14 @@ def fit_displacement_map(texture_linear, visible, normals, position_units, sh, a
     so r_d is in the same units as DRN's output.
     """
     opts = opts or DisplacementOptions()
-    t = tf.constant(np.asarray(texture_linear, np.float32)[None])
-    n = tf.constant(np.asarray(normals, np.float32)[None])
-    pos = tf.constant(np.asarray(position_units, np.float32)[None])
-    g = tf.constant(np.asarray(sh, np.float32).reshape(1, 9, 3))
-    a = tf.constant(np.asarray(albedo, np.float32)[None])
-    valid = grid.valid * tf.cast(tf.reduce_any(n != 0, -1, keepdims=True), tf.float32)
-    vis = tf.constant(np.asarray(visible, np.float32)[None, ..., None]) * valid
-    orient = fd_orientation(pos, n, valid)
+    args, consts, valid = _displacement_problem(texture_linear, visible, normals, position_units,
+                                                sh, albedo, grid, opts, backend)
     x0 = tf.zeros_like(valid) if rate_init is None else \
         tf.constant(np.asarray(rate_init, np.float32).reshape(valid.shape))
-
-    base = grid_vertex_normals(pos, valid)       # the same every step
-    args = (t, n, pos, g, a, valid, vis, orient, base, grid.texels, grid.row_ptr, grid.col_idx)
-    consts = (opts.w_grad, opts.w_const, opts.w_smooth, opts.units_per_iod, backend,
-              bool(opts.jit_normals))
     x, history = _adam(_displacement_objective, x0 * valid, args, consts, opts.steps,
                        opts.learning_rate, bound=float(opts.max_rate))
     x = x * valid
+    _, n, pos, _, _, _, _, orient, base = args[:9]
     normals_detail = _normals_fn(opts.jit_normals)(displacement_from_rate(x, n, valid), n, pos,
                                                     valid, orient, base)
     normals_detail = tf.where(tf.reduce_any(normals_detail != 0, -1, keepdims=True),
