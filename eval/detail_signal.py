@@ -44,11 +44,11 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from eval.synthetic_benchmark import KNOBS, _draw, make_difficulty  # noqa: E402
+from eval.synthetic_benchmark import (KNOBS, _draw, define_knob_flags,  # noqa: E402
+                                      make_difficulty, run_and_report)
 from tf_face import eval_metrics as M  # noqa: E402
-from tf_face.cli.common import run_single  # noqa: E402
 from tf_face.detail import model_detail_unit  # noqa: E402
-from tf_face.eval_metrics import nanmean, write_result_json  # noqa: E402
+from tf_face.eval_metrics import nanmean  # noqa: E402
 from tf_face.errors import TfFaceError  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -154,17 +154,12 @@ def format_table(r: dict) -> str:
 
 
 def define_flags() -> None:
-    from tf_face.synthetic.sampling import Difficulty
     flags.DEFINE_integer("num_faces", 12, "Faces to generate.")
     flags.DEFINE_integer("seed", 3000, "Seed of the faces.")
     flags.DEFINE_list("scales", ["0.3", "0.6", "1.0"], "Multiples of the true displacement.")
     flags.DEFINE_integer("image_size", 512, "Photo size in pixels.")
     flags.DEFINE_string("json", None, "Write the results here.")
-    d = Difficulty()
-    for k in KNOBS:
-        flags.DEFINE_float(k, float(getattr(d, k)), f"Generator knob Difficulty.{k}.")
-    flags.DEFINE_bool("progress", True, "Show a progress bar (--noprogress: none).")
-    flags.DEFINE_bool("debug", False, "Show tracebacks of internal errors.")
+    define_knob_flags()
 
 
 def main(argv):
@@ -172,26 +167,17 @@ def main(argv):
     try:
         if FLAGS.num_faces < 1:
             raise ValueError("--num_faces must be >= 1")
-        scales = [float(f) for f in FLAGS.scales]
+        try:
+            scales = [float(f) for f in FLAGS.scales]
+        except ValueError:
+            raise ValueError(f"--scales must be numbers, got {','.join(FLAGS.scales)!r}") from None
         difficulty = make_difficulty(**{k: getattr(FLAGS, k) for k in KNOBS})
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    box = {}
-
-    def job():
-        box["r"] = run_signal(FLAGS.num_faces, FLAGS.seed, scales, difficulty,
-                              FLAGS.image_size, FLAGS.progress)
-
-    code = run_single(job, debug=FLAGS.debug)
-    r = box.get("r")
-    if r is None:
-        return code
-    print(format_table(r))
-    if FLAGS.json:
-        write_result_json(FLAGS.json, r)
-    return code
-
+    return run_and_report(lambda: run_signal(FLAGS.num_faces, FLAGS.seed, scales, difficulty,
+                                             FLAGS.image_size, FLAGS.progress),
+                          format_table, FLAGS.json, FLAGS.debug)
 
 if __name__ == "__main__":
     define_flags()

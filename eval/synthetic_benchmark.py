@@ -174,8 +174,6 @@ MIN_SHADING = 0.05
 def define_flags() -> None:
     """The CLI flags (defined only when run as a script, so importing this
     module - e.g. from tests - never clashes with other CLIs' flags)."""
-    from tf_face.synthetic.sampling import Difficulty
-
     flags.DEFINE_string("weights_dir", None, "Weights folder of the training jobs "
                         "(bnet/fan/drn.keras); without it the network paths are absent.")
     flags.DEFINE_string("appearance", "", "Comma list of paths to score, of: "
@@ -191,11 +189,36 @@ def define_flags() -> None:
                         "group sizes for the per-group errors and the bias), one group "
                         "(very_light, light, intermediate, tan, brown, dark), or empty for "
                         "the generator's default (all).")
+    define_knob_flags()
+
+
+def define_knob_flags() -> None:
+    """The generator knobs (``--max_yaw`` ...), ``--progress`` and ``--debug``
+    (shared with ``eval/detail_signal.py``)."""
+    from tf_face.synthetic.sampling import Difficulty
     d = Difficulty()
     for k in KNOBS:
         flags.DEFINE_float(k, float(getattr(d, k)), f"Generator knob Difficulty.{k}.")
     flags.DEFINE_bool("progress", True, "Show a progress bar (--noprogress: none).")
     flags.DEFINE_bool("debug", False, "Show tracebacks of internal errors.")
+
+
+def run_and_report(run, table, json_path, debug: bool = False) -> int:
+    """Run ``run()`` (-> the result dict) under the CLI's error handling, print
+    ``table(result)``, write the JSON; returns the exit code."""
+    box = {}
+
+    def job():
+        box["r"] = run()
+
+    code = run_single(job, debug=debug)
+    r = box.get("r")
+    if r is None:
+        return code
+    print(table(r))
+    if json_path:
+        write_result_json(json_path, r)
+    return code
 
 
 COUNT_KEYS = ("texels_visible", "texels_hidden", "texels_atlas", "texels_wrinkle",
@@ -882,24 +905,17 @@ def main(argv):
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    box = {}
 
-    def job():
-        box["r"] = run_benchmark(FLAGS.weights_dir or None, FLAGS.num_faces, FLAGS.seed,
-                                 FLAGS.image_size, FLAGS.out_dir, FLAGS.ict_npz or None,
-                                 progress=FLAGS.progress, appearance=FLAGS.appearance or None,
-                                 difficulty=difficulty, skin_tone=FLAGS.skin_tone or None)
+    def run():
+        return run_benchmark(FLAGS.weights_dir or None, FLAGS.num_faces, FLAGS.seed,
+                             FLAGS.image_size, FLAGS.out_dir, FLAGS.ict_npz or None,
+                             progress=FLAGS.progress, appearance=FLAGS.appearance or None,
+                             difficulty=difficulty, skin_tone=FLAGS.skin_tone or None)
 
-    code = run_single(job, debug=FLAGS.debug)
-    r = box.get("r")
-    if r is None:
-        return code
-    print(format_table(r))
-    if r.get("sheet"):
-        print(f"contact sheet: {r['sheet']}")
-    if FLAGS.json:
-        write_result_json(FLAGS.json, r)
-    return code
+    def table(r):
+        return format_table(r) + (f"\ncontact sheet: {r['sheet']}" if r.get("sheet") else "")
+
+    return run_and_report(run, table, FLAGS.json, FLAGS.debug)
 
 
 if __name__ == "__main__":

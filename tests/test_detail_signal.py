@@ -1,18 +1,9 @@
 """eval/detail_signal.py: the fit's E_grad sees a known displacement where the
 photo shows it (units, sign, registration and detail normals agree)."""
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 
-
-def _signal():
-    path = Path(__file__).resolve().parents[1] / "eval" / "detail_signal.py"
-    spec = importlib.util.spec_from_file_location("detail_signal_under_test", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+from eval import detail_signal as ds
 
 
 def test_the_true_displacement_lowers_e_grad_on_a_clean_render():
@@ -23,7 +14,6 @@ def test_the_true_displacement_lowers_e_grad_on_a_clean_render():
     itself scores far better than "no detail" on the wrinkle metric."""
     from tf_face.appearance.fit import AppearanceOptions
     from tf_face.appearance.maps import AlbedoMapOptions, DisplacementOptions
-    ds = _signal()
     clean = ds.make_difficulty(albedo_detail=0, camera_noise=0, occlusion_prob=0, max_yaw=20,
                                light_harshness=1)
     fast = AppearanceOptions(albedo_map=AlbedoMapOptions(steps=1),
