@@ -27,7 +27,7 @@ Summary: the means over the faces; the JSON also holds ``per_face`` and the
 settings. This explains the benchmark's detail numbers; it does not replace
 them. Measured on 12 faces, seed 3000 (2026-12-02): default knobs, E_grad
 ratio 0.99-1.00 at 0.3-0.6x the truth and above 1 at 1x, the fit 6.27 deg vs
-no detail 6.22; clean renders, 0.88-0.97 at 0.6x and the fit 5.77 vs 6.37;
+no detail 6.22; clean renders, 0.87-0.97 at 0.6x and the fit 5.25 vs 5.78;
 ``--albedo_detail=0`` alone, the fit 5.66 vs 5.76.
 """
 
@@ -178,6 +178,7 @@ def main(argv):
     return run_and_report(lambda: run_signal(FLAGS.num_faces, FLAGS.seed, scales, difficulty,
                                              FLAGS.image_size, FLAGS.progress),
                           format_table, FLAGS.json, FLAGS.debug)
+
 
 if __name__ == "__main__":
     define_flags()

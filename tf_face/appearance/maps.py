@@ -81,6 +81,7 @@ so its weights apply).
 from __future__ import annotations
 
 import dataclasses
+from typing import NamedTuple
 
 import numpy as np
 import tensorflow as tf
@@ -296,6 +297,22 @@ def _normals_fn(jit: bool):
     return _displaced_normals_xla if jit else _displaced_normals
 
 
+class _DisplacementArgs(NamedTuple):
+    """The per-photo tensors of the displacement objective (``_displacement_problem``)."""
+    t: tf.Tensor
+    n: tf.Tensor
+    pos: tf.Tensor
+    g: tf.Tensor
+    a: tf.Tensor
+    valid: tf.Tensor
+    vis: tf.Tensor
+    orient: tf.Tensor
+    base: tf.Tensor
+    texels: tf.Tensor
+    row_ptr: tf.Tensor
+    col_idx: tf.Tensor
+
+
 def _displacement_terms(rate, args, consts):
     """(E_grad, E_const, E_smooth) of Eq. 9 at the moving rate ``rate`` [1,S,S,1]."""
     t, n, pos, g, a, valid, vis, orient, base, texels, row_ptr, col_idx = args
@@ -311,10 +328,13 @@ def _displacement_terms(rate, args, consts):
     return e_grad, e_const, e_smooth
 
 
+def _weighted(terms, consts):
+    """Eq. 9: w_grad E_grad + w_const E_const + w_smooth E_smooth."""
+    return sum(w * e for w, e in zip(consts[:3], terms))
+
+
 def _displacement_objective(rate, args, consts):
-    e_grad, e_const, e_smooth = _displacement_terms(rate, args, consts)
-    w_grad, w_const, w_smooth = consts[:3]
-    return w_grad * e_grad + w_const * e_const + w_smooth * e_smooth
+    return _weighted(_displacement_terms(rate, args, consts), consts)
 
 
 def _displacement_problem(texture_linear, visible, normals, position_units, sh, albedo,
@@ -329,7 +349,8 @@ def _displacement_problem(texture_linear, visible, normals, position_units, sh, 
     vis = tf.constant(np.asarray(visible, np.float32)[None, ..., None]) * valid
     orient = fd_orientation(pos, n, valid)
     base = grid_vertex_normals(pos, valid)       # the same every step
-    args = (t, n, pos, g, a, valid, vis, orient, base, grid.texels, grid.row_ptr, grid.col_idx)
+    args = _DisplacementArgs(t, n, pos, g, a, valid, vis, orient, base, grid.texels,
+                             grid.row_ptr, grid.col_idx)
     consts = (opts.w_grad, opts.w_const, opts.w_smooth, opts.units_per_iod, backend,
               bool(opts.jit_normals))
     return args, consts, valid
@@ -348,8 +369,7 @@ def displacement_terms(texture_linear, visible, normals, position_units, sh, alb
                                                 sh, albedo, grid, opts, backend)
     rate = tf.constant(np.asarray(rate, np.float32).reshape(valid.shape)) * valid
     e = [float(v) for v in _displacement_terms(rate, args, consts)]
-    return {"e_grad": e[0], "e_const": e[1], "e_smooth": e[2],
-            "objective": opts.w_grad * e[0] + opts.w_const * e[1] + opts.w_smooth * e[2]}
+    return {"e_grad": e[0], "e_const": e[1], "e_smooth": e[2], "objective": _weighted(e, consts)}
 
 
 def fit_displacement_map(texture_linear, visible, normals, position_units, sh, albedo,
@@ -369,9 +389,9 @@ def fit_displacement_map(texture_linear, visible, normals, position_units, sh, a
     x, history = _adam(_displacement_objective, x0 * valid, args, consts, opts.steps,
                        opts.learning_rate, bound=float(opts.max_rate))
     x = x * valid
-    _, n, pos, _, _, _, _, orient, base = args[:9]
-    normals_detail = _normals_fn(opts.jit_normals)(displacement_from_rate(x, n, valid), n, pos,
-                                                    valid, orient, base)
+    n = args.n
+    normals_detail = _normals_fn(opts.jit_normals)(displacement_from_rate(x, n, valid), n,
+                                                    args.pos, valid, args.orient, args.base)
     normals_detail = tf.where(tf.reduce_any(normals_detail != 0, -1, keepdims=True),
                               normals_detail, n)
     return x[0, ..., 0].numpy(), normals_detail[0].numpy(), history
