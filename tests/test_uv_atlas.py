@@ -150,3 +150,38 @@ def test_to_grid_scatters_rows():
     part = at.to_grid(vals[rows], rows)
     np.testing.assert_array_equal(part.reshape(-1, 2)[at.texel_index[rows]], vals[rows])
     assert np.count_nonzero(part.any(-1)) <= rows.size
+
+
+def test_to_grid_keeps_channel_counts_apart():
+    """The cached flat index is per channel count: 3, 1 and 3 channels again."""
+    verts, tris, uv = plane_grid(n=4)
+    at = build_atlas(uv, tris, 16)
+    m = at.texel_index.size
+    rng = np.random.default_rng(0)
+    for shape in ((m, 3), (m,), (m, 3), (m, 2, 2)):
+        vals = rng.normal(size=shape).astype(np.float32)
+        grid = at.to_grid(vals)
+        assert grid.shape == (16, 16) + shape[1:]
+        np.testing.assert_array_equal(grid[at.mask], vals)
+        assert (grid[~at.mask] == 0).all()
+
+
+def test_albedo_np_matches_the_float64_formula():
+    """UVAlbedoModel.albedo_np (covered texels only, cached [K, N] basis) ==
+    m_a + U_a p_a in float64, texels outside the model 0, batch of 2."""
+    from tf_face.uv.albedo_model import UVAlbedoModel
+    rng = np.random.default_rng(1)
+    covered = rng.random((12, 12)) < 0.6
+    mean = np.where(covered[..., None], rng.random((12, 12, 3)), 0.0).astype(np.float32)
+    basis = np.where(covered[..., None, None], rng.normal(size=(12, 12, 3, 5)),
+                     0.0).astype(np.float32)
+    model = UVAlbedoModel(mean, basis)
+    p = rng.normal(size=(2, 5)).astype(np.float32)
+    want = mean.astype(np.float64)[None] + np.einsum("hwck,bk->bhwc", basis.astype(np.float64),
+                                                     p.astype(np.float64))
+    for _ in range(2):                      # first call builds the cache, second uses it
+        got = model.albedo_np(p)
+        assert got.shape == (2, 12, 12, 3) and got.dtype == np.float32
+        np.testing.assert_allclose(got, want, atol=1e-5)
+        assert (got[:, ~covered] == 0).all()
+    np.testing.assert_allclose(model.albedo_np(p[0])[0], want[0], atol=1e-5)

@@ -29,7 +29,7 @@ from tf_face.assets import cache_dir
 from tf_face.serving.tflite import (OUTPUT_NAMES, PRECISIONS, TFLITE_FORMAT, TFLiteNetwork,
                                     export_tflite, tflite_name)
 from tf_face.serving.weights import (CONFIG_FILE, MANIFEST, NETWORKS, WeightsError,
-                                     albedo_from_coeffs_np, is_release_folder, load_networks)
+                                     is_release_folder, load_networks)
 # TF-loading imports stay in functions: cli.reconstruct imports this at start-up
 # (test_import_weight)
 
@@ -48,7 +48,7 @@ class NetworkOutputs:
 
 def _compose(raw: dict, albedo_model, timings: dict) -> NetworkOutputs:
     t = time.perf_counter()
-    pca = albedo_from_coeffs_np(albedo_model.mean, albedo_model.basis, raw["p_a"])[0]
+    pca = albedo_model.albedo_np(raw["p_a"])[0]
     timings["albedo_pca"] = (time.perf_counter() - t) * 1e3
     return NetworkOutputs(p_a=np.asarray(raw["p_a"], np.float32).reshape(-1),
                           sh=np.asarray(raw["sh"], np.float32).reshape(9, 3),

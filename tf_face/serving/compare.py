@@ -28,12 +28,11 @@ from tf_face.errors import TfFaceError
 from tf_face.image_io import load_image
 from tf_face.serving.tflite import NETWORKS, PRECISIONS, TFLiteNetwork, tflite_name, time_call
 from tf_face.viz.views import to_display
-from tf_face.serving.weights import albedo_from_coeffs_np
 
 
 def _main_output(net: str, out: dict, albedo_model):
     if net == "bnet":
-        return albedo_from_coeffs_np(albedo_model.mean, albedo_model.basis, out["p_a"])[0]
+        return albedo_model.albedo_np(out["p_a"])[0]
     if net == "fan":
         return out["albedo"][0]
     return out["moving_rate"][0, ..., 0]

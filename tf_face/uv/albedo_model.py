@@ -25,6 +25,32 @@ class UVAlbedoModel:
     def num_components(self) -> int:
         return int(self.basis.shape[-1])
 
+    def albedo_np(self, p_a) -> np.ndarray:
+        """Numpy R_a [B, H, W, 3] float32 = mean + basis @ p_a (p_a [B, K]).
+
+        Only the texels the model covers (mean or a component nonzero; the
+        rest are 0 by construction) are computed, from a ``[K, N]`` copy of
+        their basis rows built on first use (N x K x 4 bytes, ~56 MB for the
+        default 256² model): the product is memory bound, and this reads 0.7x
+        the bytes, contiguously -- 2x faster than ``basis.reshape(-1, K) @ p``.
+        """
+        rows, basis_t, mean = self._texel_basis()
+        p = np.asarray(p_a, np.float32).reshape(-1, self.num_components)
+        out = np.zeros((p.shape[0], self.mean.size), np.float32)
+        out[:, rows] = mean + p @ basis_t
+        return out.reshape((-1,) + self.mean.shape)
+
+    def _texel_basis(self):
+        cached = self.__dict__.get("_texel_basis_cache")
+        if cached is None:
+            k = self.num_components
+            flat = self.basis.reshape(-1, k)
+            rows = np.flatnonzero(np.any(flat != 0, axis=1) | (self.mean.reshape(-1) != 0))
+            cached = (rows, np.ascontiguousarray(flat[rows].T, np.float32),
+                      self.mean.reshape(-1)[rows].astype(np.float32))
+            self.__dict__["_texel_basis_cache"] = cached
+        return cached
+
     def tensors(self):
         return (tf.constant(self.mean, tf.float32), tf.constant(self.basis, tf.float32))
 

@@ -200,8 +200,9 @@ def unwrap(image, fitted: FittedFace, model, atlas: UVAtlas,
     mask[texels[vis]] = True
     # Bilinear texture sample of the visible texels (pixel (r, c) centre at (c, r)).
     rows = np.flatnonzero(vis)
-    colours = np.clip(_sample_bilinear(img, x[rows], y[rows]), 0.0, 1.0)
-    return UVSample(texture=atlas.to_grid(colours, rows),
+    colours = np.zeros((texels.size, 3), np.float32)
+    colours[rows] = np.clip(_sample_bilinear(img, x[rows], y[rows]), 0.0, 1.0)
+    return UVSample(texture=atlas.to_grid(colours),
                     mask=mask.reshape(size_h, size_w),
                     normals=atlas.to_grid(n_cam.astype(np.float32)),
                     position=atlas.to_grid((p_img * IMAGE_FLIP).astype(np.float32)))
