@@ -25,7 +25,7 @@ every output file written and no renders (what ``--image_dir --renders=none``
 does per photo). ``--ideas`` (default on) times each network alone, warm:
 TF with the networks' own Keras layers and with ``serving.inference_model``'s
 (what the backend runs), TF + XLA, TFLite float32 with Keras's 5D instance
-norms and with the 4D ones, float16 (XNNPACK), FAN of ngf 8 and 12 (random
+norms and with the 4D ones, float16 (XNNPACK), FAN of ngf 8, 12 and 16 (random
 weights), and FAN + DRN in one ``tf.function`` (``ms_per_network_ideas``). ``cpu_model`` / ``cpu_isa``
 name the machine. Writes ``ms_per_photo_tf``, ``ms_per_photo_tflite``,
 ``ms_per_stage_tf``, ``ms_per_stage_tflite`` (medians; ``_tf_separate``
@@ -66,7 +66,8 @@ if __name__ == "__main__":   # a script: TensorFlow without its start-up noise
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("json", None, "Write the results here.")
-flags.DEFINE_string("weights_dir", None, "Weights folder (default: demo weights or random).")
+flags.DEFINE_string("weights_dir", None, "Weights folder (default: the shipped release "
+                    "weights; random ones where the package has none).")
 flags.DEFINE_enum("tflite_precision", "float32", ["float32", "float16", "int8"],
                   "TFLite files used by the TFLite backend.")
 flags.DEFINE_integer("max_photos", 8, "Photos timed.")
@@ -201,7 +202,7 @@ def time_ideas(weights) -> dict:
             out[f"{name}_tflite_float32_5d_norms"] = _median_ms(lambda net=net: net(xn))
         # narrower UNets (random weights: speed does not depend on the values; their
         # quality is not measured here): what the architecture costs per ngf
-        for ngf in (8, 12):
+        for ngf in (8, 12, 16):
             path = Path(tmp) / f"fan_ngf{ngf}.tflite"
             path.write_bytes(convert_network(build_fan(s, ngf=ngf), "fan", "float32",
                                              s)["float32"])
@@ -335,8 +336,8 @@ def main(argv):
               "_1thread: the interpreter's own default; tf_keras_layers / _5d_norms: without "
               "serving.inference_model's rewrites / without its 4D instance norms)")
         print(f"FAN of ngf 8 / 12 / 16 (random weights), TFLite float32: "
-              f"{ideas['fan_ngf8_tflite_float32']:.1f} / {ideas['fan_ngf12_tflite_float32']:.1f}"
-              f" / {ideas['fan_tflite_float32']:.1f} ms")
+              + " / ".join(f"{ideas[f'fan_ngf{n}_tflite_float32']:.1f}" for n in (8, 12, 16))
+              + " ms")
         print(f"fan+drn in one tf.function call: {ideas['fan_drn_one_call_tf']:.1f} ms "
               f"(separately {ideas['fan_tf'] + ideas['drn_tf']:.1f}); all three in one call: "
               f"{ideas['all_one_call_tf']:.1f} ms (separately "
