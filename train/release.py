@@ -15,7 +15,9 @@ resumes, so a killed run continues where it stopped when started again):
    (default) adds what makes the networks learn in CPU hours instead of GPU
    days: synthetic supervision (``--w_sup``: an L1 term to the ground truth
    the shards carry, see ``tf_face.training.stages.supervised_loss``), larger
-   learning rates, a narrower B-Net. ``--recipe=paper`` is the paper's
+   learning rates, narrower networks (B-Net width 16, FAN/DRN ngf 8: at half
+   the paper's UNet width FAN and DRN score as at full width on the held-out
+   faces and run 2.5-3x faster, v2's MODEL_CARD.md). ``--recipe=paper`` is the paper's
    self-supervised objective and learning rate (set the widths and steps with
    the flags).
 3. ``W/release``: inference weights only (``tf_face.serving.weights.write_release``;
@@ -66,10 +68,10 @@ REPO = Path(__file__).resolve().parents[1]
 
 # recipe -> defaults of the settings it changes (flags given explicitly win)
 RECIPES = {
-    "cpu": {"bnet_width": 16, "bnet_learning_rate": 1e-3, "fan_learning_rate": 5e-4,
+    "cpu": {"bnet_width": 16, "ngf": 8, "bnet_learning_rate": 1e-3, "fan_learning_rate": 5e-4,
             "drn_learning_rate": 2e-4, "w_sup_bnet": 1.0, "w_sup_fan": 0.005,
             "w_sup_drn": 1.0, "sup_space_bnet": "linear", "sup_space_fan": "linear"},
-    "paper": {"bnet_width": 64, "bnet_learning_rate": 2e-5, "fan_learning_rate": 2e-5,
+    "paper": {"bnet_width": 64, "ngf": 16, "bnet_learning_rate": 2e-5, "fan_learning_rate": 2e-5,
               "drn_learning_rate": 2e-5, "w_sup_bnet": 0.0, "w_sup_fan": 0.0,
               "w_sup_drn": 0.0, "sup_space_bnet": "linear", "sup_space_fan": "linear"},
 }
@@ -91,7 +93,8 @@ def define_flags() -> None:
     flags.DEFINE_integer("fan_batch", 4, "FAN batch size.")
     flags.DEFINE_integer("drn_batch", 4, "DRN batch size.")
     flags.DEFINE_integer("bnet_width", None, "B-Net base width (recipe default: cpu 16, paper 64).")
-    flags.DEFINE_integer("ngf", 16, "FAN/DRN UNet base width (paper 16).")
+    flags.DEFINE_integer("ngf", None, "FAN/DRN UNet base width (recipe default: cpu 8, "
+                         "paper 16).")
     for net in ("fan", "drn"):
         flags.DEFINE_enum(f"upsample_{net}", "transpose", UPSAMPLE_KINDS,
                           f"{net.upper()}'s up levels (train/job_flags.py --upsample; paper: "
@@ -108,7 +111,7 @@ def define_flags() -> None:
     flags.DEFINE_enum("weights_dtype", "float16", ["float16", "float32"],
                       "dtype of the released weights.")
     # 120: with 36 (6 per group) FAN's and B-Net's errors swapped order between
-    # two seeds (MODEL_CARD.md of v1, "Larger held-out benchmark")
+    # two seeds (v1's MODEL_CARD.md, "Larger held-out benchmark"; in git history)
     flags.DEFINE_integer("bench_faces", 120, "Held-out benchmark faces (20 per tone group).")
     flags.DEFINE_integer("bench_seed", 1000, "Seed of the held-out faces.")
     flags.DEFINE_string("real_photos", "", "Optional folder of photos for the real-photo "
@@ -124,7 +127,7 @@ def settings_from_flags() -> dict:
         "bnet_batch", "fan_batch", "drn_batch", "bnet_width", "ngf", "upsample_fan",
         "upsample_drn", "weights_dtype",
         "bench_faces", "bench_seed")}
-    for k in ("bnet_width", "bnet_learning_rate", "fan_learning_rate", "drn_learning_rate",
+    for k in ("bnet_width", "ngf", "bnet_learning_rate", "fan_learning_rate", "drn_learning_rate",
               "w_sup_bnet", "w_sup_fan", "w_sup_drn", "sup_space_bnet", "sup_space_fan"):
         v = getattr(FLAGS, k)
         s[k] = RECIPES[FLAGS.recipe][k] if v is None else v
