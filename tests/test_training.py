@@ -241,3 +241,21 @@ def test_two_local_workers_train_the_same_weights(toy_data, tmp_path):
         np.testing.assert_allclose(chief[k], other[k], rtol=0, atol=1e-6, err_msg=k)
     summary = json.loads((tmp_path / "mw" / "bnet_summary.json").read_text())
     assert summary["steps"] == 3
+
+
+def test_weights_config_takes_each_width_from_its_own_stage(tmp_path):
+    """A FAN/DRN job's --bnet_width default (64) must not overwrite the trained
+    B-Net's width in tf_face_weights.json; each stage records its architecture."""
+    from types import SimpleNamespace
+    from tf_face.training.jobs import JobConfig, _write_weights_config
+    ctx = SimpleNamespace(num_albedo=8, detail_unit=1.0)
+    atlas = SimpleNamespace(size=UV)
+    out = str(tmp_path / "w")
+    _write_weights_config(JobConfig("d", out, bnet_width=12, ngf=4), "bnet", ctx, atlas)
+    _write_weights_config(JobConfig("d", out, ngf=8, upsample="conv_resize"), "fan", ctx, atlas)
+    _write_weights_config(JobConfig("d", out, ngf=8), "drn", ctx, atlas)
+    cfg = json.loads((tmp_path / "w" / "tf_face_weights.json").read_text())
+    assert cfg["bnet_width"] == 12 and cfg["ngf"] == 8 and "upsample" not in cfg
+    assert cfg["stages"]["bnet"]["bnet_width"] == 12
+    assert cfg["stages"]["fan"]["upsample"] == "conv_resize"
+    assert cfg["stages"]["drn"]["upsample"] == "transpose"

@@ -140,12 +140,18 @@ def _write_weights_config(cfg: JobConfig, stage: str, ctx, atlas) -> None:
     out.mkdir(parents=True, exist_ok=True)
     path = out / CONFIG_FILE
     data = json.loads(path.read_text()) if path.exists() else {}
-    data.update({"model": cfg.model if isinstance(cfg.model, str) else cfg.model.name, "num_albedo": ctx.num_albedo, "uv_size": int(atlas.size),
+    # architecture keys come from the stage that builds that network (a FAN job's
+    # --bnet_width default must not overwrite the trained B-Net's width)
+    arch = ({"bnet_width": cfg.bnet_width} if stage == "bnet"
+            else {"ngf": cfg.ngf, "upsample": cfg.upsample})
+    data.update({"model": cfg.model if isinstance(cfg.model, str) else cfg.model.name,
+                 "num_albedo": ctx.num_albedo, "uv_size": int(atlas.size),
                  "color_space": cfg.color_space, "detail_unit": ctx.detail_unit,
-                 "drn_max_displacement": cfg.drn_max_displacement,
-                 "bnet_width": cfg.bnet_width, "ngf": cfg.ngf, "upsample": cfg.upsample})
+                 "drn_max_displacement": cfg.drn_max_displacement})
+    data.update({k: v for k, v in arch.items() if k != "upsample"})
+    data.pop("upsample", None)      # per network (FAN's and DRN's may differ): in stages
     data.setdefault("stages", {})[stage] = {
-        "steps": cfg.steps, "batch_size": cfg.batch_size, "learning_rate": cfg.learning_rate,
+        **arch, "steps": cfg.steps, "batch_size": cfg.batch_size, "learning_rate": cfg.learning_rate,
         "seed": cfg.seed, "loss_weights": cfg.loss_weights().as_dict(),
         "loss_reduction": cfg.loss_reduction, "data": cfg.data}
     write_json(path, data)
