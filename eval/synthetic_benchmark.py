@@ -101,7 +101,8 @@ from the JSON, never 0 or null.**
   albedo, DRN or base normals, B-Net SH; in the weights' shading space) and
   ``rerender_error_fit`` (fit albedo, fit detail normals, fit SH; linear).
 * time: ``ms_per_photo_<stage>`` = the **median** over the faces (the first
-  face pays tf.function tracing) for geometry, pca (B-Net), fan, drn,
+  face pays tf.function tracing) for geometry, pca (B-Net as serving runs it:
+  its tf.function and R_a in numpy), fan, drn (with the detail maps),
   pca_fit (the light/albedo fit), delight (the division + mirror), fit (the
   whole appearance fit) and fit_{light_albedo,displacement,albedo_map}.
 * per face only: ``truth_displacement_rms`` (IOD units), ``fit_rate_rms`` /
@@ -279,6 +280,7 @@ class Networks:
         self.color_space = self.config.get("color_space", "linear")
         self.detail_unit = float(self.config.get("detail_unit") or model_detail_unit(self.model))
         albedo = uv_albedo_model(self.model, self.atlas, self.config.get("num_albedo"))
+        self.albedo_model = albedo
         self.ctx = StageContext(tf.constant(albedo.mean), tf.constant(albedo.basis),
                                 self.atlas.mask, LossWeights(), self.color_space)
         if is_release_folder(folder):   # all three, checked against the manifest
@@ -290,9 +292,12 @@ class Networks:
                         else None)
             self.drn = (load_stage_model(folder, "drn") if (folder / "drn.keras").is_file()
                         else None)
-        # FAN and DRN run as in serving (tf_face.serving.backends.TFBackend)
+        # FAN and DRN run as in serving (tf_face.serving.backends.TFBackend); B-Net's
+        # serving call times the pca path (its values come from bnet_predict, eager)
         self.serve = {name: keras_network_function(name, net, self.uv_size)
                       for name, net in (("fan", self.fan), ("drn", self.drn)) if net is not None}
+        self.serve["bnet"] = keras_network_function("bnet", self.bnet, self.uv_size,
+                                                    albedo.num_components)
 
     def predict(self, sample, fit_scale: float, paths=PATHS) -> dict:
         """Network outputs for one (8-bit) UV sample, numpy [H,W,...], linear
@@ -306,8 +311,9 @@ class Networks:
         ctx = self.ctx
         texture = tf.constant(np.asarray(sample.texture, np.float32)[None])
         normals = tf.constant(sample.normals[None], tf.float32)
-        t = time.perf_counter()
         _, gamma, pca = bnet_predict(self.bnet, texture, ctx, training=False)
+        t = time.perf_counter()     # as serving runs it: B-Net's tf.function + R_a in numpy
+        self.albedo_model.albedo_np(self.serve["bnet"](texture)["p_a"])
         out = {"sh": gamma[0].numpy(), "pca": pca[0].numpy(), "fan": None, "drn_normals": None,
                "ms_pca": (time.perf_counter() - t) * 1e3}
         fan = None
