@@ -255,15 +255,11 @@ def resolve_paths(requested, has_weights: bool, has_fan: bool = False,
 
 
 class Networks:
-    """B-Net (required), FAN and DRN (optional) + the training context."""
+    """B-Net (required), FAN and DRN (optional), run as serving runs them."""
 
     def __init__(self, weights_dir, model=None, atlas=None):
-        import tensorflow as tf
-
-        from tf_face.losses import LossWeights
         from tf_face.uv.albedo_model import uv_albedo_model
         from tf_face.models.saving import load_stage_model
-        from tf_face.training.stages import StageContext
 
         folder = Path(weights_dir)
         cfg_path = folder / CONFIG_FILE
@@ -281,8 +277,6 @@ class Networks:
         self.detail_unit = float(self.config.get("detail_unit") or model_detail_unit(self.model))
         albedo = uv_albedo_model(self.model, self.atlas, self.config.get("num_albedo"))
         self.albedo_model = albedo
-        self.ctx = StageContext(tf.constant(albedo.mean), tf.constant(albedo.basis),
-                                self.atlas.mask, LossWeights(), self.color_space)
         if is_release_folder(folder):   # all three, checked against the manifest
             nets = load_networks(folder)
             self.bnet, self.fan, self.drn = nets["bnet"], nets["fan"], nets["drn"]
@@ -292,12 +286,11 @@ class Networks:
                         else None)
             self.drn = (load_stage_model(folder, "drn") if (folder / "drn.keras").is_file()
                         else None)
-        # FAN and DRN run as in serving (tf_face.serving.backends.TFBackend); B-Net's
-        # serving call times the pca path (its values come from bnet_predict, eager)
-        self.serve = {name: keras_network_function(name, net, self.uv_size)
-                      for name, net in (("fan", self.fan), ("drn", self.drn)) if net is not None}
-        self.serve["bnet"] = keras_network_function("bnet", self.bnet, self.uv_size,
-                                                    albedo.num_components)
+        # the three networks run as in serving (tf_face.serving.backends.TFBackend)
+        self.serve = {name: keras_network_function(name, net, self.uv_size,
+                                                   albedo.num_components)
+                      for name, net in (("bnet", self.bnet), ("fan", self.fan),
+                                        ("drn", self.drn)) if net is not None}
 
     def predict(self, sample, fit_scale: float, paths=PATHS) -> dict:
         """Network outputs for one (8-bit) UV sample, numpy [H,W,...], linear
@@ -306,16 +299,15 @@ class Networks:
 
         from tf_face.render import sh_shade
         from tf_face.training.colour import to_shading_space
-        from tf_face.training.stages import bnet_predict
 
-        ctx = self.ctx
         texture = tf.constant(np.asarray(sample.texture, np.float32)[None])
         normals = tf.constant(sample.normals[None], tf.float32)
-        _, gamma, pca = bnet_predict(self.bnet, texture, ctx, training=False)
         t = time.perf_counter()     # as serving runs it: B-Net's tf.function + R_a in numpy
-        self.albedo_model.albedo_np(self.serve["bnet"](texture)["p_a"])
-        out = {"sh": gamma[0].numpy(), "pca": pca[0].numpy(), "fan": None, "drn_normals": None,
+        raw = self.serve["bnet"](texture)
+        pca_np = self.albedo_model.albedo_np(raw["p_a"])
+        out = {"sh": raw["sh"][0], "pca": pca_np[0], "fan": None, "drn_normals": None,
                "ms_pca": (time.perf_counter() - t) * 1e3}
+        gamma, pca = tf.constant(raw["sh"]), tf.constant(pca_np)
         fan = None
         if self.fan is not None and "fan" in paths:
             t = time.perf_counter()

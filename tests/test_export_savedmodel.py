@@ -37,8 +37,7 @@ def _env():
 
 def test_round_trip_in_a_fresh_process_without_tf_face(weights, exported, tmp_path):
     from tf_face.models.bnet import split_bnet_output
-    from tf_face.serving.weights import (albedo_from_coeffs_np, load_albedo_model,
-                                         load_networks, read_weights_config)
+    from tf_face.serving.weights import load_albedo_model, load_networks, read_weights_config
 
     rng = np.random.default_rng(0)
     x = rng.random((2, 256, 256, 3), dtype=np.float32)
@@ -67,7 +66,7 @@ def test_round_trip_in_a_fresh_process_without_tf_face(weights, exported, tmp_pa
     p_a, sh = (t.numpy() for t in split_bnet_output(nets["bnet"](x, training=False), K))
     fan = nets["fan"](x, training=False).numpy()
     drn = nets["drn"](x, training=False).numpy()
-    pca = albedo_from_coeffs_np(albedo.mean, albedo.basis, p_a)
+    pca = albedo.albedo_np(p_a)
     assert np.abs(p_a).max() > 0.1                       # the biases make p_a non-trivial
     tol = dict(atol=2e-5, rtol=1e-5)
     for sig in ("albedo_and_details", "bnet"):

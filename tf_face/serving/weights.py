@@ -267,14 +267,6 @@ def load_albedo_model(cfg: WeightsConfig, face_model=None):
     return albedo
 
 
-def albedo_from_coeffs_np(mean: np.ndarray, basis: np.ndarray, p_a: np.ndarray) -> np.ndarray:
-    """Numpy ``R_a = m_a + U_a p_a``: p_a [B,K] -> [B,S,S,3] float32."""
-    s = mean.shape[0]
-    flat = basis.reshape(-1, basis.shape[-1])
-    out = mean.reshape(1, -1) + (np.asarray(p_a, np.float32) @ flat.T)
-    return out.reshape(-1, s, s, 3).astype(np.float32)
-
-
 def _write_manifest(folder: Path, dtype: str) -> dict:
     manifest = {"format_version": RELEASE_FORMAT, "tf_face_version": __version__,
                 "weights_dtype": dtype,
