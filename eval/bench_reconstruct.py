@@ -15,7 +15,9 @@ DRN: on TF in one ``tf.function`` call, as reconstruct runs them; the
 ``tf_separate`` column calls them one by one, for the per-network split;
 ``tf_blas_threads`` leaves BLAS at its thread count, see ``tf_face.blas``) +
 albedo_pca (host matmul) + detail_maps (displacement, displaced positions,
-detail normals); model loading, image decoding and file writing are
+detail normals; on a second thread beside albedo_pca, so those two stage
+times overlap -- ``tflite_serial`` runs them one after the other and the
+MediaPipe models on one thread, the A/B of those two ideas); model loading, image decoding and file writing are
 excluded; renders (16 images, numpy z-buffer) are timed separately on the
 first photo (all 16 views and the ``basic`` pair). Each backend is timed in
 its own process (``--measure_only``), so one's threads and memory do not weigh
@@ -51,6 +53,7 @@ sys.path.insert(0, str(REPO))
 from tf_face.cli.common import IMAGE_SUFFIXES  # noqa: E402
 from tf_face.errors import TfFaceError  # noqa: E402
 from tf_face.image_io import load_image  # noqa: E402
+from tf_face.landmarks.tflite_model import set_small_model_threads  # noqa: E402
 from tf_face.serving.backends import ensure_tflite  # noqa: E402
 from tf_face.serving.reconstruct import Reconstructor, reconstruct_one  # noqa: E402
 from tf_face.serving.inference_model import inference_model  # noqa: E402
@@ -76,7 +79,8 @@ flags.DEFINE_bool("ideas", True, "Also time each network alone (tight loop, warm
                   "XLA (jit_compile), TFLite float32/float16 (XNNPACK), and FAN+DRN in one "
                   "tf.function call.")
 flags.DEFINE_integer("bnet_width", 64, "B-Net width of the random weights (no real weights).")
-flags.DEFINE_enum("measure_only", None, ["tf", "tf_separate", "tf_blas_threads", "tflite"],
+flags.DEFINE_enum("measure_only", None,
+                  ["tf", "tf_separate", "tf_blas_threads", "tflite", "tflite_serial"],
                   "Internal: time only this backend and write its part of the result to "
                   "--json (each backend runs in its own process).")
 flags.DEFINE_string("faces_dir", str(REPO.parent / "shared" / "data" / "faces"),
@@ -84,14 +88,19 @@ flags.DEFINE_string("faces_dir", str(REPO.parent / "shared" / "data" / "faces"),
 
 STAGES = ("detect", "landmarks", "fit", "unwrap", "bnet", "fan", "drn", "networks",
           "albedo_pca", "detail_maps")
-# (key, Reconstructor backend, fuse_networks, limit_blas_threads, column title):
-# "tf" is what reconstruct runs (the three networks in one tf.function call,
-# BLAS on one thread around them: tf_face.blas), "tf_separate" one call per
-# network (the per-network split), "tf_blas_threads" the TF path with BLAS at
-# its own thread count (the idea's A/B), "tflite" the interpreter
-BACKENDS = (("tf", "tf", True, True, "TF"), ("tf_separate", "tf", False, True, "TF 3 calls"),
-            ("tf_blas_threads", "tf", True, False, "TF BLAS thr"),
-            ("tflite", "tflite", True, True, "TFLite"))
+# (key, Reconstructor arguments + "landmark_threads", column title): "tf" is
+# what reconstruct runs (the three networks in one tf.function call, BLAS on
+# one thread around them: tf_face.blas), "tf_separate" one call per network
+# (the per-network split), "tf_blas_threads" the TF path with BLAS at its own
+# thread count (the idea's A/B), "tflite" the interpreter, "tflite_serial" the
+# interpreter with the host stages one after the other and the MediaPipe
+# models on one thread (what tflite was before those two ideas: their A/B)
+BACKENDS = (("tf", dict(backend="tf"), "TF"),
+            ("tf_separate", dict(backend="tf", fuse_networks=False), "TF 3 calls"),
+            ("tf_blas_threads", dict(backend="tf", limit_blas_threads=False), "TF BLAS thr"),
+            ("tflite", dict(backend="tflite"), "TFLite"),
+            ("tflite_serial", dict(backend="tflite", parallel_host_stages=False,
+                                   landmark_threads=1), "TFLite ser."))
 
 
 def load_photos(faces_dir: Path) -> list:
@@ -229,12 +238,13 @@ def measure_backend(backend: str, weights, photos) -> dict:
     times, batch throughput (and the renders for ``tf``)."""
     from tf_face.viz.views import render_views
 
-    _, kind, fused, limit_blas, _ = next(b for b in BACKENDS if b[0] == backend)
+    kwargs = dict(next(b[1] for b in BACKENDS if b[0] == backend))
+    set_small_model_threads(kwargs.pop("landmark_threads", None))   # this process only
     result = {}
     t = time.perf_counter()
     # the networks path (the per-photo fit is timed by eval/synthetic_benchmark.py)
-    recon = Reconstructor(weights, backend=kind, tflite_precision=FLAGS.tflite_precision,
-                          appearance="net", fuse_networks=fused, limit_blas_threads=limit_blas)
+    recon = Reconstructor(weights, tflite_precision=FLAGS.tflite_precision, appearance="net",
+                          **kwargs)
     load_s = time.perf_counter() - t
     usable, ms, totals = time_backend(recon, photos)
     result[f"ms_per_photo_{backend}"] = float(np.median(totals))
@@ -335,7 +345,7 @@ def main(argv):
         print(f"(TFLite with {TFLiteNetwork.default_threads()} threads, the backend's default; "
               "_1thread: the interpreter's own default; tf_keras_layers / _5d_norms: without "
               "serving.inference_model's rewrites / without its 4D instance norms)")
-        print(f"FAN of ngf 8 / 12 / 16 (random weights), TFLite float32: "
+        print("FAN of ngf 8 / 12 / 16 (random weights), TFLite float32: "
               + " / ".join(f"{ideas[f'fan_ngf{n}_tflite_float32']:.1f}" for n in (8, 12, 16))
               + " ms")
         print(f"fan+drn in one tf.function call: {ideas['fan_drn_one_call_tf']:.1f} ms "

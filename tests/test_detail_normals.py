@@ -192,3 +192,21 @@ def test_tf_path_gradient_matches_finite_differences():
         loss = tf.reduce_sum(f(rate))
     g = tape.gradient(loss, rate)
     assert np.all(np.isfinite(g.numpy()))
+
+
+def test_serving_detail_maps_in_one_pass_equal_the_two_steps():
+    """displaced_detail_normals_np (serving) = displace_np then detail_normals_np, bit for bit."""
+    rng = np.random.default_rng(3)
+    h, w = 40, 48
+    pos = (rng.normal(size=(h, w, 3)) * 30).astype(np.float32)
+    nrm = rng.normal(size=(h, w, 3)).astype(np.float32)
+    valid = rng.random((h, w)) > 0.2
+    nrm[~valid & (rng.random((h, w)) > 0.5)] = 0
+    disp = (rng.normal(size=(h, w)) * 0.5 * valid).astype(np.float32)
+    moved = npd.displace_np(pos, nrm, disp, valid)
+    want = npd.detail_normals_np(moved, pos, nrm, valid)
+    got_moved, got = npd.displaced_detail_normals_np(pos, nrm, disp, valid)
+    np.testing.assert_array_equal(got_moved, moved)
+    np.testing.assert_array_equal(got, want)
+    assert got.dtype == np.float32 and got_moved.dtype == np.float32
+    assert not np.array_equal(moved, pos)

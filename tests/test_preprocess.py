@@ -248,3 +248,21 @@ def test_no_usable_photo_is_an_error_not_an_empty_dataset(tmp_path):
     assert "\n" not in msg
     failures = json.loads((out / "failures.json").read_text())
     assert sorted(f["image"] for f in failures) == ["0.png", "1.png", "2.png"]
+
+
+def test_pool_workers_run_the_landmark_models_on_one_thread():
+    """Pool workers share the cores: _init_worker sets the MediaPipe models to
+    one TFLite thread (the in-process path, ignore_sigint=False, keeps 2)."""
+    import signal
+    from tf_face.data import preprocess
+    from tf_face.landmarks.tflite_model import set_small_model_threads, small_model_threads
+    handler = signal.getsignal(signal.SIGINT)
+    try:
+        preprocess._init_worker("default", 64, preprocess.default_pipeline_factory, False)
+        assert small_model_threads() == min(2, len(os.sched_getaffinity(0)))
+        preprocess._init_worker("default", 64, preprocess.default_pipeline_factory, True)
+        assert small_model_threads() == 1
+    finally:
+        signal.signal(signal.SIGINT, handler)
+        set_small_model_threads(None)
+        preprocess._STATE.clear()

@@ -490,6 +490,10 @@ def test_geometry_networks_and_detail_maps_run_with_one_blas_thread(recon, astro
             seen[self.name] = blas_threads()
             return self.inner(*a, **k)
 
+        def run_raw(self, *a, **k):   # appearance="net": the networks, then compose
+            seen[self.name] = blas_threads()
+            return self.inner.run_raw(*a, **k)
+
     class PipelineSpy(Spy):
         def run(self, *a, **k):
             seen["geometry"] = blas_threads()
@@ -505,3 +509,38 @@ def test_geometry_networks_and_detail_maps_run_with_one_blas_thread(recon, astro
     assert seen["networks"] and set(seen["networks"]) == {1}
     assert blas_threads() == before
     assert rec.nets.albedo.shape[-1] == 3
+
+
+def test_parallel_host_stages_give_the_sequential_result(weights, astronaut):
+    """With appearance="net" the detail maps run on a helper thread while
+    B-Net's albedo is composed; every output equals the one-after-the-other
+    run's, and the detail maps equal detail_maps() of DRN's rate."""
+    from tf_face.serving.reconstruct import Reconstructor, detail_maps
+    par = Reconstructor(weights, backend="tf", appearance="net")
+    seq = Reconstructor(weights, backend="tf", appearance="net", parallel_host_stages=False)
+    a, b = par.run(astronaut), seq.run(astronaut)
+    assert par._helper is not None and seq._helper is None
+    for k in ("albedo_pca", "albedo", "moving_rate", "p_a", "sh"):
+        np.testing.assert_array_equal(getattr(a.nets, k), getattr(b.nets, k), err_msg=k)
+    want = detail_maps(a.result.sample, par.atlas.mask, a.nets.moving_rate,
+                       a.result.fitted.scale, par.cfg.detail_unit)
+    for got, other, ref in zip((a.valid, a.displacement_px, a.displaced_position,
+                                a.detail_normals),
+                               (b.valid, b.displacement_px, b.displaced_position,
+                                b.detail_normals), want):
+        np.testing.assert_array_equal(got, ref)
+        np.testing.assert_array_equal(other, ref)
+    assert np.any(a.displacement_px != 0)       # DRN's random weights move the surface
+    assert {"albedo_pca", "detail_maps"} <= set(a.timings_ms)
+
+
+def test_a_failing_detail_map_thread_raises_in_the_caller(weights, astronaut, monkeypatch):
+    """An error on the helper thread reaches run()'s caller (not lost)."""
+    import tf_face.serving.reconstruct as rmod
+    recon = rmod.Reconstructor(weights, backend="tf", appearance="net")
+
+    def broken(*a, **k):
+        raise RuntimeError("detail maps broke")
+    monkeypatch.setattr(rmod, "detail_maps", broken)
+    with pytest.raises(RuntimeError, match="detail maps broke"):
+        recon.run(astronaut)

@@ -285,3 +285,26 @@ def test_tflite_networks_use_every_usable_core_by_default(setup):
     path = setup["folder"] / tflite_name("fan", "float32")
     assert TFLiteNetwork(path).num_threads == usable_cpus()
     assert TFLiteNetwork(path, num_threads=1).num_threads == 1
+
+
+def test_mediapipe_models_use_two_threads_unless_told_otherwise():
+    """The ~1 ms landmark models: min(2, usable cores) by default; a worker
+    process that splits the cores (the preprocessing pool) sets 1."""
+    import os
+    from tf_face.landmarks import FaceDetector, FaceMeshLandmarker
+    from tf_face.landmarks.tflite_model import (set_small_model_threads, small_model_threads,
+                                                usable_cpus)
+    assert usable_cpus() == len(os.sched_getaffinity(0))
+    assert small_model_threads() == min(2, usable_cpus())
+    assert FaceMeshLandmarker().model.num_threads == small_model_threads()
+    assert FaceDetector().short.model.num_threads == small_model_threads()
+    try:
+        set_small_model_threads(1)
+        assert FaceMeshLandmarker().model.num_threads == 1
+        assert FaceDetector().full.model.num_threads == 1
+        assert FaceMeshLandmarker(num_threads=3).model.num_threads == 3
+        with pytest.raises(ValueError, match=">= 1"):
+            set_small_model_threads(0)
+    finally:
+        set_small_model_threads(None)
+    assert small_model_threads() == min(2, usable_cpus())

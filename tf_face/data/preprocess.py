@@ -54,6 +54,7 @@ from tf_face.data.shards import (ShardWriter, check_shard, index_path, remove_st
                                  write_json_atomic)
 from tf_face.errors import TfFaceError, describe_error
 from tf_face.image_io import IMAGE_SUFFIXES, load_image
+from tf_face.landmarks.tflite_model import set_small_model_threads
 from tf_face.pipeline import GeometryPipeline
 from tf_face.tf_import import quiet_tensorflow
 
@@ -102,8 +103,10 @@ _STATE: dict = {}
 
 def _init_worker(model: str, uv_size: int, factory: Callable, ignore_sigint: bool,
                  extras: Optional[dict] = None) -> None:
-    if ignore_sigint:  # the parent handles Ctrl-C and terminates the pool
+    if ignore_sigint:  # a pool worker: the parent handles Ctrl-C and terminates the pool
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+        # the workers split the cores: one TFLite thread each for the landmark models
+        set_small_model_threads(1)
     quiet_tensorflow()
     _STATE.clear()
     _STATE.update(model=model, uv_size=uv_size, factory=factory, pipe=None, extras=extras or {})

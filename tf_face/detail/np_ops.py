@@ -113,12 +113,25 @@ def grid_orientation(pos, reference_normals, valid) -> float:
     return _vote(_grid_normals_planar(_planar(_float(pos)), v), ref, v)
 
 
+def _displace_planar(pos, ref, displacement, v):
+    """Planar ``P + d * n_ref`` inside ``v`` (``ref`` unit, planar), ``P`` elsewhere."""
+    return np.where(v, pos + np.asarray(displacement, pos.dtype) * ref, pos)
+
+
+def _detail_planar(moved, base, ref, v, sign):
+    """Planar detail normals (module doc) of planar ``moved``/``base``/unit ``ref``."""
+    bn = _grid_normals_planar(base, v)
+    if sign is None:
+        sign = _vote(bn, ref, v)
+    vn = _grid_normals_planar(moved, v)
+    return np.where(v, _unit_planar(ref + sign * (vn - bn)), 0.0)
+
+
 def displace_np(position, normals, displacement, valid):
     """``P + d * n_hat`` inside ``valid``, ``P`` elsewhere ([H,W,3], float32)."""
     pos = _planar(np.asarray(position, np.float32))
-    moved = pos + (np.asarray(displacement, np.float32)
-                   * _unit_planar(_planar(np.asarray(normals, np.float32))))
-    return _interleaved(np.where(np.asarray(valid, bool), moved, pos).astype(np.float32))
+    ref = _unit_planar(_planar(np.asarray(normals, np.float32)))
+    return _interleaved(_displace_planar(pos, ref, displacement, np.asarray(valid, bool)))
 
 
 def detail_normals_np(moved, base, reference_normals, valid, sign=None):
@@ -131,9 +144,16 @@ def detail_normals_np(moved, base, reference_normals, valid, sign=None):
     v = np.asarray(valid, bool)
     base = _planar(_float(base))
     ref = _unit_planar(_planar(_float(reference_normals).astype(base.dtype)))
-    bn = _grid_normals_planar(base, v)
-    if sign is None:
-        sign = _vote(bn, ref, v)
-    vn = _grid_normals_planar(_planar(np.asarray(moved, base.dtype)), v)
-    out = _unit_planar(ref + sign * (vn - bn))
-    return _interleaved(np.where(v, out, 0.0).astype(np.float32))
+    out = _detail_planar(_planar(np.asarray(moved, base.dtype)), base, ref, v, sign)
+    return _interleaved(out.astype(np.float32))
+
+
+def displaced_detail_normals_np(position, normals, displacement, valid):
+    """``(displace_np(...), detail_normals_np(moved, position, normals, valid))``
+    in float32 -- the same values, bit for bit -- without leaving the planar
+    layout in between (serving's detail maps: ~1 ms less per photo)."""
+    v = np.asarray(valid, bool)
+    pos = _planar(np.asarray(position, np.float32))
+    ref = _unit_planar(_planar(np.asarray(normals, np.float32)))
+    moved = _displace_planar(pos, ref, displacement, v)
+    return _interleaved(moved), _interleaved(_detail_planar(moved, pos, ref, v, None))

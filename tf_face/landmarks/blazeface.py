@@ -52,7 +52,7 @@ import math
 import cv2
 import numpy as np
 
-from tf_face.landmarks.tflite_model import TFLiteModel
+from tf_face.landmarks.tflite_model import TFLiteModel, small_model_threads
 from tf_face.types import Detection
 
 
@@ -150,7 +150,7 @@ class _BlazeFaceRunner:
 
     def __init__(self, spec: BlazeFaceSpec, num_threads: int | None):
         self.spec = spec
-        self.model = TFLiteModel(spec.asset, num_threads or 1)
+        self.model = TFLiteModel(spec.asset, num_threads or small_model_threads())
         self.anchors = make_anchors(spec.input_size, spec.strides, spec.anchors_per_cell)
         n = spec.input_size
         self._u8 = np.zeros((n, n, 3), np.uint8)
@@ -204,7 +204,8 @@ class FaceDetector:
       upright_search: when nothing is found, also try the photo turned by
         90, 270 and 180 degrees (short + full range, no tiles); faces on
         their side are then found and their keypoints map back.
-      num_threads: TFLite threads per model (default 1: they take ~1 ms).
+      num_threads: TFLite threads per model (default ``small_model_threads()``: 2
+        where the process has 2+ cores).
 
     Models load lazily on first call and are reused; calls allocate little.
     Call with ``image`` uint8 ``[H, W, 3]`` RGB (see ``tf_face.image_io``);

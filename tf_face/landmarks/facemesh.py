@@ -44,7 +44,7 @@ import cv2
 import numpy as np
 
 from tf_face.landmarks.blazeface import area_downscale
-from tf_face.landmarks.tflite_model import TFLiteModel
+from tf_face.landmarks.tflite_model import TFLiteModel, small_model_threads
 from tf_face.types import Detection
 
 INPUT_SIZE = 192
@@ -138,7 +138,8 @@ class FaceMeshLandmarker:
       reroll_degrees, max_passes: further refinement passes run while the
         new crop is turned by more than ``reroll_degrees`` from the previous
         one (the detector's roll was far off), up to ``max_passes`` runs.
-      num_threads: TFLite threads (default 1: the model takes ~1 ms).
+      num_threads: TFLite threads (default ``small_model_threads()``: 2 where
+        the process has 2+ cores).
 
     ``__call__(image, detection)`` -> ``[468, 3]`` float32 image-pixel
     landmarks (see module docstring); ``last_score`` is the face-presence
@@ -152,7 +153,7 @@ class FaceMeshLandmarker:
         self.reroll_degrees = float(reroll_degrees)
         self.max_passes = max(2, int(max_passes))
         self.refine = bool(refine)
-        self.model = TFLiteModel("face_landmark.tflite", num_threads or 1)
+        self.model = TFLiteModel("face_landmark.tflite", num_threads or small_model_threads())
         self._crop = np.zeros((INPUT_SIZE, INPUT_SIZE, 3), np.uint8)
         self._input = np.zeros((1, INPUT_SIZE, INPUT_SIZE, 3), np.float32)
         self.last_score = float("nan")

@@ -13,7 +13,10 @@
   (``python -m train.export --tflite`` output, its ``tflite/`` folder).
 
 Both compose B-Net's albedo ``R_a = m_a + U_a p_a`` on the host (numpy) from
-p_a, so the backends differ only in how the networks run.
+p_a, so the backends differ only in how the networks run. ``run_raw`` (the
+networks) and ``compose`` (the host step) are also callable apart: serving
+computes the detail maps from ``raw_moving_rate`` on a second thread while
+``compose`` runs (``serving.reconstruct``).
 """
 
 from __future__ import annotations
@@ -46,6 +49,11 @@ class NetworkOutputs:
     timings_ms: dict
 
 
+def raw_moving_rate(raw: dict) -> np.ndarray:
+    """DRN's r_d [S, S] float32 from the networks' raw outputs."""
+    return np.asarray(raw["moving_rate"], np.float32)[0, ..., 0]
+
+
 def _compose(raw: dict, albedo_model, timings: dict) -> NetworkOutputs:
     t = time.perf_counter()
     pca = albedo_model.albedo_np(raw["p_a"])[0]
@@ -54,7 +62,7 @@ def _compose(raw: dict, albedo_model, timings: dict) -> NetworkOutputs:
                           sh=np.asarray(raw["sh"], np.float32).reshape(9, 3),
                           albedo_pca=pca,
                           albedo=np.asarray(raw["albedo"], np.float32)[0],
-                          moving_rate=np.asarray(raw["moving_rate"], np.float32)[0, ..., 0],
+                          moving_rate=raw_moving_rate(raw),
                           timings_ms=timings)
 
 
@@ -75,13 +83,21 @@ class _Backend:
             timings[name] = (time.perf_counter() - t) * 1e3
         return raw
 
-    def __call__(self, texture) -> NetworkOutputs:
+    def run_raw(self, texture) -> tuple:
+        """The networks only: ``({output name: array}, timings_ms)``."""
         x = np.asarray(texture, np.float32)[None]
         timings = {}
         t = time.perf_counter()
         raw = self.run_all(x, timings)
         timings["networks"] = (time.perf_counter() - t) * 1e3
+        return raw, timings
+
+    def compose(self, raw: dict, timings: dict) -> NetworkOutputs:
+        """``NetworkOutputs`` of ``run_raw``'s result (B-Net's R_a on the host)."""
         return _compose(raw, self.albedo_model, timings)
+
+    def __call__(self, texture) -> NetworkOutputs:
+        return self.compose(*self.run_raw(texture))
 
 
 def keras_networks_function(models: dict, uv_size: int, num_albedo: int = 0):

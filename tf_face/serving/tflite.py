@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import os
 import shutil
 import tempfile
 import time
@@ -42,7 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tf_face.landmarks.tflite_model import TFLiteModel
+from tf_face.landmarks.tflite_model import TFLiteModel, usable_cpus
 from tf_face.outputs import write_bytes_atomic
 from tf_face.serving.inference_model import REWRITES, inference_model
 from tf_face.serving.weights import WeightsError
@@ -146,14 +145,6 @@ def export_tflite(networks: dict, out_dir, size: int, num_albedo: int,
     return paths
 
 
-def usable_cpus() -> int:
-    """Cores this process may run on (its affinity mask), at least 1."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):   # not Linux
-        return max(1, os.cpu_count() or 1)
-
-
 class TFLiteNetwork:
     """One .tflite network: ``net(texture [1,S,S,3]) -> {name: array}``.
 
@@ -168,7 +159,7 @@ class TFLiteNetwork:
         self.path = Path(path)
         # None: every core this process may use. The interpreter's own default is
         # one thread: FAN/DRN fp16 took 57 ms each on 2 cores, 32-39 ms with 2
-        # threads (measured here; the landmark models, ~1 ms, keep 1 thread)
+        # threads (measured here; the landmark models: small_model_threads())
         self.num_threads = int(num_threads or self.default_threads())
         self.model = TFLiteModel(path=self.path, num_threads=self.num_threads)
         self.model.ensure_loaded()
