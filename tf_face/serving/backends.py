@@ -115,7 +115,7 @@ def keras_networks_function(models: dict, uv_size: int, num_albedo: int = 0):
     import tensorflow as tf
 
     from tf_face.serving.inference_model import inference_model
-    from tf_face.serving.savedmodel import split_coeffs
+    from tf_face.models.bnet import split_bnet_output
 
     unknown = sorted(set(models) - set(OUTPUT_NAMES))
     if unknown:
@@ -130,7 +130,7 @@ def keras_networks_function(models: dict, uv_size: int, num_albedo: int = 0):
         outs = []
         for n in names:
             y = models[n](x, training=False)
-            outs += list(split_coeffs(y, num_albedo)) if n == "bnet" else [y]
+            outs += list(split_bnet_output(y, num_albedo)) if n == "bnet" else [y]
         return tuple(outs)
 
     out_names = [k for n in names for k in OUTPUT_NAMES[n]]

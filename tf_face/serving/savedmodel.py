@@ -50,19 +50,11 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from tf_face.models.bnet import DEFAULT_AMBIENT, NUM_SH
+from tf_face.models.bnet import split_bnet_output
 from tf_face.serving.inference_model import inference_model
 from tf_face.serving.weights import load_albedo_model, load_networks, read_weights_config
 
 SIGNATURES = ("albedo_and_details", "bnet", "fan", "drn", "config")
-
-
-def split_coeffs(y, num_albedo: int):
-    """TF twin of ``split_bnet_output`` (ambient offset included)."""
-    p_a = y[:, :num_albedo]
-    offset = tf.constant([[DEFAULT_AMBIENT] * 3] + [[0.0] * 3] * (NUM_SH - 1), y.dtype)
-    sh = tf.reshape(y[:, num_albedo:], [-1, NUM_SH, 3]) + offset
-    return p_a, sh
 
 
 class _Untracked:
@@ -128,7 +120,7 @@ class ServingModule(tf.Module):
 
     def _coeffs(self, texture):
         y = self.bnet_model(texture, training=False)
-        p_a, sh = split_coeffs(y, self.num_albedo)
+        p_a, sh = split_bnet_output(y, self.num_albedo)
         return y, p_a, sh
 
     def _albedo_pca(self, p_a):
