@@ -413,3 +413,26 @@ def test_image_to_export_origin():
     np.testing.assert_allclose(e, cam - o)
     np.testing.assert_allclose(mf.image_to_export(v[:3], origin=o), cam[:3] - o)
     np.testing.assert_allclose(mf.image_to_export(v, center=False), cam)
+
+
+def test_pad_texture_copies_the_nearest_atlas_texel_outside():
+    """Outside the mask every texel equals one of its nearest inside texels
+    (brute force); inside nothing changes; uint8 and float, empty/full masks."""
+    from tf_face.files.mesh_files import pad_texture
+    rng = np.random.default_rng(4)
+    yy, xx = np.mgrid[:37, :41]
+    mask = ((yy - 18) ** 2 + (xx - 20) ** 2 < 144) | ((yy < 4) & (xx > 36))   # two islands
+    for img in (rng.random((37, 41, 3)).astype(np.float32),
+                rng.integers(0, 256, (37, 41, 3), dtype=np.uint8)):
+        out = pad_texture(img, mask)
+        assert out.dtype == img.dtype and out.shape == img.shape
+        np.testing.assert_array_equal(out[mask], img[mask])
+        iy, ix = np.nonzero(mask)
+        for y, x in zip(*np.nonzero(~mask)):
+            d = (iy - y) ** 2 + (ix - x) ** 2
+            near = {tuple(img[a, b]) for a, b in zip(iy[d == d.min()], ix[d == d.min()])}
+            assert tuple(out[y, x]) in near, (y, x)
+    np.testing.assert_array_equal(pad_texture(img, np.zeros(mask.shape, bool)), img)
+    np.testing.assert_array_equal(pad_texture(img, np.ones(mask.shape, bool)), img)
+    with pytest.raises(ValueError, match="does not match"):
+        pad_texture(img, mask[:-1])

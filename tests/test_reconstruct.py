@@ -107,6 +107,9 @@ def test_mesh_files_parse_back(batch_out, recon):
     model = recon.model
     albedo = cv2.imread(str(d / "albedo.png"))[..., ::-1]
     assert albedo.shape == (256, 256, 3)
+    # padded beyond the atlas: every outside texel is a copy of its nearest atlas texel
+    from tf_face.files.mesh_files import pad_texture
+    np.testing.assert_array_equal(pad_texture(albedo, recon.atlas.mask), albedo)
     obj = _trimesh_load(d / "mesh.obj")
     assert obj.vertices.shape == (model.num_vertices, 3)
     assert obj.vertex_normals.shape == (model.num_vertices, 3)

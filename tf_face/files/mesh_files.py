@@ -50,6 +50,35 @@ _CHUNK_JSON = 0x4E4F534A  # b"JSON"
 _CHUNK_BIN = 0x004E4942   # b"BIN\0"
 
 
+def pad_texture(image, mask) -> np.ndarray:
+    """The texture ``image`` [H, W, C] with every texel outside ``mask`` [H, W]
+    set to its nearest texel inside (Euclidean; texture padding): a viewer's
+    bilinear or mipmapped sampling at the atlas edge then mixes in the face's
+    own colours, not whatever lies outside it (a network's values there are
+    untrained: FAN leaves a grid). Inside ``mask`` the values are unchanged;
+    an empty mask returns a copy."""
+    import cv2   # lazy: the writers below need no OpenCV
+
+    img = np.asarray(image)
+    inside = np.asarray(mask, bool)
+    if inside.shape != img.shape[:2]:
+        raise ValueError(f"pad_texture: mask {inside.shape} does not match image {img.shape}")
+    out = img.copy()
+    if not inside.any() or inside.all():
+        return out
+    # labels of the nearest zero pixel of the input, i.e. of the nearest inside texel
+    _, labels = cv2.distanceTransformWithLabels((~inside).astype(np.uint8), cv2.DIST_L2,
+                                                cv2.DIST_MASK_PRECISE,
+                                                labelType=cv2.DIST_LABEL_PIXEL)
+    rows, cols = np.nonzero(inside)
+    source = np.zeros(int(labels.max()) + 1, np.int64)
+    source[labels[inside]] = rows * inside.shape[1] + cols
+    outside = ~inside
+    flat = out.reshape(-1, *img.shape[2:])
+    flat[np.flatnonzero(outside)] = img.reshape(-1, *img.shape[2:])[source[labels[outside]]]
+    return out
+
+
 def image_to_export(vertices_image, center: bool = True, origin=None) -> np.ndarray:
     """Image-frame vertices -> camera frame (x right, y up, z to viewer), centred.
 

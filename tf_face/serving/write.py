@@ -5,8 +5,9 @@ Files (all written into the folder given, normally the temp folder of
 
 * the unwrap outputs (``texture.png``, ``mask.png``, ``normals.png/.npy``,
   ``position.npy``, ``overlay.png``, ``fit.json``) and ``photo.png``;
-* ``albedo.png`` (FAN albedo, sRGB), ``albedo_pca.png`` (B-Net's R_a, sRGB,
-  black outside the atlas);
+* ``albedo.png`` (FAN albedo, sRGB; outside the atlas each texel repeats
+  its nearest atlas texel, ``files.mesh_files.pad_texture``: it is the meshes'
+  texture), ``albedo_pca.png`` (B-Net's R_a, sRGB, black outside the atlas);
 * ``displacement.png`` (16-bit grey, decoded by ``displacement.json``:
   ``d = offset + scale * value / 65535`` in **model units**; also in
   ``lighting.json``), ``detail_normals.png`` (model-frame detail normals as
@@ -35,7 +36,7 @@ import cv2
 import numpy as np
 
 from tf_face.files.detail_mesh import build_detail_mesh, write_displacement_png
-from tf_face.files.mesh_files import write_glb, write_obj
+from tf_face.files.mesh_files import pad_texture, write_glb, write_obj
 from tf_face.files.report import write_report
 from tf_face.outputs import normals_to_rgb, write_json, write_png_rgb, write_unwrap_outputs
 from tf_face.viz.image_renderer import vertex_normals_camera
@@ -87,7 +88,8 @@ def write_reconstruction(directory, image, rec, recon, title: str = "tf_face rec
     t = time.perf_counter()
     write_unwrap_outputs(d, image, res, model)
     write_png_rgb(d / "photo.png", _photo(image))
-    albedo_disp = to_display(nets.albedo, cs)
+    # padded beyond the atlas (pad_texture): the meshes' texture, sampled at the atlas edge
+    albedo_disp = pad_texture(to_display(nets.albedo, cs), mask)
     write_png_rgb(d / "albedo.png", albedo_disp)
     write_png_rgb(d / "albedo_pca.png", np.where(mask[..., None],
                                                  to_display(nets.albedo_pca, cs), 0.0))
