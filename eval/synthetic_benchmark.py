@@ -102,7 +102,9 @@ from the JSON, never 0 or null.**
   ``rerender_error_fit`` (fit albedo, fit detail normals, fit SH; linear).
 * time: ``ms_per_photo_<stage>`` = the **median** over the faces (the first
   face pays tf.function tracing) for geometry, pca (B-Net as serving runs it:
-  its tf.function and R_a in numpy), fan, drn (with the detail maps),
+  its tf.function and R_a in numpy), fan, drn (with the detail maps) -- the
+  three with BLAS on one thread, as serving runs them (``tf_face.blas``: the
+  fit's spinning OpenBLAS workers otherwise take a core from TF),
   pca_fit (the light/albedo fit), delight (the division + mirror), fit (the
   whole appearance fit) and fit_{light_albedo,displacement,albedo_map}.
 * per face only: ``truth_displacement_rms`` (IOD units), ``fit_rate_rms`` /
@@ -143,6 +145,7 @@ from tf_face.eval_metrics import json_safe  # noqa: E402,F401 - tests use it fro
 from tf_face.eval_metrics import group_bias, group_means, nanmean, write_result_json  # noqa: E402
 from tf_face.facemodel import load_face_model  # noqa: E402
 from tf_face.pipeline import GeometryPipeline  # noqa: E402
+from tf_face.blas import single_blas_thread  # noqa: E402
 from tf_face.serving.backends import keras_network_function  # noqa: E402
 from tf_face.serving.reconstruct import detail_maps  # noqa: E402
 from tf_face.serving.weights import CONFIG_FILE, is_release_folder, load_networks  # noqa: E402
@@ -645,7 +648,8 @@ def run_face(i, face, image, truth, res, paths, ctx) -> tuple:
         pred["detail"]["none"] = sample.normals
     nets = ctx.get("nets")
     if nets is not None:
-        out = nets.predict(sample, scale, paths)
+        with single_blas_thread():   # as serving runs the networks (tf_face.blas)
+            out = nets.predict(sample, scale, paths)
         if "pca" in paths:
             pred["albedo"]["pca"] = out["pca"]
             pred["sh"]["pca"] = out["sh"]
