@@ -33,6 +33,10 @@ network paths only with ``--weights_dir``):
 ``fit``                     the per-photo appearance fit
                             (``tf_face.appearance.fit.AppearanceFitter``): its
                             albedo map and its displacement (detail normals)
+``net_fit``                 reconstruct's default (``--appearance=net+fit``): the
+                            same fit started from the networks' outputs (B-Net's
+                            p_a and SH, FAN's map, DRN's rate; weights in linear
+                            RGB); asking for it runs and scores pca, fan, drn too
 ``none``                    detail baseline: detail normals = base normals
 ``drn``                     DRN's displacement -> detail normals (weights)
 ==========================  ====================================================
@@ -50,7 +54,7 @@ that have them (each face counts once). **A path that was not run is absent
 from the JSON, never 0 or null.**
 
 * ``albedo_error_<m>_{visible,hidden}`` for m in mean, pca, pca_fit,
-  oracle_pca, delight, delight_oracle_light, fan, fit: mean |albedo - truth|
+  oracle_pca, delight, delight_oracle_light, fan, fit, net_fit: mean |albedo - truth|
   in linear RGB; visible = atlas & pipeline visibility & not occluded
   (truth), hidden = the rest of the atlas. ``albedo_error_<m>_visible_gain_invariant``:
   the same after the least-squares global gain (``eval_metrics.gain_invariant_mae``):
@@ -71,7 +75,7 @@ from the JSON, never 0 or null.**
   drops out): ``detail_error_<d>_deg`` over the atlas,
   ``detail_error_<d>_wrinkle_deg`` over ``wrinkle_mask(truth.displacement)``,
   ``detail_error_<d>_visible_deg`` over visible texels, for d in none, drn,
-  fit (``none`` = the size of the true detail signal).
+  fit, net_fit (``none`` = the size of the true detail signal).
 * registered (``tf_face.synthetic.registration``): the pipeline's texel
   (r, c) looks at an image point whose true UV is not (r, c) -- on default
   faces a median of ~5 texels away (``registration_shift_texels``, per face
@@ -146,7 +150,7 @@ from tf_face.eval_metrics import group_bias, group_means, nanmean, write_result_
 from tf_face.facemodel import load_face_model  # noqa: E402
 from tf_face.pipeline import GeometryPipeline  # noqa: E402
 from tf_face.blas import single_blas_thread  # noqa: E402
-from tf_face.serving.backends import keras_network_function  # noqa: E402
+from tf_face.serving.backends import NetworkOutputs, keras_network_function  # noqa: E402
 from tf_face.serving.reconstruct import detail_maps  # noqa: E402
 from tf_face.serving.weights import CONFIG_FILE, is_release_folder, load_networks  # noqa: E402
 from tf_face.skin_tone import GROUP_NAMES, face_skin_mask, skin_ita, tone_group  # noqa: E402
@@ -162,8 +166,8 @@ if __name__ == "__main__":   # a script: TensorFlow without its start-up noise
 FLAGS = flags.FLAGS
 
 ALBEDO_METHODS = ("mean", "pca", "pca_fit", "oracle_pca", "delight", "delight_oracle_light",
-                  "fan", "fit")
-DETAIL_METHODS = ("none", "drn", "fit")
+                  "fan", "fit", "net_fit")
+DETAIL_METHODS = ("none", "drn", "fit", "net_fit")
 PATHS = ALBEDO_METHODS + ("none", "drn")          # the names --appearance takes
 NETWORK_PATHS = {"pca": "bnet", "fan": "fan", "drn": "drn"}
 #: paths that need the per-photo light/albedo fit (the first stage of ``fit``)
@@ -240,7 +244,8 @@ def resolve_paths(requested, has_weights: bool, has_fan: bool = False,
     that has no weights is an error, not a silent omission."""
     available = {p: True for p in PATHS}
     available.update({"pca": has_weights, "fan": has_weights and has_fan,
-                      "drn": has_weights and has_drn})
+                      "drn": has_weights and has_drn,
+                      "net_fit": has_weights and has_fan and has_drn})
     if isinstance(requested, str):
         requested = [s.strip() for s in requested.split(",") if s.strip()]
     if not requested:
@@ -249,6 +254,8 @@ def resolve_paths(requested, has_weights: bool, has_fan: bool = False,
     if unknown:
         raise TfFaceError(f"unknown --appearance path(s) {', '.join(unknown)}; "
                           f"known: {', '.join(PATHS)}")
+    if "net_fit" in requested:   # it starts from the networks' outputs: they run (and score) too
+        requested = list(requested) + ["pca", "fan", "drn"]
     missing = [p for p in requested if not available[p]]
     if missing:
         why = ("need --weights_dir" if not has_weights else
@@ -308,7 +315,8 @@ class Networks:
         t = time.perf_counter()     # as serving runs it: B-Net's tf.function + R_a in numpy
         raw = self.serve["bnet"](texture)
         pca_np = self.albedo_model.albedo_np(raw["p_a"])
-        out = {"sh": raw["sh"][0], "pca": pca_np[0], "fan": None, "drn_normals": None,
+        out = {"sh": raw["sh"][0], "p_a": raw["p_a"][0], "pca": pca_np[0], "fan": None,
+               "drn_normals": None,
                "ms_pca": (time.perf_counter() - t) * 1e3}
         gamma, pca = tf.constant(raw["sh"]), tf.constant(pca_np)
         fan = None
@@ -661,6 +669,21 @@ def run_face(i, face, image, truth, res, paths, ctx) -> tuple:
         pred["rerender"][""] = out["rerender"]
         pred["rerender"]["_base"] = out["rerender_base"]
         times.update({f"ms_per_photo_{k[3:]}": v for k, v in out.items() if k.startswith("ms_")})
+        if "net_fit" in paths:   # reconstruct's default: the networks' outputs start the fit
+            init = NetworkOutputs(p_a=out["p_a"], sh=out["sh"], albedo_pca=out["pca"],
+                                  albedo=out["fan"], moving_rate=out["rate"], timings_ms={})
+            try:
+                t = time.perf_counter()
+                fr = ctx["fitter"].fit(sample, scale, init=init)
+                times["ms_per_photo_net_fit"] = (time.perf_counter() - t) * 1e3
+                _, _, _, dn = detail_maps(sample, atlas, fr.moving_rate, scale,
+                                          ctx["detail_unit"])
+                pred["albedo"]["net_fit"] = fr.albedo
+                pred["detail"]["net_fit"] = np.where(np.any(dn != 0, -1, keepdims=True), dn,
+                                                     sample.normals)
+                pred["rate_net_fit"] = fr.moving_rate
+            except AppearanceFitError as e:
+                fails.append({"face": i, "path": "net_fit", "error": str(e)})
     pca_fit = sh_fit = None
     if any(p in paths for p in LIGHT_FIT_PATHS):
         tex_lin = srgb_to_linear_np(sample.texture)
@@ -708,7 +731,8 @@ def run_face(i, face, image, truth, res, paths, ctx) -> tuple:
     # size of the detail signal vs what the fit / DRN put there (atlas RMS; the
     # truth in IOD units, the rates in detail units = the mean shape's IOD)
     m["truth_displacement_rms"] = float(np.sqrt(np.mean(np.square(truth.displacement[atlas]))))
-    for name, rate in (("fit", pred.get("rate_fit")), ("drn", pred.get("rate_drn"))):
+    for name, rate in (("fit", pred.get("rate_fit")), ("drn", pred.get("rate_drn")),
+                       ("net_fit", pred.get("rate_net_fit"))):
         if rate is not None:
             m[f"{name}_rate_rms"] = float(np.sqrt(np.mean(np.square(np.asarray(rate)[atlas]))))
     return m, pred, fails
@@ -740,7 +764,10 @@ def run_benchmark(weights_dir=None, num_faces: int = 12, seed: int = 1000,
     ctx = {"atlas": atlas, "model": model, "nets": nets, "skin_mask": face_skin_mask(256),
            "albedo_model": uv_albedo_model(model, atlas),
            "detail_unit": nets.detail_unit if nets is not None else model_detail_unit(model)}
-    if any(p in paths for p in LIGHT_FIT_PATHS):
+    if "net_fit" in paths and nets.color_space != "linear":
+        raise TfFaceError(f"--appearance=net_fit needs weights trained in linear RGB; "
+                          f"{weights_dir} uses {nets.color_space}")
+    if any(p in paths for p in LIGHT_FIT_PATHS + ("net_fit",)):
         from tf_face.appearance.fit import AppearanceFitter
         ctx["fitter"] = AppearanceFitter(ctx["albedo_model"], atlas.mask, ctx["detail_unit"],
                                          fit_options)
@@ -815,9 +842,10 @@ def _f(v, width=9, digits=4) -> str:
 
 _ALBEDO_NAMES = {"mean": "prior mean", "pca": "B-Net PCA", "pca_fit": "PCA fit",
                  "oracle_pca": "oracle PCA", "delight": "delight",
-                 "delight_oracle_light": "delight (true SH)", "fan": "FAN", "fit": "fit"}
+                 "delight_oracle_light": "delight (true SH)", "fan": "FAN", "fit": "fit",
+                 "net_fit": "net+fit"}
 _MS_KEY = {"pca": "pca", "fan": "fan", "pca_fit": "pca_fit", "delight": "delight",
-           "fit": "fit", "drn": "drn"}
+           "fit": "fit", "drn": "drn", "net_fit": "net_fit"}
 
 
 def format_table(result: dict) -> str:
@@ -853,7 +881,8 @@ def format_table(result: dict) -> str:
             continue
         a = "base" if d == "none" else d
         ms = r.get("ms_per_photo_fit_displacement") if d == "fit" else r.get(f"ms_per_photo_{d}")
-        lines.append(f"{d:<20}{_f(r[f'detail_error_{d}_deg'], 9, 2)}"
+        label = "net+fit" if d == "net_fit" else d
+        lines.append(f"{label:<20}{_f(r[f'detail_error_{d}_deg'], 9, 2)}"
                      f"{_f(r.get(f'detail_error_{d}_wrinkle_deg'), 9, 2)}"
                      f"{_f(r.get(f'detail_error_{d}_visible_deg'), 9, 2)}"
                      f"{_f(r.get(f'detail_error_{d}_registered_deg'), 9, 2)}"

@@ -257,3 +257,9 @@ def test_xla_compiled_detail_normals_equal_the_plain_ones(setup):
     assert np.abs(nd_plain).sum() > 0 and np.abs(g_plain).max() > 1e-3
     np.testing.assert_allclose(nd_xla, nd_plain, atol=1e-5)
     np.testing.assert_allclose(g_xla, g_plain, atol=1e-4 * np.abs(g_plain).max())
+
+
+def test_init_displacement_must_be_known():
+    from tf_face.appearance import AppearanceOptions
+    with pytest.raises(ValueError, match="init_displacement"):
+        AppearanceOptions(init_displacement="maybe")

@@ -426,7 +426,7 @@ def test_resolve_paths():
 
 def _expected_keys(paths):
     albedo = [m for m in paths if m in ("mean", "pca", "pca_fit", "oracle_pca", "delight",
-                                        "delight_oracle_light", "fan", "fit")]
+                                        "delight_oracle_light", "fan", "fit", "net_fit")]
     keys = {f"albedo_error_{m}_{p}" for m in albedo
             for p in ("visible", "hidden", "visible_gain_invariant")}
     keys |= {f"ita_error_{m}" for m in albedo}
@@ -435,7 +435,7 @@ def _expected_keys(paths):
     keys.add("registration_shift_texels")
     regions = ("", "_wrinkle", "_visible")
     keys |= {f"normal_error_{b}{r}_deg" for b in ("base", "truth_base") for r in regions}
-    for d in ("none", "drn", "fit"):
+    for d in ("none", "drn", "fit", "net_fit"):
         if d in paths:
             keys |= {f"detail_error_{d}{r}_deg" for r in regions}
             keys |= {f"detail_error_{d}{r}_registered_deg" for r in ("", "_wrinkle")}
@@ -447,6 +447,8 @@ def _expected_keys(paths):
                  "exposure_error_fit", "ms_per_photo_pca_fit"}
     if "delight" in paths:
         keys.add("ms_per_photo_delight")
+    if "net_fit" in paths:
+        keys.add("ms_per_photo_net_fit")
     if "fit" in paths:
         keys |= {"rerender_error_fit", "ms_per_photo_fit", "ms_per_photo_fit_light_albedo",
                  "ms_per_photo_fit_displacement", "ms_per_photo_fit_albedo_map"}
@@ -558,3 +560,28 @@ def test_balanced_tones_cycle_the_groups():
     groups = [bench._draw(np.random.default_rng([5, i]), model, None, None, "balanced", i).skin_group
               for i in range(7)]
     assert groups == list(GROUP_NAMES) + [GROUP_NAMES[0]]
+
+
+def test_net_fit_keeps_drn_displacement_and_runs_the_networks(tmp_path, fast_fit_options):
+    """--appearance=net_fit (reconstruct's default mode) runs and scores the
+    networks too; with init_displacement="keep" its detail normals are DRN's
+    (equal scores), with "refine" they move; the fit's own albedo is scored."""
+    import dataclasses
+    from tf_face.testing.random_weights import write_random_weights
+    bench = _bench()
+    weights = write_random_weights(tmp_path / "weights", bnet_width=4, ngf=4, p_a_std=0.3,
+                                   sh_std=0.05, seed=7)
+    r = bench.run_benchmark(weights, num_faces=1, seed=1001, image_size=256, progress=False,
+                            appearance="net_fit", fit_options=fast_fit_options)
+    assert r["faces_evaluated"] == 1 and r["num_appearance_failures"] == 0
+    assert tuple(r["paths"]) == ("pca", "fan", "net_fit", "drn")
+    assert _expected_keys(r["paths"]) <= _metric_keys(r)
+    for k in ("", "_wrinkle", "_visible"):
+        assert r[f"detail_error_net_fit{k}_deg"] == pytest.approx(r[f"detail_error_drn{k}_deg"],
+                                                                  abs=1e-6)
+    assert r["albedo_error_net_fit_visible"] != r["albedo_error_fan_visible"]
+    assert "net+fit" in bench.format_table(r)
+    refine = dataclasses.replace(fast_fit_options, init_displacement="refine")
+    r2 = bench.run_benchmark(weights, num_faces=1, seed=1001, image_size=256, progress=False,
+                             appearance="net_fit", fit_options=refine)
+    assert r2["detail_error_net_fit_deg"] != pytest.approx(r2["detail_error_drn_deg"], abs=1e-6)

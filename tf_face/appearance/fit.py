@@ -20,7 +20,14 @@ wrinkle as colour and leaves DRN nothing to see, while the smooth PCA albedo
 leaves the high-frequency shading to the geometry.
 
 ``init`` (a ``NetworkOutputs``-like object with p_a, sh, moving_rate) starts
-the fit at a network's prediction (``--appearance=net+fit``).
+the fit at a network's prediction (``--appearance=net+fit``). Its displacement
+is then DRN's as it is (``AppearanceOptions.init_displacement="keep"``, the
+default; step 2 only computes its detail normals): on 12 held-out synthetic
+faces (seed 1000, eval/synthetic_benchmark.py ``--appearance=net_fit``)
+refining it with Eq. 9 ("refine") took the wrinkle detail error from DRN's
+4.28 deg to 5.98 ("no detail": 5.93; the fit alone 6.16) and cost ~560 ms;
+the photo's shading carries too little of the wrinkles (stop 18's
+eval/detail_signal.py) for the per-photo objective to improve on DRN.
 
 Everything is in linear RGB. Failures a photo can cause (no visible texel
 with a normal, a black or saturated face, a non-finite solution) raise
@@ -47,6 +54,7 @@ from tf_face.types import UVSample
 #: carries no usable shading
 MIN_MEAN_SRGB, MAX_MEAN_SRGB = 0.02, 0.98
 MIN_VISIBLE_TEXELS = 200
+INIT_DISPLACEMENT = ("keep", "refine")
 
 
 class AppearanceFitError(TfFaceError):
@@ -59,6 +67,14 @@ class AppearanceOptions:
     albedo_map: AlbedoMapOptions = dataclasses.field(default_factory=AlbedoMapOptions)
     displacement: DisplacementOptions = dataclasses.field(default_factory=DisplacementOptions)
     backend: str = "auto"       # render ops: auto | op | reference
+    # with ``init`` (net+fit): "keep" the networks' moving rate (DRN's) as the
+    # displacement, or "refine" it with Eq. 9 like the fit without weights (module doc)
+    init_displacement: str = "keep"
+
+    def __post_init__(self):
+        if self.init_displacement not in INIT_DISPLACEMENT:
+            raise ValueError(f"init_displacement must be one of {INIT_DISPLACEMENT}, "
+                             f"got {self.init_displacement!r}")
 
 
 @dataclasses.dataclass
@@ -156,8 +172,11 @@ class AppearanceFitter:
 
         t = time.perf_counter()
         pos = np.asarray(sample.position, np.float32) / (float(fit_scale) * self.detail_unit)
+        disp_opts = o.displacement
+        if init is not None and o.init_displacement == "keep":   # DRN's rate as it is
+            disp_opts = dataclasses.replace(disp_opts, steps=0)
         rate, detail_normals, hist_d = fit_displacement_map(
-            tex, vis, sample.normals, pos, la.sh, pca, self.grid, o.displacement,
+            tex, vis, sample.normals, pos, la.sh, pca, self.grid, disp_opts,
             rate_init=None if init is None else init.moving_rate, backend=o.backend)
         timings["fit_displacement"] = (time.perf_counter() - t) * 1e3
         if not np.all(np.isfinite(rate)):

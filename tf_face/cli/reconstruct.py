@@ -65,6 +65,9 @@ flags.DEFINE_enum("tflite_precision", "float32", ["float32", "float16", "int8"],
 flags.DEFINE_string("tflite_dir", None,
                     "Folder with <net>_<precision>.tflite (train.export --tflite writes "
                     "DIR/tflite); default: convert once into the tf_face cache.")
+flags.DEFINE_enum("net_fit_displacement", "keep", ["keep", "refine"],
+                  "--appearance=net+fit: keep DRN's displacement as it is (measured better on "
+                  "wrinkles, and ~0.5 s faster) or refine it with the per-photo Eq. 9 fit.")
 flags.DEFINE_enum("renders", "all", ["none", "basic", "all"],
                   "renders/ (shown in report.html): none; basic = the re-render over the "
                   "photo and alone (~0.2 s); all = also relit x4 and yaw -30/+30, each with a "
@@ -80,11 +83,15 @@ def make_reconstructor(log=print):
         opts.w_shape = FLAGS.w_shape
     if FLAGS.w_expr is not None:
         opts.w_expr = FLAGS.w_expr
+    from tf_face.appearance import AppearanceOptions
+
+    appearance_options = AppearanceOptions(init_displacement=FLAGS.net_fit_displacement)
     recon = Reconstructor(FLAGS.weights_dir, backend=FLAGS.backend,
                           model=FLAGS.model if FLAGS["model"].present else None,
                           tflite_precision=FLAGS.tflite_precision, tflite_dir=FLAGS.tflite_dir,
                           min_cos=FLAGS.min_cos, fit_options=opts, log=log,
-                          appearance=FLAGS.appearance, uv_size=FLAGS.uv_size)
+                          appearance=FLAGS.appearance, uv_size=FLAGS.uv_size,
+                          appearance_options=appearance_options)
     if FLAGS["uv_size"].present and FLAGS.uv_size != recon.cfg.uv_size:
         raise TfFaceError(f"--uv_size={FLAGS.uv_size} but the weights in {recon.weights_dir} "
                           f"work at {recon.cfg.uv_size}; omit --uv_size")
