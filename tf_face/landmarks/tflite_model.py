@@ -14,7 +14,7 @@ per thread.
 Threads: tf_face's networks use every usable core (``usable_cpus``); the
 ~1 ms MediaPipe models use ``small_model_threads()``: 2 where the process may
 use 2 or more cores (face mesh 1.2 -> 0.65 ms, BlazeFace short range 1.05 ->
-0.59 ms, full range 3.3 -> 1.8 ms on the 2-core CI machine; more threads buy
+0.59 ms, full range 3.3 -> 1.8 ms on a 2-core AMD EPYC, 2026-12-03; more threads buy
 little on models this small), 1 in processes that share the cores with
 siblings (``set_small_model_threads(1)``: the preprocessing job's workers).
 """
