@@ -264,6 +264,13 @@ def resolve_paths(requested, has_weights: bool, has_fan: bool = False,
     return tuple(p for p in PATHS if p in requested)
 
 
+def served_detail_normals(sample, atlas_mask, rate, fit_scale, detail_unit) -> np.ndarray:
+    """Serving's detail normals of a moving rate (``serving.reconstruct.detail_maps``),
+    the base normals where the detail mesh has none."""
+    _, _, _, dn = detail_maps(sample, atlas_mask, rate, fit_scale, detail_unit)
+    return np.where(np.any(dn != 0, -1, keepdims=True), dn, sample.normals)
+
+
 class Networks:
     """B-Net (required), FAN and DRN (optional), run as serving runs them."""
 
@@ -328,8 +335,8 @@ class Networks:
         if self.drn is not None and "drn" in paths:
             t = time.perf_counter()   # serving's DRN call and detail maps
             rate = self.serve["drn"](texture)["moving_rate"][0, ..., 0]
-            _, _, _, dn = detail_maps(sample, self.atlas.mask, rate, fit_scale, self.detail_unit)
-            out["drn_normals"] = np.where(np.any(dn != 0, -1, keepdims=True), dn, sample.normals)
+            out["drn_normals"] = served_detail_normals(sample, self.atlas.mask, rate, fit_scale,
+                                                       self.detail_unit)
             out["rate"] = rate
             out["ms_drn"] = (time.perf_counter() - t) * 1e3
         target = to_shading_space(texture, self.color_space)[0].numpy()
@@ -676,11 +683,9 @@ def run_face(i, face, image, truth, res, paths, ctx) -> tuple:
                 t = time.perf_counter()
                 fr = ctx["fitter"].fit(sample, scale, init=init)
                 times["ms_per_photo_net_fit"] = (time.perf_counter() - t) * 1e3
-                _, _, _, dn = detail_maps(sample, atlas, fr.moving_rate, scale,
-                                          ctx["detail_unit"])
                 pred["albedo"]["net_fit"] = fr.albedo
-                pred["detail"]["net_fit"] = np.where(np.any(dn != 0, -1, keepdims=True), dn,
-                                                     sample.normals)
+                pred["detail"]["net_fit"] = served_detail_normals(
+                    sample, atlas, fr.moving_rate, scale, ctx["detail_unit"])
                 pred["rate_net_fit"] = fr.moving_rate
             except AppearanceFitError as e:
                 fails.append({"face": i, "path": "net_fit", "error": str(e)})
@@ -696,8 +701,8 @@ def run_face(i, face, image, truth, res, paths, ctx) -> tuple:
                               for k, v in fr.timings_ms.items()})
                 times["ms_per_photo_pca_fit"] = fr.timings_ms.get("fit_light_albedo", float("nan"))
                 pca_fit, sh_fit = fr.albedo_pca, fr.sh
-                _, _, _, dn = detail_maps(sample, atlas, fr.moving_rate, scale, ctx["detail_unit"])
-                dn = np.where(np.any(dn != 0, -1, keepdims=True), dn, sample.normals)
+                dn = served_detail_normals(sample, atlas, fr.moving_rate, scale,
+                                           ctx["detail_unit"])
                 pred["albedo"]["fit"] = fr.albedo
                 pred["detail"]["fit"] = dn
                 pred["rerender"]["_fit"] = (
