@@ -205,17 +205,20 @@ def _float64_twin(model):
     return twin
 
 
-@pytest.mark.parametrize("norm", ["instance", "none", "batch"])   # "none": convs with bias
-def test_inference_model_equals_the_keras_model(norm):
+@pytest.mark.parametrize("net,norm", [("fan", "instance"), ("fan", "none"), ("fan", "batch"),
+                                      ("drn", "instance")])   # "none": convs with bias
+def test_inference_model_equals_the_keras_model(net, norm):
     """``inference_model`` (what the TF backend runs and every .tflite is
-    converted from) rewrites the transposed convs and the instance norms and
+    converted from) rewrites the transposed convs, the instance norms, the last
+    conv (3 or 1 output channels) and the ReLU after each skip join, and
     computes the same function, checked against a float64 evaluation of the
     Keras model."""
     import keras
 
-    from tf_face.models.unet import build_fan
+    from tf_face.models.unet import build_drn, build_fan
     from tf_face.serving.inference_model import inference_model
-    model = build_fan(input_size=32, ngf=3, num_downs=5, norm=norm)
+    build = build_fan if net == "fan" else build_drn
+    model = build(input_size=32, ngf=3, num_downs=5, norm=norm)
     rng = np.random.default_rng(2)
     for w in model.weights:                                    # biases non-zero too
         w.assign(rng.normal(0, 0.2, w.shape).astype(np.float32))
@@ -229,16 +232,82 @@ def test_inference_model_equals_the_keras_model(norm):
     assert ("GroupNormalization" in names) is False
     assert ("InstanceNorm4D" in names) == (norm == "instance")
     assert ("BatchNormalization" in names) == (norm == "batch")
-    # as many weights, but a transposed conv's bias is repeated per output parity
+    assert type(twin.get_layer("last_conv")).__name__ == "ShiftSumConv"
+    joins = [layer for layer in twin.layers if type(layer).__name__ == "ReluConcat"]
+    assert len(joins) == 5 and type(twin.get_layer("last_relu")).__name__ == "Identity"
+    # as many weights, but a transposed conv's bias is repeated per output parity and
+    # the last conv's bias has k*k slots (one used) and a constant one-hot tap kernel
     extra = sum(3 * layer.bias.shape[0] for layer in model.layers
                 if isinstance(layer, keras.layers.Conv2DTranspose) and layer.use_bias)
+    for layer in model.layers:
+        if type(twin.get_layer(layer.name)).__name__ == "ShiftSumConv":
+            kk = layer.kernel_size[0] * layer.kernel_size[1]
+            extra += layer.filters * kk * (kk + 1) - (layer.filters if layer.use_bias else 0)
     assert sum(w.size for w in twin.get_weights()) == \
         sum(w.size for w in model.get_weights()) + extra
     x = rng.random((2, 32, 32, 3), dtype=np.float32)
     ref64 = _float64_twin(model)(x.astype(np.float64)).numpy()
     np.testing.assert_allclose(model(x).numpy(), ref64, atol=1e-5)
     np.testing.assert_allclose(twin(x).numpy(), ref64, atol=1e-5)
-    assert np.abs(twin(x).numpy() - 0.5).max() > 1e-3           # not a constant output
+    assert np.abs(twin(x).numpy() - np.median(ref64)).max() > 1e-3   # not a constant output
+
+
+def test_shift_sum_conv_equals_the_conv_at_every_border():
+    """``ShiftSumConv`` (pointwise conv, one-hot tap shifts, sum over taps) is a
+    "same" k x k conv, bias included, on a map whose border pixels are large
+    (a wrong shift direction or padding would show there first), against
+    float64 numpy; 1 and 3 output channels, k = 3 and 5, batch 2."""
+    import tensorflow as tf
+
+    from tf_face.serving.inference_model import (_shift_sum_conv_layer_class,
+                                                 shift_sum_kernels)
+    rng = np.random.default_rng(7)
+    layer_class = _shift_sum_conv_layer_class()
+    for cout, k in ((1, 3), (3, 3), (1, 5)):
+        x = rng.normal(size=(2, 9, 7, 4))
+        x[:, [0, -1]] *= 10
+        x[:, :, [0, -1]] *= 10
+        w = rng.normal(size=(k, k, 4, cout))
+        b = rng.normal(size=cout)
+        r = k // 2
+        xp = np.pad(x, ((0, 0), (r, r), (r, r), (0, 0)))
+        ref = np.zeros((2, 9, 7, cout)) + b
+        for i in range(k):
+            for j in range(k):
+                ref += np.einsum("bhwi,io->bhwo", xp[:, i:i + 9, j:j + 7], w[i, j])
+        layer = layer_class(cout, k)
+        layer.build((None, 9, 7, 4))
+        pointwise, bias, taps = shift_sum_kernels(w.astype(np.float32), b.astype(np.float32))
+        layer.pointwise.assign(pointwise)
+        layer.bias.assign(bias)
+        layer.taps.assign(taps)
+        out = layer(tf.constant(x, tf.float32)).numpy()
+        assert out.shape == ref.shape
+        np.testing.assert_allclose(out, ref, atol=2e-4 * np.abs(ref).max())
+    with pytest.raises(ValueError, match="odd square kernel"):
+        shift_sum_kernels(np.zeros((2, 2, 1, 1), np.float32), None)
+
+
+def test_relu_concat_rewrite_only_where_the_relu_is_the_only_reader():
+    """A concat also read by another layer (or a model output) keeps its ReLU."""
+    import keras
+
+    from tf_face.serving.inference_model import _relu_after_concat, inference_model
+    a = keras.Input((4, 4, 2))
+    b = keras.layers.Conv2D(2, 1, name="b")(a)
+    joined = keras.layers.Concatenate(name="join")([a, b])
+    shared = keras.layers.Concatenate(name="shared")([a, b])
+    y = keras.layers.Add(name="sum")([keras.layers.ReLU(name="r1")(joined),
+                                      keras.layers.ReLU(name="r2")(shared),
+                                      shared])
+    model = keras.Model(a, [y, keras.layers.Concatenate(name="out_join")([a, b])])
+    assert _relu_after_concat(model) == {"join": "r1"}
+    twin = inference_model(model)
+    assert type(twin.get_layer("join")).__name__ == "ReluConcat"
+    assert type(twin.get_layer("r2")).__name__ == "ReLU"
+    x = np.random.default_rng(0).normal(size=(1, 4, 4, 2)).astype(np.float32)
+    for got, want in zip(twin(x), model(x)):
+        np.testing.assert_allclose(got.numpy(), want.numpy(), atol=1e-6)
 
 
 def test_unets_have_no_transpose_conv_and_no_5d_tensors(setup):

@@ -59,8 +59,9 @@ def tflite_name(net: str, precision: str) -> str:
 
 
 OUTPUT_NAMES = {"bnet": ("p_a", "sh"), "fan": ("albedo",), "drn": ("moving_rate",)}
-TFLITE_FORMAT = "v5"  # bumped when the .tflite files change (cache folder names): named
-# outputs (v2), transposed convs as 2x2 convs + depth_to_space (v4), 4D instance norms (v5)
+TFLITE_FORMAT = "v6"  # bumped when the .tflite files change (cache folder names): named
+# outputs (v2), transposed convs as 2x2 convs + depth_to_space (v4), 4D instance norms (v5),
+# last convs as pointwise + tap shifts and ReLUs split over skip joins (v6)
 
 
 def _write_serving_saved_model(model, net: str, size: int, num_albedo: int, folder) -> None:
