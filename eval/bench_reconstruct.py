@@ -27,8 +27,9 @@ every output file written and no renders (what ``--image_dir --renders=none``
 does per photo). ``--ideas`` (default on) times each network alone, warm:
 TF with the networks' own Keras layers and with ``serving.inference_model``'s
 (what the backend runs), TF + XLA, TFLite float32 with Keras's 5D instance
-norms and with the 4D ones, float16 (XNNPACK), FAN of ngf 8, 12 and 16 (random
-weights), and FAN + DRN in one ``tf.function`` (``ms_per_network_ideas``). ``cpu_model`` / ``cpu_isa``
+norms and with the 4D ones, float16 (XNNPACK) with and without the last-conv
+and skip-join rewrites (``<net>_tflite_float16_without_<rewrite>``), FAN of
+ngf 8, 12 and 16 (random weights), and FAN + DRN in one ``tf.function`` (``ms_per_network_ideas``). ``cpu_model`` / ``cpu_isa``
 name the machine. Writes ``ms_per_photo_tf``, ``ms_per_photo_tflite``,
 ``ms_per_stage_tf``, ``ms_per_stage_tflite`` (medians; ``_tf_separate``
 likewise) and more.
@@ -56,7 +57,7 @@ from tf_face.image_io import load_image  # noqa: E402
 from tf_face.landmarks.tflite_model import set_small_model_threads  # noqa: E402
 from tf_face.serving.backends import ensure_tflite  # noqa: E402
 from tf_face.serving.reconstruct import Reconstructor, reconstruct_one  # noqa: E402
-from tf_face.serving.inference_model import inference_model  # noqa: E402
+from tf_face.serving.inference_model import REWRITES, inference_model  # noqa: E402
 from tf_face.serving.tflite import TFLiteNetwork, convert_network, tflite_name  # noqa: E402
 from tf_face.serving.weights import (CONFIG_FILE, DEFAULT_WEIGHTS_DIR, NETWORKS,  # noqa: E402
                                      load_networks, read_weights_config)
@@ -205,10 +206,20 @@ def time_ideas(weights) -> dict:
     with tempfile.TemporaryDirectory() as tmp:   # TFLite with Keras's 5D instance norms
         for name in ("fan", "drn"):
             path = Path(tmp) / f"{name}.tflite"
-            path.write_bytes(convert_network(nets[name], name, "float32", s,
-                                             rewrites=("transpose",))["float32"])
+            path.write_bytes(convert_network(
+                nets[name], name, "float32", s,
+                rewrites=tuple(r for r in REWRITES if r != "instance_norm"))["float32"])
             net = TFLiteNetwork(path)
             out[f"{name}_tflite_float32_5d_norms"] = _median_ms(lambda net=net: net(xn))
+            # float16 without the last-conv and skip-join rewrites (alone and both)
+            for off in ("small_conv", "relu_concat", "small_conv+relu_concat"):
+                path = Path(tmp) / f"{name}_{off}.tflite"
+                path.write_bytes(convert_network(
+                    nets[name], name, "float16", s,
+                    rewrites=tuple(r for r in REWRITES if r not in off.split("+")))["float16"])
+                net = TFLiteNetwork(path)
+                out[f"{name}_tflite_float16_without_{off.replace('+', '_')}"] = \
+                    _median_ms(lambda net=net: net(xn))
         # narrower UNets (random weights: speed does not depend on the values; their
         # quality is not measured here): what the architecture costs per ngf
         for ngf in (8, 12, 16):
@@ -345,6 +356,13 @@ def main(argv):
         print(f"(TFLite with {TFLiteNetwork.default_threads()} threads, the backend's default; "
               "_1thread: the interpreter's own default; tf_keras_layers / _5d_norms: without "
               "serving.inference_model's rewrites / without its 4D instance norms)")
+        print("TFLite float16 without the last-conv rewrite / the skip-join ReLU rewrite / "
+              "both (serving.inference_model): "
+              + "; ".join(f"{n} " + " / ".join(
+                  f"{ideas[f'{n}_tflite_float16_without_{o}']:.1f}"
+                  for o in ("small_conv", "relu_concat", "small_conv_relu_concat"))
+                  + f" (with both: {ideas[f'{n}_tflite_float16']:.1f})" for n in ("fan", "drn"))
+              + " ms")
         print("FAN of ngf 8 / 12 / 16 (random weights), TFLite float32: "
               + " / ".join(f"{ideas[f'fan_ngf{n}_tflite_float32']:.1f}" for n in (8, 12, 16))
               + " ms")

@@ -314,7 +314,8 @@ def test_unets_have_no_transpose_conv_and_no_5d_tensors(setup):
     """FAN/DRN .tflite files carry no TRANSPOSE_CONV (TFLite's int8 hybrid
     kernel for it is a slow reference loop: 18-38x float32 without XNNPACK;
     the latencies are measured by eval/bench_reconstruct.py, not asserted
-    here) but DEPTH_TO_SPACE (the sub-pixel form of the upsampling)."""
+    here) but DEPTH_TO_SPACE (the sub-pixel form of the upsampling), and their
+    last conv as a pointwise conv + one-hot DEPTHWISE_CONV_2D shifts."""
     from tf_face.serving.tflite import TFLiteNetwork
 
     for path in setup["folder"].glob("*.tflite"):
@@ -322,6 +323,7 @@ def test_unets_have_no_transpose_conv_and_no_5d_tensors(setup):
         ops = {o["op_name"] for o in interpreter._get_ops_details()}
         assert "TRANSPOSE_CONV" not in ops, (path.name, ops)
         assert ("DEPTH_TO_SPACE" in ops) == (not path.name.startswith("bnet")), path.name
+        assert ("DEPTHWISE_CONV_2D" in ops) == (not path.name.startswith("bnet")), path.name
         # instance norms on 4D maps: Keras's 5D reshape ran outside XNNPACK (2x slower FAN)
         ranks = {len(t["shape"]) for t in interpreter.get_tensor_details()}
         assert max(ranks) <= 4, (path.name, ranks)
