@@ -193,7 +193,8 @@ def time_ideas(weights) -> dict:
     s = cfg.uv_size
     x = tf.constant(np.random.default_rng(0).uniform(0, 1, (1, s, s, 3)).astype(np.float32))
     # what TFBackend runs (serving.inference_model: sub-pixel transposed convs, 4D
-    # instance norms); tf_keras_layers below: the networks' own Keras layers
+    # instance norms, shifted last convs, split ReLUs); tf_keras_layers below: the
+    # networks' own Keras layers
     served = {n: inference_model(m) for n, m in nets.items()}
     out = {}
     for name in NETWORKS:
@@ -355,7 +356,7 @@ def main(argv):
                                           for c in cols))
         print(f"(TFLite with {TFLiteNetwork.default_threads()} threads, the backend's default; "
               "_1thread: the interpreter's own default; tf_keras_layers / _5d_norms: without "
-              "serving.inference_model's rewrites / without its 4D instance norms)")
+              "serving.inference_model's rewrites / with all but its 4D instance norms)")
         print("TFLite float16 without the last-conv rewrite / the skip-join ReLU rewrite / "
               "both (serving.inference_model): "
               + "; ".join(f"{n} " + " / ".join(

@@ -106,8 +106,8 @@ def keras_networks_function(models: dict, uv_size: int, num_albedo: int = 0):
     with the TFLite signature's names (``OUTPUT_NAMES``): bnet ``p_a`` [1,K] and
     ``sh`` [1,9,3]; fan ``albedo`` [1,S,S,3]; drn ``moving_rate`` [1,S,S,1]
     (detail units). ``models``: {network name: Keras model}, run as
-    ``inference_model(model)`` (transposed convs and instance norms in faster
-    layers, the same function to float rounding).
+    ``inference_model(model)`` (transposed convs, instance norms, last convs and
+    skip-join ReLUs in faster layers, the same function to float rounding).
 
     With all three, one graph instead of three calls: TF schedules them together
     (no per-call dispatch and host round trip in between); eval/bench_reconstruct.py

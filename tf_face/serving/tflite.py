@@ -12,8 +12,9 @@ precision in
 
 Every .tflite is converted from ``inference_model(model)``
 (``tf_face.serving.inference_model``): the same function with transposed
-convolutions and instance norms in forms that TFLite's XNNPACK runs fast
-(that module says what each bought).
+convolutions, instance norms, the UNets' last convs and their skip joins'
+ReLUs in forms that TFLite's XNNPACK runs fast (that module says what each
+bought).
 
 Every model has batch 1 and one signature (``serving_default``) with input
 ``texture`` float32 [1,S,S,3] (UV texture in [0,1], sRGB) and outputs named
@@ -117,7 +118,8 @@ def convert_network(model, net: str, precisions, size: int, num_albedo: int = 0,
         tflite_name(net, prec)
     tmp = Path(tempfile.mkdtemp(prefix="tf_face_tflite_"))
     try:
-        # transposed convs as 2x2 convs + depth_to_space, 4D instance norms
+        # transposed convs as 2x2 convs + depth_to_space, 4D instance norms, last convs
+        # as pointwise + tap shifts, skip-join ReLUs split (serving.inference_model)
         sub = inference_model(model, rewrites)
         _quiet(lambda: _write_serving_saved_model(sub, net, size, num_albedo, tmp / "sm"))
         return {prec: _convert_saved_model(tmp / "sm", prec) for prec in precisions}
