@@ -88,7 +88,7 @@ def define_flags() -> None:
     # the defaults are the shipped weights' recipe (their MODEL_CARD.md command)
     flags.DEFINE_integer("bnet_steps", 2000, "B-Net steps.")
     flags.DEFINE_integer("fan_steps", 1000, "FAN steps.")
-    flags.DEFINE_integer("drn_steps", 600, "DRN steps.")
+    flags.DEFINE_integer("drn_steps", 4000, "DRN steps.")
     flags.DEFINE_integer("bnet_batch", 8, "B-Net batch size.")
     flags.DEFINE_integer("fan_batch", 4, "FAN batch size.")
     flags.DEFINE_integer("drn_batch", 4, "DRN batch size.")
