@@ -252,6 +252,21 @@ def test_inference_model_equals_the_keras_model(net, norm):
     assert np.abs(twin(x).numpy() - np.median(ref64)).max() > 1e-3   # not a constant output
 
 
+def test_relu_concat_rewrite_skips_a_shared_relu():
+    """A ReLU layer called twice (on a concat and elsewhere) is not replaced."""
+    import keras
+
+    from tf_face.serving.inference_model import _relu_after_concat, inference_model
+    a = keras.Input((4, 4, 2), name="x")
+    relu = keras.layers.ReLU(name="shared_relu")
+    joined = keras.layers.Concatenate(name="join")([a, keras.layers.Conv2D(2, 1, name="b")(a)])
+    y = keras.layers.Concatenate(name="out")([relu(joined), relu(a)])
+    model = keras.Model(a, y)
+    assert _relu_after_concat(model) == {}
+    x = np.random.default_rng(1).normal(size=(1, 4, 4, 2)).astype(np.float32)
+    np.testing.assert_allclose(inference_model(model)(x).numpy(), model(x).numpy(), atol=1e-6)
+
+
 def test_shift_sum_conv_equals_the_conv_at_every_border():
     """``ShiftSumConv`` (pointwise conv, one-hot tap shifts, sum over taps) is a
     "same" k x k conv, bias included, on a map whose border pixels are large

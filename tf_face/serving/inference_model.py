@@ -267,8 +267,9 @@ def _is_plain_relu(layer) -> bool:
 def _relu_after_concat(model) -> dict:
     """``{concat layer name: relu layer name}`` for each last-axis ``Concatenate``
     whose output is read by one plain ReLU only (the UNets' skip joins) and is
-    not a model output. Reads Keras's functional graph (``_inbound_nodes``);
-    an empty dict where that is not available."""
+    not a model output; neither layer may be called more than once (a shared
+    ReLU becomes an ``Identity`` everywhere). Reads Keras's functional graph
+    (``_inbound_nodes``); an empty dict where that is not available."""
     import keras
     readers: dict = {}
     try:
@@ -284,7 +285,8 @@ def _relu_after_concat(model) -> dict:
         if (type(layer) is keras.layers.Concatenate and layer.get_config()["axis"] in (-1, 3)
                 and layer.name not in outputs):
             r = readers.get(layer.name, [])
-            if len(r) == 1 and _is_plain_relu(r[0]):
+            if (len(r) == 1 and _is_plain_relu(r[0]) and len(layer._inbound_nodes) == 1
+                    and len(r[0]._inbound_nodes) == 1):
                 pairs[layer.name] = r[0].name
     return pairs
 
