@@ -75,7 +75,13 @@ from the JSON, never 0 or null.**
   drops out): ``detail_error_<d>_deg`` over the atlas,
   ``detail_error_<d>_wrinkle_deg`` over ``wrinkle_mask(truth.displacement)``,
   ``detail_error_<d>_visible_deg`` over visible texels, for d in none, drn,
-  fit, net_fit (``none`` = the size of the true detail signal).
+  fit, net_fit (``none`` = the size of the true detail signal);
+  ``detail_error_<d>_bare_deg`` over the template's wrinkle sites where this
+  face has none (``wrinkles.wrinkle_sites`` minus the face's wrinkle mask
+  dilated by 2 texels; ``texels_bare``): a method that draws the template's
+  wrinkles on every face scores worse than "none" there. Faces with every
+  family present have few bare texels; with ``--wrinkle_variety=0`` (the v1-v3
+  template) almost none.
 * registered (``tf_face.synthetic.registration``): the pipeline's texel
   (r, c) looks at an image point whose true UV is not (r, c) -- on default
   faces a median of ~5 texels away (``registration_shift_texels``, per face
@@ -89,7 +95,7 @@ from the JSON, never 0 or null.**
   mask); ``texels_registered``. The true displacement carried into the
   pipeline's map scores ~2.1 deg there against "no detail" ~5.3 (6 faces,
   seed 2000): a method that recovers what the photo shows can pass.
-* absolute normals: ``normal_error_{base,drn,fit}{,_wrinkle,_visible}_deg``
+* absolute normals: ``normal_error_{base,drn,fit}{,_wrinkle,_visible,_bare}_deg``
   (the pipeline's base normals / base + detail vs the truth's detail
   normals, camera frame); ``normal_error_truth_base*_deg`` the truth's own
   base-vs-detail angle.
@@ -156,7 +162,7 @@ from tf_face.serving.weights import CONFIG_FILE, is_release_folder, load_network
 from tf_face.skin_tone import GROUP_NAMES, face_skin_mask, skin_ita, tone_group  # noqa: E402
 from tf_face.srgb import linear_to_srgb, srgb_to_linear  # noqa: E402
 from tf_face.synthetic.ict_shapes import IctShapes  # noqa: E402
-from tf_face.synthetic.wrinkles import wrinkle_mask  # noqa: E402
+from tf_face.synthetic.wrinkles import wrinkle_mask, wrinkle_sites  # noqa: E402
 from tf_face.uv import get_atlas  # noqa: E402
 # TF-loading imports stay in functions, run after main's quiet_tensorflow() (test_import_weight)
 if __name__ == "__main__":   # a script: TensorFlow without its start-up noise
@@ -173,7 +179,7 @@ NETWORK_PATHS = {"pca": "bnet", "fan": "fan", "drn": "drn"}
 #: paths that need the per-photo light/albedo fit (the first stage of ``fit``)
 LIGHT_FIT_PATHS = ("pca_fit", "delight", "delight_oracle_light", "fit")
 KNOBS = ("max_yaw", "max_pitch", "max_roll", "occlusion_prob", "light_harshness",
-         "shape_strength", "wrinkle_strength", "albedo_detail", "camera_noise")
+         "shape_strength", "wrinkle_strength", "wrinkle_variety", "albedo_detail", "camera_noise")
 #: shading below this (any channel) makes a texel unusable for delighting
 #: (as ``tf_face.appearance.maps.fit_albedo_map``'s closed-form start)
 MIN_SHADING = 0.05
@@ -230,7 +236,7 @@ def run_and_report(run, table, json_path, debug: bool = False) -> int:
 
 
 COUNT_KEYS = ("texels_visible", "texels_hidden", "texels_atlas", "texels_wrinkle",
-              "texels_registered")
+              "texels_bare", "texels_registered")
 #: per-face keys averaged into the summary (when present in any face)
 SUMMARY_PREFIXES = ("albedo_error_", "ita_error_", "detail_error_", "normal_error_",
                     "sh_error", "exposure_error", "rerender_error", "registration_")
@@ -382,7 +388,7 @@ def delight(texture_linear, visible, normals, sh, fallback, atlas_mask,
 
 # ---------------------------------------------------------------- metrics
 def face_metrics(truth, sample, pred, skin_group=None, skin_mask=None,
-                 registration=None) -> dict:
+                 registration=None, sites=None) -> dict:
     """All per-face metrics (``tf_face.eval_metrics``) of one face.
 
     ``pred``: ``albedo`` {method: [S,S,3] linear} (methods of ``ALBEDO_METHODS``
@@ -393,13 +399,19 @@ def face_metrics(truth, sample, pred, skin_group=None, skin_mask=None,
     ``skin_mask``: cheeks + forehead (default ``face_skin_mask(S)``).
     ``registration``: (coords, valid) of
     ``tf_face.synthetic.registration.truth_uv_in_pipeline`` -> the
-    ``*_registered`` keys (None: left out).
+    ``*_registered`` keys (None: left out). ``sites``: the template's wrinkle
+    sites [S,S] bool for the ``_bare`` keys (default ``wrinkle_sites(S)``).
     """
     atlas = np.asarray(truth.atlas_mask, bool)
     vis, hid = M.visibility_split(sample.mask, truth.occlusion, atlas)
     wr = atlas & wrinkle_mask(truth.displacement)
+    # the template's wrinkle sites where this face has no wrinkle (2 texels clear of one)
+    near = cv2.dilate(wr.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+    sites = wrinkle_sites(atlas.shape[0]) if sites is None else np.asarray(sites, bool)
+    bare = atlas & sites & ~near
     r = {"texels_visible": int(vis.sum()), "texels_hidden": int(hid.sum()),
-         "texels_atlas": int(atlas.sum()), "texels_wrinkle": int(wr.sum())}
+         "texels_atlas": int(atlas.sum()), "texels_wrinkle": int(wr.sum()),
+         "texels_bare": int(bare.sum())}
     if skin_mask is None:
         skin_mask = face_skin_mask(atlas.shape[0])
     ita_truth = skin_ita(truth.albedo, skin_mask)
@@ -424,7 +436,7 @@ def face_metrics(truth, sample, pred, skin_group=None, skin_mask=None,
         r[f"sh_error{suffix}_scale_invariant"] = M.sh_scale_invariant_rms(sh, truth.sh)
         r[f"sh_error{suffix}_relative"] = M.sh_relative_error(sh, truth.sh)
         r[f"exposure_error{suffix}"] = M.exposure_error(sh, truth.sh)
-    regions = {"": atlas, "_wrinkle": wr, "_visible": vis}
+    regions = {"": atlas, "_wrinkle": wr, "_visible": vis, "_bare": bare}
     details = pred.get("detail", {})
     for suffix, m in regions.items():
         r[f"normal_error_base{suffix}_deg"] = M.mean_angular_error(sample.normals, truth.normals, m)[0]
@@ -879,7 +891,7 @@ def format_table(result: dict) -> str:
                      f"{_f(r[f'albedo_error_{m}_hidden'])}{_f(r.get(f'ita_error_{m}'), 9, 2)}"
                      f"{_f(r.get(f'ita_bias_{m}'), 9, 2)}{_f(sh)}{_f(rr)}{_f(ms, 10, 0)}")
     lines.append(f"{'detail (deg)':<20}{'rel all':>9}{'rel wrnk':>9}{'rel vis':>9}"
-                 f"{'reg all':>9}{'reg wrnk':>9}"
+                 f"{'rel bare':>9}{'reg all':>9}{'reg wrnk':>9}"
                  f"{'abs all':>9}{'abs wrnk':>9}{'abs vis':>9}{'ms/photo':>10}")
     for d in DETAIL_METHODS:
         if f"detail_error_{d}_deg" not in r:
@@ -890,6 +902,7 @@ def format_table(result: dict) -> str:
         lines.append(f"{label:<20}{_f(r[f'detail_error_{d}_deg'], 9, 2)}"
                      f"{_f(r.get(f'detail_error_{d}_wrinkle_deg'), 9, 2)}"
                      f"{_f(r.get(f'detail_error_{d}_visible_deg'), 9, 2)}"
+                     f"{_f(r.get(f'detail_error_{d}_bare_deg'), 9, 2)}"
                      f"{_f(r.get(f'detail_error_{d}_registered_deg'), 9, 2)}"
                      f"{_f(r.get(f'detail_error_{d}_wrinkle_registered_deg'), 9, 2)}"
                      f"{_f(r.get(f'normal_error_{a}_deg'), 9, 2)}"

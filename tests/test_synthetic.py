@@ -55,8 +55,10 @@ def faces(model, atlas):
 
 @pytest.fixture(scope="module")
 def clean_face(model, atlas):
-    """A face with no camera noise/blur, an occluder and harsh light."""
-    d = Difficulty(max_yaw=30.0, occlusion_prob=1.0, light_harshness=1.0, camera_noise=0.0)
+    """A face with no camera noise/blur, an occluder and harsh light, and every
+    wrinkle family (``wrinkle_variety=0``: the detail checks need grooves)."""
+    d = Difficulty(max_yaw=30.0, occlusion_prob=1.0, light_harshness=1.0, camera_noise=0.0,
+                   wrinkle_variety=0.0)
     f = sample_face(np.random.default_rng(3), model, d)
     img, tr = render_face(f, SIZE, model=model, atlas=atlas)
     return f, img, tr
@@ -312,3 +314,68 @@ def test_truth_carried_into_the_pipelines_uv_map(clean_face, model, atlas):
     assert inner.sum() > 5000
     assert err_carried < 0.02 and err_carried < 0.35 * err_same_texel, (err_carried,
                                                                        err_same_texel)
+
+
+# ------------------------------------------------------------------ wrinkle variety
+def _forehead_rows(model, size=256):
+    """Rows of the UV map above the brows (where forehead lines go)."""
+    uv = np.asarray(model.uv, np.float64)[np.asarray(model.landmarks68)]
+    return slice(0, int((min(uv[17:27, 1]) - 0.02) * size))
+
+
+def test_wrinkle_variety_leaves_the_rest_of_the_face_alone(model):
+    """The variety draws come from a jumped generator: ``rng`` ends in the same
+    state at every variety, so a seed gives the same shape, albedo and light;
+    only the wrinkles differ. Out-of-range varieties are refused."""
+    from tf_face.synthetic.wrinkles import random_displacement
+    maps, after = [], []
+    for v in (0.0, 0.5, 1.0):
+        rng = np.random.default_rng([5, 1])
+        maps.append(random_displacement(rng, model, 128, variety=v))
+        after.append(rng.random(4))
+    assert np.array_equal(after[0], after[1]) and np.array_equal(after[0], after[2])
+    assert not np.array_equal(maps[0], maps[2])
+    f0 = sample_face(np.random.default_rng(9), model, Difficulty(wrinkle_variety=0.0))
+    f1 = sample_face(np.random.default_rng(9), model, Difficulty(wrinkle_variety=1.0))
+    assert np.array_equal(f0.albedo, f1.albedo) and np.array_equal(f0.sh, f1.sh)
+    assert f0.yaw == f1.yaw and not np.array_equal(f0.displacement, f1.displacement)
+    for bad in (-0.1, 1.5, float("nan")):
+        with pytest.raises(ValueError):
+            random_displacement(np.random.default_rng(0), model, 64, variety=bad)
+    with pytest.raises(ValueError):
+        Difficulty(wrinkle_variety=1.5).validate()
+
+
+def test_wrinkle_variety_makes_families_optional_and_sites_hold_the_template(model):
+    """variety 0: every face has forehead lines (the v1-v3 template). variety 1:
+    forehead lines on about FAMILY_PROB["forehead"] of the faces (binomial
+    bounds, 60 faces), some faces nearly bare. ``wrinkle_sites`` holds the
+    template's wrinkles of draws it was not built from, and not the whole map."""
+    from tf_face.synthetic.wrinkles import (FAMILY_PROB, random_displacement, wrinkle_mask,
+                                            wrinkle_sites)
+    rows = _forehead_rows(model, 128)
+    n = 60
+    with_lines = {0.0: 0, 1.0: 0}
+    totals = {0.0: [], 1.0: []}
+    for v in with_lines:
+        for i in range(n):
+            d = random_displacement(np.random.default_rng([21, i]), model, 128, variety=v)
+            w = wrinkle_mask(d)
+            with_lines[v] += int(w[rows].sum() > 20)
+            totals[v].append(int(w.sum()))
+    assert with_lines[0.0] == n
+    p = FAMILY_PROB["forehead"]
+    sd = np.sqrt(n * p * (1 - p))
+    assert abs(with_lines[1.0] - n * p) < 4 * sd, with_lines
+    assert min(totals[1.0]) < 0.25 * np.median(totals[0.0])     # young / bare faces exist
+    sites = wrinkle_sites(128)
+    inside = total = 0
+    for i in range(8):
+        w = wrinkle_mask(random_displacement(np.random.default_rng([33, i]), model, 128,
+                                             variety=0.0))
+        inside += int((w & sites).sum())
+        total += int(w.sum())
+    assert total > 0 and inside >= 0.97 * total
+    assert sites.mean() < 0.3
+    with pytest.raises(ValueError):
+        sites[0, 0] = True                                         # read-only

@@ -261,9 +261,12 @@ def test_face_metrics_on_hand_made_face():
             "detail": {"none": sample.normals, "drn": detail},
             "sh": {"pca": sh.copy()},
             "rerender": {"": (target.copy(), target), "_base": (target + 0.05, target)}}
-    m = bench.face_metrics(truth, sample, pred, skin_mask=skin)
+    sites = np.zeros_like(truth.atlas_mask)
+    sites[2:5, 2:10] = True          # rows 2-3 are 2 texels from the wrinkle band (rows 4-5)
+    sites[8:10, 2:10] = True         # 2 texels clear of it: bare
+    m = bench.face_metrics(truth, sample, pred, skin_mask=skin, sites=sites)
     assert m["texels_atlas"] == 64 and m["texels_visible"] == 31 and m["texels_hidden"] == 33
-    assert m["texels_wrinkle"] == 16
+    assert m["texels_wrinkle"] == 16 and m["texels_bare"] == 16
     assert m["albedo_error_pca_visible"] == pytest.approx(0.1)
     assert m["albedo_error_pca_hidden"] == pytest.approx(0.1)
     assert m["albedo_error_fan_visible"] == pytest.approx(0.0)
@@ -294,7 +297,7 @@ def test_face_metrics_on_hand_made_face():
     expected = {f"albedo_error_{a}_{p}" for a in albedo_ms
                 for p in ("visible", "hidden", "visible_gain_invariant")}
     expected |= {f"ita_{a}" for a in albedo_ms} | {f"ita_error_{a}" for a in albedo_ms}
-    regions = ("", "_wrinkle", "_visible")
+    regions = ("", "_wrinkle", "_visible", "_bare")
     expected |= {f"normal_error_{b}{r}_deg" for b in ("base", "truth_base", "drn") for r in regions}
     expected |= {f"detail_error_{d}{r}_deg" for d in ("none", "drn") for r in regions}
     expected |= {"sh_error", "sh_error_scale_invariant", "sh_error_relative", "exposure_error",
@@ -310,6 +313,30 @@ def test_face_metrics_on_hand_made_face():
     assert bench.json_safe({"a": float("nan"), "b": [1.0, float("inf")], "c": "x",
                             "d": np.float32(2.0)}) == {"a": None, "b": [1.0, None], "c": "x",
                                                        "d": 2.0}
+
+
+def test_bare_sites_score_a_template_worse_than_no_detail():
+    """``_bare``: the template's wrinkle sites where this face has no wrinkle.
+    A method that draws grooves at every site scores worse than "none" there,
+    and as well as "none" where the face's own wrinkle is."""
+    bench = _bench()
+    truth, sample, skin = _hand_made_face(np.random.default_rng(5))
+    atlas = truth.atlas_mask
+    band = np.zeros_like(atlas)
+    band[4:6, 2:10] = True                       # the face's wrinkle (disp < 0 there)
+    tilted = (truth.base_normals @ _rot_x(10.0).T) * atlas[..., None]
+    truth.normals = np.where(band[..., None], tilted, truth.base_normals)
+    sites = np.zeros_like(atlas)
+    sites[4:6, 2:10] = True                      # a site with the face's wrinkle
+    sites[8:10, 2:10] = True                     # a site without one: bare
+    template = np.where(sites[..., None], tilted, truth.base_normals)
+    pred = {"detail": {"none": sample.normals, "drn": template}}
+    m = bench.face_metrics(truth, sample, pred, skin_mask=skin, sites=sites)
+    assert m["texels_bare"] == 16
+    assert m["detail_error_none_bare_deg"] == pytest.approx(0.0, abs=1e-5)
+    assert m["detail_error_drn_bare_deg"] == pytest.approx(10.0)
+    assert m["detail_error_drn_wrinkle_deg"] == pytest.approx(0.0, abs=1e-5)
+    assert m["detail_error_none_wrinkle_deg"] == pytest.approx(10.0)
 
 
 def test_registered_metrics_compare_with_the_carried_truth():
@@ -433,7 +460,7 @@ def _expected_keys(paths):
     # against the truth carried into the pipeline's UV map (not the prior draw)
     keys |= {f"albedo_error_{m}_visible_registered" for m in albedo if m != "oracle_pca"}
     keys.add("registration_shift_texels")
-    regions = ("", "_wrinkle", "_visible")
+    regions = ("", "_wrinkle", "_visible", "_bare")
     keys |= {f"normal_error_{b}{r}_deg" for b in ("base", "truth_base") for r in regions}
     for d in ("none", "drn", "fit", "net_fit"):
         if d in paths:

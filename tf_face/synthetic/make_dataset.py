@@ -207,7 +207,7 @@ def main(argv):
     diff = Difficulty(max_yaw=f.max_yaw, max_pitch=f.max_pitch, max_roll=f.max_roll,
                       occlusion_prob=f.occlusion_prob, light_harshness=f.light_harshness,
                       shape_strength=f.shape_strength, wrinkle_strength=f.wrinkle_strength,
-                      albedo_detail=f.albedo_detail, camera_noise=f.camera_noise)
+                      wrinkle_variety=f.wrinkle_variety, albedo_detail=f.albedo_detail, camera_noise=f.camera_noise)
     box = {}
 
     def job():
@@ -252,6 +252,9 @@ def _define_flags():
                        "0 soft frontal white light .. 1 harsh side / coloured light.")
     flags.DEFINE_float("shape_strength", d.shape_strength, "Random shape deformation amount.")
     flags.DEFINE_float("wrinkle_strength", d.wrinkle_strength, "Wrinkle depth multiplier.")
+    flags.DEFINE_float("wrinkle_variety", d.wrinkle_variety,
+                       "0: every face has every wrinkle family at fixed sites (the data of "
+                       "releases v1-v3) .. 1: families present at random, sites and depths varied.")
     flags.DEFINE_float("albedo_detail", d.albedo_detail, "Pores/freckles/moles amount.")
     flags.DEFINE_float("camera_noise", d.camera_noise, "Blur + sensor noise amount (0 = none).")
 

@@ -46,6 +46,7 @@ class Difficulty:
     light_harshness: float = 0.5   # 0 soft frontal white .. 1 harsh side / coloured
     shape_strength: float = 1.0    # random smooth deformation of the mean shape
     wrinkle_strength: float = 1.0  # depth of the wrinkles
+    wrinkle_variety: float = 1.0   # 0 every wrinkle family at fixed sites (v1-v3 data) .. 1 varied
     albedo_detail: float = 1.0     # pores, freckles, moles
     camera_noise: float = 1.0      # blur + sensor noise (0 = clean render)
 
@@ -56,8 +57,8 @@ class Difficulty:
                 raise ValueError(f"difficulty {f.name} must be a finite number >= 0, got {v!r}")
         if self.max_yaw > 89 or self.max_pitch > 89 or self.max_roll > 180:
             raise ValueError("max_yaw / max_pitch must be < 90 degrees, max_roll <= 180")
-        if self.occlusion_prob > 1 or self.light_harshness > 1:
-            raise ValueError("occlusion_prob and light_harshness must be in [0, 1]")
+        if self.occlusion_prob > 1 or self.light_harshness > 1 or self.wrinkle_variety > 1:
+            raise ValueError("occlusion_prob, light_harshness and wrinkle_variety must be in [0, 1]")
         return self
 
 
@@ -151,7 +152,8 @@ def sample_face(rng: np.random.Generator, model=None,
     yaw, pitch, roll, face_height, centre = sample_pose(rng, d)
     alb = random_albedo(rng, model, UV_SIZE, prior_scale=0.5, detail=d.albedo_detail,
                         skin_tone_group=tone_group)
-    disp = random_displacement(rng, model, UV_SIZE, strength=d.wrinkle_strength)
+    disp = random_displacement(rng, model, UV_SIZE, strength=d.wrinkle_strength,
+                               variety=d.wrinkle_variety)
     sh = random_sh(rng, d.light_harshness)
     occ = random_occluders(rng, d.occlusion_prob)
     skin = border_colour(alb["albedo"], model)
