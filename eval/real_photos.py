@@ -44,6 +44,15 @@ rejects goes to ``failures`` with its one-line error; a photo whose
 appearance fit fails keeps its geometry and network results and gets
 ``fit_error`` (one line) instead of the fit keys.
 
+Detail: ``<d>_rate_rms`` per photo, the RMS of the moving-rate map (detail
+units) over the atlas, for d = ``fit`` and (with weights) ``drn``; and in the
+summary ``cross_photo_rate_correlation_<d>``: the mean over every pair of
+photos of the Pearson correlation of their rate maps over the texels visible
+in both. Different people have different wrinkles, so a detail method that
+follows the photo scores near 0 and one that draws the same wrinkles on
+everyone (a template) near 1; the fit, which has no learned template, is
+the baseline beside DRN.
+
 Summary: the mean of every per-photo number over the photos that have it
 (``mean_<key>``), ``fit_beats_pca_fit_on`` = the number of photos where
 ``rerender_error_fit < rerender_error_pca_fit`` (and ``fit_beats_pca_on``
@@ -54,7 +63,7 @@ With ``--out_dir``, contact sheets ``real_photos_sheet_<k>.png`` (at most
 albedo (sRGB) | fit re-render (visible texels) | fit detail shading (grey
 albedo under one fixed light with the fit's detail normals, as in
 ``eval/synthetic_benchmark.py``), the photo's name and ITAs written on its
-row; with weights a FAN albedo column follows.
+row; with weights a FAN albedo and a DRN detail shading column follow.
 """
 
 from __future__ import annotations
@@ -219,6 +228,12 @@ class RealPhotoEvaluator:
             rec["ms_net_total"] = float(nets.timings_ms["networks"]
                                         + nets.timings_ms.get("albedo_pca", 0.0))
             pics["fan"] = np.asarray(to_lin(nets.albedo), np.float32)
+            pics["drn_rate"] = np.asarray(nets.moving_rate, np.float32)
+            rec["drn_rate_rms"] = _rate_rms(pics["drn_rate"], self.atlas.mask)
+            _, _, _, dn_drn = detail_maps(sample, self.atlas.mask, pics["drn_rate"], scale,
+                                          self.detail_unit)
+            pics["drn_detail_normals"] = np.where(np.any(dn_drn != 0, -1, keepdims=True),
+                                                  dn_drn, sample.normals).astype(np.float32)
 
         try:
             r = self.fitter.fit(sample, scale)
@@ -237,8 +252,36 @@ class RealPhotoEvaluator:
         for k, v in r.timings_ms.items():
             rec[f"ms_{k}"] = float(v)
         rec["ms_fit_total"] = float(sum(r.timings_ms.values()))
-        pics.update({"albedo": r.albedo, "rerender": rr_fit, "detail_normals": detail_normals})
+        rec["fit_rate_rms"] = _rate_rms(r.moving_rate, self.atlas.mask)
+        pics.update({"albedo": r.albedo, "rerender": rr_fit, "detail_normals": detail_normals,
+                     "fit_rate": np.asarray(r.moving_rate, np.float32)})
         return rec, pics
+
+
+def _rate_rms(rate, atlas_mask) -> float:
+    r = np.asarray(rate, np.float64)[np.asarray(atlas_mask, bool)]
+    return float(np.sqrt(np.mean(np.square(r)))) if r.size else float("nan")
+
+
+def cross_photo_correlation(maps, masks, min_texels: int = 100):
+    """Mean over every pair (i < j) of the Pearson correlation of ``maps[i]`` and
+    ``maps[j]`` over ``masks[i] & masks[j]`` (pairs with fewer than ``min_texels``
+    common texels or a constant map there are skipped); None without a pair.
+    1 = the same pattern on every photo, 0 = unrelated patterns."""
+    flat = [np.asarray(m, np.float64).ravel() for m in maps]
+    keep = [np.asarray(k, bool).ravel() for k in masks]
+    vals = []
+    for i in range(len(flat)):
+        for j in range(i + 1, len(flat)):
+            both = keep[i] & keep[j]
+            if both.sum() < min_texels:
+                continue
+            a, b = flat[i][both], flat[j][both]
+            a, b = a - a.mean(), b - b.mean()
+            den = np.sqrt((a @ a) * (b @ b))
+            if den > 0:
+                vals.append(float(a @ b / den))
+    return float(np.mean(vals)) if vals else None
 
 
 # ------------------------------------------------------------------ summary
@@ -275,6 +318,7 @@ def summarize(per_photo: list, failures: list, num_photos: int) -> dict:
 # ------------------------------------------------------------------ pictures
 _TILE = 256
 SHEET_COLUMNS = ("photo", "texture", "fit albedo", "fit re-render", "fit detail shading")
+NETWORK_COLUMNS = ("FAN albedo", "DRN detail shading")
 
 
 def _srgb_tile(linear, mask) -> np.ndarray:
@@ -338,12 +382,14 @@ def sheet_row(rec: dict, pics: dict, atlas_mask, with_fan: bool = False) -> np.n
         tiles += [blank, blank, blank]
     if with_fan:
         tiles.append(_srgb_tile(pics["fan"], atlas) if "fan" in pics else blank)
+        tiles.append(_grey_shading(pics["drn_detail_normals"], atlas)
+                     if "drn_detail_normals" in pics else blank)
     return np.concatenate(tiles, axis=1)
 
 
 def save_sheets(rows, out_dir, rows_per_sheet: int = 12, with_fan: bool = False) -> list:
     """Write the rows into ``real_photos_sheet_<k>.png`` files; returns their paths."""
-    cols = SHEET_COLUMNS + (("FAN albedo",) if with_fan else ())
+    cols = SHEET_COLUMNS + (NETWORK_COLUMNS if with_fan else ())
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
@@ -367,6 +413,7 @@ def run_real_photos(paths, root=None, weights_dir=None, out_dir=None, rows_per_s
     paths = list(paths)
     ev = evaluator if evaluator is not None else RealPhotoEvaluator(weights_dir)
     per_photo, failures, rows = [], [], []
+    rates = {"fit": ([], []), "drn": ([], [])}     # detail -> (rate maps, visible masks)
     t0 = time.perf_counter()
     for p in tqdm(paths, desc="real photos", unit="photo", file=sys.stderr,
                   disable=not progress):
@@ -379,9 +426,17 @@ def run_real_photos(paths, root=None, weights_dir=None, out_dir=None, rows_per_s
             failures.append({"photo": name, "error": describe_error(e)})
             continue
         per_photo.append(rec)
+        for d, (maps, masks) in rates.items():
+            if f"{d}_rate" in pics:
+                maps.append(pics[f"{d}_rate"])
+                masks.append(pics["vis"])
         if out_dir:
             rows.append(sheet_row(rec, pics, ev.atlas.mask, with_fan=ev.has_networks))
     result = summarize(per_photo, failures, len(paths))
+    for d, (maps, masks) in rates.items():
+        c = cross_photo_correlation(maps, masks)
+        if c is not None:
+            result[f"cross_photo_rate_correlation_{d}"] = c
     result.update({
         "per_photo": per_photo,
         "appearance_paths": [m for m in PATHS
@@ -422,6 +477,12 @@ def format_table(result: dict) -> str:
         if f"fit_beats_{base}_on" in result:
             lines.append(f"fit re-render error < {base}: {result[f'fit_beats_{base}_on']}"
                          f"/{result[f'photos_compared_{base}']} photos")
+    corr = [f"{d} {result[f'cross_photo_rate_correlation_{d}']:.3f} (rate RMS "
+            f"{result.get(f'mean_{d}_rate_rms', float('nan')):.2e})" for d in ("drn", "fit")
+            if f"cross_photo_rate_correlation_{d}" in result]
+    if corr:
+        lines.append("detail maps alike across photos (mean pairwise correlation; 1 = one "
+                     "template for everyone): " + ", ".join(corr))
     lines.append(f"{result['photos_evaluated']}/{result['photos']} photos evaluated, "
                  f"{result['num_failures']} rejected by the pipeline, "
                  f"{result['num_fit_failures']} fit failures")

@@ -152,8 +152,30 @@ def test_network_paths_with_random_weights(tmp_path):
     assert rec["ms_net_total"] == rec["ms_net_networks"] + rec["ms_net_albedo_pca"]
     s = RP.summarize([rec], [], 1)
     assert s["photos_compared_pca"] == 1 and "fit_beats_pca_on" in s
+    assert rec["drn_rate_rms"] > 0 and rec["fit_rate_rms"] >= 0
+    assert pics["drn_rate"].shape == ev.atlas.mask.shape
     row = RP.sheet_row(rec, pics, ev.atlas.mask, with_fan=True)
-    assert row.shape == (256, 256 * (len(RP.SHEET_COLUMNS) + 1), 3)
+    assert row.shape == (256, 256 * (len(RP.SHEET_COLUMNS) + len(RP.NETWORK_COLUMNS)), 3)
+
+
+def test_cross_photo_correlation_is_one_for_a_template_and_near_zero_otherwise():
+    rng = np.random.default_rng(3)
+    template = rng.normal(size=(64, 64))
+    masks = [np.ones((64, 64), bool)] * 3
+    masks[2] = masks[2].copy()
+    masks[2][:, 32:] = False                      # pairs use the common texels only
+    same = [template * s + c for s, c in ((1.0, 0.0), (0.3, 2.0), (2.0, -1.0))]
+    assert RP.cross_photo_correlation(same, masks) == pytest.approx(1.0)
+    assert RP.cross_photo_correlation([template, -template], masks[:2]) == pytest.approx(-1.0)
+    unrelated = [rng.normal(size=(64, 64)) for _ in range(4)]
+    assert abs(RP.cross_photo_correlation(unrelated, [np.ones((64, 64), bool)] * 4)) < 0.05
+    half = 0.5 * template[None] + rng.normal(size=(6, 64, 64))        # shared part r = 0.2
+    assert RP.cross_photo_correlation(list(half), [np.ones((64, 64), bool)] * 6) \
+        == pytest.approx(0.2, abs=0.05)
+    assert RP.cross_photo_correlation([template], masks[:1]) is None        # no pair
+    tiny = np.zeros((64, 64), bool)
+    tiny[0, :10] = True
+    assert RP.cross_photo_correlation([template, template], [tiny, tiny]) is None
 
 
 DARK = "deca_examples/id08456-SEvpX9LhEP4-000957_inputs_inputs.jpg"
