@@ -52,7 +52,7 @@ demo-geometry: setup
 	$(BIN)/python -m tf_face.cli.demo --out_dir=$(DEMO_OUT) --geometry_only
 
 # the recipe of the shipped release weights (about 1.5 hours on 2 cores; resumable);
-# --ship copies the result into tf_face/weights/v3
+# --ship copies the result into tf_face/weights/v4
 # (the real-photo report uses $(SHARED_DIR)/data/faces when it is there)
 weights: setup
 	$(BIN)/python -m train.release --output_dir=$(RELEASE_OUT) \

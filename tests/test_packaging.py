@@ -34,8 +34,8 @@ from tests.conftest import REPO
 pytestmark = pytest.mark.slow
 
 SO_GLOB = "_tf_face_ops*.so"
-PACKAGE_DATA = ("tf_face/facemodel/data/default_model.npz", "tf_face/weights/v3/manifest.json",
-                "tf_face/weights/v3/bnet.weights.npz", "tf_face/weights/v3/MODEL_CARD.md")
+PACKAGE_DATA = ("tf_face/facemodel/data/default_model.npz", "tf_face/weights/v4/manifest.json",
+                "tf_face/weights/v4/bnet.weights.npz", "tf_face/weights/v4/MODEL_CARD.md")
 
 # Runs inside the fresh venv (argv[1] = the venv), from a temp cwd.
 INSTALLED_CHECK = r'''

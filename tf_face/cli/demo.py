@@ -9,7 +9,7 @@
 3. A **demonstration** of the three training jobs: B-Net -> FAN -> DRN,
    trained for a few CPU minutes (``python -m train.train_*``) into
    ``<out_dir>/weights``. These are not the weights reconstruct uses: the
-   package ships release weights (``tf_face/weights/v3``, made by
+   package ships release weights (``tf_face/weights/v4``, made by
    ``python -m train.release``, see its MODEL_CARD.md).
 4. The synthetic benchmark of the demonstration weights on a held-out seed
    (``eval/synthetic_benchmark.py``).
@@ -156,7 +156,7 @@ def run_demo(out_dir: Path) -> None:
             if k in bench:
                 print(f"      {k:<28}{bench[k]:.4f}")
     print(f"    demonstration weights: {weights}; reconstruct used the shipped release "
-          f"weights (tf_face/weights/v3/MODEL_CARD.md)")
+          f"weights (tf_face/weights/v4/MODEL_CARD.md)")
     for r in reports:
         print(f"    open {r}")
 

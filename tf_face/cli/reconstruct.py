@@ -22,7 +22,7 @@ second on 2 CPU cores); ``net`` runs the trained networks (a few hundred ms);
 ``net+fit`` (default) starts the fit at the networks' outputs.
 
 Weights (``net``, ``net+fit``): ``--weights_dir`` or, without it, the release
-weights shipped in the package (``tf_face/weights/v3``, made by
+weights shipped in the package (``tf_face/weights/v4``, made by
 ``python -m train.release``; see its ``MODEL_CARD.md``). ``--backend=tflite``
 runs the three networks with the TFLite interpreter from ``--tflite_dir``
 (``python -m train.export --tflite`` output, DIR/tflite) or, without it, from

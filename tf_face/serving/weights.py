@@ -43,7 +43,7 @@ NETWORKS = ("bnet", "fan", "drn")
 MANIFEST = "manifest.json"
 MODEL_CARD = "MODEL_CARD.md"
 RELEASE_FORMAT = 1            # manifest format_version this code reads and writes
-RELEASE_VERSION = "v3"        # the shipped weights' folder name
+RELEASE_VERSION = "v4"        # the shipped weights' folder name
 PACKAGED_WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights" / RELEASE_VERSION
 #: The release weights shipped with the package (``python -m train.release`` made them).
 DEFAULT_WEIGHTS_DIR = PACKAGED_WEIGHTS_DIR
