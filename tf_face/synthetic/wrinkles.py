@@ -130,17 +130,16 @@ def random_displacement(rng: np.random.Generator, model, size: int = 256,
         return float(side_rng.random() < 1.0 - v * (1.0 - FAMILY_PROB[family]))
 
     cv = _Canvas(size)
-    age = rng.uniform(0.2, 1.0) * strength          # how wrinkled this face is
+    u = rng.uniform(0.2, 1.0)                        # how wrinkled this face is
     if side_rng is not None:                         # young faces too: U(0.2 (1 - v), 1)
-        age = (age / max(strength, 1e-12) - 0.2) / 0.8 * (1.0 - 0.2 * (1.0 - v)) \
-            + 0.2 * (1.0 - v)
-        age *= strength
-    base_depth = 0.014 * age
+        u = 0.2 * (1.0 - v) + (u - 0.2) / 0.8 * (1.0 - 0.2 * (1.0 - v))
+    base_depth = 0.014 * u * strength
     sig = rng.uniform(1.6, 2.4)
 
     # forehead lines
     on = present("forehead")
-    lift, spread, tilt = jitter(0.015, 1)[0] - 0.015 * v, 1.0 + jitter(0.15, 1)[0], jitter(0.012, 1)[0]
+    lift = jitter(0.015, 1)[0] - 0.015 * v           # lines start 0-0.03 higher at v = 1
+    spread, tilt = 1.0 + jitter(0.15, 1)[0], jitter(0.012, 1)[0]
     brow_top = min(uv[17:27, 1])
     x0, x1 = uv[18, 0] + rng.uniform(-0.02, 0.02), uv[25, 0] + rng.uniform(-0.02, 0.02)
     x0, x1 = x0 + jitter(0.04, 1)[0], x1 + jitter(0.04, 1)[0]
