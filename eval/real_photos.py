@@ -79,7 +79,7 @@ from tqdm import tqdm
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-from eval.synthetic_benchmark import _grey_shading  # noqa: E402
+from eval.synthetic_benchmark import _grey_shading, served_detail_normals  # noqa: E402
 from tf_face.cli.common import (IMAGE_SUFFIXES, describe_error, list_images,  # noqa: E402
                                 run_single)
 from tf_face.detail import model_detail_unit  # noqa: E402
@@ -87,7 +87,7 @@ from tf_face.errors import TfFaceError  # noqa: E402
 from tf_face.eval_metrics import json_safe  # noqa: E402,F401 - tests use it from here
 from tf_face.eval_metrics import masked_mae, write_result_json  # noqa: E402
 from tf_face.pipeline import GeometryPipeline, read_inputs  # noqa: E402
-from tf_face.serving.reconstruct import Reconstructor, detail_maps, model_kind  # noqa: E402
+from tf_face.serving.reconstruct import Reconstructor, model_kind  # noqa: E402
 from tf_face.skin_tone import face_skin_mask, skin_ita, tone_group  # noqa: E402
 from tf_face.srgb import linear_to_srgb  # noqa: E402
 # TF-loading imports stay in functions, run after main's quiet_tensorflow() (test_import_weight)
@@ -230,19 +230,17 @@ class RealPhotoEvaluator:
             pics["fan"] = np.asarray(to_lin(nets.albedo), np.float32)
             pics["drn_rate"] = np.asarray(nets.moving_rate, np.float32)
             rec["drn_rate_rms"] = _rate_rms(pics["drn_rate"], self.atlas.mask)
-            _, _, _, dn_drn = detail_maps(sample, self.atlas.mask, pics["drn_rate"], scale,
-                                          self.detail_unit)
-            pics["drn_detail_normals"] = np.where(np.any(dn_drn != 0, -1, keepdims=True),
-                                                  dn_drn, sample.normals).astype(np.float32)
+            pics["drn_detail_normals"] = served_detail_normals(
+                sample, self.atlas.mask, pics["drn_rate"], scale, self.detail_unit
+            ).astype(np.float32)
 
         try:
             r = self.fitter.fit(sample, scale)
         except AppearanceFitError as e:
             rec["fit_error"] = str(e)
             return rec, pics
-        _, _, _, dn = detail_maps(sample, self.atlas.mask, r.moving_rate, scale, self.detail_unit)
-        has_dn = np.any(dn != 0, -1, keepdims=True)
-        detail_normals = np.where(has_dn, dn, sample.normals).astype(np.float32)
+        detail_normals = served_detail_normals(sample, self.atlas.mask, r.moving_rate, scale,
+                                               self.detail_unit).astype(np.float32)
         rr_pca = shade(r.albedo_pca, sample.normals, r.sh)
         rr_fit = shade(r.albedo, detail_normals, r.sh)
         rec["rerender_error_pca_fit"] = _finite_or_none(rerender_error_srgb(tex, rr_pca, vis))
