@@ -92,7 +92,10 @@ from the JSON, never 0 or null.**
   (m as above but oracle_pca, which lives in the truth's map),
   ``detail_error_<d>_registered_deg`` and
   ``detail_error_<d>_wrinkle_registered_deg`` (over the carried wrinkle
-  mask); ``texels_registered``. The true displacement carried into the
+  mask); ``albedo_error_<m>_features_registered``: the same over the eyes
+  and brows of the pipeline's map (``tf_face.uv.regions.feature_mask``:
+  iris colour, sclera, brow hair -- what the prior's low frequencies cannot
+  hold); ``texels_registered``, ``texels_features_registered``. The true displacement carried into the
   pipeline's map scores ~2.1 deg there against "no detail" ~5.3 (6 faces,
   seed 2000): a method that recovers what the photo shows can pass.
 * absolute normals: ``normal_error_{base,drn,fit}{,_wrinkle,_visible,_bare}_deg``
@@ -135,6 +138,7 @@ light, so only the normals differ).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import sys
 import time
@@ -164,6 +168,7 @@ from tf_face.srgb import linear_to_srgb, srgb_to_linear  # noqa: E402
 from tf_face.synthetic.ict_shapes import IctShapes  # noqa: E402
 from tf_face.synthetic.wrinkles import wrinkle_mask, wrinkle_sites  # noqa: E402
 from tf_face.uv import get_atlas  # noqa: E402
+from tf_face.uv.regions import model_feature_mask  # noqa: E402
 # TF-loading imports stay in functions, run after main's quiet_tensorflow() (test_import_weight)
 if __name__ == "__main__":   # a script: TensorFlow without its start-up noise
     from tf_face.tf_import import quiet_tensorflow
@@ -236,7 +241,7 @@ def run_and_report(run, table, json_path, debug: bool = False) -> int:
 
 
 COUNT_KEYS = ("texels_visible", "texels_hidden", "texels_atlas", "texels_wrinkle",
-              "texels_bare", "texels_registered")
+              "texels_bare", "texels_registered", "texels_features_registered")
 #: per-face keys averaged into the summary (when present in any face)
 SUMMARY_PREFIXES = ("albedo_error_", "ita_error_", "detail_error_", "normal_error_",
                     "sh_error", "exposure_error", "rerender_error", "registration_")
@@ -387,8 +392,17 @@ def delight(texture_linear, visible, normals, sh, fallback, atlas_mask,
 
 
 # ---------------------------------------------------------------- metrics
+@functools.lru_cache(maxsize=2)
+def default_feature_mask(size: int) -> np.ndarray:
+    """Eyes + brows of the default model's UV map (``tf_face.uv.regions``), read-only."""
+    from tf_face.facemodel.default import load_default_geometry
+    m = model_feature_mask(load_default_geometry(), size)
+    m.setflags(write=False)
+    return m
+
+
 def face_metrics(truth, sample, pred, skin_group=None, skin_mask=None,
-                 registration=None, sites=None) -> dict:
+                 registration=None, sites=None, features=None) -> dict:
     """All per-face metrics (``tf_face.eval_metrics``) of one face.
 
     ``pred``: ``albedo`` {method: [S,S,3] linear} (methods of ``ALBEDO_METHODS``
@@ -400,7 +414,9 @@ def face_metrics(truth, sample, pred, skin_group=None, skin_mask=None,
     ``registration``: (coords, valid) of
     ``tf_face.synthetic.registration.truth_uv_in_pipeline`` -> the
     ``*_registered`` keys (None: left out). ``sites``: the template's wrinkle
-    sites [S,S] bool for the ``_bare`` keys (default ``wrinkle_sites(S)``).
+    sites [S,S] bool for the ``_bare`` keys (default ``wrinkle_sites(S)``);
+    ``features``: eyes + brows [S,S] bool of the pipeline's map for the
+    ``_features_registered`` keys (default ``default_feature_mask(S)``).
     """
     atlas = np.asarray(truth.atlas_mask, bool)
     vis, hid = M.visibility_split(sample.mask, truth.occlusion, atlas)
@@ -453,23 +469,28 @@ def face_metrics(truth, sample, pred, skin_group=None, skin_mask=None,
     for suffix, (render, target) in pred.get("rerender", {}).items():
         r[f"rerender_error{suffix}"] = M.masked_mae(render, target, vis)[0]
     if registration is not None:
-        r.update(_registered_metrics(truth, sample, pred, vis, *registration))
+        if features is None:
+            features = default_feature_mask(atlas.shape[0])
+        r.update(_registered_metrics(truth, sample, pred, vis, *registration,
+                                     features=features))
     return r
 
 
-def _registered_metrics(truth, sample, pred, vis, coords, valid) -> dict:
+def _registered_metrics(truth, sample, pred, vis, coords, valid, features) -> dict:
     """The truth carried into the pipeline's UV map (module doc, "registered")."""
     from tf_face.synthetic.registration import warp_to_pipeline
     ok = vis & valid
     size_h, size_w = ok.shape
     gy, gx = np.mgrid[0:size_h, 0:size_w]
     shift = np.hypot(coords[..., 0] - gx, coords[..., 1] - gy)[valid]
-    r = {"texels_registered": int(ok.sum()),
+    feats = ok & np.asarray(features, bool)
+    r = {"texels_registered": int(ok.sum()), "texels_features_registered": int(feats.sum()),
          "registration_shift_texels": float(np.median(shift)) if shift.size else float("nan")}
     albedo = warp_to_pipeline(truth.albedo, coords, valid)
     for m, a in pred.get("albedo", {}).items():
         if m in ALBEDO_METHODS and m != "oracle_pca":    # the prior draw lives in the truth's UV
             r[f"albedo_error_{m}_visible_registered"] = M.masked_mae(a, albedo, ok)[0]
+            r[f"albedo_error_{m}_features_registered"] = M.masked_mae(a, albedo, feats)[0]
     normals = warp_to_pipeline(truth.normals, coords, valid)
     base = warp_to_pipeline(truth.base_normals, coords, valid)
     wrinkles = ok & wrinkle_mask(warp_to_pipeline(truth.displacement, coords, valid))
@@ -787,7 +808,8 @@ def run_benchmark(weights_dir=None, num_faces: int = 12, seed: int = 1000,
     if any(p in paths for p in LIGHT_FIT_PATHS + ("net_fit",)):
         from tf_face.appearance.fit import AppearanceFitter
         ctx["fitter"] = AppearanceFitter(ctx["albedo_model"], atlas.mask, ctx["detail_unit"],
-                                         fit_options)
+                                         fit_options,
+                                         feature_mask=model_feature_mask(model, atlas.size))
         ctx["fitter"].warm_up()   # the first face's ms_per_photo_fit warm like the others
         ctx["light_fit"] = _LightFit(ctx["fitter"])
     pipe = GeometryPipeline("default", uv_size=256)
@@ -873,7 +895,8 @@ def format_table(result: dict) -> str:
              f"({r['num_failures']} rejected by the pipeline"
              + (f", {r['num_appearance_failures']} appearance-fit failures"
                 if r.get("num_appearance_failures") else "") + ")"]
-    head = (f"{'albedo':<20}{'vis MAE':>9}{'vis gain':>9}{'vis reg':>9}{'hid MAE':>9}"
+    head = (f"{'albedo':<20}{'vis MAE':>9}{'vis gain':>9}{'vis reg':>9}{'feat reg':>9}"
+            f"{'hid MAE':>9}"
             f"{'ITA err':>9}{'ITA bias':>9}{'SH RMS':>9}{'rerender':>9}{'ms/photo':>10}")
     lines.append(head)
     for m in ALBEDO_METHODS:
@@ -888,6 +911,7 @@ def format_table(result: dict) -> str:
         lines.append(f"{_ALBEDO_NAMES[m]:<20}{_f(r[f'albedo_error_{m}_visible'])}"
                      f"{_f(r.get(f'albedo_error_{m}_visible_gain_invariant'))}"
                      f"{_f(r.get(f'albedo_error_{m}_visible_registered'))}"
+                     f"{_f(r.get(f'albedo_error_{m}_features_registered'))}"
                      f"{_f(r[f'albedo_error_{m}_hidden'])}{_f(r.get(f'ita_error_{m}'), 9, 2)}"
                      f"{_f(r.get(f'ita_bias_{m}'), 9, 2)}{_f(sh)}{_f(rr)}{_f(ms, 10, 0)}")
     lines.append(f"{'detail (deg)':<20}{'rel all':>9}{'rel wrnk':>9}{'rel vis':>9}"

@@ -139,6 +139,42 @@ def test_albedo_map_keeps_detail_and_mirrors_hidden_texels(setup):
     assert np.abs(blurred - albedo)[region].max() < 0.02
 
 
+def test_features_take_the_photos_colour(setup):
+    """Eyes and brows (``feature_mask``) whose colour is far from the prior's:
+    with the mask the map takes the photo's colour there (exact photo, true
+    light: the delit texels are the truth); without it the low-frequency
+    guidance pulls them to the prior. The skin away from them barely moves; an
+    empty mask, or ``photo_features=False``, is the map without a mask, bit for bit."""
+    from tf_face.uv.regions import model_feature_mask
+    model, atlas, am = setup
+    sh = _light(np.random.default_rng(5))
+    feats = model_feature_mask(model, SIZE) & atlas.mask
+    assert feats.sum() > 40
+    truth = np.where(feats[..., None], np.array([0.10, 0.06, 0.04], np.float32), am.mean)
+    s = _sample(setup, truth, sh)
+    lin = np.where(s.texture <= 0.04045, s.texture / 12.92, ((s.texture + 0.055) / 1.055) ** 2.4)
+    opts = AlbedoMapOptions(steps=10)
+    with_mask, _ = fit_albedo_map(lin, atlas.mask, s.normals, sh, am.mean, atlas.mask, opts,
+                                  feature_mask=feats)
+    without, _ = fit_albedo_map(lin, atlas.mask, s.normals, sh, am.mean, atlas.mask, opts)
+    import cv2
+    core = cv2.erode(feats.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0   # off the feather
+    far = atlas.mask & ~(cv2.dilate(feats.astype(np.uint8), np.ones((9, 9), np.uint8)) > 0)
+    assert core.sum() > 10 and far.sum() > 500
+    err_with = np.abs(with_mask - truth)[core].mean()
+    err_without = np.abs(without - truth)[core].mean()
+    assert err_with < 0.01 and err_without > 5 * err_with, (err_with, err_without)
+    np.testing.assert_allclose(with_mask[far], without[far], atol=0.01)
+    for kwargs in ({"feature_mask": np.zeros_like(feats)},
+                   {"feature_mask": feats, "opts": AlbedoMapOptions(steps=10,
+                                                                    photo_features=False)}):
+        kwargs.setdefault("opts", opts)
+        same, _ = fit_albedo_map(lin, atlas.mask, s.normals, sh, am.mean, atlas.mask, **kwargs)
+        np.testing.assert_array_equal(same, without)
+    with pytest.raises(ValueError, match="differ in size"):
+        AppearanceFitter(am, atlas.mask, 1.0, feature_mask=np.zeros((8, 8), bool))
+
+
 @pytest.mark.needs_ops
 def test_fit_same_with_op_and_reference(setup):
     _, atlas, am = setup

@@ -303,7 +303,8 @@ def test_face_metrics_on_hand_made_face():
     expected |= {"sh_error", "sh_error_scale_invariant", "sh_error_relative", "exposure_error",
                  "rerender_error",
                  "rerender_error_base", "ita_truth", "skin_group"}
-    expected |= set(bench.COUNT_KEYS) - {"texels_registered"}      # no registration given
+    expected |= set(bench.COUNT_KEYS) - {"texels_registered",       # no registration given
+                                         "texels_features_registered"}
     assert set(m) == expected
     summary = bench.summarize([m, m], [{"face": 2, "error": "x"}], 3)
     assert summary["faces_evaluated"] == 2 and summary["num_failures"] == 1
@@ -352,9 +353,16 @@ def test_registered_metrics_compare_with_the_carried_truth():
                        "oracle_pca": truth.prior_albedo},
             "detail": {"none": sample.normals, "drn": truth.normals}}
     ident = np.stack([gx, gy], -1)
+    feats = np.zeros_like(truth.atlas_mask)
+    feats[6:8, 2:5] = True                          # an "eye": 6 texels, all visible
+    pred["albedo"]["mean"] = np.where(feats[..., None], truth.albedo + 0.3, truth.albedo)
     m = bench.face_metrics(truth, sample, pred, skin_mask=skin,
-                           registration=(ident, truth.atlas_mask.copy()))
+                           registration=(ident, truth.atlas_mask.copy()), features=feats)
     assert m["texels_registered"] == vis.sum() and m["registration_shift_texels"] == 0.0
+    assert m["texels_features_registered"] == 6
+    assert m["albedo_error_mean_features_registered"] == pytest.approx(0.3)
+    assert m["albedo_error_mean_visible_registered"] == pytest.approx(0.3 * 6 / vis.sum())
+    assert m["albedo_error_fan_features_registered"] == pytest.approx(0.0, abs=1e-6)
     assert m["albedo_error_pca_visible_registered"] == pytest.approx(0.1)
     assert m["albedo_error_fan_visible_registered"] == pytest.approx(0.0, abs=1e-6)
     assert "albedo_error_oracle_pca_visible_registered" not in m
@@ -458,7 +466,8 @@ def _expected_keys(paths):
             for p in ("visible", "hidden", "visible_gain_invariant")}
     keys |= {f"ita_error_{m}" for m in albedo}
     # against the truth carried into the pipeline's UV map (not the prior draw)
-    keys |= {f"albedo_error_{m}_visible_registered" for m in albedo if m != "oracle_pca"}
+    keys |= {f"albedo_error_{m}_{r}_registered" for m in albedo if m != "oracle_pca"
+             for r in ("visible", "features")}
     keys.add("registration_shift_texels")
     regions = ("", "_wrinkle", "_visible", "_bare")
     keys |= {f"normal_error_{b}{r}_deg" for b in ("base", "truth_base") for r in regions}

@@ -97,7 +97,14 @@ def srgb_to_linear_np(x) -> np.ndarray:
 
 class AppearanceFitter:
     def __init__(self, albedo_model, atlas_mask, detail_unit: float,
-                 options: Optional[AppearanceOptions] = None):
+                 options: Optional[AppearanceOptions] = None, feature_mask=None):
+        """``feature_mask`` [S,S] bool (``tf_face.uv.regions.model_feature_mask``:
+        eyes and brows), whose colour the albedo map takes from the photo
+        rather than from the prior (``maps.fit_albedo_map``); None: none."""
+        self.feature_mask = None if feature_mask is None else np.asarray(feature_mask, bool)
+        if self.feature_mask is not None and self.feature_mask.shape != np.shape(atlas_mask):
+            raise ValueError(f"feature_mask {self.feature_mask.shape} and atlas_mask "
+                             f"{np.shape(atlas_mask)} differ in size")
         self.mean = np.asarray(albedo_model.mean, np.float32)
         self.basis = np.asarray(albedo_model.basis, np.float32)
         self.atlas_mask = np.asarray(atlas_mask, bool)
@@ -185,7 +192,8 @@ class AppearanceFitter:
         t = time.perf_counter()
         normals = detail_normals if np.all(np.isfinite(detail_normals)) else sample.normals
         albedo, hist_a = fit_albedo_map(tex, vis, normals, la.sh, pca, self.atlas_mask,
-                                        o.albedo_map, backend=o.backend)
+                                        o.albedo_map, backend=o.backend,
+                                        feature_mask=self.feature_mask)
         timings["fit_albedo_map"] = (time.perf_counter() - t) * 1e3
         fallback = ""
         if not (np.all(np.isfinite(albedo)) and np.all(np.isfinite(rate))):

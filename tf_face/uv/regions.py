@@ -1,0 +1,82 @@
+"""Named regions of a face model's UV layout, from its 68-landmark correspondence.
+
+``feature_mask(uv, landmarks68, size, features=("eyes", "brows"))``:
+
+* ``eyes``: the two eye openings (iBUG points 36-41 and 42-47, the lid
+  contours) as polygons, widened by ``EYE_GROW_IOD`` inter-ocular distances
+  (the six-point polygon cuts the curved lids short);
+* ``brows``: a band under each brow's upper contour (iBUG 17-21, 22-26: the
+  68-point convention puts them on the brow's top edge), from
+  ``BROW_ABOVE_IOD`` above it to ``BROW_BELOW_IOD`` below, straight down in UV
+  (v). On the default layout and the shared photos the brow hair lies 0-0.12
+  IOD under the points.
+
+It needs only ``FaceModel.uv`` and ``FaceModel.landmarks68``, so it exists for
+every face model (default, BFM, ICT), not only for the default model's region
+loops. Used by the per-photo albedo fit (``tf_face.appearance``: these
+features' colour comes from the photo, not from the prior's low frequencies)
+and by the synthetic benchmark's feature-region error.
+
+Conventions as ``tf_face.uv.atlas``: v down, texel ``(i, j)`` centred at
+``((j + .5) / size, (i + .5) / size)``.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from tf_face.ibug import LEFT_EYE_68, RIGHT_EYE_68, inter_ocular_distance
+
+FEATURES = ("eyes", "brows")
+#: how far the eye polygons are widened, inter-ocular distances (~3 texels at
+#: 256^2 on the default layout, whose eye centres are ~82 texels apart)
+EYE_GROW_IOD = 0.04
+BROW_ABOVE_IOD = 0.03
+BROW_BELOW_IOD = 0.15
+RIGHT_BROW_68 = np.arange(17, 22)
+LEFT_BROW_68 = np.arange(22, 27)
+_SHIFT = 4   # cv2 fixed-point bits
+
+
+def _fill(img: np.ndarray, poly_uv: np.ndarray) -> None:
+    size = img.shape[0]
+    pts = np.round(poly_uv * size * (1 << _SHIFT) - 0.5 * (1 << _SHIFT)).astype(np.int32)
+    cv2.fillPoly(img, [pts], 1, lineType=cv2.LINE_8, shift=_SHIFT)
+
+
+def feature_mask(uv, landmarks68, size: int, features=FEATURES) -> np.ndarray:
+    """[size, size] bool: the union of ``features`` (module doc) in the UV layout."""
+    uv = np.asarray(uv, np.float64)
+    lm = uv[np.asarray(landmarks68, np.int64)]
+    if lm.shape != (68, 2):
+        raise ValueError(f"expected 68 UV landmarks, got {lm.shape}")
+    unknown = set(features) - set(FEATURES)
+    if unknown:
+        raise ValueError(f"unknown features {sorted(unknown)}; known: {FEATURES}")
+    size = int(size)
+    iod = inter_ocular_distance(lm)
+    out = np.zeros((size, size), bool)
+    if "eyes" in features:
+        img = np.zeros((size, size), np.uint8)
+        for ids in (RIGHT_EYE_68, LEFT_EYE_68):
+            _fill(img, lm[ids])
+        r = int(round(EYE_GROW_IOD * iod * size))
+        if r > 0:
+            img = cv2.dilate(img, cv2.getStructuringElement(cv2.MORPH_ELLIPSE,
+                                                            (2 * r + 1, 2 * r + 1)))
+        out |= img > 0
+    if "brows" in features:
+        img = np.zeros((size, size), np.uint8)
+        down = np.array([0.0, 1.0])
+        for ids in (RIGHT_BROW_68, LEFT_BROW_68):
+            top = lm[ids] - BROW_ABOVE_IOD * iod * down
+            bottom = lm[ids] + BROW_BELOW_IOD * iod * down
+            _fill(img, np.concatenate([top, bottom[::-1]]))
+        out |= img > 0
+    return out
+
+
+def model_feature_mask(model, size: int, features=FEATURES) -> np.ndarray:
+    """``feature_mask`` of a ``FaceModel`` (its ``uv`` and ``landmarks68``)."""
+    return feature_mask(model.uv, model.landmarks68, size, features)
