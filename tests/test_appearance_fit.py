@@ -175,6 +175,40 @@ def test_features_take_the_photos_colour(setup):
         AppearanceFitter(am, atlas.mask, 1.0, feature_mask=np.zeros((8, 8), bool))
 
 
+def test_displacement_fit_leaves_feature_edges_to_the_albedo(setup):
+    """Stripes of colour in the eyes and brows of a smooth face: E_grad
+    explains their edges as folds. The fitter's E_grad mask leaves the
+    features (and a texel around them) out (``skip_features``), and with that
+    mask the stripes change nothing: the rate is the plain face's, to float
+    precision."""
+    import cv2
+    from tf_face.appearance.maps import DetailGrid, DisplacementOptions, fit_displacement_map
+    from tf_face.uv.regions import model_feature_mask
+    model, atlas, am = setup
+    sh = _light(np.random.default_rng(6))
+    feats = model_feature_mask(model, SIZE) & atlas.mask
+    skip = AppearanceFitter(am, atlas.mask, 1.0, feature_mask=feats).grad_skip
+    assert np.all(skip[feats]) and skip.sum() > feats.sum()
+    stripes = (np.arange(SIZE)[:, None] // 2 % 2 == 0) & feats
+    striped = np.where(stripes[..., None], am.mean * 0.3, am.mean).astype(np.float32)
+    inside = cv2.erode(feats.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+    grid = DetailGrid(atlas.mask)
+    opts = DisplacementOptions(steps=15)
+
+    def rate(albedo, visible):
+        s = _sample(setup, albedo, sh)
+        lin = np.where(s.texture <= 0.04045, s.texture / 12.92,
+                       ((s.texture + 0.055) / 1.055) ** 2.4)
+        return fit_displacement_map(lin, visible, s.normals, s.position, sh, am.mean, grid,
+                                    opts)[0]
+
+    full = atlas.mask
+    change = rate(striped, full) - rate(am.mean, full)
+    assert np.sqrt(np.mean(change[inside] ** 2)) > 1e-4
+    np.testing.assert_allclose(rate(striped, full & ~skip), rate(am.mean, full & ~skip),
+                               atol=1e-7)
+
+
 @pytest.mark.needs_ops
 def test_fit_same_with_op_and_reference(setup):
     _, atlas, am = setup

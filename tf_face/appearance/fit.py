@@ -41,6 +41,7 @@ import dataclasses
 import time
 from typing import Optional
 
+import cv2
 import numpy as np
 
 from tf_face.appearance.light_albedo import LightAlbedoOptions, fit_light_albedo, mirror_gram
@@ -105,6 +106,12 @@ class AppearanceFitter:
         if self.feature_mask is not None and self.feature_mask.shape != np.shape(atlas_mask):
             raise ValueError(f"feature_mask {self.feature_mask.shape} and atlas_mask "
                              f"{np.shape(atlas_mask)} differ in size")
+        # E_grad's mask: the features and 2 texels (at 256^2) around them out
+        self.grad_skip = None
+        if self.feature_mask is not None:
+            r = max(1, int(round(2 * self.feature_mask.shape[0] / 256)))
+            self.grad_skip = cv2.dilate(self.feature_mask.astype(np.uint8),
+                                        np.ones((2 * r + 1, 2 * r + 1), np.uint8)) > 0
         self.mean = np.asarray(albedo_model.mean, np.float32)
         self.basis = np.asarray(albedo_model.basis, np.float32)
         self.atlas_mask = np.asarray(atlas_mask, bool)
@@ -182,8 +189,11 @@ class AppearanceFitter:
         disp_opts = o.displacement
         if init is not None and o.init_displacement == "keep":   # DRN's rate as it is
             disp_opts = dataclasses.replace(disp_opts, steps=0)
+        vis_grad = vis
+        if self.grad_skip is not None and disp_opts.skip_features:
+            vis_grad = vis & ~self.grad_skip
         rate, detail_normals, hist_d = fit_displacement_map(
-            tex, vis, sample.normals, pos, la.sh, pca, self.grid, disp_opts,
+            tex, vis_grad, sample.normals, pos, la.sh, pca, self.grid, disp_opts,
             rate_init=None if init is None else init.moving_rate, backend=o.backend)
         timings["fit_displacement"] = (time.perf_counter() - t) * 1e3
         if not np.all(np.isfinite(rate)):
