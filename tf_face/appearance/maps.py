@@ -33,6 +33,13 @@
   visible carried 0.0413 -> 0.0393; same-texel visible 0.0438 -> 0.0447,
   which charges the ~6-texel registration twice at every sharp edge). A
   fringe or a glasses frame over the brows prints into the brow band.
+  Outliers (below) fade: detail weight 1 where the low-passed residual is
+  under half ``outlier_level``, 0 above it (``outlier_fade``), and the
+  high-pass is taken again without them (``relowpass``): a hard cut drew
+  outlines around every outlier region (eye bags, nostrils, beards) on real
+  photos. Re-render error over the 56 shared photos 0.0345 -> 0.0337
+  (relowpass) -> 0.0343 (fade: less of the photo is copied); synthetic
+  (24 faces, seed 1000) unchanged to 1e-4.
   Start: the closed-form minimiser without the coupling, ``R_a + highpass(T /
   E - R_a)`` on visible texels and its blurred mirror on hidden ones, the high-pass
   soft-thresholded by ``detail_threshold`` (0.03 linear: on synthetic faces
@@ -125,6 +132,8 @@ class AlbedoMapOptions:
     mirror_sigma: float = 3.0   # ... low-passed by this Gaussian sigma (texels at 256^2; 0: as is)
     outlier_level: float = 0.1  # > 0: no detail where |lowpass(delit - PCA)| exceeds it
     detail_threshold: float = 0.03  # start: soft-threshold |high-pass residual| by this (linear RGB)
+    relowpass: bool = True      # the high-pass after the outlier test, without the outliers
+    outlier_fade: bool = True   # detail fades from outlier_level / 2 to outlier_level
     photo_features: bool = True  # eyes and brows (``feature_mask``) coloured by the photo
     steps: int = 15             # Adam steps after the closed-form start (0: start only)
     learning_rate: float = 3e-3
@@ -271,13 +280,23 @@ def fit_albedo_map(texture_linear, visible, normals, sh, albedo_pca, atlas_mask,
     if opts.outlier_level > 0:
         # where the PCA albedo misses the photo at low frequency (hands, glasses,
         # hair, cast shadows), the high frequencies are not skin detail either
-        trusted = tf.cast(tf.reduce_max(tf.abs(low), -1, keepdims=True) < opts.outlier_level,
-                          tf.float32)
+        level = tf.reduce_max(tf.abs(low), -1, keepdims=True) / opts.outlier_level
+        trusted = tf.cast(level < 1.0, tf.float32)
         trusted = 1.0 - tf.nn.max_pool2d(1.0 - trusted, 5, 1, "SAME")   # and their edges
+        if opts.outlier_fade:
+            # detail fades out from half the level to the level (a hard cut
+            # drew outlines around every outlier region)
+            trusted = trusted * tf.clip_by_value(2.0 * (1.0 - level), 0.0, 1.0)
         trusted = tf.maximum(trusted, free)         # the features are not outliers
         ok = ok * trusted
-        high = high * trusted
         vis = vis * trusted            # and E_pixel leaves them out too
+        if opts.relowpass:
+            # the trusted texels' low-pass without the outliers, whose residual
+            # would otherwise ring around them in the high-pass
+            low = masked_lowpass(resid, ok * (1.0 - free), blur)
+            high = (resid - low) * ok
+        else:
+            high = high * trusted
     if opts.detail_threshold > 0:
         high = tf.sign(high) * tf.nn.relu(tf.abs(high) - opts.detail_threshold)
     high = (1.0 - free) * high + free * resid * ok    # the features: the photo, delit
