@@ -99,6 +99,38 @@ def test_light_prior_resolves_the_scale_ambiguity(setup):
     assert abs((FRONT_MEAN_BASIS @ fit.sh).mean() - 0.95) < 0.1
 
 
+def test_exposure_is_judged_on_the_faces_own_normals(setup):
+    """A face looking up (pitch 35 deg) under light from above, exposed so that
+    the face itself gets 0.95 irradiance: judged on the face's normals
+    (``exposure_normals="face"``, the default) the prior-mean albedo comes
+    back; judged on a fixed camera-facing disc ("front") the light's upward
+    part reads as over-exposure and the albedo comes out much darker (real
+    photos of people looking up got dark skin that way)."""
+    from tf_face.sh import sh_basis_np
+    model, atlas, am = setup
+    t = np.radians(-35.0)
+    rot = np.array([[1, 0, 0], [0, np.cos(t), -np.sin(t)], [0, np.sin(t), np.cos(t)]])
+    normals = (_face_normals(model, atlas) @ rot.T).astype(np.float32)   # z out, y up: tilts up
+    vis = atlas.mask & (normals[..., 2] > 0.1)
+    sh = np.zeros((9, 3))
+    sh[0], sh[1] = 1.0, 1.3                           # ambient + light from above (+y)
+    mean_irr = (sh_basis_np(normals[vis]) @ sh).mean(0)
+    sh = sh * 0.95 / mean_irr
+    tex = _linear_to_srgb(_shade(am.mean, normals, sh)) * vis[..., None]
+    lin = np.where(tex <= 0.04045, tex / 12.92, ((tex + 0.055) / 1.055) ** 2.4)
+    ratio = {}
+    for where in ("face", "front"):
+        fit = fit_light_albedo(lin, vis, normals, am.mean, am.basis,
+                               LightAlbedoOptions(exposure_normals=where))
+        est = am.mean + np.einsum("hwck,k->hwc", am.basis, fit.p_a)
+        ratio[where] = est[vis].mean() / am.mean[vis].mean()
+    assert abs(ratio["face"] - 1.0) < 0.08, ratio
+    assert ratio["front"] < 0.85, ratio
+    with pytest.raises(ValueError, match="exposure_normals"):
+        fit_light_albedo(lin, vis, normals, am.mean, am.basis,
+                         LightAlbedoOptions(exposure_normals="disc"))
+
+
 def test_albedo_map_keeps_detail_and_mirrors_hidden_texels(setup):
     _, atlas, am = setup
     rng = np.random.default_rng(2)
