@@ -68,6 +68,7 @@ row; with weights a FAN albedo and a DRN detail shading column follow.
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -80,6 +81,7 @@ from tqdm import tqdm
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from eval.synthetic_benchmark import _grey_shading, served_detail_normals  # noqa: E402
+from tf_face.cli.fit_flags import define_fit_flags, fit_options_from_flags  # noqa: E402
 from tf_face.cli.common import (IMAGE_SUFFIXES, describe_error, list_images,  # noqa: E402
                                 run_single)
 from tf_face.detail import model_detail_unit  # noqa: E402
@@ -112,6 +114,7 @@ def define_flags() -> None:
     flags.DEFINE_integer("rows_per_sheet", 12, "Photos per contact-sheet file.")
     flags.DEFINE_bool("progress", True, "Show a progress bar (--noprogress: none).")
     flags.DEFINE_bool("debug", False, "Show the traceback of an error (with the exception it wraps).")
+    define_fit_flags()
 
 
 # ------------------------------------------------------------------ inputs
@@ -408,10 +411,12 @@ def save_sheets(rows, out_dir, rows_per_sheet: int = 12, with_fan: bool = False)
 
 # ------------------------------------------------------------------ the run
 def run_real_photos(paths, root=None, weights_dir=None, out_dir=None, rows_per_sheet: int = 12,
-                    progress: bool = True, evaluator=None) -> dict:
-    """Evaluate every photo of ``paths`` (names relative to ``root``)."""
+                    progress: bool = True, evaluator=None, fit_options=None) -> dict:
+    """Evaluate every photo of ``paths`` (names relative to ``root``);
+    ``fit_options``: the fit's ``AppearanceOptions`` (without ``evaluator``)."""
     paths = list(paths)
-    ev = evaluator if evaluator is not None else RealPhotoEvaluator(weights_dir)
+    ev = evaluator if evaluator is not None else RealPhotoEvaluator(weights_dir,
+                                                                    fit_options=fit_options)
     per_photo, failures, rows = [], [], []
     rates = {"fit": ([], []), "drn": ([], [])}     # detail -> (rate maps, visible masks)
     t0 = time.perf_counter()
@@ -445,7 +450,8 @@ def run_real_photos(paths, root=None, weights_dir=None, out_dir=None, rows_per_s
         "ita_mask": "tf_face.skin_tone.face_skin_mask (cheeks + forehead)",
         "settings": {"weights_dir": None if weights_dir is None else str(weights_dir),
                      "color_space": ev.recon.color_space if ev.has_networks else None,
-                     "root": None if root is None else str(root)},
+                     "root": None if root is None else str(root),
+                     "fit_options": dataclasses.asdict(ev.fitter.options)},
         "seconds": time.perf_counter() - t0,
     })
     if out_dir and rows:
@@ -509,7 +515,8 @@ def main(argv):
             raise TfFaceError(f"no images in {F.image_dir}"
                               + ("" if F.recursive else " (sub-folders: --recursive)"))
         box["r"] = run_real_photos(paths, Path(F.image_dir), F.weights_dir, F.out_dir,
-                                   F.rows_per_sheet, progress=F.progress)
+                                   F.rows_per_sheet, progress=F.progress,
+                                   fit_options=fit_options_from_flags())
 
     code = run_single(job, debug=F.debug)
     r = box.get("r")

@@ -153,6 +153,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from tf_face import eval_metrics as M  # noqa: E402
 from tf_face.cli.common import run_single  # noqa: E402
+from tf_face.cli.fit_flags import define_fit_flags, fit_options_from_flags  # noqa: E402
 from tf_face.detail import model_detail_unit  # noqa: E402
 from tf_face.errors import TfFaceError  # noqa: E402
 from tf_face.eval_metrics import json_safe  # noqa: E402,F401 - tests use it from here
@@ -209,6 +210,7 @@ def define_flags() -> None:
                         "(very_light, light, intermediate, tan, brown, dark), or empty for "
                         "the generator's default (all).")
     define_knob_flags()
+    define_fit_flags()
 
 
 def define_knob_flags() -> None:
@@ -856,6 +858,8 @@ def run_benchmark(weights_dir=None, num_faces: int = 12, seed: int = 1000,
                      "detail_unit": ctx["detail_unit"]},
         "seconds": time.perf_counter() - t0,
     })
+    if "fitter" in ctx:
+        result["settings"]["fit_options"] = dataclasses.asdict(ctx["fitter"].options)
     if nets is not None:
         result["rerender_space"] = nets.color_space
         result["settings"].update({
@@ -983,7 +987,8 @@ def main(argv):
         return run_benchmark(FLAGS.weights_dir or None, FLAGS.num_faces, FLAGS.seed,
                              FLAGS.image_size, FLAGS.out_dir, FLAGS.ict_npz or None,
                              progress=FLAGS.progress, appearance=FLAGS.appearance or None,
-                             difficulty=difficulty, skin_tone=FLAGS.skin_tone or None)
+                             difficulty=difficulty, skin_tone=FLAGS.skin_tone or None,
+                             fit_options=fit_options_from_flags())
 
     def table(r):
         return format_table(r) + (f"\ncontact sheet: {r['sheet']}" if r.get("sheet") else "")

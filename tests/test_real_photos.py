@@ -4,6 +4,7 @@ failures, and the skin-tone order on two real photos from ../shared."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import types
@@ -89,6 +90,7 @@ def test_report_on_a_synthetic_photo(evaluator, tmp_path):
     assert r["num_failures"] == 1 and r["failures"][0]["photo"] == "blank.png"
     assert "\n" not in r["failures"][0]["error"] and "Traceback" not in r["failures"][0]["error"]
     assert r["photos"] == 2 and r["photos_evaluated"] == 1
+    assert r["settings"]["fit_options"] == dataclasses.asdict(evaluator.fitter.options)
     rec = r["per_photo"][0]
     assert rec["photo"] == "sub/face.png"
     for m in ("pca_fit", "fit"):

@@ -397,6 +397,8 @@ def test_fit_appearance_needs_no_weights(tmp_path):
         assert "albedo.png" in info["files"] and "mesh.glb" in info["files"]
         rec = json.loads((tmp_path / tone / "reconstruction.json").read_text())
         assert rec["appearance"] == "fit" and rec["weights"]["folder"] is None
+        assert rec["appearance_options"]["light_albedo"]["exposure_normals"] == "face"
+        assert rec["appearance_options"]["albedo_map"]["photo_features"] is True
         albedo = cv2.imread(str(tmp_path / tone / "albedo.png"))[..., ::-1] / 255.0
         lin = np.where(albedo <= 0.04045, albedo / 12.92, ((albedo + 0.055) / 1.055) ** 2.4)
         itas[tone] = skin_ita(lin, face_skin_mask(256))

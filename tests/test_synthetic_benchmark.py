@@ -526,6 +526,8 @@ def test_end_to_end_without_weights(tmp_path, fast_fit_options):
     text = json.dumps(bench.json_safe(r), allow_nan=False)
     assert "null" not in json.dumps({k: r[k] for k in _metric_keys(r)}, allow_nan=False)
     assert json.loads(text)["settings"]["difficulty"]["max_yaw"] == 60.0
+    # the fit's settings travel with the numbers
+    assert json.loads(text)["settings"]["fit_options"]["albedo_map"]["steps"] == 2
     # the oracle PCA is the truth minus its procedural detail: far better than the prior mean
     assert r["albedo_error_oracle_pca_visible"] < 0.5 * r["albedo_error_mean_visible"]
     assert r["ita_error_oracle_pca"] < 5.0

@@ -44,6 +44,7 @@ from absl import app, flags, logging
 
 from tf_face.cli import unwrap as _unwrap  # noqa: F401 - defines the shared flags
 from tf_face.cli.common import quiet_tensorflow, run_photo_cli
+from tf_face.cli.fit_flags import define_fit_flags, fit_options_from_flags
 from tf_face.errors import TfFaceError
 from tf_face.serving.reconstruct import (APPEARANCE_MODES, DEFAULT_APPEARANCE, Reconstructor,
                                          reconstruct_one)
@@ -68,6 +69,7 @@ flags.DEFINE_string("tflite_dir", None,
 flags.DEFINE_enum("net_fit_displacement", "keep", ["keep", "refine"],
                   "--appearance=net+fit: keep DRN's displacement as it is (measured better on "
                   "wrinkles, and ~0.5 s faster) or refine it with the per-photo Eq. 9 fit.")
+define_fit_flags()
 flags.DEFINE_enum("renders", "all", ["none", "basic", "all"],
                   "renders/ (shown in report.html): none; basic = the re-render over the "
                   "photo and alone (~0.2 s); all = also relit x4 and yaw -30/+30, each with a "
@@ -83,9 +85,7 @@ def make_reconstructor(log=print):
         opts.w_shape = FLAGS.w_shape
     if FLAGS.w_expr is not None:
         opts.w_expr = FLAGS.w_expr
-    from tf_face.appearance import AppearanceOptions
-
-    appearance_options = AppearanceOptions(init_displacement=FLAGS.net_fit_displacement)
+    appearance_options = fit_options_from_flags(init_displacement=FLAGS.net_fit_displacement)
     recon = Reconstructor(FLAGS.weights_dir, backend=FLAGS.backend,
                           model=FLAGS.model if FLAGS["model"].present else None,
                           tflite_precision=FLAGS.tflite_precision, tflite_dir=FLAGS.tflite_dir,

@@ -28,6 +28,7 @@ mesh equals ``FittedFace.vertices_model`` and the detail mesh sits on it.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -173,6 +174,9 @@ def write_reconstruction(directory, image, rec, recon, title: str = "tf_face rec
     write_json(d / "reconstruction.json", {
         "backend": info["backend"], "weights": cfg.to_json(),
         "appearance": recon.appearance, "appearance_note": rec.appearance_note,
+        # every setting of the per-photo fit (absent with --appearance=net)
+        **({"appearance_options": dataclasses.asdict(fitter.options)}
+           if (fitter := getattr(recon, "fitter", None)) is not None else {}),
         "timings_ms": {k: round(v, 3) for k, v in all_timings.items()},
         "fit": res.fit_json()})
     return {"files": sorted(p.name for p in d.iterdir()), "timings_ms": all_timings}

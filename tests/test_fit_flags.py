@@ -1,0 +1,29 @@
+"""The fit's CLI flags (tf_face.cli.fit_flags): their defaults are the
+library's defaults, and each reaches its AppearanceOptions field."""
+
+from absl import flags
+
+from tf_face.appearance import AppearanceOptions
+from tf_face.cli.fit_flags import define_fit_flags, fit_options_from_flags
+
+
+def _parse(*argv):
+    fv = flags.FlagValues()
+    define_fit_flags(fv)
+    fv(["prog", *argv])
+    return fv
+
+
+def test_defaults_are_the_library_defaults():
+    assert fit_options_from_flags(_parse()) == AppearanceOptions()
+
+
+def test_each_flag_reaches_its_field():
+    o = fit_options_from_flags(_parse("--fit_exposure=front", "--nofit_photo_features"),
+                               init_displacement="refine")
+    assert o.light_albedo.exposure_normals == "front"
+    assert not o.albedo_map.photo_features and not o.displacement.skip_features
+    assert o.init_displacement == "refine"
+    # everything else stays at the defaults
+    d = AppearanceOptions()
+    assert o.albedo_map.w_low == d.albedo_map.w_low and o.light_albedo.w_a == d.light_albedo.w_a

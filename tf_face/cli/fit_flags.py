@@ -1,0 +1,37 @@
+"""Flags of the per-photo appearance fit shared by the entry points that run it
+(``tf_face.cli.reconstruct``, ``eval/synthetic_benchmark.py``,
+``eval/real_photos.py``): the choices where reasonable people differ. Every
+other weight is an ``AppearanceOptions`` field (library use).
+"""
+
+from __future__ import annotations
+
+from absl import flags
+
+
+def define_fit_flags(flag_values=flags.FLAGS) -> None:
+    flags.DEFINE_enum(
+        "fit_exposure", "face", ["face", "front"],
+        "Per-photo fit: judge the exposure prior (the face gets ~0.95 irradiance) on the face's "
+        "own visible normals ('face'), or on a fixed camera-facing disc ('front': the synthetic "
+        "generator's definition; reads a face looking up into the light as darker skin).",
+        flag_values=flag_values)
+    flags.DEFINE_bool(
+        "fit_photo_features", True,
+        "Per-photo fit: the eyes and brows of the albedo map are the photo's, delit (irises, "
+        "brow hair), and the displacement fit leaves their colour edges out; "
+        "--nofit_photo_features: the prior's grey eye and template brow guide them like skin.",
+        flag_values=flag_values)
+
+
+def fit_options_from_flags(flag_values=flags.FLAGS, **kwargs):
+    """``AppearanceOptions`` with the flags above (``kwargs``: other fields)."""
+    from tf_face.appearance import AppearanceOptions
+    from tf_face.appearance.light_albedo import LightAlbedoOptions
+    from tf_face.appearance.maps import AlbedoMapOptions, DisplacementOptions
+
+    f = flag_values
+    return AppearanceOptions(
+        light_albedo=LightAlbedoOptions(exposure_normals=f.fit_exposure),
+        albedo_map=AlbedoMapOptions(photo_features=f.fit_photo_features),
+        displacement=DisplacementOptions(skip_features=f.fit_photo_features), **kwargs)
