@@ -262,12 +262,13 @@ def fit_albedo_map(texture_linear, visible, normals, sh, albedo_pca, atlas_mask,
     n = tf.constant(np.asarray(normals, np.float32)[None])
     g = tf.constant(np.asarray(sh, np.float32).reshape(1, 9, 3))
     atlas = tf.constant(np.asarray(atlas_mask, np.float32)[None, ..., None])
-    free = np.zeros(np.shape(atlas_mask), np.float32)
+    # feat_w: how much of each texel is eye or brow (the feathered feature mask)
+    feat_w = np.zeros(np.shape(atlas_mask), np.float32)
     if feature_mask is not None and opts.photo_features:
         # feathered, so the features meet the skin without a step
-        free = cv2.GaussianBlur(np.asarray(feature_mask, np.float32), (0, 0),
-                                FEATURE_FEATHER * size / 256.0)
-    free = tf.constant(free[None, ..., None]) * atlas
+        feat_w = cv2.GaussianBlur(np.asarray(feature_mask, np.float32), (0, 0),
+                                  FEATURE_FEATHER * size / 256.0)
+    feat_w = tf.constant(feat_w[None, ..., None]) * atlas
     vis = tf.constant(np.asarray(visible, np.float32)[None, ..., None]) * atlas
     pca = tf.constant(np.asarray(albedo_pca, np.float32)[None]) * atlas
     irradiance = sh_shade(tf.ones_like(n), n, g, backend=backend)
@@ -275,7 +276,7 @@ def fit_albedo_map(texture_linear, visible, normals, sh, albedo_pca, atlas_mask,
     ok = vis * tf.cast(tf.reduce_min(irradiance, -1, keepdims=True) > 0.05, tf.float32)
     delit = tf.math.divide_no_nan(t, tf.maximum(irradiance, 0.05)) * ok
     resid = (delit - pca) * ok
-    low = masked_lowpass(resid, ok * (1.0 - free), blur)   # the skin's, not the features'
+    low = masked_lowpass(resid, ok * (1.0 - feat_w), blur)   # the skin's, not the features'
     high = (resid - low) * ok
     if opts.outlier_level > 0:
         # where the PCA albedo misses the photo at low frequency (hands, glasses,
@@ -287,19 +288,19 @@ def fit_albedo_map(texture_linear, visible, normals, sh, albedo_pca, atlas_mask,
             # detail fades out from half the level to the level (a hard cut
             # drew outlines around every outlier region)
             trusted = trusted * tf.clip_by_value(2.0 * (1.0 - level), 0.0, 1.0)
-        trusted = tf.maximum(trusted, free)         # the features are not outliers
+        trusted = tf.maximum(trusted, feat_w)         # the features are not outliers
         ok = ok * trusted
         vis = vis * trusted            # and E_pixel leaves them out too
         if opts.relowpass:
             # the trusted texels' low-pass without the outliers, whose residual
             # would otherwise ring around them in the high-pass
-            low = masked_lowpass(resid, ok * (1.0 - free), blur)
+            low = masked_lowpass(resid, ok * (1.0 - feat_w), blur)
             high = (resid - low) * ok
         else:
             high = high * trusted
     if opts.detail_threshold > 0:
         high = tf.sign(high) * tf.nn.relu(tf.abs(high) - opts.detail_threshold)
-    high = (1.0 - free) * high + free * resid * ok    # the features: the photo, delit
+    high = (1.0 - feat_w) * high + feat_w * resid * ok    # the features: the photo, delit
     mirror_ok = mirror_u(ok) * atlas * (1 - ok) * (1.0 if opts.mirror_hidden else 0.0)
     mirrored = mirror_u(high)
     if opts.mirror_sigma > 0:
@@ -310,7 +311,7 @@ def fit_albedo_map(texture_linear, visible, normals, sh, albedo_pca, atlas_mask,
                                               size))
         mirrored = masked_lowpass(mirrored, mirror_u(ok), mirror_blur)
     x0 = high + mirrored * mirror_ok
-    features = x0 * free       # what the guidance leaves alone
+    features = x0 * feat_w       # what the guidance leaves alone
 
     args = (t, n, g, atlas, vis, pca, mirror_ok, x0, features, blur, _blur(atlas, blur))
     x, history = _adam(_albedo_objective, x0, args, (opts.w_low, opts.w_sym, backend),
