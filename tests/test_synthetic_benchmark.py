@@ -481,6 +481,8 @@ def _expected_keys(paths):
     if any(p in paths for p in ("pca_fit", "delight", "delight_oracle_light", "fit")):
         keys |= {"sh_error_fit", "sh_error_fit_scale_invariant", "sh_error_fit_relative",
                  "exposure_error_fit", "ms_per_photo_pca_fit"}
+    if any(p in paths for p in ("pca_fit", "delight", "delight_oracle_light", "fit", "net_fit")):
+        keys.add("ms_per_photo_fit_align")     # the fit's pose refinement (on by default)
     if "delight" in paths:
         keys.add("ms_per_photo_delight")
     if "net_fit" in paths:

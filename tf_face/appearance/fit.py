@@ -2,7 +2,10 @@
 minimised for one photo (``--appearance=fit``), no trained weights needed.
 
 ``AppearanceFitter(albedo_model, atlas_mask, detail_unit)`` is built once per
-face model; ``fit(sample, fit_scale, init=None)`` runs, in order:
+face model. ``align(image, pipeline_result, model, atlas)`` refines the
+landmark fit's pose against the photo first (``align.py``; callers run it
+right after the geometry pipeline, so the networks see the same unwrap);
+``fit(sample, fit_scale, init=None)`` then runs, in order:
 
 1. light + PCA albedo: (p_a, gamma) by alternating IRLS on E_pixel + w_a E_a
    (+ the light prior) -- ``light_albedo``;
@@ -44,12 +47,14 @@ from typing import Optional
 import cv2
 import numpy as np
 
+from tf_face.appearance.align import AlignOptions, align_pose
 from tf_face.appearance.light_albedo import LightAlbedoOptions, fit_light_albedo, mirror_gram
 from tf_face.appearance.maps import (AlbedoMapOptions, DetailGrid, DisplacementOptions,
                                      fit_albedo_map, fit_displacement_map)
 from tf_face.errors import TfFaceError
 from tf_face.srgb import srgb_to_linear
 from tf_face.types import UVSample
+from tf_face.uv.unwrap import DEFAULT_MIN_COS, unwrap
 
 #: a face whose visible texels (sRGB) are darker / brighter than this on average
 #: carries no usable shading
@@ -67,6 +72,7 @@ class AppearanceOptions:
     light_albedo: LightAlbedoOptions = dataclasses.field(default_factory=LightAlbedoOptions)
     albedo_map: AlbedoMapOptions = dataclasses.field(default_factory=AlbedoMapOptions)
     displacement: DisplacementOptions = dataclasses.field(default_factory=DisplacementOptions)
+    align: AlignOptions = dataclasses.field(default_factory=AlignOptions)  # ``align``'s
     backend: str = "auto"       # render ops: auto | op | reference
     # with ``init`` (net+fit): "keep" the networks' moving rate (DRN's) as the
     # displacement, or "refine" it with Eq. 9 like the fit without weights (module doc)
@@ -161,6 +167,48 @@ class AppearanceFitter:
         if m > MAX_MEAN_SRGB:
             raise AppearanceFitError(f"the face is saturated (mean {m:.3f}): no shading to fit")
         return vis
+
+    def light_albedo(self, sample, init=None):
+        """Stage 1 alone: (``LightAlbedoFit``, PCA albedo [S,S,3] float32 linear)."""
+        vis = self.check_sample(sample)
+        tex = srgb_to_linear_np(np.nan_to_num(sample.texture))
+        try:
+            la = fit_light_albedo(tex, vis, np.nan_to_num(sample.normals), self.mean, self.basis,
+                                  self.options.light_albedo,
+                                  p_init=None if init is None else init.p_a,
+                                  sh_init=None if init is None else init.sh, mirror=self.mirror)
+        except (ValueError, np.linalg.LinAlgError) as e:
+            raise AppearanceFitError(f"light/albedo fit failed: {e}") from e
+        if not (np.all(np.isfinite(la.sh)) and np.all(np.isfinite(la.p_a))):
+            raise AppearanceFitError("the light/albedo fit gave non-finite values")
+        pca = self.mean + np.einsum("hwck,k->hwc", self.basis, la.p_a)
+        return la, np.where(self.atlas_mask[..., None], pca, 0.0).astype(np.float32)
+
+    def align(self, image, result, model, atlas, min_cos: float = DEFAULT_MIN_COS):
+        """(pipeline result, ``AlignResult`` or None): ``result`` (a
+        ``tf_face.pipeline.PipelineResult`` of ``image``) with its pose refined
+        against the photo (``tf_face.appearance.align``) and the photo unwrapped
+        again, its ``timings_ms["align"]`` set. Unchanged (and None) when
+        ``options.align.enabled`` is off; unchanged when the photo's light/albedo
+        fit fails (``fit`` will say why) or the refinement does not lower E_pixel."""
+        if not self.options.align.enabled:
+            return result, None
+        t = time.perf_counter()
+        try:
+            la, pca = self.light_albedo(result.sample)
+        except AppearanceFitError:
+            return result, None
+        al = align_pose(image, result.fitted, atlas, result.sample, pca, la.sh,
+                        self.options.align)
+        timings = dict(result.timings_ms)
+        if al.kept:
+            sample = unwrap(image, al.fitted, model, atlas, min_cos=min_cos)
+            result = dataclasses.replace(result, fitted=al.fitted, sample=sample,
+                                         timings_ms=timings)
+        else:
+            result = dataclasses.replace(result, timings_ms=timings)
+        timings["align"] = (time.perf_counter() - t) * 1e3
+        return result, al
 
     def fit(self, sample, fit_scale: float, init=None) -> AppearanceResult:
         o = self.options

@@ -22,11 +22,19 @@ def define_fit_flags(flag_values=flags.FLAGS) -> None:
         "brow hair), and the displacement fit leaves their colour edges out; "
         "--nofit_photo_features: the prior's grey eye and template brow guide them like skin.",
         flag_values=flag_values)
+    flags.DEFINE_bool(
+        "fit_align", True,
+        "Per-photo fit: refine the face's pose against the photo before fitting the "
+        "appearance (E_pixel with the PCA albedo; tf_face.appearance.align), so the albedo map's "
+        "brows, eyes and lips sit where the UV layout has them; --nofit_align: the landmark "
+        "fit's pose as it is (~0.3 s less).",
+        flag_values=flag_values)
 
 
 def fit_options_from_flags(flag_values=flags.FLAGS, **kwargs):
     """``AppearanceOptions`` with the flags above (``kwargs``: other fields)."""
     from tf_face.appearance import AppearanceOptions
+    from tf_face.appearance.align import AlignOptions
     from tf_face.appearance.light_albedo import LightAlbedoOptions
     from tf_face.appearance.maps import AlbedoMapOptions, DisplacementOptions
 
@@ -34,4 +42,5 @@ def fit_options_from_flags(flag_values=flags.FLAGS, **kwargs):
     return AppearanceOptions(
         light_albedo=LightAlbedoOptions(exposure_normals=f.fit_exposure),
         albedo_map=AlbedoMapOptions(photo_features=f.fit_photo_features),
-        displacement=DisplacementOptions(skip_features=f.fit_photo_features), **kwargs)
+        displacement=DisplacementOptions(skip_features=f.fit_photo_features),
+        align=AlignOptions(enabled=f.fit_align), **kwargs)
