@@ -118,6 +118,9 @@ def test_report_on_a_synthetic_photo(evaluator, tmp_path):
 
     # a photo the fit rejects keeps its geometry and gets one line, no fit keys
     class Refuse:
+        def align(self, image, result, *args):    # as AppearanceFitter.align on such a photo
+            return result, None
+
         def fit(self, sample, scale):
             raise AppearanceFitError("the face is black (mean 0.010): no shading to fit")
 
