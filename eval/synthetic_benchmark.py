@@ -121,11 +121,11 @@ from the JSON, never 0 or null.**
   pca_fit (the light/albedo fit), delight (the division + mirror), fit (the
   whole appearance fit, its pose refinement included) and
   fit_{align,light_albedo,displacement,albedo_map}.
-* pose refinement (``--fit_align``, on by default; ``AppearanceFitter.align``):
-  when the fit runs, the geometry's pose is refined against the photo right
-  after the pipeline, and *every* path (networks, PCA fit, delighting, fit)
-  is scored on the refined geometry; ``--nofit_align`` scores the landmark
-  fit's pose.
+* mesh refinement (``--fit_align``, ``warp`` by default;
+  ``AppearanceFitter.align``): when the fit runs, the geometry is refined
+  against the photo right after the pipeline, and *every* path (networks,
+  PCA fit, delighting, fit) is scored on the refined mesh;
+  ``--fit_align=off`` scores the landmark fit's mesh.
 * per face only: ``truth_displacement_rms`` (IOD units), ``fit_rate_rms`` /
   ``drn_rate_rms`` (detail units: the mean shape's IOD) over the atlas -- is
   there any displacement at all; ``ita_truth``, ``ita_drawn`` (the

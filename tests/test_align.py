@@ -1,14 +1,16 @@
-"""Photometric pose refinement (tf_face.appearance.align): a synthetic face
-whose true pose is known, the pose moved off it, and the photo pulling it
-back; the Gauss-Newton Jacobian against finite differences; the pose change
-keeps vertices_image = model_to_image(vertices_model, s, R, t)."""
+"""Photometric mesh refinement (tf_face.appearance.align): a synthetic face
+whose true mesh is known, the pose (rigid stage) or every vertex (warp stage)
+moved off it, and the photo pulling it back; the Gauss-Newton Jacobian
+against finite differences; both changes keep vertices_image =
+model_to_image(vertices_model, s, R, t); the modes."""
 
 import dataclasses
 
 import numpy as np
 import pytest
 
-from tf_face.appearance.align import AlignOptions, _Problem, align_pose, apply_pose_change
+from tf_face.appearance.align import (AlignOptions, _Problem, align, align_pose,
+                                     apply_pose_change, apply_warp, warp_mesh)
 from tf_face.facemodel import default_model
 from tf_face.synthetic import Difficulty, render_face, sample_face
 from tf_face.types import model_to_image
@@ -114,3 +116,58 @@ def test_nothing_to_gain_leaves_the_pose(scene):
     r = Result(truth, sample, {})
     out, al = fitter.align(img, r, model, atlas)
     assert out is r and al is None
+
+
+def _smooth_field(fitted, amplitude):
+    """A smooth [V, 2] displacement field over the face (px)."""
+    vi = np.asarray(fitted.vertices_image, np.float64)
+    lo, hi = vi[:, :2].min(0), vi[:, :2].max(0)
+    u = (vi[:, :2] - lo) / (hi - lo)
+    return amplitude * np.stack([np.sin(np.pi * u[:, 1]) * np.cos(np.pi * u[:, 0]),
+                                 np.sin(np.pi * u[:, 0]) * 0.8 - 0.4], 1)
+
+
+def test_warp_keeps_the_weak_perspective_model(scene):
+    model, atlas, img, tr = scene
+    f = tr.fitted()
+    g = apply_warp(f, _smooth_field(f, 3.0))
+    again = model_to_image(g.vertices_model, g.scale, g.rotation, g.translation)
+    assert np.abs(again - g.vertices_image).max() < 1e-3
+    assert 1.0 < _vertex_error(g, f) < 4.0
+
+
+def test_the_photo_pulls_a_warped_mesh_back(scene):
+    """Every vertex moved by a smooth field of up to 3 px: the warp stage (true
+    albedo and light) brings the mesh well back, and E_pixel falls."""
+    model, atlas, img, tr = scene
+    truth = tr.fitted()
+    moved = apply_warp(truth, _smooth_field(truth, 3.0))
+    before = _vertex_error(moved, truth)
+    sample = unwrap(img, moved, model, atlas)
+    res = warp_mesh(img, moved, atlas, sample, tr.albedo, tr.sh, model.triangles)
+    after = _vertex_error(res.fitted, truth)
+    assert res.kept and res.energy_after < res.energy_before and res.stages == ("warp",)
+    assert after < 0.5 * before, (before, after)
+
+
+def test_modes(scene):
+    """"warp" (default) moves vertices only; "rigid" the pose only; "both" in
+    that order; a model whose mesh is not the landmarker's gets the rigid
+    stage; an unknown mode is refused."""
+    import types
+    model, atlas, img, tr = scene
+    truth = tr.fitted()
+    moved = _moved(truth, [0.0, 0.05, 0.0, 0.0, 2.0, -2.0])
+    sample = unwrap(img, moved, model, atlas)
+    res = {m: align(img, moved, model, atlas, sample, tr.albedo, tr.sh, AlignOptions(mode=m))
+           for m in ("warp", "rigid", "both")}
+    assert res["warp"].stages == ("warp",) and not np.any(res["warp"].theta)
+    assert np.allclose(res["warp"].fitted.rotation, moved.rotation)
+    assert res["rigid"].stages == ("rigid",) and not np.any(res["rigid"].delta)
+    assert res["both"].stages == ("rigid", "warp")
+    for m, r in res.items():
+        assert r.kept and _vertex_error(r.fitted, truth) < 0.5 * _vertex_error(moved, truth), m
+    other = types.SimpleNamespace(observed_shape=False, triangles=model.triangles)
+    assert align(img, moved, other, atlas, sample, tr.albedo, tr.sh).stages == ("rigid",)
+    with pytest.raises(ValueError, match="align mode"):
+        align(img, moved, model, atlas, sample, tr.albedo, tr.sh, AlignOptions(mode="affine"))

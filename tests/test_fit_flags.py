@@ -20,9 +20,10 @@ def test_defaults_are_the_library_defaults():
 
 def test_each_flag_reaches_its_field():
     o = fit_options_from_flags(_parse("--fit_exposure=front", "--nofit_photo_features",
-                                      "--nofit_align"),
+                                      "--fit_align=off"),
                                init_displacement="refine")
     assert not o.align.enabled and AppearanceOptions().align.enabled
+    assert fit_options_from_flags(_parse("--fit_align=rigid")).align.mode == "rigid"
     assert o.light_albedo.exposure_normals == "front"
     assert not o.albedo_map.photo_features and not o.displacement.skip_features
     assert o.init_displacement == "refine"

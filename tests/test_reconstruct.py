@@ -425,7 +425,7 @@ def test_net_plus_fit_starts_at_the_networks_and_improves_on_them(weights, recon
         if name == "net+fit":
             assert {"networks", "fit_light_albedo"} <= set(rec.timings_ms)
             # the default keeps DRN's displacement (init_displacement="keep"): DRN's
-            # output on this run's unwrap (its pose refined against the photo first)
+            # output on this run's unwrap (its mesh refined against the photo first)
             drn = both.backend(s.texture).moving_rate
             valid = rec.valid
             np.testing.assert_allclose(rec.nets.moving_rate[valid], drn[valid], atol=1e-6)

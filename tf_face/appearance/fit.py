@@ -3,7 +3,7 @@ minimised for one photo (``--appearance=fit``), no trained weights needed.
 
 ``AppearanceFitter(albedo_model, atlas_mask, detail_unit)`` is built once per
 face model. ``align(image, pipeline_result, model, atlas)`` refines the
-landmark fit's pose against the photo first (``align.py``; callers run it
+landmark fit's mesh against the photo first (``align.py``; callers run it
 right after the geometry pipeline, so the networks see the same unwrap);
 ``fit(sample, fit_scale, init=None)`` then runs, in order:
 
@@ -47,7 +47,7 @@ from typing import Optional
 import cv2
 import numpy as np
 
-from tf_face.appearance.align import AlignOptions, align_pose
+from tf_face.appearance.align import AlignOptions, align as align_mesh
 from tf_face.appearance.light_albedo import LightAlbedoOptions, fit_light_albedo, mirror_gram
 from tf_face.appearance.maps import (AlbedoMapOptions, DetailGrid, DisplacementOptions,
                                      fit_albedo_map, fit_displacement_map)
@@ -186,7 +186,7 @@ class AppearanceFitter:
 
     def align(self, image, result, model, atlas, min_cos: float = DEFAULT_MIN_COS):
         """(pipeline result, ``AlignResult`` or None): ``result`` (a
-        ``tf_face.pipeline.PipelineResult`` of ``image``) with its pose refined
+        ``tf_face.pipeline.PipelineResult`` of ``image``) with its mesh refined
         against the photo (``tf_face.appearance.align``) and the photo unwrapped
         again, its ``timings_ms["align"]`` set. Unchanged (and None) when
         ``options.align.enabled`` is off; unchanged when the photo's light/albedo
@@ -198,8 +198,8 @@ class AppearanceFitter:
             la, pca = self.light_albedo(result.sample)
         except AppearanceFitError:
             return result, None
-        al = align_pose(image, result.fitted, atlas, result.sample, pca, la.sh,
-                        self.options.align)
+        al = align_mesh(image, result.fitted, model, atlas, result.sample, pca, la.sh,
+                        self.options.align, min_cos=min_cos)
         timings = dict(result.timings_ms)
         if al.kept:
             sample = unwrap(image, al.fitted, model, atlas, min_cos=min_cos)

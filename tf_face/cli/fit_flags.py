@@ -22,12 +22,13 @@ def define_fit_flags(flag_values=flags.FLAGS) -> None:
         "brow hair), and the displacement fit leaves their colour edges out; "
         "--nofit_photo_features: the prior's grey eye and template brow guide them like skin.",
         flag_values=flag_values)
-    flags.DEFINE_bool(
-        "fit_align", True,
-        "Per-photo fit: refine the face's pose against the photo before fitting the "
-        "appearance (E_pixel with the PCA albedo; tf_face.appearance.align), so the albedo map's "
-        "brows, eyes and lips sit where the UV layout has them; --nofit_align: the landmark "
-        "fit's pose as it is (~0.3 s less).",
+    flags.DEFINE_enum(
+        "fit_align", "warp", ["warp", "rigid", "both", "off"],
+        "Per-photo fit: before the appearance, move the landmark fit's mesh so the photo lines "
+        "up with the shaded PCA albedo (E_pixel; tf_face.appearance.align), so the albedo map's "
+        "brows, eyes and lips sit where the UV layout has them: 'warp' every vertex (smoothly; "
+        "the default model; others get 'rigid'), 'rigid' the pose only, 'both' pose then warp, "
+        "'off' the landmark fit as it is (~0.3 s less).",
         flag_values=flag_values)
 
 
@@ -43,4 +44,6 @@ def fit_options_from_flags(flag_values=flags.FLAGS, **kwargs):
         light_albedo=LightAlbedoOptions(exposure_normals=f.fit_exposure),
         albedo_map=AlbedoMapOptions(photo_features=f.fit_photo_features),
         displacement=DisplacementOptions(skip_features=f.fit_photo_features),
-        align=AlignOptions(enabled=f.fit_align), **kwargs)
+        align=AlignOptions(enabled=f.fit_align != "off",
+                           mode=f.fit_align if f.fit_align != "off" else AlignOptions.mode),
+        **kwargs)

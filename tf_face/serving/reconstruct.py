@@ -241,7 +241,7 @@ class Reconstructor:
         with the library's threads."""
         with self._blas():
             result = self.pipeline.run(image, landmarks=landmarks, face_index=face_index)
-        if self.fitter is not None:   # the pose refined against the photo (--fit_align)
+        if self.fitter is not None:   # the mesh refined against the photo (--fit_align)
             result, _ = self.fitter.align(image, result, self.model, self.atlas,
                                           self.pipeline.min_cos)
         nets, (valid, disp, moved, normals), detail_ms, note = self.run_networks(result)
