@@ -399,6 +399,13 @@ def test_fit_appearance_needs_no_weights(tmp_path):
         assert rec["appearance"] == "fit" and rec["weights"]["folder"] is None
         assert rec["appearance_options"]["light_albedo"]["exposure_normals"] == "face"
         assert rec["appearance_options"]["albedo_map"]["photo_features"] is True
+        # step 0, the mesh moved onto the photo: what it did is on record
+        mr = rec["mesh_refinement"]
+        assert mr["stages"] == ["warp"] and rec["appearance_options"]["align"]["mode"] == "warp"
+        if mr["kept"]:
+            assert mr["energy_after"] < mr["energy_before"] and mr["vertex_move_px_max"] > 0
+        else:
+            assert mr["vertex_move_px_max"] == 0
         albedo = cv2.imread(str(tmp_path / tone / "albedo.png"))[..., ::-1] / 255.0
         lin = np.where(albedo <= 0.04045, albedo / 12.92, ((albedo + 0.055) / 1.055) ** 2.4)
         itas[tone] = skin_ita(lin, face_skin_mask(256))

@@ -54,6 +54,7 @@ class Reconstruction:
     detail_normals: np.ndarray     # [S, S, 3] camera frame, unit (0 outside valid)
     timings_ms: dict
     appearance_note: str = ""      # a fallback the appearance step took ("" if none)
+    mesh_refinement: Optional[dict] = None  # the fit's step 0 (``refinement_json``), if it ran
 
 
 def model_kind(spec: str) -> str:
@@ -241,14 +242,35 @@ class Reconstructor:
         with the library's threads."""
         with self._blas():
             result = self.pipeline.run(image, landmarks=landmarks, face_index=face_index)
+        refinement = None
         if self.fitter is not None:   # the mesh refined against the photo (--fit_align)
-            result, _ = self.fitter.align(image, result, self.model, self.atlas,
-                                          self.pipeline.min_cos)
+            result, al = self.fitter.align(image, result, self.model, self.atlas,
+                                           self.pipeline.min_cos)
+            refinement = refinement_json(al)
         nets, (valid, disp, moved, normals), detail_ms, note = self.run_networks(result)
         timings = {k: v for k, v in result.timings_ms.items() if k != "total"}
         timings.update(nets.timings_ms)
         timings["detail_maps"] = detail_ms
-        return Reconstruction(result, nets, valid, disp, moved, normals, timings, note)
+        return Reconstruction(result, nets, valid, disp, moved, normals, timings, note,
+                              refinement)
+
+
+def refinement_json(al) -> Optional[dict]:
+    """What the mesh refinement did (``tf_face.appearance.align.AlignResult``;
+    None when it did not run): its stages, whether the new mesh was kept,
+    E_pixel before/after (mean L1 per texel, linear RGB), the rigid change
+    and the median/largest vertex move of the warp (px)."""
+    if al is None:
+        return None
+    move = (np.linalg.norm(np.asarray(al.delta, np.float64), axis=1)
+            if al.delta is not None else np.zeros(1))
+    fin = lambda v: float(v) if np.isfinite(v) else None  # noqa: E731
+    return {"stages": list(al.stages), "kept": bool(al.kept),
+            "energy_before": fin(al.energy_before), "energy_after": fin(al.energy_after),
+            "rotation_rad": [float(v) for v in al.theta[:3]], "log_scale": float(al.theta[3]),
+            "translation_px": [float(v) for v in al.theta[4:6]],
+            "vertex_move_px_median": float(np.median(move)),
+            "vertex_move_px_max": float(np.max(move))}
 
 
 def reconstruct_one(recon, image_path, out_dir, landmarks_path=None, face_index=0,

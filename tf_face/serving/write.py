@@ -177,6 +177,8 @@ def write_reconstruction(directory, image, rec, recon, title: str = "tf_face rec
         # every setting of the per-photo fit (absent with --appearance=net)
         **({"appearance_options": dataclasses.asdict(fitter.options)}
            if (fitter := getattr(recon, "fitter", None)) is not None else {}),
+        # the fit's step 0: how the landmark fit's mesh was moved onto the photo
+        **({"mesh_refinement": rec.mesh_refinement} if rec.mesh_refinement else {}),
         "timings_ms": {k: round(v, 3) for k, v in all_timings.items()},
         "fit": res.fit_json()})
     return {"files": sorted(p.name for p in d.iterdir()), "timings_ms": all_timings}
