@@ -51,7 +51,9 @@ On the pipeline's own fits (24 faces, seed 2000; median misregistration /
 fit albedo error visible, hidden / oracle-light delighting visible): no
 refinement 6.1 texels / .0406, .0415 / .0314; rigid 5.8 / .0399, .0414 /
 .0298; warp 4.9 / .0394, .0415 / .0268 (w_warp 1e-5: 4.9 / .0399, .0422;
-1e-4: 5.3 / .0393, .0413; "both": 4.8 / .0398, .0426). The rigid stage
+1e-4: 5.3 / .0393, .0413; "both": 4.8 / .0398, .0426; blur (8, 4, 1): 4.9 /
+.0397; all these with ``min_cos`` 0.5. The default 0.3: 4.8 / .0391, .0414 /
+.0259; 0.15, every visible texel: 4.7 / .0392, .0418). The rigid stage
 alone cannot do more: rotating or deepening the mesh further lowers the
 misregistration of turned faces but raises E_pixel -- the landmarker's error
 is mostly in the mesh's shape.
@@ -77,7 +79,7 @@ class AlignOptions:
     mode: str = "warp"              # "warp" | "rigid" | "both" (module doc)
     blur_px: tuple = (4.0, 1.0)     # coarse-to-fine photo blur (sigma, pixels of the photo)
     stride: int = 2                 # every stride-th visible texel per axis
-    min_cos: float = 0.5            # texels used: facing the camera at least this much
+    min_cos: float = 0.3            # texels used: facing the camera at least this much
     irls_floor: float = 2e-3        # |r| floor of the IRLS weights (linear RGB)
     min_gain: float = 0.002         # keep the new mesh only if E falls by this (relative)
     # warp stage
