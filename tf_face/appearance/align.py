@@ -111,6 +111,18 @@ class AlignResult:
 ALIGN_MODES = ("warp", "rigid", "both")
 
 
+def _levenberg(e_new: float, e_cur: float, damping: float) -> tuple[bool, float]:
+    """(step accepted, next damping): a step is kept only when the objective falls."""
+    if np.isfinite(e_new) and e_new < e_cur:
+        return True, max(damping * 0.3, 1e-6)
+    return False, damping * 10.0
+
+
+def _improved(e_start: float, e_end: float, min_gain: float) -> bool:
+    """Whether the refined mesh is kept: E fell by more than ``min_gain`` (relative)."""
+    return bool(np.isfinite(e_end) and e_end < e_start * (1.0 - min_gain))
+
+
 def _rotvec(w) -> np.ndarray:
     r, _ = cv2.Rodrigues(np.asarray(w, np.float64).reshape(3, 1))
     return r
@@ -272,14 +284,12 @@ def align_pose(image, fitted: FittedFace, atlas, sample, albedo, sh,
                 new[:3] *= opts.max_rot / np.linalg.norm(new[:3])
             r_new, j_new = prob.residual(new, jac=True)
             e_new = prob.energy(new, r_new)
-            if np.isfinite(e_new) and e_new < cur:
+            accepted, damping = _levenberg(e_new, cur, damping)
+            if accepted:
                 theta, r, j, cur = new, r_new, j_new, e_new
-                damping = max(damping * 0.3, 1e-6)
-            else:
-                damping *= 10.0
     prob.set_level(0.0)
     e_end = prob.energy(theta)
-    kept = bool(np.isfinite(e_end) and e_end < e_start * (1.0 - opts.min_gain))
+    kept = _improved(e_start, e_end, opts.min_gain)
     out = fitted
     if kept:
         out = apply_pose_change(fitted, theta, prob.centroid)
@@ -403,14 +413,12 @@ def warp_mesh(image, fitted: FittedFace, atlas, sample, albedo, sh, triangles,
             new = delta + np.stack([step[:nv], step[nv:]], 1)
             r_new, gx_new, gy_new = prob.residual_warp(new, jac=True)
             e_new = prob.energy_warp(new, r_new)
-            if np.isfinite(e_new) and e_new < cur:
+            accepted, damping = _levenberg(e_new, cur, damping)
+            if accepted:
                 delta, r, gx, gy, cur = new, r_new, gx_new, gy_new, e_new
-                damping = max(damping * 0.3, 1e-6)
-            else:
-                damping *= 10.0
     prob.set_level(0.0)
     e_end = prob.energy_warp(delta)
-    kept = bool(np.isfinite(e_end) and e_end < e_start * (1.0 - opts.min_gain))
+    kept = _improved(e_start, e_end, opts.min_gain)
     if not kept:
         delta = np.zeros((nv, 2))
     out = apply_warp(fitted, delta) if kept else fitted
