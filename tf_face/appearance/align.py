@@ -157,9 +157,8 @@ class _Problem:
         # texel rows of the atlas' texel list that are used
         flat = np.zeros(vis.size, np.int64) - 1
         flat[atlas.texel_index] = np.arange(atlas.texel_index.size)
-        rows = flat[np.flatnonzero(vis.reshape(-1))]
-        rows = rows[rows >= 0]
-        self.q0 = atlas.interpolate_texels(cam)[rows] - self.centroid    # [N,3] camera frame
+        self.rows = flat[np.flatnonzero(vis.reshape(-1))]                  # all >= 0: vis in atlas
+        self.q0 = atlas.interpolate_texels(cam)[self.rows] - self.centroid   # [N,3] camera frame
         n = np.asarray(sample.normals, np.float64)[vis]
         self.n0 = n / np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-12)
         self.albedo_uv = np.asarray(albedo, np.float32)
@@ -338,11 +337,7 @@ class _WarpProblem(_Problem):
     def __init__(self, image, fitted, atlas, sample, albedo, sh, opts, triangles):
         super().__init__(image, fitted, atlas, sample, albedo, sh, opts)
         import scipy.sparse
-        vis = self.vis
-        flat = np.zeros(vis.size, np.int64) - 1
-        flat[atlas.texel_index] = np.arange(atlas.texel_index.size)
-        rows = flat[np.flatnonzero(vis.reshape(-1))]
-        self.w = atlas._matrix(np.float64)[rows[rows >= 0]]          # [N, V] sparse
+        self.w = atlas._matrix(np.float64)[self.rows]                 # [N, V] sparse
         self.lap = _graph_laplacian(triangles, atlas.num_vertices)
         self.nv = atlas.num_vertices
         _, self.x0, self.y0 = self.points(np.zeros(6))

@@ -171,9 +171,12 @@ class AppearanceFitter:
     def light_albedo(self, sample, init=None):
         """Stage 1 alone: (``LightAlbedoFit``, PCA albedo [S,S,3] float32 linear)."""
         vis = self.check_sample(sample)
-        tex = srgb_to_linear_np(np.nan_to_num(sample.texture))
+        return self._light_albedo(srgb_to_linear_np(np.nan_to_num(sample.texture)), vis,
+                                  np.nan_to_num(sample.normals), init)
+
+    def _light_albedo(self, tex, vis, normals, init):
         try:
-            la = fit_light_albedo(tex, vis, np.nan_to_num(sample.normals), self.mean, self.basis,
+            la = fit_light_albedo(tex, vis, normals, self.mean, self.basis,
                                   self.options.light_albedo,
                                   p_init=None if init is None else init.p_a,
                                   sh_init=None if init is None else init.sh, mirror=self.mirror)
@@ -219,18 +222,8 @@ class AppearanceFitter:
         timings = {}
         tex = srgb_to_linear_np(sample.texture)
         t = time.perf_counter()
-        try:
-            la = fit_light_albedo(tex, vis, sample.normals, self.mean, self.basis,
-                                  o.light_albedo,
-                                  p_init=None if init is None else init.p_a,
-                                  sh_init=None if init is None else init.sh, mirror=self.mirror)
-        except (ValueError, np.linalg.LinAlgError) as e:
-            raise AppearanceFitError(f"light/albedo fit failed: {e}") from e
-        pca = self.mean + np.einsum("hwck,k->hwc", self.basis, la.p_a)
-        pca = np.where(self.atlas_mask[..., None], pca, 0.0).astype(np.float32)
+        la, pca = self._light_albedo(tex, vis, sample.normals, init)
         timings["fit_light_albedo"] = (time.perf_counter() - t) * 1e3
-        if not (np.all(np.isfinite(la.sh)) and np.all(np.isfinite(la.p_a))):
-            raise AppearanceFitError("the light/albedo fit gave non-finite values")
 
         t = time.perf_counter()
         pos = np.asarray(sample.position, np.float32) / (float(fit_scale) * self.detail_unit)
