@@ -37,7 +37,7 @@ training and converted to linear for its ITA.
 
 Per photo also ``ms_geometry_<stage>`` (``PipelineResult.timings_ms``),
 ``ms_<stage>`` of the fit (``AppearanceResult.timings_ms``: fit_light_albedo,
-fit_displacement, fit_albedo_map; ``ms_fit_align``: the pose refinement
+fit_displacement, fit_albedo_map; ``ms_fit_align``: the mesh refinement
 before them, ``AppearanceFitter.align``; ``ms_fit_total`` the sum of all four) and
 ``ms_net_<stage>`` (``NetworkOutputs.timings_ms``: ``networks``, the three in
 one call on TF, and ``albedo_pca``; ``ms_net_total`` their sum). A photo the pipeline
