@@ -56,7 +56,10 @@ from the JSON, never 0 or null.**
 * ``albedo_error_<m>_{visible,hidden}`` for m in mean, pca, pca_fit,
   oracle_pca, delight, delight_oracle_light, fan, fit, net_fit: mean |albedo - truth|
   in linear RGB; visible = atlas & pipeline visibility & not occluded
-  (truth), hidden = the rest of the atlas. ``albedo_error_<m>_visible_gain_invariant``:
+  (truth), hidden = the rest of the atlas, split into ``_hidden_unseen``
+  (not visible to the pipeline's geometry) and ``_hidden_occluded`` (visible
+  to it, covered by an occluder), each absent for a face without such texels.
+  ``albedo_error_<m>_visible_gain_invariant``:
   the same after the least-squares global gain (``eval_metrics.gain_invariant_mae``):
   exposure, which one photo cannot fix (the generator draws the face's mean
   irradiance from 0.8-1.1), left out; the oracle-light references know it.
@@ -175,7 +178,7 @@ from tf_face.srgb import linear_to_srgb, srgb_to_linear  # noqa: E402
 from tf_face.synthetic.ict_shapes import IctShapes  # noqa: E402
 from tf_face.synthetic.wrinkles import wrinkle_mask, wrinkle_sites  # noqa: E402
 from tf_face.uv import get_atlas  # noqa: E402
-from tf_face.uv.regions import model_feature_mask  # noqa: E402
+from tf_face.uv.regions import STROKE_KEEP, model_feature_mask  # noqa: E402
 # TF-loading imports stay in functions, run after main's quiet_tensorflow() (test_import_weight)
 if __name__ == "__main__":   # a script: TensorFlow without its start-up noise
     from tf_face.tf_import import quiet_tensorflow
@@ -428,6 +431,8 @@ def face_metrics(truth, sample, pred, skin_group=None, skin_mask=None,
     """
     atlas = np.asarray(truth.atlas_mask, bool)
     vis, hid = M.visibility_split(sample.mask, truth.occlusion, atlas)
+    unseen = atlas & ~np.asarray(sample.mask, bool)     # hidden by the geometry
+    occluded = hid & ~unseen                             # ... by an occluder
     wr = atlas & wrinkle_mask(truth.displacement)
     # the template's wrinkle sites where this face has no wrinkle (2 texels clear of one)
     near = cv2.dilate(wr.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
@@ -448,6 +453,9 @@ def face_metrics(truth, sample, pred, skin_group=None, skin_mask=None,
             continue
         r[f"albedo_error_{m}_visible"] = M.masked_mae(a, truth.albedo, vis)[0]
         r[f"albedo_error_{m}_hidden"] = M.masked_mae(a, truth.albedo, hid)[0]
+        for part, mask in (("unseen", unseen), ("occluded", occluded)):
+            if mask.any():
+                r[f"albedo_error_{m}_hidden_{part}"] = M.masked_mae(a, truth.albedo, mask)[0]
         r[f"albedo_error_{m}_visible_gain_invariant"] = M.gain_invariant_mae(
             a, truth.albedo, vis)[0]
         r[f"ita_{m}"] = skin_ita(a, skin_mask)
@@ -817,7 +825,9 @@ def run_benchmark(weights_dir=None, num_faces: int = 12, seed: int = 1000,
         from tf_face.appearance.fit import AppearanceFitter
         ctx["fitter"] = AppearanceFitter(ctx["albedo_model"], atlas.mask, ctx["detail_unit"],
                                          fit_options,
-                                         feature_mask=model_feature_mask(model, atlas.size))
+                                         feature_mask=model_feature_mask(model, atlas.size),
+                                         stroke_keep=model_feature_mask(model, atlas.size,
+                                                                        STROKE_KEEP))
         ctx["fitter"].warm_up()   # the first face's ms_per_photo_fit warm like the others
         ctx["light_fit"] = _LightFit(ctx["fitter"])
     pipe = GeometryPipeline("default", uv_size=256)

@@ -365,3 +365,116 @@ def test_init_displacement_must_be_known():
     from tf_face.appearance import AppearanceOptions
     with pytest.raises(ValueError, match="init_displacement"):
         AppearanceOptions(init_displacement="maybe")
+
+
+def _stroke_scene(size=256):
+    """A detail map (linear, on a 0.3 grey albedo) with known strokes and discs:
+    (detail, base, valid, keep, {name: texels})."""
+    import cv2
+    base = np.full((size, size, 3), 0.3, np.float32)
+    valid = np.zeros((size, size), bool)
+    valid[16:240, 16:240] = True
+    parts = {}
+
+    def draw(name, fn):
+        m = np.zeros((size, size), np.uint8)
+        fn(m)
+        parts[name] = m > 0
+    pts = np.array([[40 + 2 * i, 60 + int(12 * np.sin(i / 6))] for i in range(40)], np.int32)
+    draw("strand", lambda m: cv2.polylines(m, [pts], False, 1, 2))                     # hair
+    draw("frame", lambda m: cv2.ellipse(m, (170, 80), (30, 18), 0, 0, 360, 1, 5))     # glasses
+    draw("freckle", lambda m: cv2.circle(m, (60, 160), 2, 1, -1))
+    draw("mole", lambda m: cv2.circle(m, (100, 160), 5, 1, -1))
+    draw("brow", lambda m: cv2.line(m, (60, 200), (110, 200), 1, 2))                   # in keep
+    draw("crossing", lambda m: cv2.line(m, (150, 150), (150, 230), 1, 2))              # mostly out
+    keep = np.zeros((size, size), bool)
+    keep[190:210, 50:120] = True
+    keep[195:205, 140:160] = True
+    detail = np.zeros_like(base)
+    for name, m in parts.items():
+        detail[m] = -0.2 if name != "frame" else 0.15      # 67 % / 50 % contrast, either sign
+    return detail, base, valid, keep, parts
+
+
+def test_thin_strokes_are_bands_not_discs():
+    """Hair strands and glasses frames (bands, dark or bright) are strokes;
+    freckles and moles (discs) are not; a band inside ``keep`` (a brow) is
+    not, one that only crosses it is; at 64^2 (sizes scaled) the same."""
+    from tf_face.appearance.maps import thin_strokes
+    detail, base, valid, keep, parts = _stroke_scene()
+    found = thin_strokes(detail, base, valid, keep)
+    for name in ("strand", "frame", "crossing"):
+        assert found[parts[name]].mean() == 1.0, name
+    for name in ("freckle", "mole", "brow"):
+        assert not found[parts[name]].any(), name
+    # grown by one texel for the rim, nothing else
+    import cv2
+    grown = np.zeros_like(found)
+    for name in ("strand", "frame", "crossing"):
+        grown |= cv2.dilate(parts[name].astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+    assert not (found & ~grown).any()
+    assert not thin_strokes(detail, base, valid, keep,
+                            AlbedoMapOptions(stroke_contrast=0.8)).any()   # under the contrast
+    small = lambda x: cv2.resize(x.astype(np.float32), (128, 128), interpolation=cv2.INTER_AREA)
+    d2 = np.stack([small(detail[..., c]) for c in range(3)], -1)
+    f2 = thin_strokes(d2, base[:128, :128], small(valid) > 0.5, small(keep) > 0.5)
+    assert f2[small(parts["strand"]) > 0.5].mean() > 0.9
+    assert not f2[small(parts["mole"]) > 0.5].any()
+
+
+def test_albedo_map_leaves_strokes_out(setup):
+    """A dark strand drawn over the photo (an occluder: not in the albedo) is
+    copied into the map without the stroke test and left at the PCA albedo
+    with it; the map elsewhere does not change."""
+    import cv2
+    _, atlas, am = setup
+    size = 256
+    from tf_face.uv import get_atlas
+    from tf_face.uv.albedo_model import uv_albedo_model
+    from tf_face.facemodel import default_model
+    model = default_model()
+    atlas = get_atlas(model, size=size)
+    am = uv_albedo_model(model, atlas)
+    normals = np.where(atlas.mask[..., None], np.array([0, 0, 1], np.float32), 0)
+    sh = _light(np.random.default_rng(7))
+    strand = np.zeros((size, size), np.uint8)
+    pts = np.array([[90 + i, 120 + int(10 * np.sin(i / 8))] for i in range(70)], np.int32)
+    cv2.polylines(strand, [pts], False, 1, 2)
+    strand = (strand > 0) & atlas.mask
+    photo = _shade(am.mean, normals, sh)
+    photo[strand] *= 0.25
+    on, _ = fit_albedo_map(photo, atlas.mask, normals, sh, am.mean, atlas.mask,
+                           AlbedoMapOptions(steps=5))
+    off, _ = fit_albedo_map(photo, atlas.mask, normals, sh, am.mean, atlas.mask,
+                            AlbedoMapOptions(steps=5, thin_occluders=False))
+    err_on = np.abs(on - am.mean)[strand].mean()
+    err_off = np.abs(off - am.mean)[strand].mean()
+    assert err_off > 0.05 and err_on < 0.2 * err_off, (err_on, err_off)
+    far = atlas.mask & ~(cv2.dilate(strand.astype(np.uint8), np.ones((15, 15), np.uint8)) > 0)
+    np.testing.assert_allclose(on[far], off[far], atol=0.01)
+
+
+def test_hidden_features_keep_the_pca_albedo(setup):
+    """Hidden eyes and brows whose mirror is visible: the PCA albedo by default
+    (no term moves a texel E_pixel leaves out), the mirror's colour with
+    ``mirror_features``."""
+    from tf_face.uv.regions import model_feature_mask
+    model, atlas, am = setup
+    sh = _light(np.random.default_rng(5))
+    feats = model_feature_mask(model, SIZE) & atlas.mask
+    truth = np.where(feats[..., None], np.array([0.10, 0.06, 0.04], np.float32), am.mean)
+    visible = atlas.mask.copy()
+    visible[:, SIZE // 2:] = False
+    s = _sample(setup, truth, sh, visible)
+    lin = np.where(s.texture <= 0.04045, s.texture / 12.92, ((s.texture + 0.055) / 1.055) ** 2.4)
+    hidden = feats & ~visible & visible[:, ::-1]
+    assert hidden.sum() > 10
+    maps = {}
+    for mirror in (False, True):
+        maps[mirror], _ = fit_albedo_map(
+            lin, visible, s.normals, sh, am.mean, atlas.mask,
+            AlbedoMapOptions(steps=10, mirror_features=mirror), feature_mask=feats)
+    # (the skin's mirrored detail still reaches their feathered rim)
+    assert np.abs(maps[False] - am.mean)[hidden].mean() < 0.005
+    err = {m: np.abs(a - truth)[hidden].mean() for m, a in maps.items()}
+    assert err[True] < 0.5 * err[False], err

@@ -272,6 +272,12 @@ def test_face_metrics_on_hand_made_face():
     assert m["albedo_error_fan_visible"] == pytest.approx(0.0)
     assert m["albedo_error_fan_hidden"] == pytest.approx(0.0)
     assert m["albedo_error_mean_visible"] == pytest.approx(0.1)
+    # hidden = 32 texels the geometry hides + 1 occluded texel (3, 3)
+    assert m["albedo_error_fit_hidden_occluded"] == pytest.approx(0.5 * albedo[3, 3].mean())
+    unseen = truth.atlas_mask & ~sample.mask
+    assert m["albedo_error_fit_hidden_unseen"] == pytest.approx(0.5 * albedo[unseen].mean())
+    assert m["albedo_error_fit_hidden"] == pytest.approx(
+        (0.5 * albedo[unseen].sum() + 0.5 * albedo[3, 3].sum()) / (33 * 3))
     assert m["albedo_error_oracle_pca_visible"] == 0.0 and m["albedo_error_oracle_pca_hidden"] == 0.0
     # 1.5 x the truth: off in absolute terms, exact up to the global gain
     assert m["albedo_error_fit_visible"] > 0.05
@@ -295,7 +301,8 @@ def test_face_metrics_on_hand_made_face():
     # exactly the keys of what pred holds (no pca_fit, delight, fit detail, fit SH...)
     albedo_ms = ("mean", "pca", "oracle_pca", "fan", "fit")
     expected = {f"albedo_error_{a}_{p}" for a in albedo_ms
-                for p in ("visible", "hidden", "visible_gain_invariant")}
+                for p in ("visible", "hidden", "visible_gain_invariant", "hidden_unseen",
+                          "hidden_occluded")}
     expected |= {f"ita_{a}" for a in albedo_ms} | {f"ita_error_{a}" for a in albedo_ms}
     regions = ("", "_wrinkle", "_visible", "_bare")
     expected |= {f"normal_error_{b}{r}_deg" for b in ("base", "truth_base", "drn") for r in regions}
@@ -459,11 +466,18 @@ def test_resolve_paths():
         bench.make_difficulty(yaw=3)
 
 
-def _expected_keys(paths):
+def _occluded(r) -> bool:
+    """Whether some face of ``r`` had occluded texels (then every path has the key)."""
+    return any(k.endswith("_hidden_occluded") for k in r)
+
+
+def _expected_keys(paths, occluded=False):
+    """``occluded``: the faces have occluded texels (``*_hidden_occluded``)."""
     albedo = [m for m in paths if m in ("mean", "pca", "pca_fit", "oracle_pca", "delight",
                                         "delight_oracle_light", "fan", "fit", "net_fit")]
     keys = {f"albedo_error_{m}_{p}" for m in albedo
-            for p in ("visible", "hidden", "visible_gain_invariant")}
+            for p in ("visible", "hidden", "visible_gain_invariant", "hidden_unseen")
+            + (("hidden_occluded",) if occluded else ())}
     keys |= {f"ita_error_{m}" for m in albedo}
     # against the truth carried into the pipeline's UV map (not the prior draw)
     keys |= {f"albedo_error_{m}_{r}_registered" for m in albedo if m != "oracle_pca"
@@ -521,7 +535,7 @@ def test_end_to_end_without_weights(tmp_path, fast_fit_options):
     assert r["num_appearance_failures"] == 0, r["appearance_failures"]
     paths = ("mean", "pca_fit", "oracle_pca", "delight", "delight_oracle_light", "fit", "none")
     assert tuple(r["paths"]) == paths
-    assert _metric_keys(r) == _expected_keys(paths)          # one group: no ita_bias_*
+    assert _metric_keys(r) == _expected_keys(paths, _occluded(r))   # one group: no ita_bias_*
     assert set(r["ita_error_by_group"]) == {"mean", "pca_fit", "oracle_pca", "delight",
                                             "delight_oracle_light", "fit"}
     assert r["faces_by_group"] == {"dark": 1} and r["per_face"][0]["skin_group"] == "dark"
@@ -559,7 +573,7 @@ def test_end_to_end_selected_paths(fast_fit_options):
     assert r["faces_evaluated"] == 2
     paths = ("oracle_pca", "delight_oracle_light")
     assert _metric_keys(r) - {k for k in _metric_keys(r) if k.startswith("ita_bias_")} \
-        == _expected_keys(paths)
+        == _expected_keys(paths, _occluded(r))
     assert not any(k.startswith(("albedo_error_pca_fit", "albedo_error_mean", "albedo_error_fit",
                                  "detail_error_")) for k in r)
     assert r["settings"]["difficulty"]["occlusion_prob"] == 0.0
@@ -581,7 +595,7 @@ def test_end_to_end_with_random_weights(tmp_path):
                             appearance="mean,pca,fan,drn,none", out_dir=tmp_path / "pics")
     assert r["faces_evaluated"] == 1
     paths = ("mean", "pca", "fan", "none", "drn")
-    expected = _expected_keys(paths) | {"sh_error", "sh_error_scale_invariant",
+    expected = _expected_keys(paths, _occluded(r)) | {"sh_error", "sh_error_scale_invariant",
                                         "sh_error_relative", "exposure_error", "rerender_error",
                                         "rerender_error_base", "ms_per_photo_pca",
                                         "ms_per_photo_fan", "ms_per_photo_drn"}
@@ -615,7 +629,7 @@ def test_net_fit_keeps_drn_displacement_and_runs_the_networks(tmp_path, fast_fit
                             appearance="net_fit", fit_options=fast_fit_options)
     assert r["faces_evaluated"] == 1 and r["num_appearance_failures"] == 0
     assert tuple(r["paths"]) == ("pca", "fan", "net_fit", "drn")
-    assert _expected_keys(r["paths"]) <= _metric_keys(r)
+    assert _expected_keys(r["paths"], _occluded(r)) <= _metric_keys(r)
     for k in ("", "_wrinkle", "_visible"):
         assert r[f"detail_error_net_fit{k}_deg"] == pytest.approx(r[f"detail_error_drn{k}_deg"],
                                                                   abs=1e-6)

@@ -72,6 +72,31 @@ def test_default_layout():
     assert iou > 0.9, iou
 
 
+def test_lips_region():
+    """``lips``: the outer lip contour grown by LIPS_GROW_IOD x IOD. On the
+    hand-made layout (all 12 points at the centre) that is a disc of that
+    radius; on the default layout it holds the mouth corners and the lips'
+    middle, not the nose tip or the eyes; it is not a default feature."""
+    lm = _hand_made_landmarks()
+    size = 400
+    lips = regions.feature_mask(lm, np.arange(68), size, ("lips",))
+    r = regions.LIPS_GROW_IOD * inter_ocular_distance(lm)
+    assert lips.sum() / size ** 2 == pytest.approx(np.pi * r * r, rel=0.1)
+    assert "lips" not in regions.FEATURES and "lips" in regions.STROKE_KEEP
+    from tf_face.facemodel.default import load_default_geometry
+    g = load_default_geometry()
+    m = regions.model_feature_mask(g, 256, ("lips",))
+    uv = np.asarray(g.uv, np.float64)[g.landmarks68]
+
+    def at(p):
+        c = np.floor(np.asarray(p) * 256).astype(int)
+        return bool(m[c[1], c[0]])
+    for p in (uv[48], uv[54], uv[[51, 57]].mean(0)):
+        assert at(p)
+    for p in (uv[30], uv[36:42].mean(0), uv[42:48].mean(0)):
+        assert not at(p)
+
+
 def test_bad_arguments():
     lm = _hand_made_landmarks()
     with pytest.raises(ValueError, match="unknown features"):

@@ -104,10 +104,15 @@ def srgb_to_linear_np(x) -> np.ndarray:
 
 class AppearanceFitter:
     def __init__(self, albedo_model, atlas_mask, detail_unit: float,
-                 options: Optional[AppearanceOptions] = None, feature_mask=None):
+                 options: Optional[AppearanceOptions] = None, feature_mask=None,
+                 stroke_keep=None):
         """``feature_mask`` [S,S] bool (``tf_face.uv.regions.model_feature_mask``:
         eyes and brows), whose colour the albedo map takes from the photo
-        rather than from the prior (``maps.fit_albedo_map``); None: none."""
+        rather than from the prior (``maps.fit_albedo_map``); None: none.
+        ``stroke_keep`` [S,S] bool: where thin strokes are the person's and
+        stay in the albedo (``maps.thin_strokes``; ``model_feature_mask(model,
+        S, regions.STROKE_KEEP)``: eyes, brows, lips); None: the feature
+        mask grown by 2 texels (at 256^2)."""
         self.feature_mask = None if feature_mask is None else np.asarray(feature_mask, bool)
         if self.feature_mask is not None and self.feature_mask.shape != np.shape(atlas_mask):
             raise ValueError(f"feature_mask {self.feature_mask.shape} and atlas_mask "
@@ -118,6 +123,10 @@ class AppearanceFitter:
             r = max(1, int(round(2 * self.feature_mask.shape[0] / 256)))
             self.grad_skip = cv2.dilate(self.feature_mask.astype(np.uint8),
                                         np.ones((2 * r + 1, 2 * r + 1), np.uint8)) > 0
+        self.stroke_keep = self.grad_skip if stroke_keep is None else np.asarray(stroke_keep, bool)
+        if self.stroke_keep is not None and self.stroke_keep.shape != np.shape(atlas_mask):
+            raise ValueError(f"stroke_keep {self.stroke_keep.shape} and atlas_mask "
+                             f"{np.shape(atlas_mask)} differ in size")
         self.mean = np.asarray(albedo_model.mean, np.float32)
         self.basis = np.asarray(albedo_model.basis, np.float32)
         self.atlas_mask = np.asarray(atlas_mask, bool)
@@ -244,7 +253,8 @@ class AppearanceFitter:
         normals = detail_normals if np.all(np.isfinite(detail_normals)) else sample.normals
         albedo, hist_a = fit_albedo_map(tex, vis, normals, la.sh, pca, self.atlas_mask,
                                         o.albedo_map, backend=o.backend,
-                                        feature_mask=self.feature_mask)
+                                        feature_mask=self.feature_mask,
+                                        stroke_keep=self.stroke_keep)
         timings["fit_albedo_map"] = (time.perf_counter() - t) * 1e3
         fallback = ""
         if not (np.all(np.isfinite(albedo)) and np.all(np.isfinite(rate))):

@@ -22,6 +22,13 @@ def define_fit_flags(flag_values=flags.FLAGS) -> None:
         "brow hair), and the displacement fit leaves their colour edges out; "
         "--nofit_photo_features: the prior's grey eye and template brow guide them like skin.",
         flag_values=flag_values)
+    flags.DEFINE_bool(
+        "fit_thin_occluders", True,
+        "Per-photo fit: thin, elongated strokes outside the eyes, brows and lips (hair strands, "
+        "glasses frames, lines of shading) keep the PCA albedo instead of printing into the "
+        "albedo map (tf_face.appearance.maps.thin_strokes); --nofit_thin_occluders keeps them "
+        "(a scar, a tattoo line, drawn-on make-up).",
+        flag_values=flag_values)
     flags.DEFINE_enum(
         "fit_align", "warp", ["warp", "rigid", "both", "off"],
         "Per-photo fit: before the appearance, move the landmark fit's mesh so the photo lines "
@@ -42,7 +49,8 @@ def fit_options_from_flags(flag_values=flags.FLAGS, **kwargs):
     f = flag_values
     return AppearanceOptions(
         light_albedo=LightAlbedoOptions(exposure_normals=f.fit_exposure),
-        albedo_map=AlbedoMapOptions(photo_features=f.fit_photo_features),
+        albedo_map=AlbedoMapOptions(photo_features=f.fit_photo_features,
+                                    thin_occluders=f.fit_thin_occluders),
         displacement=DisplacementOptions(skip_features=f.fit_photo_features),
         align=AlignOptions(enabled=f.fit_align != "off",
                            mode=f.fit_align if f.fit_align != "off" else AlignOptions.mode),

@@ -9,7 +9,10 @@
   68-point convention puts them on the brow's top edge), from
   ``BROW_ABOVE_IOD`` above it to ``BROW_BELOW_IOD`` below, straight down in UV
   (v). On the default layout and the shared photos the brow hair lies 0-0.12
-  IOD under the points.
+  IOD under the points;
+* ``lips`` (not a default feature): the outer lip contour (iBUG 48-59),
+  widened by ``LIPS_GROW_IOD``. With the eyes and brows it is where the
+  albedo fit keeps thin strokes (``STROKE_KEEP``, ``maps.thin_strokes``).
 
 It needs only ``FaceModel.uv`` and ``FaceModel.landmarks68``, so it exists for
 every face model (default, BFM, ICT), not only for the default model's region
@@ -29,6 +32,12 @@ import numpy as np
 from tf_face.ibug import LEFT_EYE_68, RIGHT_EYE_68, inter_ocular_distance
 
 FEATURES = ("eyes", "brows")
+#: every region ``feature_mask`` knows (``lips`` is not one of the photo features)
+KNOWN_FEATURES = FEATURES + ("lips",)
+#: where the albedo fit keeps thin strokes (``maps.thin_strokes``): their edges are the person's
+STROKE_KEEP = ("eyes", "brows", "lips")
+LIPS_68 = np.arange(48, 60)       # the outer lip contour
+LIPS_GROW_IOD = 0.05
 #: how far the eye polygons are widened, inter-ocular distances (~3 texels at
 #: 256^2 on the default layout, whose eye centres are ~82 texels apart)
 EYE_GROW_IOD = 0.04
@@ -51,9 +60,9 @@ def feature_mask(uv, landmarks68, size: int, features=FEATURES) -> np.ndarray:
     lm = uv[np.asarray(landmarks68, np.int64)]
     if lm.shape != (68, 2):
         raise ValueError(f"expected 68 UV landmarks, got {lm.shape}")
-    unknown = set(features) - set(FEATURES)
+    unknown = set(features) - set(KNOWN_FEATURES)
     if unknown:
-        raise ValueError(f"unknown features {sorted(unknown)}; known: {FEATURES}")
+        raise ValueError(f"unknown features {sorted(unknown)}; known: {KNOWN_FEATURES}")
     size = int(size)
     iod = inter_ocular_distance(lm)
     out = np.zeros((size, size), bool)
@@ -73,6 +82,14 @@ def feature_mask(uv, landmarks68, size: int, features=FEATURES) -> np.ndarray:
             top = lm[ids] - BROW_ABOVE_IOD * iod * down
             bottom = lm[ids] + BROW_BELOW_IOD * iod * down
             _fill(img, np.concatenate([top, bottom[::-1]]))
+        out |= img > 0
+    if "lips" in features:
+        img = np.zeros((size, size), np.uint8)
+        _fill(img, lm[LIPS_68])
+        r = int(round(LIPS_GROW_IOD * iod * size))
+        if r > 0:
+            img = cv2.dilate(img, cv2.getStructuringElement(cv2.MORPH_ELLIPSE,
+                                                            (2 * r + 1, 2 * r + 1)))
         out |= img > 0
     return out
 
