@@ -67,14 +67,7 @@ def feature_mask(uv, landmarks68, size: int, features=FEATURES) -> np.ndarray:
     iod = inter_ocular_distance(lm)
     out = np.zeros((size, size), bool)
     if "eyes" in features:
-        img = np.zeros((size, size), np.uint8)
-        for ids in (RIGHT_EYE_68, LEFT_EYE_68):
-            _fill(img, lm[ids])
-        r = int(round(EYE_GROW_IOD * iod * size))
-        if r > 0:
-            img = cv2.dilate(img, cv2.getStructuringElement(cv2.MORPH_ELLIPSE,
-                                                            (2 * r + 1, 2 * r + 1)))
-        out |= img > 0
+        out |= _grown_polygons([lm[RIGHT_EYE_68], lm[LEFT_EYE_68]], EYE_GROW_IOD * iod, size)
     if "brows" in features:
         img = np.zeros((size, size), np.uint8)
         down = np.array([0.0, 1.0])
@@ -84,14 +77,19 @@ def feature_mask(uv, landmarks68, size: int, features=FEATURES) -> np.ndarray:
             _fill(img, np.concatenate([top, bottom[::-1]]))
         out |= img > 0
     if "lips" in features:
-        img = np.zeros((size, size), np.uint8)
-        _fill(img, lm[LIPS_68])
-        r = int(round(LIPS_GROW_IOD * iod * size))
-        if r > 0:
-            img = cv2.dilate(img, cv2.getStructuringElement(cv2.MORPH_ELLIPSE,
-                                                            (2 * r + 1, 2 * r + 1)))
-        out |= img > 0
+        out |= _grown_polygons([lm[LIPS_68]], LIPS_GROW_IOD * iod, size)
     return out
+
+
+def _grown_polygons(polys, grow_uv: float, size: int) -> np.ndarray:
+    """[size, size] bool: the filled UV polygons, dilated by a disc of ``grow_uv``."""
+    img = np.zeros((size, size), np.uint8)
+    for p in polys:
+        _fill(img, p)
+    r = int(round(grow_uv * size))
+    if r > 0:
+        img = cv2.dilate(img, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1)))
+    return img > 0
 
 
 def model_feature_mask(model, size: int, features=FEATURES) -> np.ndarray:
