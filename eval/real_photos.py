@@ -93,7 +93,6 @@ from tf_face.pipeline import GeometryPipeline, read_inputs  # noqa: E402
 from tf_face.serving.reconstruct import Reconstructor, model_kind  # noqa: E402
 from tf_face.skin_tone import face_skin_mask, skin_ita, tone_group  # noqa: E402
 from tf_face.srgb import linear_to_srgb  # noqa: E402
-from tf_face.uv.regions import STROKE_KEEP, model_feature_mask  # noqa: E402
 # TF-loading imports stay in functions, run after main's quiet_tensorflow() (test_import_weight)
 if __name__ == "__main__":   # a script: TensorFlow without its start-up noise
     from tf_face.tf_import import quiet_tensorflow
@@ -191,10 +190,8 @@ class RealPhotoEvaluator:
         self.atlas = self.pipe.atlas
         self.detail_unit = model_detail_unit(self.pipe.model)
         self.albedo_model = uv_albedo_model(self.pipe.model, self.atlas)
-        self.fitter = AppearanceFitter(
-            self.albedo_model, self.atlas.mask, self.detail_unit, fit_options,
-            feature_mask=model_feature_mask(self.pipe.model, self.atlas.size),
-            stroke_keep=model_feature_mask(self.pipe.model, self.atlas.size, STROKE_KEEP))
+        self.fitter = AppearanceFitter.for_model(self.albedo_model, self.pipe.model, self.atlas,
+                                                 self.detail_unit, fit_options)
         self.fitter.warm_up()   # so the first photo's ms_fit_* are warm like the others
         self.skin_mask = face_skin_mask(self.atlas.mask.shape[0]) & np.asarray(self.atlas.mask,
                                                                                bool)

@@ -178,7 +178,7 @@ from tf_face.srgb import linear_to_srgb, srgb_to_linear  # noqa: E402
 from tf_face.synthetic.ict_shapes import IctShapes  # noqa: E402
 from tf_face.synthetic.wrinkles import wrinkle_mask, wrinkle_sites  # noqa: E402
 from tf_face.uv import get_atlas  # noqa: E402
-from tf_face.uv.regions import STROKE_KEEP, model_feature_mask  # noqa: E402
+from tf_face.uv.regions import model_feature_mask  # noqa: E402
 # TF-loading imports stay in functions, run after main's quiet_tensorflow() (test_import_weight)
 if __name__ == "__main__":   # a script: TensorFlow without its start-up noise
     from tf_face.tf_import import quiet_tensorflow
@@ -823,11 +823,8 @@ def run_benchmark(weights_dir=None, num_faces: int = 12, seed: int = 1000,
                           f"{weights_dir} uses {nets.color_space}")
     if any(p in paths for p in LIGHT_FIT_PATHS + ("net_fit",)):
         from tf_face.appearance.fit import AppearanceFitter
-        ctx["fitter"] = AppearanceFitter(ctx["albedo_model"], atlas.mask, ctx["detail_unit"],
-                                         fit_options,
-                                         feature_mask=model_feature_mask(model, atlas.size),
-                                         stroke_keep=model_feature_mask(model, atlas.size,
-                                                                        STROKE_KEEP))
+        ctx["fitter"] = AppearanceFitter.for_model(ctx["albedo_model"], model, atlas,
+                                                   ctx["detail_unit"], fit_options)
         ctx["fitter"].warm_up()   # the first face's ms_per_photo_fit warm like the others
         ctx["light_fit"] = _LightFit(ctx["fitter"])
     pipe = GeometryPipeline("default", uv_size=256)

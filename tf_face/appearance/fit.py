@@ -1,7 +1,7 @@
 """Per-photo analysis-by-synthesis: B-Net's, FAN's and DRN's objectives
 minimised for one photo (``--appearance=fit``), no trained weights needed.
 
-``AppearanceFitter(albedo_model, atlas_mask, detail_unit)`` is built once per
+``AppearanceFitter(albedo_model, atlas_mask, detail_unit)`` (or ``.for_model``) is built once per
 face model. ``align(image, pipeline_result, model, atlas)`` refines the
 landmark fit's mesh against the photo first (``align.py``; callers run it
 right after the geometry pipeline, so the networks see the same unwrap);
@@ -134,6 +134,16 @@ class AppearanceFitter:
         self.options = options or AppearanceOptions()
         self.grid = DetailGrid(self.atlas_mask)
         self.mirror = mirror_gram(self.basis, self.atlas_mask)
+
+    @classmethod
+    def for_model(cls, albedo_model, model, atlas, detail_unit: float,
+                  options: Optional[AppearanceOptions] = None) -> "AppearanceFitter":
+        """The fitter of a face model on its atlas, with the model's eye and brow
+        mask and its stroke-keep mask (eyes, brows, lips; ``tf_face.uv.regions``)."""
+        from tf_face.uv.regions import STROKE_KEEP, model_feature_mask
+        return cls(albedo_model, atlas.mask, detail_unit, options,
+                   feature_mask=model_feature_mask(model, atlas.size),
+                   stroke_keep=model_feature_mask(model, atlas.size, STROKE_KEEP))
 
     def warm_up(self) -> None:
         """Trace the map steps once (a grey frontal face, one step each), so the

@@ -133,6 +133,7 @@ import tensorflow as tf
 
 from tf_face import losses as L
 from tf_face.render import grid_adjacency, sh_shade
+from tf_face.skin_tone import RGB_TO_XYZ
 from tf_face.detail.tf_ops import (detail_normals, displacement_from_rate, fd_orientation,
                                      gather_texels, grid_vertex_normals)
 
@@ -303,8 +304,12 @@ def fit_albedo_map(texture_linear, visible, normals, sh, albedo_pca, atlas_mask,
     ok = vis * tf.cast(tf.reduce_min(irradiance, -1, keepdims=True) > 0.05, tf.float32)
     delit = tf.math.divide_no_nan(t, tf.maximum(irradiance, 0.05)) * ok
     resid = (delit - pca) * ok
-    low = masked_lowpass(resid, ok * (1.0 - feat_w), blur)   # the skin's, not the features'
-    high = (resid - low) * ok
+
+    def split(ok):
+        """(low, high) of the residual on ``ok``: the skin's low-pass, not the features'."""
+        low = masked_lowpass(resid, ok * (1.0 - feat_w), blur)
+        return low, (resid - low) * ok
+    low, high = split(ok)
     if opts.outlier_level > 0:
         # where the PCA albedo misses the photo at low frequency (hands, glasses,
         # hair, cast shadows), the high frequencies are not skin detail either
@@ -321,20 +326,17 @@ def fit_albedo_map(texture_linear, visible, normals, sh, albedo_pca, atlas_mask,
         if opts.relowpass:
             # the trusted texels' low-pass without the outliers, whose residual
             # would otherwise ring around them in the high-pass
-            low = masked_lowpass(resid, ok * (1.0 - feat_w), blur)
-            high = (resid - low) * ok
+            low, high = split(ok)
         else:
             high = high * trusted
     if opts.thin_occluders:
         # strokes (hair strands, glasses frames, shading lines) are not skin
         # detail: they keep the PCA albedo, and E_pixel leaves them out
         strokes = thin_strokes(high[0].numpy(), pca[0].numpy(), ok[0, ..., 0].numpy() > 0,
-                               keep=None if stroke_keep is None else np.asarray(stroke_keep, bool),
-                               opts=opts)
+                               keep=stroke_keep, opts=opts)
         clear = tf.constant(1.0 - strokes.astype(np.float32))[None, ..., None]
         ok, vis = ok * clear, vis * clear
-        low = masked_lowpass(resid, ok * (1.0 - feat_w), blur)
-        high = (resid - low) * ok
+        low, high = split(ok)
     if opts.detail_threshold > 0:
         high = tf.sign(high) * tf.nn.relu(tf.abs(high) - opts.detail_threshold)
     high = (1.0 - feat_w) * high + feat_w * resid * ok    # the features: the photo, delit
@@ -360,9 +362,6 @@ def fit_albedo_map(texture_linear, visible, normals, sh, albedo_pca, atlas_mask,
     return albedo[0].numpy(), history
 
 
-LUMINANCE = np.array([0.2126, 0.7152, 0.0722], np.float32)   # linear RGB (Rec. 709)
-
-
 def thin_strokes(detail, base, valid, keep=None, opts: AlbedoMapOptions | None = None):
     """[S,S] bool: the texels of thin, elongated strokes in a detail map.
 
@@ -383,8 +382,9 @@ def thin_strokes(detail, base, valid, keep=None, opts: AlbedoMapOptions | None =
     opts = opts or AlbedoMapOptions()
     size = int(np.shape(valid)[0])
     k = size / 256.0
-    lum = np.asarray(detail, np.float32) @ LUMINANCE
-    ref = np.maximum(np.asarray(base, np.float32) @ LUMINANCE, 0.02)
+    luminance = RGB_TO_XYZ[1].astype(np.float32)       # Y of linear sRGB
+    lum = np.asarray(detail, np.float32) @ luminance
+    ref = np.maximum(np.asarray(base, np.float32) @ luminance, 0.02)
     contrast = lum / ref
     allowed = np.asarray(valid, bool)
     keep = np.zeros_like(allowed) if keep is None else np.asarray(keep, bool)

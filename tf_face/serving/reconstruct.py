@@ -39,7 +39,6 @@ from tf_face.serving.backends import NetworkOutputs, make_backend, raw_moving_ra
 from tf_face.serving.weights import (DEFAULT_WEIGHTS_DIR, WeightsConfig, WeightsError,
                                      is_release_folder, load_albedo_model, read_weights_config,
                                      resolve_weights_dir)
-from tf_face.uv.regions import STROKE_KEEP, model_feature_mask
 # TF-loading imports stay in functions: cli.reconstruct imports this at start-up
 # (test_import_weight)
 
@@ -169,10 +168,8 @@ class Reconstructor:
             opts = appearance_options or AppearanceOptions()
             if not uses_nets:
                 self.cfg = fit_only_config(self.model, spec, size, opts.displacement.max_rate)
-            self.fitter = AppearanceFitter(
-                self.albedo_model, self.atlas.mask, self.cfg.detail_unit, opts,
-                feature_mask=model_feature_mask(self.model, self.atlas.size),
-                stroke_keep=model_feature_mask(self.model, self.atlas.size, STROKE_KEEP))
+            self.fitter = AppearanceFitter.for_model(self.albedo_model, self.model, self.atlas,
+                                                     self.cfg.detail_unit, opts)
             self.fitter.warm_up()
         self.load_ms = (time.perf_counter() - t0) * 1e3
 
