@@ -35,8 +35,10 @@
   texels, 24 faces, seed 2000: 0.0439 -> 0.0421 (contrast 0.15, half-width
   3) -> 0.0413 (half-width 4) -> 0.0410 (contrast 0.1, the default; PCA fit
   0.0394); the visible and feature errors do not rise (features registered
-  0.0348 -> 0.0340). What is left on occluded texels is hands (skin-coloured
-  blobs the outlier test only partly catches) and strands merged with a brow.
+  0.0348 -> 0.0340); 120 held-out faces (seed 1000): occluded 0.0463 ->
+  0.0438, hidden 0.0390 -> 0.0387 (PCA fit 0.0384 / 0.0384). What is left on
+  occluded texels is hands (skin-coloured blobs the outlier test only partly
+  catches) and strands merged with a brow.
   **Features** (``feature_mask``: eyes and brows, ``tf_face.uv.regions``;
   ``photo_features``): the prior holds a grey eye and a template brow, and
   their colour is low-frequency at sigma 6, so the guidance used to paint
