@@ -131,6 +131,51 @@ def test_exposure_is_judged_on_the_faces_own_normals(setup):
                          LightAlbedoOptions(exposure_normals="disc"))
 
 
+def test_spatial_prior_keeps_shading_errors_out_of_the_albedo(setup):
+    """One skin tone (no spatial colour at all), rendered with the true normals
+    and fitted with smoothly wrong ones (the fitted mesh's error): under the
+    paper's E_a (``w_a_spatial`` 1) the PCA's spatial columns take the
+    shading error as colour; under the default weight they stay near 0 and
+    the albedo near the truth, while the tone, which keeps w_a, comes back
+    either way."""
+    from tf_face.appearance.light_albedo import prior_weights
+    from tf_face.facemodel.default import default_tone_columns
+    model, atlas, am = setup
+    tone = list(default_tone_columns(am.num_components))
+    p_true = np.zeros(am.num_components, np.float32)
+    p_true[tone[0]] = 1.5
+    albedo = am.mean + np.einsum("hwck,k->hwc", am.basis, p_true)
+    normals = _face_normals(model, atlas)
+    s = _sample(setup, albedo, _light(np.random.default_rng(3)))
+    lin = np.where(s.texture <= 0.04045, s.texture / 12.92, ((s.texture + 0.055) / 1.055) ** 2.4)
+    v = np.linspace(0.0, 1.0, SIZE)[:, None] * np.ones((1, SIZE))
+    wrong = normals + 0.25 * np.stack([0 * v, np.sin(2 * np.pi * v), 0 * v], -1)
+    wrong /= np.maximum(np.linalg.norm(wrong, axis=-1, keepdims=True), 1e-9)
+    wrong = (wrong * atlas.mask[..., None]).astype(np.float32)
+    err, spatial = {}, {}
+    for w in (1.0, LightAlbedoOptions().w_a_spatial):
+        opts = LightAlbedoOptions(w_a_spatial=w)
+        np.testing.assert_array_equal(prior_weights(am.num_components, opts, tone),
+                                      np.where(np.isin(np.arange(am.num_components), tone),
+                                               1.0, w))
+        fit = fit_light_albedo(lin, s.mask, wrong, am.mean, am.basis, opts, tone_columns=tone)
+        est = am.mean + np.einsum("hwck,k->hwc", am.basis, fit.p_a)
+        err[w] = np.abs(est - albedo)[atlas.mask].mean()
+        spatial[w] = np.linalg.norm(np.delete(fit.p_a, tone))
+        assert abs(fit.p_a[tone[0]] - 1.5) < 0.1, fit.p_a[tone]
+    w = LightAlbedoOptions().w_a_spatial
+    assert w > 1.0
+    assert err[w] < 0.6 * err[1.0], err
+    assert spatial[w] < 0.5 * spatial[1.0], spatial
+    # the fitter finds the default prior's tone columns; a scan PCA names none,
+    # and there every column keeps w_a
+    from types import SimpleNamespace
+    from tf_face.appearance.fit import albedo_tone_columns
+    assert list(albedo_tone_columns(model, am.num_components)) == tone
+    assert albedo_tone_columns(SimpleNamespace(name="bfm2009", albedo_space="vertex"), 80) is None
+    np.testing.assert_array_equal(prior_weights(5, LightAlbedoOptions(w_a=2.0)), np.full(5, 2.0))
+
+
 def test_albedo_map_keeps_detail_and_mirrors_hidden_texels(setup):
     _, atlas, am = setup
     rng = np.random.default_rng(2)

@@ -102,17 +102,30 @@ def srgb_to_linear_np(x) -> np.ndarray:
     return srgb_to_linear(x).astype(np.float32)
 
 
+def albedo_tone_columns(model, num_components: int):
+    """The skin-tone columns of ``model``'s albedo basis (its first
+    ``num_components``): ``tone0..2`` of the default prior; None for models
+    whose basis names none (a scan PCA mixes tone and space)."""
+    if getattr(model, "name", None) != "default" or getattr(model, "albedo_space", None) != "uv":
+        return None
+    from tf_face.facemodel.default import default_tone_columns
+    return default_tone_columns(int(num_components))
+
+
 class AppearanceFitter:
     def __init__(self, albedo_model, atlas_mask, detail_unit: float,
                  options: Optional[AppearanceOptions] = None, feature_mask=None,
-                 stroke_keep=None):
+                 stroke_keep=None, tone_columns=None):
         """``feature_mask`` [S,S] bool (``tf_face.uv.regions.model_feature_mask``:
         eyes and brows), whose colour the albedo map takes from the photo
         rather than from the prior (``maps.fit_albedo_map``); None: none.
         ``stroke_keep`` [S,S] bool: where thin strokes are the person's and
         stay in the albedo (``maps.thin_strokes``; ``model_feature_mask(model,
         S, regions.STROKE_KEEP)``: eyes, brows, lips); None: the feature
-        mask grown by 2 texels (at 256^2)."""
+        mask grown by 2 texels (at 256^2). ``tone_columns``: the albedo
+        basis's skin-tone columns (``light_albedo.prior_weights``; None: the
+        model names none)."""
+        self.tone_columns = None if tone_columns is None else np.asarray(tone_columns, np.int64)
         self.feature_mask = None if feature_mask is None else np.asarray(feature_mask, bool)
         if self.feature_mask is not None and self.feature_mask.shape != np.shape(atlas_mask):
             raise ValueError(f"feature_mask {self.feature_mask.shape} and atlas_mask "
@@ -139,11 +152,13 @@ class AppearanceFitter:
     def for_model(cls, albedo_model, model, atlas, detail_unit: float,
                   options: Optional[AppearanceOptions] = None) -> "AppearanceFitter":
         """The fitter of a face model on its atlas, with the model's eye and brow
-        mask and its stroke-keep mask (eyes, brows, lips; ``tf_face.uv.regions``)."""
+        mask, its stroke-keep mask (eyes, brows, lips; ``tf_face.uv.regions``)
+        and its albedo basis's tone columns (``albedo_tone_columns``)."""
         from tf_face.uv.regions import STROKE_KEEP, model_feature_mask
         return cls(albedo_model, atlas.mask, detail_unit, options,
                    feature_mask=model_feature_mask(model, atlas.size),
-                   stroke_keep=model_feature_mask(model, atlas.size, STROKE_KEEP))
+                   stroke_keep=model_feature_mask(model, atlas.size, STROKE_KEEP),
+                   tone_columns=albedo_tone_columns(model, albedo_model.num_components))
 
     def warm_up(self) -> None:
         """Trace the map steps once (a grey frontal face, one step each), so the
@@ -198,7 +213,8 @@ class AppearanceFitter:
             la = fit_light_albedo(tex, vis, normals, self.mean, self.basis,
                                   self.options.light_albedo,
                                   p_init=None if init is None else init.p_a,
-                                  sh_init=None if init is None else init.sh, mirror=self.mirror)
+                                  sh_init=None if init is None else init.sh, mirror=self.mirror,
+                                  tone_columns=self.tone_columns)
         except (ValueError, np.linalg.LinAlgError) as e:
             raise AppearanceFitError(f"light/albedo fit failed: {e}") from e
         if not (np.all(np.isfinite(la.sh)) and np.all(np.isfinite(la.p_a))):

@@ -48,7 +48,35 @@ over the atlas -- faces are nearly symmetric, and without it the PCA albedo of
 the hidden half of a turned face is an unconstrained extrapolation (hidden
 texel MAE 0.059 -> 0.048 on the same faces).
 
-``w_light = w_white = w_sh_dir = w_mirror = 0`` gives the paper's objective alone.
+**The prior's weight per column** (``w_a_spatial``, ours): E_a is
+``sum_k w_k p_k^2`` with ``w_k = w_a`` (the paper's 1) on the skin-tone
+columns and ``w_a * w_a_spatial`` (30) on the others (the smooth colour
+variation over the face, the lips', brows' and eyes' colour), where the
+model names its tone columns (the default prior: ``tone0..2``,
+``tf_face.facemodel.default.default_tone_columns``; a scan PCA such as the
+BFM's mixes tone and space, so there every column keeps ``w_a``). Why: E_pixel
+sums the L1 residual over thousands of texels as if each were independent
+evidence, but what the PCA's spatial columns see is mostly *correlated*
+error -- the fitted mesh's normals and placement are off smoothly (a face
+looking up, a misplaced cheek), and a fringe or a hand covers a region. With
+w_a = 1 the spatial columns absorb it: horizontal light and dark bands across
+the face of ``deca_examples/image03786`` (looking up into the light), a purple
+rim on ``id06692-...-002721``, bright sides on ``IMG_0392``; with 30 the PCA
+albedo is even skin there and the light takes the shading. The tone is one
+number per face that every texel measures alike, so it keeps the paper's
+weight (shrinking it too, w_a = 30 everywhere, scored the lowest MAE but
+pulled the extreme tones towards the middle: ITA bias 3.95 -> 5.24 deg).
+Measured (24 faces, seed 2000, all tones; fit / PCA fit albedo MAE, visible
+and hidden; fit ITA error / bias): w_a_spatial 1 (the paper) .0391, .0409 /
+.0386, .0408; 3.38 / 3.95 deg. 30: .0371, .0378 / .0370, .0377; 3.18 / 3.35.
+100: .0374, .0382 / .0378, .0381; 3.23 / 2.99. (w_a 3 and w_a_spatial 10:
+.0369, .0376; 3.16 / 3.43; w_a 10 everywhere: .0367, .0377; 3.17 / 4.31.)
+A robust (redescending, ``c log(1 + |r|/c)``, c = 0.05) data term instead of
+L1, tried for the same reason, scored worse everywhere (visible .0395,
+hidden .0413; not kept).
+
+``w_light = w_white = w_sh_dir = w_mirror = 0`` and ``w_a_spatial = 1`` give
+the paper's objective alone.
 """
 
 from __future__ import annotations
@@ -63,6 +91,7 @@ from tf_face.sh import FRONT_MEAN_BASIS, sh_basis_np
 @dataclasses.dataclass
 class LightAlbedoOptions:
     w_a: float = 1.0            # the paper's weight of E_a = ||p_a||^2
+    w_a_spatial: float = 30.0   # x w_a on the non-tone columns, where the model names them
     w_light: float = 1e4        # light prior: mean front irradiance near ``exposure``
     w_white: float = 1e5        # light prior: channels' front irradiance near equal
     exposure: float = 0.95      # mean front irradiance the prior expects
@@ -93,6 +122,17 @@ def light_prior(sh: np.ndarray, opts: LightAlbedoOptions, hbar=FRONT_MEAN_BASIS)
     ebar = float(e.mean())
     return (opts.w_light * (ebar - opts.exposure) ** 2 + opts.w_white * float(np.sum((e - ebar) ** 2))
             + opts.w_sh_dir * float(np.sum(np.asarray(sh, np.float64)[1:] ** 2)))
+
+
+def prior_weights(num_components: int, opts: LightAlbedoOptions, tone_columns=None) -> np.ndarray:
+    """[K] the albedo prior's weight per column: ``w_a``, times ``w_a_spatial``
+    off ``tone_columns`` (None: ``w_a`` everywhere; module doc)."""
+    w = np.full(int(num_components), float(opts.w_a))
+    if tone_columns is not None:
+        off = np.ones(int(num_components), bool)
+        off[np.asarray(tone_columns, np.int64)] = False
+        w[off] *= float(opts.w_a_spatial)
+    return w
 
 
 def _solve_light(target, albedo, basis, weight, opts, hbar):
@@ -144,7 +184,7 @@ def mirror_gram(albedo_basis, atlas_mask, stride: int = 2) -> np.ndarray:
 
 
 def _gauss_newton_step(target, mean, basis_k, basis_sh, p, sh, weight, opts, damping, hbar,
-                       gram=None):
+                       gram=None, prior_weight=None):
     """One damped Gauss-Newton step on (p, gamma) jointly (IRLS weights fixed).
 
     Alternating least squares crawls along the albedo x light scale valley
@@ -168,9 +208,10 @@ def _gauss_newton_step(target, mean, basis_k, basis_sh, p, sh, weight, opts, dam
         sl = np.r_[0:k, k + 9 * c:k + 9 * (c + 1)]
         lhs[np.ix_(sl, sl)] += blk
         rhs[sl] += g
-    # priors: w_a ||p||^2 ; E_light on gamma
-    lhs[:k, :k] += opts.w_a * np.eye(k)
-    rhs[:k] -= opts.w_a * p
+    # priors: sum_k w_k p_k^2 (w_k = w_a, or the per-column weights) ; E_light on gamma
+    w_p = np.full(k, opts.w_a) if prior_weight is None else np.asarray(prior_weight, np.float64)
+    lhs[:k, :k] += np.diag(w_p)
+    rhs[:k] -= w_p * p
     if gram is not None and opts.w_mirror > 0:
         lhs[:k, :k] += opts.w_mirror * gram
         rhs[:k] -= opts.w_mirror * gram @ p
@@ -189,7 +230,7 @@ def _gauss_newton_step(target, mean, basis_k, basis_sh, p, sh, weight, opts, dam
 
 def fit_light_albedo(texture_linear, mask, normals, albedo_mean, albedo_basis,
                      opts: LightAlbedoOptions | None = None, p_init=None,
-                     sh_init=None, mirror=None) -> LightAlbedoFit:
+                     sh_init=None, mirror=None, tone_columns=None) -> LightAlbedoFit:
     """Solve (p_a, gamma) for one UV sample.
 
     texture_linear [S,S,3] (linear RGB), mask [S,S] bool (visible texels),
@@ -198,6 +239,9 @@ def fit_light_albedo(texture_linear, mask, normals, albedo_mean, albedo_basis,
     basis, for ``w_mirror`` (computed here when not given; pass it when fitting
     many photos). ``p_init`` / ``sh_init``: a start
     (e.g. B-Net's output); without them p = 0 and the light is solved first.
+    ``tone_columns``: indices of the basis's skin-tone columns (the default
+    prior's ``tone0..2``); the others' prior weight is ``w_a * w_a_spatial``
+    (``prior_weights``). None: every column has ``w_a``.
     Raises ``ValueError`` when fewer than 50 visible texels have a normal.
     """
     opts = opts or LightAlbedoOptions()
@@ -229,6 +273,7 @@ def fit_light_albedo(texture_linear, mask, normals, albedo_mean, albedo_basis,
     if sh is None:
         sh = _solve_light(target, albedo, basis_sh, weight, opts, hbar)
 
+    w_p = prior_weights(k, opts, tone_columns)
     use_mirror = opts.w_mirror > 0
     if use_mirror and mirror is None:       # callers that fit many photos pass it in
         support = np.any(np.asarray(albedo_mean) != 0, axis=-1)
@@ -237,7 +282,7 @@ def fit_light_albedo(texture_linear, mask, normals, albedo_mean, albedo_basis,
     def objective(p_, sh_):
         r_ = target - (mean + np.einsum("nck,k->nc", basis_k, p_)) * (basis_sh @ sh_)
         e_mirror = opts.w_mirror * float(p_ @ mirror @ p_) if use_mirror else 0.0
-        return (scale * float(np.abs(r_).sum()) + opts.w_a * float(p_ @ p_) + e_mirror
+        return (scale * float(np.abs(r_).sum()) + float(w_p @ (p_ * p_)) + e_mirror
                 + light_prior(sh_, opts, hbar)), r_
 
     current, r = objective(p, sh)
@@ -246,7 +291,7 @@ def fit_light_albedo(texture_linear, mask, normals, albedo_mean, albedo_basis,
     for _ in range(max(1, int(opts.iterations))):
         weight = scale / np.maximum(np.abs(r), opts.irls_floor)
         p_new, sh_new = _gauss_newton_step(target, mean, basis_k, basis_sh, p, sh, weight, opts,
-                                           damping, hbar, mirror if use_mirror else None)
+                                           damping, hbar, mirror if use_mirror else None, w_p)
         new, r_new = objective(p_new, sh_new)
         if np.isfinite(new) and new <= current:
             p, sh, r, current = p_new, sh_new, r_new, new

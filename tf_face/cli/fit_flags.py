@@ -16,6 +16,14 @@ def define_fit_flags(flag_values=flags.FLAGS) -> None:
         "own visible normals ('face'), or on a fixed camera-facing disc ('front': the synthetic "
         "generator's definition; reads a face looking up into the light as darker skin).",
         flag_values=flag_values)
+    flags.DEFINE_float(
+        "fit_w_a_spatial", 30.0,
+        "Per-photo fit: the albedo prior's weight on its non-tone columns (the smooth colour "
+        "variation over the face, the lips' and brows' colour) as a multiple of the paper's "
+        "w_a; the skin tone keeps w_a. 1 = the paper's E_a = ||p_a||^2, under which those "
+        "columns absorb the mesh's shading errors as bands of colour "
+        "(tf_face.appearance.light_albedo).",
+        lower_bound=0.0, flag_values=flag_values)
     flags.DEFINE_bool(
         "fit_photo_features", True,
         "Per-photo fit: the eyes and brows of the albedo map are the photo's, delit (irises, "
@@ -48,7 +56,8 @@ def fit_options_from_flags(flag_values=flags.FLAGS, **kwargs):
 
     f = flag_values
     return AppearanceOptions(
-        light_albedo=LightAlbedoOptions(exposure_normals=f.fit_exposure),
+        light_albedo=LightAlbedoOptions(exposure_normals=f.fit_exposure,
+                                        w_a_spatial=f.fit_w_a_spatial),
         albedo_map=AlbedoMapOptions(photo_features=f.fit_photo_features,
                                     thin_occluders=f.fit_thin_occluders),
         displacement=DisplacementOptions(skip_features=f.fit_photo_features),

@@ -31,7 +31,8 @@ from pathlib import Path
 import numpy as np
 
 from tf_face.errors import FaceModelError
-from tf_face.facemodel.albedo_prior import DEFAULT_NUM_COMPONENTS, build_albedo_prior
+from tf_face.facemodel.albedo_prior import (DEFAULT_NUM_COMPONENTS, TONE_AXES, build_albedo_prior,
+                                           prior_layout)
 from tf_face.facemodel.base import FaceModel
 from tf_face.facemodel.safe_io import read_npz
 
@@ -69,6 +70,16 @@ def default_albedo_prior(size: int = DEFAULT_ALBEDO_SIZE,
     d = _asset()
     return build_albedo_prior(d["uv"], d["triangles"], region_loops(), size=int(size),
                               num_components=int(num_components))
+
+
+@functools.lru_cache(maxsize=4)
+def default_tone_columns(num_components: int = DEFAULT_NUM_COMPONENTS) -> tuple[int, ...]:
+    """Indices of the skin-tone columns (``tone0..2``) among the first
+    ``num_components`` of the default albedo prior (``prior_layout``)."""
+    d = _asset()
+    names = prior_layout(d["uv"], d["triangles"], region_loops(), DEFAULT_ALBEDO_SIZE,
+                         int(num_components))
+    return tuple(i for i, n in enumerate(names) if n in TONE_AXES)
 
 
 def load_default_geometry() -> FaceModel:
