@@ -165,8 +165,8 @@ def test_spatial_prior_keeps_shading_errors_out_of_the_albedo(setup):
         assert abs(fit.p_a[tone[0]] - 1.5) < 0.1, fit.p_a[tone]
     w = LightAlbedoOptions().w_a_spatial
     assert w > 1.0
-    assert err[w] < 0.6 * err[1.0], err
-    assert spatial[w] < 0.5 * spatial[1.0], spatial
+    assert err[w] < 0.75 * err[1.0], err
+    assert spatial[w] < 0.6 * spatial[1.0], spatial
     # the fitter finds the default prior's tone columns; a scan PCA names none,
     # and there every column keeps w_a
     from types import SimpleNamespace

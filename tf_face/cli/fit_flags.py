@@ -17,7 +17,7 @@ def define_fit_flags(flag_values=flags.FLAGS) -> None:
         "generator's definition; reads a face looking up into the light as darker skin).",
         flag_values=flag_values)
     flags.DEFINE_float(
-        "fit_w_a_spatial", 30.0,
+        "fit_w_a_spatial", 10.0,
         "Per-photo fit: the albedo prior's weight on its non-tone columns (the smooth colour "
         "variation over the face, the lips' and brows' colour) as a multiple of the paper's "
         "w_a; the skin tone keeps w_a. 1 = the paper's E_a = ||p_a||^2, under which those "
