@@ -191,7 +191,7 @@ def mirror_gram(albedo_basis, atlas_mask, stride: int = 2) -> np.ndarray:
 
 
 def _gauss_newton_step(target, mean, basis_k, basis_sh, p, sh, weight, opts, damping, hbar,
-                       gram=None, prior_weight=None):
+                       prior_weight, gram=None):
     """One damped Gauss-Newton step on (p, gamma) jointly (IRLS weights fixed).
 
     Alternating least squares crawls along the albedo x light scale valley
@@ -215,8 +215,8 @@ def _gauss_newton_step(target, mean, basis_k, basis_sh, p, sh, weight, opts, dam
         sl = np.r_[0:k, k + 9 * c:k + 9 * (c + 1)]
         lhs[np.ix_(sl, sl)] += blk
         rhs[sl] += g
-    # priors: sum_k w_k p_k^2 (w_k = w_a, or the per-column weights) ; E_light on gamma
-    w_p = np.full(k, opts.w_a) if prior_weight is None else np.asarray(prior_weight, np.float64)
+    # priors: sum_k w_k p_k^2 (``prior_weights``) ; E_light on gamma
+    w_p = np.asarray(prior_weight, np.float64)
     lhs[:k, :k] += np.diag(w_p)
     rhs[:k] -= w_p * p
     if gram is not None and opts.w_mirror > 0:
@@ -298,7 +298,7 @@ def fit_light_albedo(texture_linear, mask, normals, albedo_mean, albedo_basis,
     for _ in range(max(1, int(opts.iterations))):
         weight = scale / np.maximum(np.abs(r), opts.irls_floor)
         p_new, sh_new = _gauss_newton_step(target, mean, basis_k, basis_sh, p, sh, weight, opts,
-                                           damping, hbar, mirror if use_mirror else None, w_p)
+                                           damping, hbar, w_p, mirror if use_mirror else None)
         new, r_new = objective(p_new, sh_new)
         if np.isfinite(new) and new <= current:
             p, sh, r, current = p_new, sh_new, r_new, new

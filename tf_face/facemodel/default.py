@@ -73,11 +73,13 @@ def default_albedo_prior(size: int = DEFAULT_ALBEDO_SIZE,
 
 
 @functools.lru_cache(maxsize=4)
-def default_tone_columns(num_components: int = DEFAULT_NUM_COMPONENTS) -> tuple[int, ...]:
+def default_tone_columns(num_components: int = DEFAULT_NUM_COMPONENTS,
+                         size: int = DEFAULT_ALBEDO_SIZE) -> tuple[int, ...]:
     """Indices of the skin-tone columns (``tone0..2``) among the first
-    ``num_components`` of the default albedo prior (``prior_layout``)."""
+    ``num_components`` of the default albedo prior built at ``size``
+    (``prior_layout``)."""
     d = _asset()
-    names = prior_layout(d["uv"], d["triangles"], region_loops(), DEFAULT_ALBEDO_SIZE,
+    names = prior_layout(d["uv"], d["triangles"], region_loops(), int(size),
                          int(num_components))
     return tuple(i for i, n in enumerate(names) if n in TONE_AXES)
 

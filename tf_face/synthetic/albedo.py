@@ -58,7 +58,8 @@ import numpy as np
 
 from tf_face import skin_tone
 from tf_face.facemodel.albedo_prior import HAEMOGLOBIN, MELANIN, SKIN_LINEAR, prior_layout
-from tf_face.facemodel.default import default_albedo_prior, load_default_geometry, region_loops
+from tf_face.facemodel.default import (default_albedo_prior, default_tone_columns,
+                                      load_default_geometry, region_loops)
 
 SUPERSAMPLE = 4
 
@@ -174,7 +175,7 @@ def _prior_parts(size: int):
     mean, basis, _, _ = default_albedo_prior(size)
     g = load_default_geometry()
     names = prior_layout(g.uv, g.triangles, region_loops(), size, basis.shape[-1])
-    tone = np.array([i for i, n in enumerate(names) if n.startswith("tone")])
+    tone = np.array(default_tone_columns(basis.shape[-1], size), np.int64)
     haem = np.array([i for i, n in enumerate(names) if n.endswith("_haemoglobin")], np.int64)
     if len(tone) != 3:
         raise ValueError("the albedo prior has fewer than 3 tone columns; use K >= 14")
