@@ -167,13 +167,35 @@ def test_spatial_prior_keeps_shading_errors_out_of_the_albedo(setup):
     assert w > 1.0
     assert err[w] < 0.75 * err[1.0], err
     assert spatial[w] < 0.6 * spatial[1.0], spatial
-    # the fitter finds the default prior's tone columns; a scan PCA names none,
-    # and there every column keeps w_a
-    from types import SimpleNamespace
-    from tf_face.appearance.fit import albedo_tone_columns
-    assert list(albedo_tone_columns(model, am.num_components)) == tone
-    assert albedo_tone_columns(SimpleNamespace(name="bfm2009", albedo_space="vertex"), 80) is None
+    # the default model names its tone columns, and they reach the fitter; a
+    # basis that names none (a scan PCA) keeps w_a on every column
+    assert list(model.albedo_tone_columns) == tone == list(am.tone_columns)
+    assert list(AppearanceFitter(am, atlas.mask, 1.0).tone_columns) == tone
     np.testing.assert_array_equal(prior_weights(5, LightAlbedoOptions(w_a=2.0)), np.full(5, 2.0))
+    np.testing.assert_array_equal(prior_weights(5, LightAlbedoOptions(w_a=2.0), ()),
+                                  np.full(5, 2.0))
+
+
+def test_tone_columns_follow_the_albedo_basis(setup):
+    """``FaceModel.albedo_tone_columns`` is checked against the basis, survives
+    the UV resampling and drops columns a truncated basis no longer has."""
+    import dataclasses
+    from tf_face.errors import FaceModelError
+    from tf_face.facemodel.base import FaceModel
+    from tf_face.uv.albedo_model import uv_albedo_model
+    model, atlas, am = setup
+    tone = list(model.albedo_tone_columns)
+    assert len(tone) == 3 and max(tone) > 5
+    small = uv_albedo_model(model, atlas, num_components=max(tone))
+    assert list(small.tone_columns) == [c for c in tone if c < max(tone)]
+    fields = {f.name: getattr(model, f.name) for f in dataclasses.fields(FaceModel)}
+    for bad in ((0, model.num_albedo), (1, 1), (-1,)):
+        with pytest.raises(FaceModelError, match="albedo_tone_columns"):
+            FaceModel(**{**fields, "albedo_tone_columns": bad}).validate()
+    plain = FaceModel(**{**fields, "albedo_tone_columns": ()}).validate()
+    assert uv_albedo_model(plain, atlas).tone_columns == ()
+    with pytest.raises(ValueError, match="tone_columns"):
+        AppearanceFitter(am, atlas.mask, 1.0, tone_columns=[am.num_components])
 
 
 def test_albedo_map_keeps_detail_and_mirrors_hidden_texels(setup):

@@ -102,16 +102,6 @@ def srgb_to_linear_np(x) -> np.ndarray:
     return srgb_to_linear(x).astype(np.float32)
 
 
-def albedo_tone_columns(model, num_components: int):
-    """The skin-tone columns of ``model``'s albedo basis (its first
-    ``num_components``): ``tone0..2`` of the default prior; None for models
-    whose basis names none (a scan PCA mixes tone and space)."""
-    if getattr(model, "name", None) != "default" or getattr(model, "albedo_space", None) != "uv":
-        return None
-    from tf_face.facemodel.default import default_tone_columns
-    return default_tone_columns(int(num_components))
-
-
 class AppearanceFitter:
     def __init__(self, albedo_model, atlas_mask, detail_unit: float,
                  options: Optional[AppearanceOptions] = None, feature_mask=None,
@@ -123,9 +113,16 @@ class AppearanceFitter:
         stay in the albedo (``maps.thin_strokes``; ``model_feature_mask(model,
         S, regions.STROKE_KEEP)``: eyes, brows, lips); None: the feature
         mask grown by 2 texels (at 256^2). ``tone_columns``: the albedo
-        basis's skin-tone columns (``light_albedo.prior_weights``; None: the
-        model names none)."""
-        self.tone_columns = None if tone_columns is None else np.asarray(tone_columns, np.int64)
+        basis's skin-tone columns (``light_albedo.prior_weights``); None: the
+        albedo model's own (``UVAlbedoModel.tone_columns``, from
+        ``FaceModel.albedo_tone_columns``; empty where the model names none)."""
+        if tone_columns is None:
+            tone_columns = getattr(albedo_model, "tone_columns", ())
+        self.tone_columns = np.asarray(tone_columns, np.int64).reshape(-1)
+        if self.tone_columns.size and (self.tone_columns.min() < 0 or
+                                       self.tone_columns.max() >= albedo_model.num_components):
+            raise ValueError(f"tone_columns {self.tone_columns.tolist()} outside the albedo "
+                             f"basis's {albedo_model.num_components} columns")
         self.feature_mask = None if feature_mask is None else np.asarray(feature_mask, bool)
         if self.feature_mask is not None and self.feature_mask.shape != np.shape(atlas_mask):
             raise ValueError(f"feature_mask {self.feature_mask.shape} and atlas_mask "
@@ -152,13 +149,12 @@ class AppearanceFitter:
     def for_model(cls, albedo_model, model, atlas, detail_unit: float,
                   options: Optional[AppearanceOptions] = None) -> "AppearanceFitter":
         """The fitter of a face model on its atlas, with the model's eye and brow
-        mask, its stroke-keep mask (eyes, brows, lips; ``tf_face.uv.regions``)
-        and its albedo basis's tone columns (``albedo_tone_columns``)."""
+        mask and its stroke-keep mask (eyes, brows, lips; ``tf_face.uv.regions``);
+        the albedo basis's tone columns come with ``albedo_model``."""
         from tf_face.uv.regions import STROKE_KEEP, model_feature_mask
         return cls(albedo_model, atlas.mask, detail_unit, options,
                    feature_mask=model_feature_mask(model, atlas.size),
-                   stroke_keep=model_feature_mask(model, atlas.size, STROKE_KEEP),
-                   tone_columns=albedo_tone_columns(model, albedo_model.num_components))
+                   stroke_keep=model_feature_mask(model, atlas.size, STROKE_KEEP))
 
     def warm_up(self) -> None:
         """Trace the map steps once (a grey frontal face, one step each), so the

@@ -52,9 +52,10 @@ texel MAE 0.059 -> 0.048 on the same faces).
 ``sum_k w_k p_k^2`` with ``w_k = w_a`` (the paper's 1) on the skin-tone
 columns and ``w_a * w_a_spatial`` (10) on the others (the smooth colour
 variation over the face, the lips', brows' and eyes' colour), where the
-model names its tone columns (the default prior: ``tone0..2``,
+model names its tone columns (``FaceModel.albedo_tone_columns``, carried by
+``UVAlbedoModel.tone_columns``; the default prior's: ``tone0..2``,
 ``tf_face.facemodel.default.default_tone_columns``; a scan PCA such as the
-BFM's mixes tone and space, so there every column keeps ``w_a``). Why: E_pixel
+BFM's mixes tone and space and names none, so there every column keeps ``w_a``). Why: E_pixel
 sums the L1 residual over thousands of texels as if each were independent
 evidence, but what the PCA's spatial columns see is mostly *correlated*
 error -- the fitted mesh's normals and placement are off smoothly (a face
@@ -133,9 +134,10 @@ def light_prior(sh: np.ndarray, opts: LightAlbedoOptions, hbar=FRONT_MEAN_BASIS)
 
 def prior_weights(num_components: int, opts: LightAlbedoOptions, tone_columns=None) -> np.ndarray:
     """[K] the albedo prior's weight per column: ``w_a``, times ``w_a_spatial``
-    off ``tone_columns`` (None: ``w_a`` everywhere; module doc)."""
+    off ``tone_columns`` (None or empty: the basis names no tone columns, and
+    every column keeps ``w_a``; module doc)."""
     w = np.full(int(num_components), float(opts.w_a))
-    if tone_columns is not None:
+    if tone_columns is not None and len(tone_columns):
         off = np.ones(int(num_components), bool)
         off[np.asarray(tone_columns, np.int64)] = False
         w[off] *= float(opts.w_a_spatial)
@@ -248,7 +250,7 @@ def fit_light_albedo(texture_linear, mask, normals, albedo_mean, albedo_basis,
     (e.g. B-Net's output); without them p = 0 and the light is solved first.
     ``tone_columns``: indices of the basis's skin-tone columns (the default
     prior's ``tone0..2``); the others' prior weight is ``w_a * w_a_spatial``
-    (``prior_weights``). None: every column has ``w_a``.
+    (``prior_weights``). None or empty: every column has ``w_a``.
     Raises ``ValueError`` when fewer than 50 visible texels have a normal.
     """
     opts = opts or LightAlbedoOptions()

@@ -40,6 +40,12 @@ class FaceModel:
     # Optional [Ka] standard deviations the albedo basis columns were scaled by
     # (basis / std is orthonormal in the prior's inner product).
     albedo_std: Optional[np.ndarray] = None
+    # Indices of the albedo basis columns that hold the skin tone (one number
+    # per face that every texel measures alike; the light/albedo fit keeps the
+    # paper's w_a on them and weighs the others more, ``tf_face.appearance.
+    # light_albedo.prior_weights``). Empty: the basis names none (a scan PCA
+    # such as the BFM's mixes tone and space), and every column keeps w_a.
+    albedo_tone_columns: tuple = ()
     # Sliding jaw contour: landmark slot (0..16) -> candidate vertex ids ordered
     # from the front of the face outwards (ear side); empty dict = no sliding.
     contour_candidates: dict = dataclasses.field(default_factory=dict)
@@ -115,4 +121,12 @@ class FaceModel:
                 ok = False
             if not ok:
                 raise FaceModelError(f"{self.name}: albedo mean/basis shapes do not match")
+        tone = np.asarray(self.albedo_tone_columns, np.int64).reshape(-1)
+        if tone.size:
+            if self.albedo_basis is None:
+                raise FaceModelError(f"{self.name}: albedo_tone_columns without an albedo basis")
+            if (tone.min() < 0 or tone.max() >= self.num_albedo
+                    or np.unique(tone).size != tone.size):
+                raise FaceModelError(f"{self.name}: albedo_tone_columns must be distinct ids in "
+                                     f"[0, {self.num_albedo}), got {tuple(tone.tolist())}")
         return self

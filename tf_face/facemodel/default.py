@@ -108,13 +108,12 @@ class _LazyAlbedo:
     def __get__(self, obj, objtype=None):
         if obj is None:
             return None
-        val = obj.__dict__.get(self.slot)
-        if val is None and obj.__dict__.get("_albedo_pending"):
+        if obj.__dict__.get("_albedo_pending"):
             obj.__dict__["_albedo_pending"] = False
             mean, basis, std, _ = default_albedo_prior()
-            obj.__dict__.update(_albedo_mean=mean, _albedo_basis=basis, _albedo_std=std)
-            val = obj.__dict__.get(self.slot)
-        return val
+            obj.__dict__.update(_albedo_mean=mean, _albedo_basis=basis, _albedo_std=std,
+                                _albedo_tone_columns=default_tone_columns())
+        return obj.__dict__.get(self.slot)
 
     def __set__(self, obj, value):
         obj.__dict__[self.slot] = value
@@ -126,6 +125,7 @@ class DefaultFaceModel(FaceModel):
     albedo_mean = _LazyAlbedo()
     albedo_basis = _LazyAlbedo()
     albedo_std = _LazyAlbedo()
+    albedo_tone_columns = _LazyAlbedo()
 
 
 @functools.lru_cache(maxsize=1)
@@ -133,7 +133,8 @@ def default_model() -> FaceModel:
     """The default model with its UV albedo prior (256^2, K = 100). Cached.
 
     Geometry is ready at once; ``albedo_mean`` / ``albedo_basis`` /
-    ``albedo_std`` are built on first access (``default_albedo_prior``).
+    ``albedo_std`` are built on first access (``default_albedo_prior``), and
+    with them ``albedo_tone_columns`` (``tone0..2``, ``default_tone_columns``).
     """
     g = load_default_geometry()
     m = DefaultFaceModel(**{f.name: getattr(g, f.name) for f in dataclasses.fields(FaceModel)})

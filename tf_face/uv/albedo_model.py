@@ -20,6 +20,8 @@ from tf_face.errors import FaceModelError
 class UVAlbedoModel:
     mean: np.ndarray    # [H, W, 3] float32, linear RGB
     basis: np.ndarray   # [H, W, 3, K] float32, std-scaled (unit-variance coefficients)
+    # the basis's skin-tone columns (``FaceModel.albedo_tone_columns``); () : none named
+    tone_columns: tuple = ()
 
     @property
     def num_components(self) -> int:
@@ -86,7 +88,9 @@ def uv_albedo_model(model, atlas, num_components: int | None = None) -> UVAlbedo
     mask = atlas.mask[..., None]
     mean = np.where(mask, mean, 0.0).astype(np.float32)
     basis = np.where(mask[..., None], basis, 0.0).astype(np.float32)
-    return UVAlbedoModel(mean, basis)
+    k = basis.shape[-1]
+    tone = tuple(int(c) for c in model.albedo_tone_columns if int(c) < k)
+    return UVAlbedoModel(mean, basis, tone)
 
 
 def albedo_from_coeffs(mean, basis, p_a):
