@@ -14,6 +14,11 @@ landmarks -> fit -> unwrap):
   then encoded to sRGB and clipped to [0, 1]; the texture is the photo's
   own sRGB values). Visible = the pipeline's visibility & the UV atlas &
   a base normal.
+* ``rerender_error_<m>_skin``: the same over the visible texels the fit
+  found to be the face's skin (``AppearanceResult.non_skin`` left out: a
+  fringe, a cap; ``non_skin_fraction`` of the visible texels), with the fit.
+  The fit leaves those texels out of its objective, so over all visible
+  texels it no longer reproduces the hair, and that error rises with it.
 * ``ita_<m>``: the albedo's skin tone, ITA° of its mean linear colour over
   the cheeks + forehead (``tf_face.skin_tone.skin_ita`` with
   ``face_skin_mask``), and ``tone_group_<m>`` its ITA group.
@@ -220,12 +225,14 @@ class RealPhotoEvaluator:
         ms_align = float(res.timings_ms.get("align", 0.0))
         pics = {"image": image, "result": res, "vis": vis}
 
+        rerenders = {}        # path -> (re-render, its space), for the skin-only errors
         if self.recon is not None:
             nets = self.recon.backend(tex)
             space = self.recon.color_space
             to_lin = (lambda a: a) if space == "linear" else srgb_to_linear_np
             for m, albedo in (("pca", nets.albedo_pca), ("fan", nets.albedo)):
                 rr = shade(albedo, sample.normals, nets.sh)
+                rerenders[m] = (rr, space)
                 rec[f"rerender_error_{m}"] = _finite_or_none(
                     rerender_error_srgb(tex, rr, vis, space))
                 _ita_keys(rec, m, to_lin(albedo), self.skin_mask)
@@ -252,6 +259,13 @@ class RealPhotoEvaluator:
         rr_fit = shade(r.albedo, detail_normals, r.sh)
         rec["rerender_error_pca_fit"] = _finite_or_none(rerender_error_srgb(tex, rr_pca, vis))
         rec["rerender_error_fit"] = _finite_or_none(rerender_error_srgb(tex, rr_fit, vis))
+        # the same over the texels the fit found to be skin (one mask for every path)
+        non_skin = np.zeros_like(vis) if r.non_skin is None else np.asarray(r.non_skin, bool)
+        rec["non_skin_fraction"] = float((vis & non_skin).sum() / max(int(vis.sum()), 1))
+        rerenders.update({"pca_fit": (rr_pca, "linear"), "fit": (rr_fit, "linear")})
+        for m, (rr, space) in rerenders.items():
+            rec[f"rerender_error_{m}_skin"] = _finite_or_none(
+                rerender_error_srgb(tex, rr, vis & ~non_skin, space))
         _ita_keys(rec, "pca_fit", r.albedo_pca, self.skin_mask)
         _ita_keys(rec, "fit", r.albedo, self.skin_mask)
         for k, v in r.timings_ms.items():

@@ -116,6 +116,13 @@ from the JSON, never 0 or null.**
   ``rerender_error`` / ``rerender_error_base`` for the networks (FAN or PCA
   albedo, DRN or base normals, B-Net SH; in the weights' shading space) and
   ``rerender_error_fit`` (fit albedo, fit detail normals, fit SH; linear).
+* the fit's skin test (``tf_face.appearance.skin``): ``non_skin_fraction`` of
+  the visible texels it left out as not skin, ``non_skin_precision`` (the
+  share of those an occluder covers; absent when none was flagged) and
+  ``non_skin_recall`` (the share of occluded visible texels it found; absent
+  without occluders). The generator's occluders are thin strands, glasses
+  frames and skin-coloured hands, which the test leaves to the stroke test
+  or cannot tell from skin; it exists for fringes, caps and long hair.
 * time: ``ms_per_photo_<stage>`` = the **median** over the faces (the first
   face pays tf.function tracing) for geometry, pca (B-Net as serving runs it:
   its tf.function and R_a in numpy), fan, drn (with the detail maps) -- the
@@ -255,7 +262,8 @@ COUNT_KEYS = ("texels_visible", "texels_hidden", "texels_atlas", "texels_wrinkle
               "texels_bare", "texels_registered", "texels_features_registered")
 #: per-face keys averaged into the summary (when present in any face)
 SUMMARY_PREFIXES = ("albedo_error_", "ita_error_", "detail_error_", "normal_error_",
-                    "sh_error", "exposure_error", "rerender_error", "registration_")
+                    "sh_error", "exposure_error", "rerender_error", "registration_",
+                    "non_skin_")
 TIME_PREFIX = "ms_per_photo_"
 
 
@@ -758,6 +766,7 @@ def run_face(i, face, image, truth, res, paths, ctx) -> tuple:
                     sh_shade(fr.albedo[None], dn[None].astype(np.float32),
                              np.asarray(fr.sh, np.float32)[None])[0].numpy(), tex_lin)
                 pred["rate_fit"] = fr.moving_rate
+                pred["non_skin_fit"] = fr.non_skin
             else:
                 pca_fit, sh_fit = ctx["light_fit"](sample)
                 times["ms_per_photo_pca_fit"] = (time.perf_counter() - t) * 1e3
@@ -782,6 +791,15 @@ def run_face(i, face, image, truth, res, paths, ctx) -> tuple:
     m = face_metrics(truth, sample, pred, skin_group=getattr(face, "skin_group", None),
                      skin_mask=ctx["skin_mask"], registration=registration)
     m.update(times)
+    if pred.get("non_skin_fit") is not None:      # the fit's skin test against the occluders
+        seen = np.asarray(sample.mask, bool) & np.asarray(atlas, bool)
+        flagged = np.asarray(pred["non_skin_fit"], bool) & seen
+        occluded = np.asarray(truth.occlusion, bool) & seen
+        m["non_skin_fraction"] = float(flagged.sum() / max(int(seen.sum()), 1))
+        if flagged.any():
+            m["non_skin_precision"] = float((flagged & occluded).sum() / flagged.sum())
+        if occluded.any():
+            m["non_skin_recall"] = float((flagged & occluded).sum() / occluded.sum())
     # size of the detail signal vs what the fit / DRN put there (atlas RMS; the
     # truth in IOD units, the rates in detail units = the mean shape's IOD)
     m["truth_displacement_rms"] = float(np.sqrt(np.mean(np.square(truth.displacement[atlas]))))

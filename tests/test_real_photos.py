@@ -93,8 +93,13 @@ def test_report_on_a_synthetic_photo(evaluator, tmp_path):
     assert r["settings"]["fit_options"] == dataclasses.asdict(evaluator.fitter.options)
     rec = r["per_photo"][0]
     assert rec["photo"] == "sub/face.png"
+    assert 0.0 <= rec["non_skin_fraction"] < 0.5
     for m in ("pca_fit", "fit"):
         assert 0.0 < rec[f"rerender_error_{m}"] < 0.2
+        # over the skin texels only: the same where the fit found nothing else
+        if rec["non_skin_fraction"] == 0:
+            assert rec[f"rerender_error_{m}_skin"] == pytest.approx(rec[f"rerender_error_{m}"])
+        assert 0.0 < rec[f"rerender_error_{m}_skin"] < 0.2
         assert -90 < rec[f"ita_{m}"] < 90 and isinstance(rec[f"tone_group_{m}"], str)
     assert -90 < rec["ita_texture"] < 90
     for k in ("ms_geometry_detect", "ms_geometry_fit", "ms_geometry_unwrap",

@@ -103,3 +103,35 @@ def test_bad_arguments():
         regions.feature_mask(lm, np.arange(68), 64, ("eyes", "nose"))
     with pytest.raises(ValueError, match="68"):
         regions.feature_mask(lm, np.arange(60), 64)
+
+
+def test_centre_and_beard_regions():
+    """``centre`` (the skin test's reference): the nose and the cheeks under
+    the eyes, not the eyes, the mouth or the forehead; ``beard``: the lower
+    face (mouth, chin, lower cheeks), not the nose tip, the eyes or the
+    forehead. Neither is a default feature; both are symmetric on the
+    default layout and do not overlap much (the nostril line is their border)."""
+    from tf_face.facemodel.default import load_default_geometry
+    g = load_default_geometry()
+    size = 256
+    lm = np.asarray(g.uv, np.float64)[g.landmarks68]
+    centre = regions.model_feature_mask(g, size, ("centre",))
+    beard = regions.model_feature_mask(g, size, ("beard",))
+
+    def at(m, p):
+        c = np.floor(np.asarray(p) * size).astype(int)
+        return bool(m[c[1], c[0]])
+
+    forehead = lm[[19, 24]].mean(0) - [0, 0.3 * inter_ocular_distance(lm)]
+    for p in (lm[30], lm[[40, 31]].mean(0), lm[[47, 35]].mean(0), lm[28]):
+        assert at(centre, p), p
+    for p in (lm[36:42].mean(0), lm[42:48].mean(0), lm[62], lm[8], forehead):
+        assert not at(centre, p), p
+    for p in (lm[62], lm[57], lm[[8, 57]].mean(0), lm[[5, 48]].mean(0), lm[[11, 54]].mean(0)):
+        assert at(beard, p), p
+    for p in (lm[30], lm[36:42].mean(0), forehead, lm[0]):
+        assert not at(beard, p), p
+    assert (centre & beard).sum() < 0.05 * min(centre.sum(), beard.sum())
+    for m in (centre, beard):
+        assert (m & m[:, ::-1]).sum() / (m | m[:, ::-1]).sum() > 0.9
+    assert not (regions.model_feature_mask(g, size) & centre).sum() > 0.1 * centre.sum()

@@ -8,7 +8,10 @@ right after the geometry pipeline, so the networks see the same unwrap);
 ``fit(sample, fit_scale, init=None)`` then runs, in order:
 
 1. light + PCA albedo: (p_a, gamma) by alternating IRLS on E_pixel + w_a E_a
-   (+ the light prior) -- ``light_albedo``;
+   (+ the light prior) -- ``light_albedo``; then the texels that are not the
+   face's skin (hair, a cap, a hand in shadow: ``skin.non_skin_texels``) are
+   left out, and the light and PCA albedo fitted again without them; steps 2
+   and 3 leave them out too (the map gives them the mirror or the PCA albedo);
 2. displacement: DRN's Eq. 9 on the moving-rate map, shading the PCA albedo
    (smooth, so the shading's high frequencies are left to geometry) --
    ``maps.fit_displacement_map``;
@@ -51,6 +54,7 @@ from tf_face.appearance.align import AlignOptions, align as align_mesh
 from tf_face.appearance.light_albedo import LightAlbedoOptions, fit_light_albedo, mirror_gram
 from tf_face.appearance.maps import (AlbedoMapOptions, DetailGrid, DisplacementOptions,
                                      fit_albedo_map, fit_displacement_map)
+from tf_face.appearance.skin import SkinOptions, non_skin_texels
 from tf_face.errors import TfFaceError
 from tf_face.srgb import srgb_to_linear
 from tf_face.types import UVSample
@@ -73,6 +77,7 @@ class AppearanceOptions:
     albedo_map: AlbedoMapOptions = dataclasses.field(default_factory=AlbedoMapOptions)
     displacement: DisplacementOptions = dataclasses.field(default_factory=DisplacementOptions)
     align: AlignOptions = dataclasses.field(default_factory=AlignOptions)  # ``align``'s
+    skin: SkinOptions = dataclasses.field(default_factory=SkinOptions)  # what is not skin
     backend: str = "auto"       # render ops: auto | op | reference
     # with ``init`` (net+fit): "keep" the networks' moving rate (DRN's) as the
     # displacement, or "refine" it with Eq. 9 like the fit without weights (module doc)
@@ -95,6 +100,8 @@ class AppearanceResult:
     timings_ms: dict
     objectives: dict          # stage -> objective history
     fallback: str = ""        # why the maps fell back to the PCA fit ("" if they did not)
+    # [S, S] bool: visible texels left out as not the face's skin (``skin.non_skin_texels``)
+    non_skin: Optional[np.ndarray] = None
 
 
 def srgb_to_linear_np(x) -> np.ndarray:
@@ -105,7 +112,7 @@ def srgb_to_linear_np(x) -> np.ndarray:
 class AppearanceFitter:
     def __init__(self, albedo_model, atlas_mask, detail_unit: float,
                  options: Optional[AppearanceOptions] = None, feature_mask=None,
-                 stroke_keep=None, tone_columns=None):
+                 stroke_keep=None, tone_columns=None, skin_reference=None, beard=None):
         """``feature_mask`` [S,S] bool (``tf_face.uv.regions.model_feature_mask``:
         eyes and brows), whose colour the albedo map takes from the photo
         rather than from the prior (``maps.fit_albedo_map``); None: none.
@@ -115,7 +122,12 @@ class AppearanceFitter:
         mask grown by 2 texels (at 256^2). ``tone_columns``: the albedo
         basis's skin-tone columns (``light_albedo.prior_weights``); None: the
         albedo model's own (``UVAlbedoModel.tone_columns``, from
-        ``FaceModel.albedo_tone_columns``; empty where the model names none)."""
+        ``FaceModel.albedo_tone_columns``; empty where the model names none).
+        ``skin_reference`` [S,S] bool: where the face's skin colour is taken
+        from to find what is not skin (``skin.non_skin_texels``; the model's
+        "centre" region); None: every visible texel outside ``stroke_keep``.
+        ``beard`` [S,S] bool: the lower face, which the skin test leaves alone
+        unless ``SkinOptions.test_beard`` (the model's "beard" region); None: none."""
         if tone_columns is None:
             tone_columns = getattr(albedo_model, "tone_columns", ())
         self.tone_columns = np.asarray(tone_columns, np.int64).reshape(-1)
@@ -124,6 +136,12 @@ class AppearanceFitter:
             raise ValueError(f"tone_columns {self.tone_columns.tolist()} outside the albedo "
                              f"basis's {albedo_model.num_components} columns")
         self.feature_mask = None if feature_mask is None else np.asarray(feature_mask, bool)
+        self.skin_reference = None if skin_reference is None else np.asarray(skin_reference, bool)
+        self.beard = None if beard is None else np.asarray(beard, bool)
+        for name, m in (("skin_reference", self.skin_reference), ("beard", self.beard)):
+            if m is not None and m.shape != np.shape(atlas_mask):
+                raise ValueError(f"{name} {m.shape} and atlas_mask {np.shape(atlas_mask)} "
+                                 "differ in size")
         if self.feature_mask is not None and self.feature_mask.shape != np.shape(atlas_mask):
             raise ValueError(f"feature_mask {self.feature_mask.shape} and atlas_mask "
                              f"{np.shape(atlas_mask)} differ in size")
@@ -149,12 +167,15 @@ class AppearanceFitter:
     def for_model(cls, albedo_model, model, atlas, detail_unit: float,
                   options: Optional[AppearanceOptions] = None) -> "AppearanceFitter":
         """The fitter of a face model on its atlas, with the model's eye and brow
-        mask and its stroke-keep mask (eyes, brows, lips; ``tf_face.uv.regions``);
-        the albedo basis's tone columns come with ``albedo_model``."""
+        mask, its stroke-keep mask (eyes, brows, lips), its centre (the skin
+        test's reference) and its lower face (``tf_face.uv.regions``); the albedo basis's
+        tone columns come with ``albedo_model``."""
         from tf_face.uv.regions import STROKE_KEEP, model_feature_mask
         return cls(albedo_model, atlas.mask, detail_unit, options,
                    feature_mask=model_feature_mask(model, atlas.size),
-                   stroke_keep=model_feature_mask(model, atlas.size, STROKE_KEEP))
+                   stroke_keep=model_feature_mask(model, atlas.size, STROKE_KEEP),
+                   skin_reference=model_feature_mask(model, atlas.size, ("centre",)),
+                   beard=model_feature_mask(model, atlas.size, ("beard",)))
 
     def warm_up(self) -> None:
         """Trace the map steps once (a grey frontal face, one step each), so the
@@ -254,6 +275,17 @@ class AppearanceFitter:
         tex = srgb_to_linear_np(sample.texture)
         t = time.perf_counter()
         la, pca = self._light_albedo(tex, vis, sample.normals, init)
+        untested = self.stroke_keep
+        if self.beard is not None and not o.skin.test_beard:
+            untested = self.beard if untested is None else untested | self.beard
+        non_skin = non_skin_texels(tex, vis, sample.normals, la.sh, untested,
+                                   self.skin_reference, o.skin)
+        if non_skin.any() and int((vis & ~non_skin).sum()) >= MIN_VISIBLE_TEXELS:
+            # hair, a cap, a hand in shadow: the light and the PCA albedo again
+            # without them, from the same start (so a few texels change little)
+            la, pca = self._light_albedo(tex, vis & ~non_skin, sample.normals, init)
+        else:
+            non_skin = np.zeros_like(vis)
         timings["fit_light_albedo"] = (time.perf_counter() - t) * 1e3
 
         t = time.perf_counter()
@@ -261,9 +293,9 @@ class AppearanceFitter:
         disp_opts = o.displacement
         if init is not None and o.init_displacement == "keep":   # DRN's rate as it is
             disp_opts = dataclasses.replace(disp_opts, steps=0)
-        vis_grad = vis
+        vis_grad = vis & ~non_skin
         if self.grad_skip is not None and disp_opts.skip_features:
-            vis_grad = vis & ~self.grad_skip
+            vis_grad = vis_grad & ~self.grad_skip
         rate, detail_normals, hist_d = fit_displacement_map(
             tex, vis_grad, sample.normals, pos, la.sh, pca, self.grid, disp_opts,
             rate_init=None if init is None else init.moving_rate, backend=o.backend)
@@ -276,7 +308,7 @@ class AppearanceFitter:
         albedo, hist_a = fit_albedo_map(tex, vis, normals, la.sh, pca, self.atlas_mask,
                                         o.albedo_map, backend=o.backend,
                                         feature_mask=self.feature_mask,
-                                        stroke_keep=self.stroke_keep)
+                                        stroke_keep=self.stroke_keep, occluded=non_skin)
         timings["fit_albedo_map"] = (time.perf_counter() - t) * 1e3
         fallback = ""
         if not (np.all(np.isfinite(albedo)) and np.all(np.isfinite(rate))):
@@ -284,4 +316,4 @@ class AppearanceFitter:
             albedo, rate = pca.copy(), np.zeros_like(pca[..., 0])
         return AppearanceResult(la.p_a, la.sh, pca, albedo, rate.astype(np.float32), timings,
                                 {"light_albedo": la.objective, "displacement": hist_d,
-                                 "albedo_map": hist_a}, fallback)
+                                 "albedo_map": hist_a}, fallback, non_skin)

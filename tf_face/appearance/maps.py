@@ -277,8 +277,14 @@ def mirror_u(x):
 
 def fit_albedo_map(texture_linear, visible, normals, sh, albedo_pca, atlas_mask,
                    opts: AlbedoMapOptions | None = None, backend: str = "auto",
-                   feature_mask=None, stroke_keep=None):
+                   feature_mask=None, stroke_keep=None, occluded=None):
     """(albedo [S,S,3] float32 linear, objective history); see the module doc.
+
+    ``occluded`` [S,S] bool: texels known to show something in front of the
+    face (``tf_face.appearance.skin.non_skin_texels``: hair, a cap): like the
+    outlier test's, they are left out of E_pixel and keep the PCA albedo --
+    no detail, and no mirrored detail either (a glasses frame's mirror is the
+    other frame). None: none.
 
     ``feature_mask`` [S,S] bool (``tf_face.uv.regions``: eyes, brows; used when
     ``opts.photo_features``): texels whose colour is the delit photo's --
@@ -300,6 +306,8 @@ def fit_albedo_map(texture_linear, visible, normals, sh, albedo_pca, atlas_mask,
                                   FEATURE_FEATHER * size / 256.0)
     feat_w = tf.constant(feat_w[None, ..., None]) * atlas
     vis = tf.constant(np.asarray(visible, np.float32)[None, ..., None]) * atlas
+    if occluded is not None:
+        vis = vis * tf.constant(1.0 - np.asarray(occluded, np.float32)[None, ..., None])
     pca = tf.constant(np.asarray(albedo_pca, np.float32)[None]) * atlas
     irradiance = sh_shade(tf.ones_like(n), n, g, backend=backend)
     # closed-form start: delighted residual, high-passed, mirrored into hidden texels
@@ -343,6 +351,8 @@ def fit_albedo_map(texture_linear, visible, normals, sh, albedo_pca, atlas_mask,
         high = tf.sign(high) * tf.nn.relu(tf.abs(high) - opts.detail_threshold)
     high = (1.0 - feat_w) * high + feat_w * resid * ok    # the features: the photo, delit
     mirror_ok = mirror_u(ok) * atlas * (1 - ok) * (1.0 if opts.mirror_hidden else 0.0)
+    if occluded is not None:       # occluded texels keep the PCA albedo
+        mirror_ok = mirror_ok * tf.constant(1.0 - np.asarray(occluded, np.float32)[None, ..., None])
     # hidden eyes and brows keep the PCA albedo unless ``mirror_features``:
     # the far side's mesh is the least accurate, and the mirrored features land off
     mirrored = mirror_u(high if opts.mirror_features else (1.0 - feat_w) * high)

@@ -25,6 +25,15 @@ def define_fit_flags(flag_values=flags.FLAGS) -> None:
         "(tf_face.appearance.light_albedo).",
         lower_bound=0.0, flag_values=flag_values)
     flags.DEFINE_bool(
+        "fit_skin_test", True,
+        "Per-photo fit: find the visible texels that are not the face's skin (delit colour "
+        "2.5x off the face centre's or another hue, in solid regions: a fringe, a cap, a hand "
+        "in shadow; not the eyes, brows, lips or the lower face, where a beard is the "
+        "person's) and fit the light, the PCA albedo and the maps without them "
+        "(tf_face.appearance.skin); --nofit_skin_test fits every visible texel (a hat or "
+        "hair style that should print, painted skin).",
+        flag_values=flag_values)
+    flags.DEFINE_bool(
         "fit_photo_features", True,
         "Per-photo fit: the eyes and brows of the albedo map are the photo's, delit (irises, "
         "brow hair), and the displacement fit leaves their colour edges out; "
@@ -53,6 +62,7 @@ def fit_options_from_flags(flag_values=flags.FLAGS, **kwargs):
     from tf_face.appearance.align import AlignOptions
     from tf_face.appearance.light_albedo import LightAlbedoOptions
     from tf_face.appearance.maps import AlbedoMapOptions, DisplacementOptions
+    from tf_face.appearance.skin import SkinOptions
 
     f = flag_values
     return AppearanceOptions(
@@ -63,4 +73,5 @@ def fit_options_from_flags(flag_values=flags.FLAGS, **kwargs):
         displacement=DisplacementOptions(skip_features=f.fit_photo_features),
         align=AlignOptions(enabled=f.fit_align != "off",
                            mode=f.fit_align if f.fit_align != "off" else AlignOptions.mode),
+        skin=SkinOptions(enabled=f.fit_skin_test),
         **kwargs)

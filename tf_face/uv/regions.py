@@ -13,6 +13,16 @@
 * ``lips`` (not a default feature): the outer lip contour (iBUG 48-59),
   widened by ``LIPS_GROW_IOD``. With the eyes and brows it is where the
   albedo fit keeps thin strokes (``STROKE_KEEP``, ``maps.thin_strokes``).
+* ``centre`` (not a default feature): the nose and the cheeks under the eyes,
+  the polygon under the lower lids (iBUG 36, 41, 40, 39; 42, 47, 46, 45)
+  through the bridge (27), down to the nostrils (31, 33, 35) and out to the
+  cheeks half-way between the outer eye corners and the mouth corners. The
+  skin a fringe, a cap or a beard leaves most often: the per-photo fit takes
+  the face's skin colour there (``tf_face.appearance.skin``).
+* ``beard`` (not a default feature): the lower face, inside the jaw line
+  (iBUG 3-13) and below the nostrils (31, 33, 35): where beards and stubble
+  grow, and where hair in front of the face rarely falls; the per-photo
+  fit's skin test leaves it alone by default.
 
 It needs only ``FaceModel.uv`` and ``FaceModel.landmarks68``, so it exists for
 every face model (default, BFM, ICT), not only for the default model's region
@@ -33,7 +43,7 @@ from tf_face.ibug import LEFT_EYE_68, RIGHT_EYE_68, inter_ocular_distance
 
 FEATURES = ("eyes", "brows")
 #: every region ``feature_mask`` knows (``lips`` is not one of the photo features)
-KNOWN_FEATURES = FEATURES + ("lips",)
+KNOWN_FEATURES = FEATURES + ("lips", "centre", "beard")
 #: where the albedo fit keeps thin strokes (``maps.thin_strokes``): their edges are the person's
 STROKE_KEEP = ("eyes", "brows", "lips")
 LIPS_68 = np.arange(48, 60)       # the outer lip contour
@@ -78,6 +88,16 @@ def feature_mask(uv, landmarks68, size: int, features=FEATURES) -> np.ndarray:
         out |= img > 0
     if "lips" in features:
         out |= _grown_polygons([lm[LIPS_68]], LIPS_GROW_IOD * iod, size)
+    if "centre" in features:
+        img = np.zeros((size, size), np.uint8)
+        ring = [lm[[36, 41, 40, 39, 27, 42, 47, 46, 45]], 0.5 * (lm[[45]] + lm[[54]]),
+                lm[[35, 33, 31]], 0.5 * (lm[[36]] + lm[[48]])]
+        _fill(img, np.concatenate(ring))
+        out |= img > 0
+    if "beard" in features:
+        img = np.zeros((size, size), np.uint8)
+        _fill(img, lm[[3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 35, 33, 31]])
+        out |= img > 0
     return out
 
 

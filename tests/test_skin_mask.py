@@ -1,0 +1,176 @@
+"""What is not the face's skin (tf_face.appearance.skin): a fringe, a cap and a
+mole painted over the default prior's mean face at 64^2, shaded by a known
+light; the test must find the fringe and the cap, leave the mole, the eyes,
+brows and lips and the shading alone, and the fit must then keep the hair out
+of the PCA and the albedo map."""
+
+import numpy as np
+import pytest
+
+from tf_face.appearance import AppearanceFitter, AppearanceOptions
+from tf_face.appearance.skin import SkinOptions, non_skin_texels
+from tf_face.types import UVSample
+
+SIZE = 64
+HAIR = np.array([0.035, 0.022, 0.014], np.float32)    # dark brown, linear RGB
+CAP = np.array([0.10, 0.20, 0.55], np.float32)        # blue
+
+
+@pytest.fixture(scope="module")
+def face():
+    from tf_face.facemodel import default_model
+    from tf_face.facemodel.mesh import vertex_normals
+    from tf_face.render import ambient_sh
+    from tf_face.uv import get_atlas
+    from tf_face.uv.albedo_model import uv_albedo_model
+    from tf_face.uv.regions import STROKE_KEEP, model_feature_mask
+    model = default_model()
+    atlas = get_atlas(model, size=SIZE)
+    am = uv_albedo_model(model, atlas)
+    vn = vertex_normals(np.asarray(model.mean_shape, np.float64), model.triangles)
+    n = atlas.interpolate(vn)
+    n /= np.maximum(np.linalg.norm(n, axis=-1, keepdims=True), 1e-9)
+    normals = np.where(atlas.mask[..., None], n, 0.0).astype(np.float32)
+    sh = ambient_sh(1, 0.75)[0].astype(np.float64)
+    sh[3] += 0.35                       # a white key light from the side (x): strong shading
+    keep = model_feature_mask(model, SIZE, STROKE_KEEP)
+    centre = model_feature_mask(model, SIZE, ("centre",)) & ~keep
+    beard = model_feature_mask(model, SIZE, ("beard",))
+    rows = np.nonzero(atlas.mask.any(1))[0]
+    fringe = (atlas.mask & (np.arange(SIZE)[:, None] < rows[0] + 0.16 * (rows[-1] - rows[0]))
+              & ~keep & ~centre)
+    cols = np.nonzero(atlas.mask.any(0))[0]
+    mid = (rows[0] + rows[-1]) // 2
+    cap = np.zeros_like(atlas.mask)
+    cap[mid - 4:mid + 4, cols[0]:cols[0] + 7] = True
+    cap &= atlas.mask & ~keep & ~fringe
+    mole = np.zeros_like(atlas.mask)
+    mole[mid + 6, (cols[0] + cols[-1]) // 2 + 9] = True
+    mole &= atlas.mask & ~keep
+    assert fringe.sum() > 100 and cap.sum() > 20 and mole.sum() == 1 and centre.sum() > 100
+    return dict(model=model, atlas=atlas, am=am, normals=normals, sh=sh.astype(np.float32),
+                keep=keep, centre=centre, beard=beard, fringe=fringe, cap=cap, mole=mole)
+
+
+def _photo(f, albedo):
+    """(linear texture as the unwrap would give it: sRGB-quantised, UVSample)."""
+    from tf_face.viz.image_renderer import sh_shading
+    lin = np.clip(albedo * sh_shading(f["normals"], f["sh"]), 0, 1)
+    srgb = np.where(lin <= 0.0031308, 12.92 * lin, 1.055 * lin ** (1 / 2.4) - 0.055)
+    srgb = np.round(srgb * 255) / 255 * f["atlas"].mask[..., None]
+    yy, xx = np.mgrid[0:SIZE, 0:SIZE].astype(np.float32)
+    pos = np.stack([xx, -yy, np.zeros_like(xx)], -1) * f["atlas"].mask[..., None]
+    sample = UVSample(srgb.astype(np.float32), f["atlas"].mask.copy(), f["normals"],
+                      pos.astype(np.float32))
+    back = np.where(srgb <= 0.04045, srgb / 12.92, ((srgb + 0.055) / 1.055) ** 2.4)
+    return back.astype(np.float32), sample
+
+
+def _occluded(f, cover=None):
+    albedo = np.array(f["am"].mean, np.float32)
+    albedo[f["fringe"] if cover is None else cover] = HAIR
+    albedo[f["cap"]] = CAP
+    albedo[f["mole"]] *= 0.3
+    return albedo
+
+
+def test_finds_hair_and_cap_but_not_shading_features_or_moles(face):
+    f = face
+    lin, s = _photo(f, _occluded(f))
+    bad = non_skin_texels(lin, s.mask, s.normals, f["sh"], f["keep"])
+    assert bad[f["fringe"]].mean() > 0.95
+    assert bad[f["cap"]].mean() > 0.95
+    assert not bad[f["mole"]].any()
+    assert not (bad & f["keep"]).any()
+    # the rest is skin, strongly shaded from the side; only the one-texel rim
+    # grown around the occluders may be flagged
+    import cv2
+    near = cv2.dilate((f["fringe"] | f["cap"]).astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+    skin = f["atlas"].mask & ~near & ~f["keep"]
+    assert bad[skin].mean() < 0.01, bad[skin].mean()
+    # the clean face has nothing to flag
+    lin0, s0 = _photo(f, np.array(f["am"].mean, np.float32))
+    assert not non_skin_texels(lin0, s0.mask, s0.normals, f["sh"], f["keep"]).any()
+
+
+def test_hair_over_most_of_the_face_is_judged_by_the_centre(face):
+    """Hair over the forehead and both sides covers more of the face than the
+    skin shows; the reference is the centre's skin (nose, cheeks under the
+    eyes), so the hair is still what is flagged."""
+    f = face
+    cover = f["atlas"].mask & ~f["keep"] & ~f["centre"]
+    cols = np.nonzero(f["atlas"].mask.any(0))[0]
+    rows = np.nonzero(f["atlas"].mask.any(1))[0]
+    lower = np.arange(SIZE)[:, None] > (rows[0] + rows[-1]) // 2
+    middle = np.abs(np.arange(SIZE)[None, :] - (cols[0] + cols[-1]) / 2) < 0.3 * (cols[-1] - cols[0])
+    cover &= ~(lower & middle)                      # the mouth and the chin stay skin
+    tested = f["atlas"].mask & ~f["keep"]
+    assert 0.5 < cover.sum() / tested.sum() < 0.7
+    lin, s = _photo(f, _occluded(f, cover))
+    bad = non_skin_texels(lin, s.mask, s.normals, f["sh"], f["keep"], reference=f["centre"])
+    assert bad[cover].mean() > 0.95
+    import cv2
+    rim = cv2.dilate(cover.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+    assert not bad[f["centre"] & ~rim].any()
+    # without the centre, the median over the whole face is the hair's
+    wrong = non_skin_texels(lin, s.mask, s.normals, f["sh"], f["keep"])
+    assert wrong[f["centre"]].mean() > 0.5
+
+
+def test_too_much_flagged_or_disabled_flags_nothing(face):
+    f = face
+    lin, s = _photo(f, _occluded(f))
+    found = non_skin_texels(lin, s.mask, s.normals, f["sh"], f["keep"])
+    share = found.sum() / (f["atlas"].mask & ~f["keep"]).sum()
+    assert not non_skin_texels(lin, s.mask, s.normals, f["sh"], f["keep"],
+                               opts=SkinOptions(max_fraction=0.5 * share)).any()
+    assert not non_skin_texels(lin, s.mask, s.normals, f["sh"], f["keep"],
+                               opts=SkinOptions(enabled=False)).any()
+    for bad in (dict(log_lightness=0), dict(chroma=-1), dict(max_fraction=0),
+                dict(max_fraction=1.5)):
+        with pytest.raises(ValueError):
+            SkinOptions(**bad)
+
+
+def test_fit_keeps_the_hair_out_of_the_light_and_albedo(face):
+    """With the test, the PCA albedo of the skin and the albedo map under the
+    fringe come out near the true skin; without it the light and the PCA take
+    the fringe and the map prints it."""
+    from tf_face.eval_metrics import gain_invariant_mae
+    f = face
+    truth = np.array(f["am"].mean, np.float32)
+    lin, s = _photo(f, _occluded(f))
+    err = {}
+    for enabled in (False, True):
+        fitter = AppearanceFitter(f["am"], f["atlas"].mask, 1.0,
+                                  AppearanceOptions(skin=SkinOptions(enabled=enabled)),
+                                  stroke_keep=f["keep"])
+        r = fitter.fit(s, 1.0)
+        skin = f["atlas"].mask & ~f["fringe"] & ~f["cap"] & ~f["mole"]
+        # up to the global gain (exposure) that no photo fixes
+        err[enabled] = (gain_invariant_mae(r.albedo_pca, truth, skin)[0],
+                        gain_invariant_mae(r.albedo, truth, f["fringe"])[0])
+        assert r.non_skin.shape == f["atlas"].mask.shape
+        assert r.non_skin.any() == enabled
+    assert err[True][0] < 0.6 * err[False][0], err      # measured 0.48x
+    assert err[True][1] < 0.1 * err[False][1], err      # measured 0.02x
+
+
+def test_beard_stays_unless_the_lower_face_is_tested(face):
+    """A dark beard over the lower face is the person's: the fitter leaves its
+    region alone by default, and flags it with ``test_beard``."""
+    f = face
+    beard = f["beard"] & f["atlas"].mask & ~f["keep"] & ~f["mole"]
+    assert beard.sum() > 50
+    albedo = np.array(f["am"].mean, np.float32)
+    albedo[beard] = HAIR
+    lin, s = _photo(f, albedo)
+    found = {}
+    for test_beard in (False, True):
+        fitter = AppearanceFitter(f["am"], f["atlas"].mask, 1.0,
+                                  AppearanceOptions(skin=SkinOptions(test_beard=test_beard)),
+                                  stroke_keep=f["keep"], skin_reference=f["centre"],
+                                  beard=f["beard"])
+        found[test_beard] = fitter.fit(s, 1.0).non_skin
+    assert not found[False][beard].any()
+    assert found[True][beard].mean() > 0.9

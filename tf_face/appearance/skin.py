@@ -1,0 +1,131 @@
+"""Which visible texels show the face's own skin, and which show something in
+front of it: a fringe or strands of hair, a cap, a hand in shadow, a glasses
+frame.
+
+The light/albedo fit and the albedo map fit every visible texel (E_pixel).
+Hair over the forehead is then explained as a brown albedo plus a light that
+takes what the PCA cannot (a red-brown blotch over the forehead), a cap's
+brim as a blue one, and the map prints the strands. The map's outlier test
+(``maps.fit_albedo_map``) compares with the PCA albedo, so it misses what the
+PCA itself took. This test compares with the face's own skin instead: the
+median colour, divided by the fitted light's shading ("delit"), of the visible
+texels of the face's centre (``reference``: the nose and the cheeks under the
+eyes, ``tf_face.uv.regions`` "centre", which hair and caps leave even when
+they cover more of the face than the skin shows; all visible texels outside
+the eyes, brows and lips when the centre has fewer than 50). A skin region of a photo varies
+little in delit colour (a shading error moves its lightness by tens of
+percent), while hair, a cap or a hand in shadow is several times darker or
+another hue.
+
+A texel is **not skin** when its delit colour, blurred by ``blur_sigma``
+(pores and camera noise), is more than ``log_lightness`` from the median in
+log lightness (0.92: 2.5x darker or lighter), or more than ``chroma`` (0.6)
+from it in log chromaticity (``log rgb`` minus its mean: hue and saturation,
+not the light's level; skin's own redness and the synthetic faces' colour
+blotches stay within it, a blue or red cap and black hair do not). Only solid
+regions count: the flagged texels are opened by a disc of radius
+``open_radius`` (thin glasses frames and strands are the albedo map's stroke
+test's, ``maps.thin_strokes``, and flagged here they were mirrored from the
+other frame), and connected regions of fewer than ``min_area`` texels stay
+skin (moles, freckles, a nostril's shadow); the rest grows by a texel (the
+anti-aliased rim). The eyes, brows and lips (``keep``) are not tested: their
+colour is the person's; nor, unless ``test_beard``, is the lower face inside
+the jaw line and below the nose (``tf_face.uv.regions`` "beard"), where a beard
+or stubble is the person's too and hair in front of the face rarely falls
+(with it tested, a grey stubble on reddish skin left the albedo of
+``deca_teaser/2``). When more than ``max_fraction`` of the tested texels
+fail, the median itself is in doubt (the face is mostly covered, or the light
+fit is far off) and nothing is flagged.
+
+``AppearanceFitter.fit`` fits the light and PCA albedo again without these
+texels, leaves them out of E_grad, and gives them to the albedo map as hidden
+(mirror or PCA albedo, ``maps.fit_albedo_map``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import cv2
+import numpy as np
+
+from tf_face.sh import sh_basis_np
+
+
+@dataclasses.dataclass
+class SkinOptions:
+    enabled: bool = True
+    log_lightness: float = 0.92   # |log(delit lightness / the face's median)| above: not skin
+    chroma: float = 0.6           # log-chromaticity distance to the median above: not skin
+    blur_sigma: float = 1.5       # Gaussian sigma of the delit colour, texels at 256^2
+    min_area: int = 80            # smaller regions stay skin (texels at 256^2)
+    open_radius: float = 2.0      # thinner parts are not regions (texels at 256^2; 0: none)
+    max_fraction: float = 0.7     # more than this flagged: the median is in doubt, none flagged
+    test_beard: bool = False      # test the lower face too (False: beards stay in the albedo)
+
+    def __post_init__(self):
+        if self.log_lightness <= 0 or self.chroma <= 0:
+            raise ValueError("log_lightness and chroma must be > 0, got "
+                             f"{self.log_lightness} and {self.chroma}")
+        if not 0.0 < self.max_fraction <= 1.0:
+            raise ValueError(f"max_fraction must be in (0, 1], got {self.max_fraction}")
+
+
+def _masked_blur(x: np.ndarray, mask: np.ndarray, sigma: float) -> np.ndarray:
+    """Normalised Gaussian blur of x [S,S,C] over mask [S,S] (0 outside)."""
+    m = mask.astype(np.float32)
+    den = cv2.GaussianBlur(m, (0, 0), sigma)
+    num = cv2.GaussianBlur(np.ascontiguousarray(x * m[..., None], np.float32), (0, 0), sigma)
+    if num.ndim == 2:
+        num = num[..., None]
+    return np.where(mask[..., None], num / np.maximum(den, 1e-6)[..., None], 0.0)
+
+
+def non_skin_texels(texture_linear, visible, normals, sh, keep=None, reference=None,
+                    opts: SkinOptions | None = None) -> np.ndarray:
+    """[S,S] bool: the visible texels that are not the face's skin (module doc).
+
+    ``texture_linear`` [S,S,3] linear RGB, ``visible`` [S,S] bool, ``normals``
+    [S,S,3] (camera frame), ``sh`` [9,3] the fitted light; ``keep`` [S,S]
+    bool: the eyes, brows and lips, never flagged (None: nothing kept);
+    ``reference`` [S,S] bool: where the skin colour is taken from (None:
+    every tested texel).
+    """
+    opts = opts or SkinOptions()
+    vis = np.asarray(visible, bool)
+    out = np.zeros_like(vis)
+    if not opts.enabled:
+        return out
+    size = vis.shape[0]
+    k = size / 256.0
+    irradiance = np.einsum("hwk,kc->hwc", sh_basis_np(np.asarray(normals, np.float64)),
+                           np.asarray(sh, np.float64))
+    ok = vis & (irradiance.min(-1) > 0.05) & np.all(np.isfinite(irradiance), -1)
+    keep = np.zeros_like(vis) if keep is None else np.asarray(keep, bool)
+    tested = ok & ~keep
+    if tested.sum() < 50:
+        return out
+    delit = np.asarray(texture_linear, np.float64) / np.maximum(irradiance, 0.05)
+    log_rgb = np.log(np.clip(delit, 1e-3, None))
+    log_rgb = _masked_blur(log_rgb, ok, max(opts.blur_sigma * k, 0.5))
+    lightness = log_rgb.mean(-1)
+    chromaticity = log_rgb - lightness[..., None]
+    ref = tested
+    if reference is not None and (tested & np.asarray(reference, bool)).sum() >= 50:
+        ref = tested & np.asarray(reference, bool)
+    ref_l = float(np.median(lightness[ref]))
+    ref_c = np.median(chromaticity[ref], axis=0)
+    bad = tested & ((np.abs(lightness - ref_l) > opts.log_lightness)
+                    | (np.linalg.norm(chromaticity - ref_c, axis=-1) > opts.chroma))
+    r = int(round(opts.open_radius * k))
+    if r > 0:
+        disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
+        bad = cv2.morphologyEx(bad.astype(np.uint8), cv2.MORPH_OPEN, disc) > 0
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(bad.astype(np.uint8), connectivity=8)
+    big = np.zeros(n, bool)
+    big[1:] = stats[1:, cv2.CC_STAT_AREA] >= max(opts.min_area * k * k, 1.0)
+    bad = big[labels]
+    if bad.sum() > opts.max_fraction * tested.sum():
+        return out
+    bad = cv2.dilate(bad.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+    return bad & ok & ~keep
