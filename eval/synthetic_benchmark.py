@@ -201,7 +201,8 @@ NETWORK_PATHS = {"pca": "bnet", "fan": "fan", "drn": "drn"}
 #: paths that need the per-photo light/albedo fit (the first stage of ``fit``)
 LIGHT_FIT_PATHS = ("pca_fit", "delight", "delight_oracle_light", "fit")
 KNOBS = ("max_yaw", "max_pitch", "max_roll", "occlusion_prob", "light_harshness",
-         "shape_strength", "wrinkle_strength", "wrinkle_variety", "albedo_detail", "camera_noise")
+         "shape_strength", "wrinkle_strength", "wrinkle_variety", "albedo_detail", "camera_noise",
+         "solid_occluder_prob")
 #: shading below this (any channel) makes a texel unusable for delighting
 #: (as ``tf_face.appearance.maps.fit_albedo_map``'s closed-form start)
 MIN_SHADING = 0.05

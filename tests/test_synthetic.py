@@ -379,3 +379,37 @@ def test_wrinkle_variety_makes_families_optional_and_sites_hold_the_template(mod
     assert sites.mean() < 0.3
     with pytest.raises(ValueError):
         sites[0, 0] = True                                         # read-only
+
+
+def test_solid_occluders_cover_the_forehead(model, atlas):
+    """``solid_occluder_prob``: 0 draws nothing from the face's generator (the
+    faces of every earlier dataset stay the same); 1 gives every face a fringe
+    or a cap, which covers the forehead (texels above the brows in UV) and
+    leaves the mouth and chin alone."""
+    from tf_face.synthetic.occluders import SOLID_KINDS, random_solid_occluder
+    from tf_face.uv.regions import model_feature_mask
+    rng = np.random.default_rng(5)
+    state = rng.bit_generator.state
+    assert random_solid_occluder(rng, 0.0) == [] and rng.bit_generator.state == state
+    base = sample_face(np.random.default_rng(9), model, Difficulty())
+    again = sample_face(np.random.default_rng(9), model, Difficulty(solid_occluder_prob=0.0))
+    assert base.occluders == again.occluders and base.render_seed == again.render_seed
+    with pytest.raises(ValueError, match="solid_occluder_prob"):
+        Difficulty(solid_occluder_prob=1.5).validate()
+    brows = model_feature_mask(model, 256, ("brows",))
+    brow_row = np.nonzero(brows.any(1))[0].min()
+    top_row = np.nonzero(atlas.mask.any(1))[0].min()
+    lips = model_feature_mask(model, 256, ("lips",))
+    kinds = set()
+    for seed in range(6):
+        d = Difficulty(max_yaw=20.0, occlusion_prob=0.0, solid_occluder_prob=1.0)
+        f = sample_face(np.random.default_rng([21, seed]), model, d)
+        assert len(f.occluders) == 1 and f.occluders[0]["kind"] in SOLID_KINDS
+        kinds.add(f.occluders[0]["kind"])
+        _, tr = render_face(f, 256, model=model, atlas=atlas)
+        occ = tr.occlusion
+        # the upper third of the forehead (UV rows from the atlas top to the brows)
+        forehead = tr.visible & (np.arange(256)[:, None] < top_row + (brow_row - top_row) // 3)
+        assert occ[forehead].mean() > 0.9, (seed, occ[forehead].mean())
+        assert not occ[lips].any()
+    assert kinds == set(SOLID_KINDS)

@@ -207,7 +207,8 @@ def main(argv):
     diff = Difficulty(max_yaw=f.max_yaw, max_pitch=f.max_pitch, max_roll=f.max_roll,
                       occlusion_prob=f.occlusion_prob, light_harshness=f.light_harshness,
                       shape_strength=f.shape_strength, wrinkle_strength=f.wrinkle_strength,
-                      wrinkle_variety=f.wrinkle_variety, albedo_detail=f.albedo_detail, camera_noise=f.camera_noise)
+                      wrinkle_variety=f.wrinkle_variety, albedo_detail=f.albedo_detail,
+                      camera_noise=f.camera_noise, solid_occluder_prob=f.solid_occluder_prob)
     box = {}
 
     def job():
@@ -257,6 +258,9 @@ def _define_flags():
                        "releases v1-v3) .. 1: families present at random, sites and depths varied.")
     flags.DEFINE_float("albedo_detail", d.albedo_detail, "Pores/freckles/moles amount.")
     flags.DEFINE_float("camera_noise", d.camera_noise, "Blur + sensor noise amount (0 = none).")
+    flags.DEFINE_float("solid_occluder_prob", d.solid_occluder_prob,
+                       "Probability of a fringe or a cap over the forehead (0: none, the "
+                       "data of every release so far).")
 
 
 if __name__ == "__main__":

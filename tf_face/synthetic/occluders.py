@@ -1,5 +1,10 @@
 """Image-space occluders drawn in front of the face: glasses frames,
-hand-like blobs, hair strands.
+hand-like blobs, hair strands (``KINDS``, drawn by ``occlusion_prob``), and
+solid ones over the forehead (``SOLID_KINDS``, drawn by ``solid_occluder_prob``):
+a fringe (a sheet of hair from above, its lower edge anywhere from well above
+the brows to over them, jagged by strands) and a cap (a coloured crown with
+a darker brim, its edge 0.05-0.4 inter-ocular distances above the brows; the
+mesh's forehead ends ~0.6 above them).
 
 An occluder is ``{"kind": str, "seed": int}``; its geometry is drawn at render
 time from ``numpy.random.default_rng(seed)`` relative to the face's projected
@@ -19,6 +24,10 @@ import numpy as np
 from tf_face.ibug import eye_centres
 
 KINDS = ("glasses", "hand", "hair")
+SOLID_KINDS = ("fringe", "cap")
+EDGE_POINTS = 25
+CAP_COLOURS = ((0.02, 0.03, 0.10), (0.45, 0.03, 0.03), (0.75, 0.75, 0.72), (0.02, 0.02, 0.02),
+               (0.25, 0.45, 0.75), (0.05, 0.20, 0.06))   # navy, red, white, black, light blue, green
 SS = 2          # supersampling
 SHIFT = 4       # cv2 fixed-point bits
 
@@ -108,6 +117,69 @@ def _hair(rng, lm, iod, alpha, colour, hair):
         cv2.polylines(colour, [q], False, c, th, cv2.LINE_AA, SHIFT)
 
 
+def _forehead_frame(lm, iod):
+    """(up [2] unit, right [2] unit, brow line points [10, 2]) in the image."""
+    up = lm[27] - lm[8]
+    up = up / max(np.linalg.norm(up), 1e-6)
+    right = np.array([-up[1], up[0]])
+    if right @ (lm[16] - lm[0]) < 0:
+        right = -right
+    return up, right, lm[17:27]
+
+
+def _solid_edge(rng, lm, iod, height, jag):
+    """Polygon [N, 2] of a region over the forehead: a lower edge ``height``
+    IOD above the brows' centre (jagged downwards by up to ``jag`` IOD) that
+    comes down 0.8 IOD at the temples, closed by a dome over the head. The
+    first ``EDGE_POINTS`` points are the lower edge."""
+    up, right, brows = _forehead_frame(lm, iod)
+    centre = brows.mean(0)
+    half = 0.5 * float(np.linalg.norm(lm[16] - lm[0])) + 0.3 * iod
+    t = np.linspace(-1.0, 1.0, EDGE_POINTS)
+    drop = np.clip((np.abs(t) - 0.7) / 0.3, 0.0, 1.0) * 0.8
+    lift = height - drop - jag * rng.uniform(0.0, 1.0, EDGE_POINTS)
+    edge = centre + np.outer(t * half, right) + np.outer(lift * iod, up)
+    theta = np.linspace(0.0, np.pi, 17)[1:-1]
+    dome = (centre + np.outer(np.cos(theta) * half * 1.05, right)
+            + np.outer((height - 0.8 + 1.8 * np.sin(theta)) * iod, up))
+    return np.concatenate([edge, dome])
+
+
+def _fringe(rng, lm, iod, alpha, colour, hair):
+    poly = _solid_edge(rng, lm, iod, rng.uniform(-0.1, 0.35), rng.uniform(0.05, 0.2))
+    lay = np.zeros_like(alpha)
+    cv2.fillPoly(lay, [np.array([_pt(p) for p in poly], np.int32)], 1.0, cv2.LINE_AA, SHIFT)
+    col = np.zeros_like(colour)
+    col[:] = np.asarray(hair, np.float32)
+    # strands: lighter and darker lines from above, so the sheet has hair texture
+    up, right, _ = _forehead_frame(lm, iod)
+    lo, hi = poly[:EDGE_POINTS].min(0), poly[:EDGE_POINTS].max(0)
+    for _ in range(int(rng.integers(40, 80))):
+        x = lo + (hi - lo) * rng.uniform(0, 1)
+        a, b = x + up * iod * rng.uniform(0.5, 2.0), x - up * iod * rng.uniform(0.0, 0.2)
+        c = tuple(float(v) for v in np.asarray(hair) * rng.uniform(0.5, 1.6))
+        th = max(1, int(round(rng.uniform(0.01, 0.03) * iod * SS)))
+        cv2.line(col, _pt(a), _pt(b), c, th, cv2.LINE_AA, SHIFT)
+    colour[:] = col * lay[..., None]
+    alpha[:] = lay
+
+
+def _cap(rng, lm, iod, alpha, colour):
+    height = rng.uniform(0.05, 0.4)
+    poly = _solid_edge(rng, lm, iod, height, 0.0)
+    lay = np.zeros_like(alpha)
+    cv2.fillPoly(lay, [np.array([_pt(p) for p in poly], np.int32)], 1.0, cv2.LINE_AA, SHIFT)
+    base = np.asarray(CAP_COLOURS[int(rng.integers(len(CAP_COLOURS)))]) * rng.uniform(0.8, 1.2, 3)
+    col = np.zeros_like(colour)
+    col[:] = base
+    # the brim: a darker band along the lower edge
+    edge = np.array([_pt(p) for p in poly[:EDGE_POINTS]], np.int32)
+    th = max(1, int(round(rng.uniform(0.08, 0.15) * iod * SS)))
+    cv2.polylines(col, [edge], False, tuple(float(v) for v in base * 0.6), th, cv2.LINE_AA, SHIFT)
+    colour[:] = col * lay[..., None]
+    alpha[:] = lay
+
+
 def random_occluders(rng: np.random.Generator, occlusion_prob: float) -> list:
     """0-2 occluder specs; with probability ``occlusion_prob`` at least one."""
     if rng.random() >= occlusion_prob:
@@ -115,6 +187,15 @@ def random_occluders(rng: np.random.Generator, occlusion_prob: float) -> list:
     n = 1 + int(rng.random() < 0.3)
     kinds = rng.choice(len(KINDS), size=n, replace=False)
     return [{"kind": KINDS[int(k)], "seed": int(rng.integers(2 ** 31))} for k in sorted(kinds)]
+
+
+def random_solid_occluder(rng: np.random.Generator, prob: float) -> list:
+    """[] or one fringe or cap spec, with probability ``prob``; draws nothing
+    from ``rng`` when ``prob`` is 0 (so the other draws of a face stay the same)."""
+    if prob <= 0 or rng.random() >= prob:
+        return []
+    kind = SOLID_KINDS[int(rng.integers(len(SOLID_KINDS)))]
+    return [{"kind": kind, "seed": int(rng.integers(2 ** 31))}]
 
 
 def draw_occluders(specs: list, landmarks_image: np.ndarray, iod_pixels: float,
@@ -135,6 +216,10 @@ def draw_occluders(specs: list, landmarks_image: np.ndarray, iod_pixels: float,
             c = c * a[..., None]
         elif spec["kind"] == "hair":
             _hair(rng, lm, iod_pixels, a, c, hair)
+        elif spec["kind"] == "fringe":
+            _fringe(rng, lm, iod_pixels, a, c, hair)
+        elif spec["kind"] == "cap":
+            _cap(rng, lm, iod_pixels, a, c)
         else:
             raise ValueError(f"unknown occluder kind {spec['kind']!r}")
         a = np.clip(a, 0, 1)

@@ -28,7 +28,7 @@ from tf_face.facemodel import default_model
 from tf_face.synthetic.albedo import check_skin_tone, hair_colour, random_albedo
 from tf_face.synthetic.background import KINDS as BACKGROUND_KINDS
 from tf_face.synthetic.lighting import random_sh
-from tf_face.synthetic.occluders import random_occluders
+from tf_face.synthetic.occluders import random_occluders, random_solid_occluder
 from tf_face.synthetic.shape import random_shape
 from tf_face.synthetic.wrinkles import random_displacement
 from tf_face.uv import get_atlas
@@ -49,6 +49,7 @@ class Difficulty:
     wrinkle_variety: float = 1.0   # 0 every wrinkle family at fixed sites (v1-v3 data) .. 1 varied
     albedo_detail: float = 1.0     # pores, freckles, moles
     camera_noise: float = 1.0      # blur + sensor noise (0 = clean render)
+    solid_occluder_prob: float = 0.0  # probability of a fringe or a cap over the forehead
 
     def validate(self) -> "Difficulty":
         for f in dataclasses.fields(self):
@@ -57,8 +58,10 @@ class Difficulty:
                 raise ValueError(f"difficulty {f.name} must be a finite number >= 0, got {v!r}")
         if self.max_yaw > 89 or self.max_pitch > 89 or self.max_roll > 180:
             raise ValueError("max_yaw / max_pitch must be < 90 degrees, max_roll <= 180")
-        if self.occlusion_prob > 1 or self.light_harshness > 1 or self.wrinkle_variety > 1:
-            raise ValueError("occlusion_prob, light_harshness and wrinkle_variety must be in [0, 1]")
+        if (self.occlusion_prob > 1 or self.light_harshness > 1 or self.wrinkle_variety > 1
+                or self.solid_occluder_prob > 1):
+            raise ValueError("occlusion_prob, light_harshness, wrinkle_variety and "
+                             "solid_occluder_prob must be in [0, 1]")
         return self
 
 
@@ -155,7 +158,7 @@ def sample_face(rng: np.random.Generator, model=None,
     disp = random_displacement(rng, model, UV_SIZE, strength=d.wrinkle_strength,
                                variety=d.wrinkle_variety)
     sh = random_sh(rng, d.light_harshness)
-    occ = random_occluders(rng, d.occlusion_prob)
+    occ = random_occluders(rng, d.occlusion_prob) + random_solid_occluder(rng, d.solid_occluder_prob)
     skin = border_colour(alb["albedo"], model)
     hair = alb["hair_colour"] if rng.random() < 0.8 else hair_colour(rng, alb["skin_group"])
     return SyntheticFace(
