@@ -406,6 +406,14 @@ def test_fit_appearance_needs_no_weights(tmp_path):
             assert mr["energy_after"] < mr["energy_before"] and mr["vertex_move_px_max"] > 0
         else:
             assert mr["vertex_move_px_max"] == 0
+        # what the fit left out as not skin: a mask of visible texels, its share on record
+        non_skin = cv2.imread(str(tmp_path / tone / "non_skin.png"), cv2.IMREAD_UNCHANGED)
+        visible = cv2.imread(str(tmp_path / tone / "mask.png"), cv2.IMREAD_UNCHANGED) > 0
+        assert non_skin.shape == visible.shape and set(np.unique(non_skin)) <= {0, 255}
+        assert not (non_skin[~visible] > 0).any()
+        assert rec["non_skin_fraction"] == pytest.approx(
+            (non_skin > 0).sum() / visible.sum(), abs=1e-4)
+        assert rec["non_skin_fraction"] < 0.2        # a clean synthetic face: little or none
         albedo = cv2.imread(str(tmp_path / tone / "albedo.png"))[..., ::-1] / 255.0
         lin = np.where(albedo <= 0.04045, albedo / 12.92, ((albedo + 0.055) / 1.055) ** 2.4)
         itas[tone] = skin_ita(lin, face_skin_mask(256))

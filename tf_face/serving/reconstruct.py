@@ -54,6 +54,8 @@ class Reconstruction:
     timings_ms: dict
     appearance_note: str = ""      # a fallback the appearance step took ("" if none)
     mesh_refinement: Optional[dict] = None  # the fit's step 0 (``refinement_json``), if it ran
+    # [S, S] bool: texels the fit left out as not the face's skin (hair, a cap), if it ran
+    non_skin: Optional[np.ndarray] = None
 
 
 def model_kind(spec: str) -> str:
@@ -203,16 +205,17 @@ class Reconstructor:
         return nets, maps, detail_ms, ""
 
     def run_networks(self, result) -> tuple:
-        """(appearance outputs, detail maps, detail-map ms, note): networks and/or fit."""
+        """(appearance outputs, detail maps, detail-map ms, note, non-skin mask or
+        None): networks and/or fit."""
         from tf_face.appearance import AppearanceFitError
 
         if self.appearance == "net":
-            return self._run_networks_only(result)
+            return self._run_networks_only(result) + (None,)
         # the networks with BLAS on one thread: spinning OpenBLAS workers left by the
         # geometry stages would take a core from TF (tf_face.blas)
         with self._blas():
             nets = self.backend(result.sample.texture) if self.appearance == "net+fit" else None
-        note = ""
+        note, non_skin = "", None
         if self.fitter is not None:
             try:
                 fit = self.fitter.fit(result.sample, result.fitted.scale, init=nets)
@@ -222,7 +225,7 @@ class Reconstructor:
                 note = f"appearance fit failed ({e}); using the networks' outputs"
                 self.log(f"warning: {note}")
             else:
-                note = fit.fallback
+                note, non_skin = fit.fallback, fit.non_skin
                 if note:
                     self.log(f"warning: {note}")
                 timings = dict(nets.timings_ms) if nets is not None else {}
@@ -232,7 +235,7 @@ class Reconstructor:
                                       timings_ms=timings)
         with self._blas():
             maps, detail_ms = self._detail_maps_timed(result, nets.moving_rate)
-        return nets, maps, detail_ms, note
+        return nets, maps, detail_ms, note, non_skin
 
     def run(self, image: np.ndarray, landmarks=None, face_index: int = 0) -> Reconstruction:
         """One photo. The geometry, the networks and the detail maps run with BLAS
@@ -245,12 +248,12 @@ class Reconstructor:
             result, al = self.fitter.align(image, result, self.model, self.atlas,
                                            self.pipeline.min_cos)
             refinement = refinement_json(al)
-        nets, (valid, disp, moved, normals), detail_ms, note = self.run_networks(result)
+        nets, (valid, disp, moved, normals), detail_ms, note, non_skin = self.run_networks(result)
         timings = {k: v for k, v in result.timings_ms.items() if k != "total"}
         timings.update(nets.timings_ms)
         timings["detail_maps"] = detail_ms
         return Reconstruction(result, nets, valid, disp, moved, normals, timings, note,
-                              refinement)
+                              refinement, non_skin)
 
 
 def refinement_json(al) -> Optional[dict]:

@@ -8,6 +8,8 @@ Files (all written into the folder given, normally the temp folder of
 * ``albedo.png`` (FAN albedo, sRGB; outside the atlas each texel repeats
   its nearest atlas texel, ``files.mesh_files.pad_texture``: it is the meshes'
   texture), ``albedo_pca.png`` (B-Net's R_a, sRGB, black outside the atlas);
+* ``non_skin.png`` (with the per-photo fit: 255 where it left a visible
+  texel out as not the face's skin -- hair, a cap; ``tf_face.appearance.skin``);
 * ``displacement.png`` (16-bit grey, decoded by ``displacement.json``:
   ``d = offset + scale * value / 65535`` in **model units**; also in
   ``lighting.json``), ``detail_normals.png`` (model-frame detail normals as
@@ -94,6 +96,8 @@ def write_reconstruction(directory, image, rec, recon, title: str = "tf_face rec
     write_png_rgb(d / "albedo.png", albedo_disp)
     write_png_rgb(d / "albedo_pca.png", np.where(mask[..., None],
                                                  to_display(nets.albedo_pca, cs), 0.0))
+    if rec.non_skin is not None:      # what the per-photo fit left out as not skin
+        cv2.imwrite(str(d / "non_skin.png"), np.asarray(rec.non_skin, np.uint8) * 255)
     rot = np.asarray(fitted.rotation, np.float64)
     disp_model = rec.displacement_px / float(fitted.scale)
     write_displacement_png(d / "displacement.png", disp_model, mask=rec.valid,
@@ -158,6 +162,8 @@ def write_reconstruction(directory, image, rec, recon, title: str = "tf_face rec
     maps = {"UV texture (photo)": "texture.png", f"albedo ({source[0]})": "albedo.png",
             f"albedo ({source[1]})": "albedo_pca.png", "displacement (16-bit)": "displacement.png",
             "detail normals": "detail_normals.png", "base normals (camera)": "normals.png"}
+    if rec.non_skin is not None:
+        maps["left out of the fit (not skin)"] = "non_skin.png"
     all_timings = dict(rec.timings_ms) | timings
     info = {"backend": recon.backend.name
             + (f" ({recon.backend.precision})" if recon.backend.name == "tflite" else ""),
@@ -179,6 +185,10 @@ def write_reconstruction(directory, image, rec, recon, title: str = "tf_face rec
            if (fitter := getattr(recon, "fitter", None)) is not None else {}),
         # the fit's step 0: how the landmark fit's mesh was moved onto the photo
         **({"mesh_refinement": rec.mesh_refinement} if rec.mesh_refinement else {}),
+        # the share of the visible texels the fit left out as not skin (non_skin.png)
+        **({"non_skin_fraction": round(float(np.asarray(rec.non_skin, bool).sum())
+                                       / max(int(np.asarray(res.sample.mask, bool).sum()), 1), 4)}
+           if rec.non_skin is not None else {}),
         "timings_ms": {k: round(v, 3) for k, v in all_timings.items()},
         "fit": res.fit_json()})
     return {"files": sorted(p.name for p in d.iterdir()), "timings_ms": all_timings}
