@@ -686,19 +686,10 @@ class _LightFit:
         self.fitter = fitter
 
     def __call__(self, sample):
-        from tf_face.appearance.fit import AppearanceFitError, srgb_to_linear_np
-        from tf_face.appearance.light_albedo import fit_light_albedo
-        f = self.fitter
-        vis = f.check_sample(sample)
-        try:
-            la = fit_light_albedo(srgb_to_linear_np(sample.texture), vis, sample.normals,
-                                  f.mean, f.basis, f.options.light_albedo)
-        except (ValueError, np.linalg.LinAlgError) as e:
-            raise AppearanceFitError(f"light/albedo fit failed: {e}") from e
-        if not (np.all(np.isfinite(la.sh)) and np.all(np.isfinite(la.p_a))):
-            raise AppearanceFitError("the light/albedo fit gave non-finite values")
-        pca = f.mean + np.einsum("hwck,k->hwc", f.basis, la.p_a)
-        return np.where(f.atlas_mask[..., None], pca, 0.0).astype(np.float32), la.sh
+        """(PCA albedo, SH) of ``AppearanceFitter.light_albedo``: the same stage 1
+        as the whole fit's (its tone columns, mirror prior and skin test)."""
+        la, pca, _ = self.fitter.light_albedo(sample)
+        return pca, la.sh
 
 
 def run_face(i, face, image, truth, res, paths, ctx) -> tuple:

@@ -4,6 +4,8 @@ light; the test must find the fringe and the cap, leave the mole, the eyes,
 brows and lips and the shading alone, and the fit must then keep the hair out
 of the PCA and the albedo map."""
 
+import types
+
 import numpy as np
 import pytest
 
@@ -174,3 +176,33 @@ def test_beard_stays_unless_the_lower_face_is_tested(face):
         found[test_beard] = fitter.fit(s, 1.0).non_skin
     assert not found[False][beard].any()
     assert found[True][beard].mean() > 0.9
+
+
+def test_mesh_refinement_leaves_the_hair_out(face, monkeypatch):
+    """``AppearanceFitter.align`` lines the mesh up on the skin only: the sample
+    it hands to the refinement has the fringe and the cap out of its mask."""
+    import dataclasses
+
+    import tf_face.appearance.fit as fit_module
+    f = face
+    lin, s = _photo(f, _occluded(f))
+    seen = {}
+
+    def fake_align(image, fitted, model, atlas, sample, albedo, sh, opts, min_cos=None):
+        seen["mask"] = np.asarray(sample.mask, bool)
+        return types.SimpleNamespace(kept=False)
+
+    @dataclasses.dataclass
+    class Result:            # the fields of a PipelineResult that align reads
+        sample: object
+        fitted: object = None
+        timings_ms: dict = dataclasses.field(default_factory=dict)
+
+    monkeypatch.setattr(fit_module, "align_mesh", fake_align)
+    fitter = AppearanceFitter(f["am"], f["atlas"].mask, 1.0, stroke_keep=f["keep"],
+                              skin_reference=f["centre"])
+    out, _ = fitter.align(None, Result(s), f["model"], f["atlas"])
+    assert out.sample is s and "align" in out.timings_ms
+    mask = seen["mask"]
+    assert mask[f["fringe"]].mean() < 0.05 and mask[f["cap"]].mean() < 0.05
+    assert mask[f["centre"]].all() and mask.sum() > 0.6 * s.mask.sum()

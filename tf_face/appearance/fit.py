@@ -220,10 +220,30 @@ class AppearanceFitter:
         return vis
 
     def light_albedo(self, sample, init=None):
-        """Stage 1 alone: (``LightAlbedoFit``, PCA albedo [S,S,3] float32 linear)."""
+        """Stage 1 alone, its skin test included: (``LightAlbedoFit``, PCA albedo
+        [S,S,3] float32 linear, non-skin mask [S,S] bool)."""
         vis = self.check_sample(sample)
-        return self._light_albedo(srgb_to_linear_np(np.nan_to_num(sample.texture)), vis,
-                                  np.nan_to_num(sample.normals), init)
+        return self._light_albedo_on_skin(srgb_to_linear_np(np.nan_to_num(sample.texture)),
+                                          vis, np.nan_to_num(sample.normals), init)
+
+    def _light_albedo_on_skin(self, tex, vis, normals, init):
+        """(fit, PCA albedo, non-skin mask): the light/albedo fit, then the texels
+        that are not the face's skin (``skin.non_skin_texels``) found with its
+        light, and the fit again without them."""
+        o = self.options
+        la, pca = self._light_albedo(tex, vis, normals, init)
+        untested = self.stroke_keep
+        if self.beard is not None and not o.skin.test_beard:
+            untested = self.beard if untested is None else untested | self.beard
+        non_skin = non_skin_texels(tex, vis, normals, la.sh, untested, self.skin_reference,
+                                   o.skin)
+        if non_skin.any() and int((vis & ~non_skin).sum()) >= MIN_VISIBLE_TEXELS:
+            # hair, a cap, a hand in shadow: the light and the PCA albedo again
+            # without them, from the same start (so a few texels change little)
+            la, pca = self._light_albedo(tex, vis & ~non_skin, normals, init)
+        else:
+            non_skin = np.zeros_like(vis)
+        return la, pca, non_skin
 
     def _light_albedo(self, tex, vis, normals, init):
         try:
@@ -243,17 +263,21 @@ class AppearanceFitter:
         """(pipeline result, ``AlignResult`` or None): ``result`` (a
         ``tf_face.pipeline.PipelineResult`` of ``image``) with its mesh refined
         against the photo (``tf_face.appearance.align``) and the photo unwrapped
-        again, its ``timings_ms["align"]`` set. Unchanged (and None) when
+        again, its ``timings_ms["align"]`` set; the texels stage 1's skin test
+        finds are left out (``light_albedo``). Unchanged (and None) when
         ``options.align.enabled`` is off; unchanged when the photo's light/albedo
         fit fails (``fit`` will say why) or the refinement does not lower E_pixel."""
         if not self.options.align.enabled:
             return result, None
         t = time.perf_counter()
         try:
-            la, pca = self.light_albedo(result.sample)
+            la, pca, non_skin = self.light_albedo(result.sample)
         except AppearanceFitError:
             return result, None
-        al = align_mesh(image, result.fitted, model, atlas, result.sample, pca, la.sh,
+        # what is not skin (hair, a cap) is not lined up with the shaded PCA albedo either
+        on_skin = dataclasses.replace(result.sample, mask=np.asarray(result.sample.mask, bool)
+                                      & ~non_skin)
+        al = align_mesh(image, result.fitted, model, atlas, on_skin, pca, la.sh,
                         self.options.align, min_cos=min_cos)
         timings = dict(result.timings_ms)
         if al.kept:
@@ -274,18 +298,7 @@ class AppearanceFitter:
         timings = {}
         tex = srgb_to_linear_np(sample.texture)
         t = time.perf_counter()
-        la, pca = self._light_albedo(tex, vis, sample.normals, init)
-        untested = self.stroke_keep
-        if self.beard is not None and not o.skin.test_beard:
-            untested = self.beard if untested is None else untested | self.beard
-        non_skin = non_skin_texels(tex, vis, sample.normals, la.sh, untested,
-                                   self.skin_reference, o.skin)
-        if non_skin.any() and int((vis & ~non_skin).sum()) >= MIN_VISIBLE_TEXELS:
-            # hair, a cap, a hand in shadow: the light and the PCA albedo again
-            # without them, from the same start (so a few texels change little)
-            la, pca = self._light_albedo(tex, vis & ~non_skin, sample.normals, init)
-        else:
-            non_skin = np.zeros_like(vis)
+        la, pca, non_skin = self._light_albedo_on_skin(tex, vis, sample.normals, init)
         timings["fit_light_albedo"] = (time.perf_counter() - t) * 1e3
 
         t = time.perf_counter()
