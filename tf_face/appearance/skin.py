@@ -55,11 +55,11 @@ lightness and hue). Left out of the mesh refinement as well: visible .0355,
 hidden .0419, eyes + brows (registered) .0396 -> .0354, misregistration
 4.99 -> 4.73 texels, ITA 3.32 deg, bias 2.48; +0.12 s. The default faces (strands, glasses, hands, no solid
 occluder): 0.5 % flagged, fit visible .0343 = .0343, hidden .0371 = .0371,
-occluded .0430 -> .0435. On the 56 shared photos 39 get some texels
-flagged (3.4 % on average; ``deca_exp/1``'s long hair 36 %), fringes and
+occluded .0430 = .0430. On the 56 shared photos 41 get some texels
+flagged (3.6 % on average; ``deca_exp/1``'s long hair 31 %), fringes and
 caps no longer print into the albedo, the fit's re-render error over all
-visible texels rises from .0252 to .0288 (it no longer copies the hair) and
-is .0227 over the skin; fit < PCA fit on 56/56 either way. Tried and not
+visible texels rises from .0252 to .0296 (it no longer copies the hair) and
+is .0222 over the skin; fit < PCA fit on 56/56 either way. Tried and not
 kept: chroma 0.35 (the synthetic faces' colour blotches, lips outside their
 region and stubble flagged), no opening (glasses frames flagged, then
 mirrored), the median over the whole face (hair over most of it became the
