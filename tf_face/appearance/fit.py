@@ -11,7 +11,8 @@ right after the geometry pipeline, so the networks see the same unwrap);
    (+ the light prior) -- ``light_albedo``; then the texels that are not the
    face's skin (hair, a cap, a hand in shadow: ``skin.non_skin_texels``) are
    left out, and the light and PCA albedo fitted again without them; steps 2
-   and 3 leave them out too (the map gives them the mirror or the PCA albedo);
+   and 3 leave them out too (the map keeps the PCA albedo there), and so does
+   ``align``'s mesh refinement;
 2. displacement: DRN's Eq. 9 on the moving-rate map, shading the PCA albedo
    (smooth, so the shading's high frequencies are left to geometry) --
    ``maps.fit_displacement_map``;

@@ -97,12 +97,10 @@ class SkinOptions:
 
 
 def _masked_blur(x: np.ndarray, mask: np.ndarray, sigma: float) -> np.ndarray:
-    """Normalised Gaussian blur of x [S,S,C] over mask [S,S] (0 outside)."""
+    """Normalised Gaussian blur of x [S,S,3] over mask [S,S] (0 outside)."""
     m = mask.astype(np.float32)
     den = cv2.GaussianBlur(m, (0, 0), sigma)
     num = cv2.GaussianBlur(np.ascontiguousarray(x * m[..., None], np.float32), (0, 0), sigma)
-    if num.ndim == 2:
-        num = num[..., None]
     return np.where(mask[..., None], num / np.maximum(den, 1e-6)[..., None], 0.0)
 
 

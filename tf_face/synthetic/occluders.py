@@ -117,7 +117,7 @@ def _hair(rng, lm, iod, alpha, colour, hair):
         cv2.polylines(colour, [q], False, c, th, cv2.LINE_AA, SHIFT)
 
 
-def _forehead_frame(lm, iod):
+def _forehead_frame(lm):
     """(up [2] unit, right [2] unit, brow line points [10, 2]) in the image."""
     up = lm[27] - lm[8]
     up = up / max(np.linalg.norm(up), 1e-6)
@@ -132,7 +132,7 @@ def _solid_edge(rng, lm, iod, height, jag):
     IOD above the brows' centre (jagged downwards by up to ``jag`` IOD) that
     comes down 0.8 IOD at the temples, closed by a dome over the head. The
     first ``EDGE_POINTS`` points are the lower edge."""
-    up, right, brows = _forehead_frame(lm, iod)
+    up, right, brows = _forehead_frame(lm)
     centre = brows.mean(0)
     half = 0.5 * float(np.linalg.norm(lm[16] - lm[0])) + 0.3 * iod
     t = np.linspace(-1.0, 1.0, EDGE_POINTS)
@@ -145,14 +145,20 @@ def _solid_edge(rng, lm, iod, height, jag):
     return np.concatenate([edge, dome])
 
 
-def _fringe(rng, lm, iod, alpha, colour, hair):
-    poly = _solid_edge(rng, lm, iod, rng.uniform(-0.1, 0.35), rng.uniform(0.05, 0.2))
+def _solid_coverage(poly, alpha) -> np.ndarray:
+    """Anti-aliased coverage [H*SS, W*SS] of the polygon ``poly`` (image points)."""
     lay = np.zeros_like(alpha)
     cv2.fillPoly(lay, [np.array([_pt(p) for p in poly], np.int32)], 1.0, cv2.LINE_AA, SHIFT)
+    return lay
+
+
+def _fringe(rng, lm, iod, alpha, colour, hair):
+    poly = _solid_edge(rng, lm, iod, rng.uniform(-0.1, 0.35), rng.uniform(0.05, 0.2))
+    lay = _solid_coverage(poly, alpha)
     col = np.zeros_like(colour)
     col[:] = np.asarray(hair, np.float32)
     # strands: lighter and darker lines from above, so the sheet has hair texture
-    up, right, _ = _forehead_frame(lm, iod)
+    up, _, _ = _forehead_frame(lm)
     lo, hi = poly[:EDGE_POINTS].min(0), poly[:EDGE_POINTS].max(0)
     for _ in range(int(rng.integers(40, 80))):
         x = lo + (hi - lo) * rng.uniform(0, 1)
@@ -167,8 +173,7 @@ def _fringe(rng, lm, iod, alpha, colour, hair):
 def _cap(rng, lm, iod, alpha, colour):
     height = rng.uniform(0.05, 0.4)
     poly = _solid_edge(rng, lm, iod, height, 0.0)
-    lay = np.zeros_like(alpha)
-    cv2.fillPoly(lay, [np.array([_pt(p) for p in poly], np.int32)], 1.0, cv2.LINE_AA, SHIFT)
+    lay = _solid_coverage(poly, alpha)
     base = np.asarray(CAP_COLOURS[int(rng.integers(len(CAP_COLOURS)))]) * rng.uniform(0.8, 1.2, 3)
     col = np.zeros_like(colour)
     col[:] = base
