@@ -210,7 +210,7 @@ class RealPhotoEvaluator:
         from tf_face.appearance.fit import AppearanceFitError, srgb_to_linear_np
 
         res = self.pipe.run(image)
-        res, _ = self.fitter.align(image, res, self.pipe.model, self.atlas, self.pipe.min_cos)
+        res, al = self.fitter.align(image, res, self.pipe.model, self.atlas, self.pipe.min_cos)
         sample, scale = res.sample, float(res.fitted.scale)
         vis = visible_texels(sample, self.atlas.mask)
         tex = np.asarray(sample.texture, np.float32)
@@ -249,7 +249,7 @@ class RealPhotoEvaluator:
             ).astype(np.float32)
 
         try:
-            r = self.fitter.fit(sample, scale)
+            r = self.fitter.fit(sample, scale, stage1=getattr(al, "light_albedo", None))
         except AppearanceFitError as e:
             rec["fit_error"] = str(e)
             return rec, pics

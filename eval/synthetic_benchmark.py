@@ -692,8 +692,10 @@ class _LightFit:
         return pca, la.sh
 
 
-def run_face(i, face, image, truth, res, paths, ctx) -> tuple:
-    """(per-face metrics, pred, appearance failures) for one pipeline result."""
+def run_face(i, face, image, truth, res, paths, ctx, stage1=None) -> tuple:
+    """(per-face metrics, pred, appearance failures) for one pipeline result;
+    ``stage1``: the fit's stage 1 from the mesh refinement
+    (``AlignResult.light_albedo``; ``AppearanceFitter.fit``)."""
     from tf_face.appearance.fit import AppearanceFitError, srgb_to_linear_np
     from tf_face.render import sh_shade
 
@@ -730,7 +732,7 @@ def run_face(i, face, image, truth, res, paths, ctx) -> tuple:
                                   albedo=out["fan"], moving_rate=out["rate"], timings_ms={})
             try:
                 t = time.perf_counter()
-                fr = ctx["fitter"].fit(sample, scale, init=init)
+                fr = ctx["fitter"].fit(sample, scale, init=init, stage1=stage1)
                 times["ms_per_photo_net_fit"] = (time.perf_counter() - t) * 1e3
                 pred["albedo"]["net_fit"] = fr.albedo
                 pred["detail"]["net_fit"] = served_detail_normals(
@@ -744,7 +746,7 @@ def run_face(i, face, image, truth, res, paths, ctx) -> tuple:
         try:
             t = time.perf_counter()
             if "fit" in paths:
-                fr = ctx["fitter"].fit(sample, scale)
+                fr = ctx["fitter"].fit(sample, scale, stage1=stage1)
                 times["ms_per_photo_fit"] = (time.perf_counter() - t) * 1e3
                 times.update({f"ms_per_photo_fit_{k[4:] if k.startswith('fit_') else k}": v
                               for k, v in fr.timings_ms.items()})
@@ -854,11 +856,12 @@ def run_benchmark(weights_dir=None, num_faces: int = 12, seed: int = 1000,
             failures.append({"face": i, "error": str(e)})
             continue
         ms_geometry = (time.perf_counter() - t) * 1e3
-        ms_align = None
+        ms_align = al = None
         if "fitter" in ctx:   # the fit's pose refinement: every path sees its geometry
             res, al = ctx["fitter"].align(image, res, ctx["model"], ctx["atlas"], pipe.min_cos)
             ms_align = res.timings_ms.get("align") if al is not None else None
-        m, pred, fails = run_face(i, face, image, truth, res, paths, ctx)
+        m, pred, fails = run_face(i, face, image, truth, res, paths, ctx,
+                                  stage1=getattr(al, "light_albedo", None))
         if ms_align is not None:   # part of the fit's cost
             m["ms_per_photo_fit_align"] = ms_align
             for k in ("ms_per_photo_fit", "ms_per_photo_net_fit"):

@@ -106,6 +106,9 @@ class AlignResult:
     kept: bool
     ms: float
     stages: tuple = ()              # the stages that ran ("rigid", "warp")
+    # ``AppearanceFitter.align`` sets it: its stage 1 (``fit.LightAlbedoStage``) on
+    # the unwrap before the refinement, which ``AppearanceFitter.fit`` reuses
+    light_albedo: object = None
 
 
 ALIGN_MODES = ("warp", "rigid", "both")

@@ -107,6 +107,7 @@ class LightAlbedoOptions:
     w_sh_dir: float = 10.0      # light prior: ||gamma_1..8||^2 (directional part) small
     w_mirror: float = 1.0       # albedo prior: sum_texels |R_a - mirror(R_a)|^2 (needs mirror_gram)
     iterations: int = 10        # joint Gauss-Newton steps
+    warm_iterations: int = 6    # ... from the fit before ``align`` (``AppearanceFitter.fit``)
     stride: int = 3             # use every stride-th visible texel per axis (x stride^2 weight)
     irls_floor: float = 2e-3    # |r| floor of the IRLS weights (linear RGB)
 

@@ -204,9 +204,10 @@ class Reconstructor:
                 maps, detail_ms = job.result()
         return nets, maps, detail_ms, ""
 
-    def run_networks(self, result) -> tuple:
+    def run_networks(self, result, stage1=None) -> tuple:
         """(appearance outputs, detail maps, detail-map ms, note, non-skin mask or
-        None): networks and/or fit."""
+        None): networks and/or fit. ``stage1``: the fit's stage 1 from the mesh
+        refinement (``AlignResult.light_albedo``; ``AppearanceFitter.fit``)."""
         from tf_face.appearance import AppearanceFitError
 
         if self.appearance == "net":
@@ -218,7 +219,8 @@ class Reconstructor:
         note, non_skin = "", None
         if self.fitter is not None:
             try:
-                fit = self.fitter.fit(result.sample, result.fitted.scale, init=nets)
+                fit = self.fitter.fit(result.sample, result.fitted.scale, init=nets,
+                                       stage1=stage1)
             except AppearanceFitError as e:
                 if nets is None:
                     raise
@@ -243,12 +245,13 @@ class Reconstructor:
         with the library's threads."""
         with self._blas():
             result = self.pipeline.run(image, landmarks=landmarks, face_index=face_index)
-        refinement = None
+        refinement = al = None
         if self.fitter is not None:   # the mesh refined against the photo (--fit_align)
             result, al = self.fitter.align(image, result, self.model, self.atlas,
                                            self.pipeline.min_cos)
             refinement = refinement_json(al)
-        nets, (valid, disp, moved, normals), detail_ms, note, non_skin = self.run_networks(result)
+        nets, (valid, disp, moved, normals), detail_ms, note, non_skin = self.run_networks(
+            result, stage1=getattr(al, "light_albedo", None))
         timings = {k: v for k, v in result.timings_ms.items() if k != "total"}
         timings.update(nets.timings_ms)
         timings["detail_maps"] = detail_ms
