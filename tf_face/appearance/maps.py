@@ -38,7 +38,13 @@
   0.0348 -> 0.0340); 120 held-out faces (seed 1000): occluded 0.0463 ->
   0.0438, hidden 0.0390 -> 0.0387 (PCA fit 0.0384 / 0.0384). What is left on
   occluded texels is hands (skin-coloured blobs the outlier test only partly
-  catches) and strands merged with a brow.
+  catches) and strands merged with a brow. Tried and not kept (24 faces,
+  seed 2000, an occluder on each, occluded texels 0.0456, PCA fit 0.0403): a
+  hue-contrast stroke test for grey frames on tan skin, 0.0455; no detail
+  where 30 % of the texels within a sigma-4 window have contrast (bunched
+  strands, fingers), 0.0437 -- but on the 56 shared photos it took 18 % of
+  the visible texels (nose, mouth, stubble, a moustache: real skin's detail
+  is denser than the generator's).
   **Features** (``feature_mask``: eyes and brows, ``tf_face.uv.regions``;
   ``photo_features``): the prior holds a grey eye and a template brow, and
   their colour is low-frequency at sigma 6, so the guidance used to paint
