@@ -255,3 +255,54 @@ def test_fit_reuses_the_refinements_stage_1(face, monkeypatch):
         stage1.albedo_pca - cold.albedo_pca)[m].mean()
     assert abs(warm.objectives["light_albedo"][-1] / cold.objectives["light_albedo"][-1] - 1) < 0.02
     assert (warm.non_skin == cold.non_skin)[m].mean() > 0.99
+
+
+def test_a_fringe_over_the_brow_band_is_followed_into_it(face):
+    """Hair that comes down over the top of the brow band (untested: the brows
+    are the person's) is followed into it from above, ``brow_reach`` rows at
+    most, through texels that are not skin; the brow itself, lower in the
+    band with skin between, stays; without the band or the reach nothing in
+    the band is flagged."""
+    from tf_face.uv.regions import model_feature_mask
+    f = face
+    band = model_feature_mask(f["model"], SIZE, ("brows",)) & f["atlas"].mask
+    rows = np.arange(SIZE)[:, None]
+    cols = np.nonzero(band.any(0))[0]
+    top = np.full(SIZE, SIZE)
+    top[cols] = np.argmax(band[:, cols], axis=0)
+    height = band.sum(0)
+    cols = cols[height[cols] >= 4]                  # room for hair, skin and a brow below
+    assert cols.size > 10
+    in_cols = np.zeros(SIZE, bool)
+    in_cols[cols] = True
+    hair = f["atlas"].mask & in_cols[None] & (rows <= top[None] + 1) & ~f["centre"]
+    brow = band & in_cols[None] & (rows >= top[None] + 3)
+    import cv2
+    brow &= ~(cv2.dilate(hair.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0)  # skin between
+    albedo = np.array(f["am"].mean, np.float32)
+    albedo[f["fringe"] | hair] = HAIR
+    albedo[brow] = HAIR
+    lin, s = _photo(f, albedo)
+    keep = f["keep"] | band
+    found = non_skin_texels(lin, s.mask, s.normals, f["sh"], keep, f["centre"], brows=band)
+    reached = band & hair
+    assert reached.sum() > 20
+    assert found[reached].mean() > 0.9
+    assert not found[brow].any()
+    assert found[(f["fringe"] | hair) & ~keep].mean() > 0.95
+    # no deeper than the reach (6 texels at 256^2: 2 rows at 64^2) below hair
+    # above the band, whose top may be a row lower in the columns beside (the
+    # reach goes one texel sideways per row)
+    start = np.where(band.any(0), top, -1)
+    deepest = np.array([start[max(0, c - 2):c + 3].max() for c in range(SIZE)]) + 1
+    assert not (found & band & (rows > deepest[None])).any()
+    # a brow right under the hair: the reach stops in it
+    albedo[band & in_cols[None]] = HAIR
+    lin2, s2 = _photo(f, albedo)
+    found2 = non_skin_texels(lin2, s2.mask, s2.normals, f["sh"], keep, f["centre"], brows=band)
+    assert found2[reached].mean() > 0.9
+    assert (band & in_cols[None] & (rows > deepest[None])).sum() > 20
+    assert not (found2 & band & (rows > deepest[None])).any()
+    for kwargs in (dict(brows=None), dict(brows=band, opts=SkinOptions(brow_reach=0))):
+        assert not (non_skin_texels(lin, s.mask, s.normals, f["sh"], keep, f["centre"],
+                                    **kwargs) & band).any()

@@ -135,7 +135,8 @@ def srgb_to_linear_np(x) -> np.ndarray:
 class AppearanceFitter:
     def __init__(self, albedo_model, atlas_mask, detail_unit: float,
                  options: Optional[AppearanceOptions] = None, feature_mask=None,
-                 stroke_keep=None, tone_columns=None, skin_reference=None, beard=None):
+                 stroke_keep=None, tone_columns=None, skin_reference=None, beard=None,
+                 brows=None):
         """``feature_mask`` [S,S] bool (``tf_face.uv.regions.model_feature_mask``:
         eyes and brows), whose colour the albedo map takes from the photo
         rather than from the prior (``maps.fit_albedo_map``); None: none.
@@ -150,7 +151,10 @@ class AppearanceFitter:
         from to find what is not skin (``skin.non_skin_texels``; the model's
         "centre" region); None: every visible texel outside ``stroke_keep``.
         ``beard`` [S,S] bool: the lower face, which the skin test leaves alone
-        unless ``SkinOptions.test_beard`` (the model's "beard" region); None: none."""
+        unless ``SkinOptions.test_beard`` (the model's "beard" region); None: none.
+        ``brows`` [S,S] bool: the brow band, which the skin test's flags above
+        it reach into (``SkinOptions.brow_reach``; the model's "brows"
+        region); None: they do not."""
         if tone_columns is None:
             tone_columns = getattr(albedo_model, "tone_columns", ())
         self.tone_columns = np.asarray(tone_columns, np.int64).reshape(-1)
@@ -161,7 +165,9 @@ class AppearanceFitter:
         self.feature_mask = None if feature_mask is None else np.asarray(feature_mask, bool)
         self.skin_reference = None if skin_reference is None else np.asarray(skin_reference, bool)
         self.beard = None if beard is None else np.asarray(beard, bool)
-        for name, m in (("skin_reference", self.skin_reference), ("beard", self.beard)):
+        self.brows = None if brows is None else np.asarray(brows, bool)
+        for name, m in (("skin_reference", self.skin_reference), ("beard", self.beard),
+                        ("brows", self.brows)):
             if m is not None and m.shape != np.shape(atlas_mask):
                 raise ValueError(f"{name} {m.shape} and atlas_mask {np.shape(atlas_mask)} "
                                  "differ in size")
@@ -191,14 +197,16 @@ class AppearanceFitter:
                   options: Optional[AppearanceOptions] = None) -> "AppearanceFitter":
         """The fitter of a face model on its atlas, with the model's eye and brow
         mask, its stroke-keep mask (eyes, brows, lips), its centre (the skin
-        test's reference) and its lower face (``tf_face.uv.regions``); the albedo basis's
+        test's reference), its lower face and its brow band
+        (``tf_face.uv.regions``); the albedo basis's
         tone columns come with ``albedo_model``."""
         from tf_face.uv.regions import STROKE_KEEP, model_feature_mask
         return cls(albedo_model, atlas.mask, detail_unit, options,
                    feature_mask=model_feature_mask(model, atlas.size),
                    stroke_keep=model_feature_mask(model, atlas.size, STROKE_KEEP),
                    skin_reference=model_feature_mask(model, atlas.size, ("centre",)),
-                   beard=model_feature_mask(model, atlas.size, ("beard",)))
+                   beard=model_feature_mask(model, atlas.size, ("beard",)),
+                   brows=model_feature_mask(model, atlas.size, ("brows",)))
 
     def warm_up(self) -> None:
         """Trace the map steps once (a grey frontal face, one step each), so the
@@ -269,7 +277,7 @@ class AppearanceFitter:
         else:
             la, pca = self._light_albedo(tex, vis, normals, init)
         non_skin = non_skin_texels(tex, vis, normals, la.sh, untested, self.skin_reference,
-                                   o.skin)
+                                   o.skin, brows=self.brows)
         if not non_skin.any() or int((vis & ~non_skin).sum()) < MIN_VISIBLE_TEXELS:
             non_skin = np.zeros_like(vis)
             if stage1 is None:
