@@ -688,8 +688,8 @@ class _LightFit:
     def __call__(self, sample):
         """(PCA albedo, SH) of ``AppearanceFitter.light_albedo``: the same stage 1
         as the whole fit's (its tone columns, mirror prior and skin test)."""
-        la, pca, _ = self.fitter.light_albedo(sample)
-        return pca, la.sh
+        stage1 = self.fitter.light_albedo(sample)
+        return stage1.albedo_pca, stage1.fit.sh
 
 
 def run_face(i, face, image, truth, res, paths, ctx, stage1=None) -> tuple:

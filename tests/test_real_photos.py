@@ -126,7 +126,7 @@ def test_report_on_a_synthetic_photo(evaluator, tmp_path):
         def align(self, image, result, *args):    # as AppearanceFitter.align on such a photo
             return result, None
 
-        def fit(self, sample, scale):
+        def fit(self, sample, scale, stage1=None):
             raise AppearanceFitError("the face is black (mean 0.010): no shading to fit")
 
     ev2 = types.SimpleNamespace(**vars(evaluator))
