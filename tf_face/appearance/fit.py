@@ -272,21 +272,21 @@ class AppearanceFitter:
         untested = self.stroke_keep
         if self.beard is not None and not o.skin.test_beard:
             untested = self.beard if untested is None else untested | self.beard
-        if stage1 is not None:
-            la = stage1.fit
-        else:
+        if stage1 is None:
             la, pca = self._light_albedo(tex, vis, normals, init)
+            start, iterations = init, None      # the refit: the same start (below)
+        else:
+            la, pca = stage1.fit, None          # the refit always runs (a new unwrap)
+            start, iterations = stage1.fit, o.light_albedo.warm_iterations
         non_skin = non_skin_texels(tex, vis, normals, la.sh, untested, self.skin_reference,
                                    o.skin, brows=self.brows)
         if not non_skin.any() or int((vis & ~non_skin).sum()) < MIN_VISIBLE_TEXELS:
             non_skin = np.zeros_like(vis)
-            if stage1 is None:
+            if pca is not None:
                 return la, pca, non_skin
         # hair, a cap, a hand in shadow: the light and the PCA albedo again without
         # them, from the same start (so a few texels change little) or from stage 1's
-        la, pca = self._light_albedo(tex, vis & ~non_skin, normals,
-                                     init if stage1 is None else stage1.fit,
-                                     None if stage1 is None else o.light_albedo.warm_iterations)
+        la, pca = self._light_albedo(tex, vis & ~non_skin, normals, start, iterations)
         return la, pca, non_skin
 
     def _light_albedo(self, tex, vis, normals, init, iterations=None):
