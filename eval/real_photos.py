@@ -19,6 +19,12 @@ landmarks -> fit -> unwrap):
   fringe, a cap; ``non_skin_fraction`` of the visible texels), with the fit.
   The fit leaves those texels out of its objective, so over all visible
   texels it no longer reproduces the hair, and that error rises with it.
+* ``light_cast_fraction_fit`` / ``light_negative_fraction_fit``: how far
+  the fit's light is from one colour: the shares of the face's texels (the
+  atlas, base normals, hidden ones included) whose irradiance has one
+  channel below 0.6x another, or a negative one
+  (``tf_face.eval_metrics.light_colour_cast``); a tinted re-render (teal
+  nostrils or rims) shows up here.
 * ``ita_<m>``: the albedo's skin tone, ITA° of its mean linear colour over
   the cheeks + forehead (``tf_face.skin_tone.skin_ita`` with
   ``face_skin_mask``), and ``tone_group_<m>`` its ITA group.
@@ -93,7 +99,8 @@ from tf_face.cli.common import (IMAGE_SUFFIXES, describe_error, list_images,  # 
 from tf_face.detail import model_detail_unit  # noqa: E402
 from tf_face.errors import TfFaceError  # noqa: E402
 from tf_face.eval_metrics import json_safe  # noqa: E402,F401 - tests use it from here
-from tf_face.eval_metrics import masked_mae, write_result_json  # noqa: E402
+from tf_face.eval_metrics import (light_colour_cast, masked_mae,  # noqa: E402
+                                  write_result_json)
 from tf_face.pipeline import GeometryPipeline, read_inputs  # noqa: E402
 from tf_face.serving.reconstruct import Reconstructor, model_kind  # noqa: E402
 from tf_face.skin_tone import face_skin_mask, skin_ita, tone_group  # noqa: E402
@@ -268,6 +275,9 @@ class RealPhotoEvaluator:
                 rerender_error_srgb(tex, rr, vis & ~non_skin, space))
         _ita_keys(rec, "pca_fit", r.albedo_pca, self.skin_mask)
         _ita_keys(rec, "fit", r.albedo, self.skin_mask)
+        cast, negative = light_colour_cast(sample.normals, r.sh, self.atlas.mask)
+        rec["light_cast_fraction_fit"] = _finite_or_none(cast)
+        rec["light_negative_fraction_fit"] = _finite_or_none(negative)
         for k, v in r.timings_ms.items():
             rec[f"ms_{k}"] = float(v)
         rec["ms_fit_align"] = ms_align

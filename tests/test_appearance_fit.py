@@ -131,6 +131,64 @@ def test_exposure_is_judged_on_the_faces_own_normals(setup):
                          LightAlbedoOptions(exposure_normals="disc"))
 
 
+def _white_light(direction, ambient: float, key: float = 1.0) -> np.ndarray:
+    """[9, 3] white ambient + one white directional light, exposed to 0.95."""
+    from tf_face.viz.image_renderer import ambient_light, directional_light
+    d = np.asarray(direction, np.float64) / np.linalg.norm(direction)
+    sh = ambient_light(np.full(3, ambient)) + directional_light(d, np.full(3, key))
+    return sh * 0.95 / (FRONT_MEAN_BASIS @ sh).mean()
+
+
+def _fitted_irradiance(setup, albedo, sh, visible, normals, opts):
+    """(irradiance [D, 3] of the fitted light over the positivity prior's
+    directions, SH RMS error) for a face rendered under ``sh``."""
+    from tf_face.appearance.light_albedo import SEEN_DIRECTIONS_BASIS
+    _, _, am = setup
+    s = _sample(setup, albedo, sh.astype(np.float32), visible)
+    lin = np.where(s.texture <= 0.04045, s.texture / 12.92, ((s.texture + 0.055) / 1.055) ** 2.4)
+    fit = fit_light_albedo(lin, visible, normals, am.mean, am.basis, opts)
+    assert np.all(np.diff(fit.objective) <= 1e-6 * fit.objective[0])
+    return (SEEN_DIRECTIONS_BASIS @ fit.sh.astype(np.float64),
+            float(np.sqrt(np.mean((fit.sh - sh) ** 2))))
+
+
+def test_light_stays_one_colour_and_non_negative(setup):
+    """The light prior's last two terms (module doc), each against the fit
+    without it. (1) A face whose albedo turns from red at the chin to blue at
+    the brow, more than the PCA's heavily weighted spatial columns follow, seen
+    in a narrow frontal cone under a white light: without ``w_sh_chroma`` the
+    light's directional part takes the colour and the irradiance's channels
+    spread by more than 20% in some direction (the teal nostrils and rims of
+    real photos); with it, by under 2%. (2) A harsh light from above, little
+    ambient: without ``w_sh_positive`` the fitted irradiance goes negative on
+    directions the face can turn to the camera; with it, it stays about 0 or
+    above and the SH error falls."""
+    model, atlas, am = setup
+    normals = _face_normals(model, atlas)
+    off = dict(w_sh_chroma=0.0, w_sh_positive=0.0)
+    assert LightAlbedoOptions().w_sh_chroma > 0 and LightAlbedoOptions().w_sh_positive > 0
+    # (1) colour
+    v = np.linspace(-1.0, 1.0, SIZE)[:, None, None] * np.ones((1, SIZE, 1))
+    albedo = (am.mean * (1 + 0.3 * v * np.array([0.6, -0.4, -0.8]))).astype(np.float32)
+    sh = _white_light([-0.5, 0.6, 0.6], ambient=0.3, key=0.9)
+    narrow = atlas.mask & (normals[..., 2] > 0.8)
+    spread = {}
+    for name, opts in (("off", LightAlbedoOptions(**off)), ("on", LightAlbedoOptions())):
+        e, _ = _fitted_irradiance(setup, albedo, sh, narrow, normals, opts)
+        lit = e.mean(1) > 0.1
+        spread[name] = float(((e.max(1) - e.min(1)) / e.mean(1))[lit].max())
+    assert spread["off"] > 0.2 and spread["on"] < 0.02, spread
+    # (2) sign
+    sh = _white_light([0.0, 0.5, 0.8], ambient=0.05)
+    front = atlas.mask & (normals[..., 2] > 0.3)
+    low, err = {}, {}
+    for name, opts in (("off", LightAlbedoOptions(w_sh_positive=0.0)), ("on", LightAlbedoOptions())):
+        e, err[name] = _fitted_irradiance(setup, am.mean, sh, front, normals, opts)
+        low[name] = float(e.min())
+    assert low["off"] < -0.02 and low["on"] > -0.01, low
+    assert err["on"] < 0.8 * err["off"], err
+
+
 def test_spatial_prior_keeps_shading_errors_out_of_the_albedo(setup):
     """One skin tone (no spatial colour at all), rendered with the true normals
     and fitted with smoothly wrong ones (the fitted mesh's error): under the

@@ -46,6 +46,30 @@ def test_angular_error_of_known_rotation(deg):
     assert err == pytest.approx(deg, abs=1e-6)
 
 
+def test_light_colour_cast_on_hand_made_lights():
+    """White light: no cast; red ambient minus red from below: the texels
+    facing down are cast (red below 0.6x the others) and, past the zero, negative;
+    texels off the mesh or the mask do not count."""
+    from tf_face.sh import SH_K
+    normals = np.zeros((2, 3, 3))
+    normals[0, :] = (0.0, 0.0, 1.0)                       # facing the camera
+    normals[1, 0] = (0.0, -1.0, 0.0)                      # facing down
+    normals[1, 1] = (0.0, -0.6, 0.8)
+    mask = np.ones((2, 3), bool)                          # [1, 2] has no normal
+    white = np.zeros((9, 3))
+    white[0] = 1.0 / SH_K[0]
+    assert M.light_colour_cast(normals, white, mask) == (0.0, 0.0)
+    tinted = white.copy()
+    tinted[1, 0] = 1.5 / SH_K[1]                          # red: 1 + 1.5 y
+    e_red = 1.0 + 1.5 * normals[..., 1]                   # -0.5 and 0.1 below
+    cast, negative = M.light_colour_cast(normals, tinted, mask)
+    assert e_red[1, 0] < 0 < e_red[1, 1] < 0.6
+    assert cast == pytest.approx(2 / 5) and negative == pytest.approx(1 / 5)
+    mask[1, 0] = False
+    assert M.light_colour_cast(normals, tinted, mask) == (pytest.approx(1 / 4), 0.0)
+    assert all(math.isnan(v) for v in M.light_colour_cast(normals, tinted, np.zeros((2, 3), bool)))
+
+
 def test_angular_error_skips_zero_vectors_and_masked_texels():
     a = np.zeros((2, 2, 3))
     a[..., 2] = 1.0

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from tf_face.outputs import write_text_atomic
-from tf_face.sh import FRONT_MEAN_BASIS
+from tf_face.sh import FRONT_MEAN_BASIS, sh_basis_np
 
 _EPS = 1e-8
 
@@ -125,6 +125,21 @@ def exposure_error(pred, truth) -> float:
     e_pred = float(np.mean(FRONT_MEAN_BASIS @ np.asarray(pred, np.float64).reshape(9, 3)))
     e_true = float(np.mean(FRONT_MEAN_BASIS @ np.asarray(truth, np.float64).reshape(9, 3)))
     return abs(e_pred / e_true - 1.0) if abs(e_true) > _EPS else float("nan")
+
+
+def light_colour_cast(normals, sh, mask, ratio: float = 0.6) -> tuple[float, float]:
+    """(cast, negative): the shares of the masked texels whose irradiance under
+    ``sh`` [9, 3] has one channel below ``ratio`` x another (a negative one
+    included), and a negative channel. A white light scores (0, 0); a light
+    whose colour changes with direction tints the re-render where its
+    irradiance is low (teal nostrils under a light with little red from
+    below). NaN for an empty mask."""
+    m = np.asarray(mask, bool) & np.any(np.asarray(normals) != 0, -1)
+    if not m.any():
+        return float("nan"), float("nan")
+    e = sh_basis_np(np.asarray(normals, np.float64)[m]) @ np.asarray(sh, np.float64)
+    lo, hi = e.min(1), e.max(1)
+    return (float(np.mean((lo < ratio * hi) | (lo < 0))), float(np.mean(lo < 0)))
 
 
 def nanmean(values) -> float:

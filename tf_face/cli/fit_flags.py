@@ -25,6 +25,14 @@ def define_fit_flags(flag_values=flags.FLAGS) -> None:
         "(tf_face.appearance.light_albedo).",
         lower_bound=0.0, flag_values=flag_values)
     flags.DEFINE_bool(
+        "fit_one_colour_light", True,
+        "Per-photo fit: the light is about one colour from every direction (its colour "
+        "overall is white either way); without it the light takes colour the PCA albedo "
+        "cannot hold, and a re-render shows teal nostrils and rims where the photo shows little "
+        "(tf_face.appearance.light_albedo); --nofit_one_colour_light lets each direction take "
+        "its own colour (a face lit by lamps of different colours).",
+        flag_values=flag_values)
+    flags.DEFINE_bool(
         "fit_skin_test", True,
         "Per-photo fit: find the visible texels that are not the face's skin (delit colour "
         "2.5x off the face centre's or another hue, in solid regions: a fringe, a cap, a hand "
@@ -66,8 +74,9 @@ def fit_options_from_flags(flag_values=flags.FLAGS, **kwargs):
 
     f = flag_values
     return AppearanceOptions(
-        light_albedo=LightAlbedoOptions(exposure_normals=f.fit_exposure,
-                                        w_a_spatial=f.fit_w_a_spatial),
+        light_albedo=LightAlbedoOptions(
+            exposure_normals=f.fit_exposure, w_a_spatial=f.fit_w_a_spatial,
+            w_sh_chroma=LightAlbedoOptions.w_sh_chroma if f.fit_one_colour_light else 0.0),
         albedo_map=AlbedoMapOptions(photo_features=f.fit_photo_features,
                                     thin_occluders=f.fit_thin_occluders),
         displacement=DisplacementOptions(skip_features=f.fit_photo_features),
