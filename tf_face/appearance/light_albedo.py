@@ -188,6 +188,21 @@ def _chroma_gram() -> np.ndarray:
     return q
 
 
+#: ``_chroma_gram()``, a constant
+CHROMA_GRAM = _chroma_gram()
+
+
+def _hinge_gram(active) -> np.ndarray:
+    """[27, 27] Q with g^T Q g = sum_c sum_{d active in c} (H(d) . g_c)^2 (g =
+    gamma as [27], channel-major; ``active`` [D, 3] bool over
+    ``SEEN_DIRECTIONS_BASIS``): the positivity hinge on its active set."""
+    q = np.zeros((27, 27))
+    for c in range(3):
+        h = SEEN_DIRECTIONS_BASIS[active[:, c]]
+        q[c * 9:(c + 1) * 9, c * 9:(c + 1) * 9] = h.T @ h
+    return q
+
+
 def light_prior(sh: np.ndarray, opts: LightAlbedoOptions, hbar=FRONT_MEAN_BASIS) -> float:
     """E_light of ``sh`` [9, 3]; ``hbar`` [9]: the mean SH basis of the normals
     the exposure is judged on (module doc)."""
@@ -230,7 +245,7 @@ def _solve_light(target, albedo, basis, weight, opts, hbar):
     rhs += opts.w_light * opts.exposure * avg
     lhs += opts.w_white * rows.T @ rows
     if opts.w_sh_chroma > 0:
-        lhs += opts.w_sh_chroma * _chroma_gram()
+        lhs += opts.w_sh_chroma * CHROMA_GRAM
     lhs += 1e-6 * np.eye(27)
     g = np.linalg.solve(lhs, rhs)
     if opts.w_sh_positive > 0:      # the hinge's active set: directions that went negative
@@ -240,11 +255,7 @@ def _solve_light(target, albedo, basis, weight, opts, hbar):
             if (now == active).all():
                 break
             active = now
-            hinge = np.zeros((27, 27))
-            for c in range(3):
-                h = SEEN_DIRECTIONS_BASIS[active[:, c]]
-                hinge[c * 9:(c + 1) * 9, c * 9:(c + 1) * 9] = h.T @ h
-            g = np.linalg.solve(lhs + opts.w_sh_positive * hinge, rhs)
+            g = np.linalg.solve(lhs + opts.w_sh_positive * _hinge_gram(active), rhs)
     return g.reshape(3, 9).T                                            # [9, 3]
 
 
@@ -316,19 +327,12 @@ def _gauss_newton_step(target, mean, basis_k, basis_sh, p, sh, weight, opts, dam
         dirs = np.array([k + 9 * c + j for c in range(3) for j in range(1, 9)])
         lhs[dirs, dirs] += opts.w_sh_dir
         rhs[dirs] -= opts.w_sh_dir * g_vec[dirs - k]
-    if opts.w_sh_chroma > 0:
-        q = opts.w_sh_chroma * _chroma_gram()
-        lhs[k:, k:] += q
-        rhs[k:] -= q @ g_vec
-    if opts.w_sh_positive > 0:   # Gauss-Newton on the hinge: the directions negative now
-        e = SEEN_DIRECTIONS_BASIS @ sh
-        for c in range(3):
-            act = e[:, c] < 0
-            if act.any():
-                h = SEEN_DIRECTIONS_BASIS[act]
-                sl = slice(k + 9 * c, k + 9 * (c + 1))
-                lhs[sl, sl] += opts.w_sh_positive * h.T @ h
-                rhs[sl] -= opts.w_sh_positive * h.T @ e[act, c]
+    # the quadratic light priors: chroma, and the hinge on the directions negative now
+    q = opts.w_sh_chroma * CHROMA_GRAM
+    if opts.w_sh_positive > 0:
+        q = q + opts.w_sh_positive * _hinge_gram(SEEN_DIRECTIONS_BASIS @ sh < 0)
+    lhs[k:, k:] += q
+    rhs[k:] -= q @ g_vec
     lhs += damping * np.diag(np.diag(lhs) + 1e-9)
     step = np.linalg.solve(lhs, rhs)
     return p + step[:k], sh + step[k:].reshape(3, 9).T
