@@ -545,6 +545,15 @@ def test_thin_strokes_are_bands_not_discs():
     f2 = thin_strokes(d2, base[:128, :128], small(valid) > 0.5, small(keep) > 0.5)
     assert f2[small(parts["strand"]) > 0.5].mean() > 0.9
     assert not f2[small(parts["mole"]) > 0.5].any()
+    # ``protect`` (the eyes): never taken, the rest of the same stroke still is
+    protect = np.zeros_like(valid)
+    ys, xs = np.nonzero(parts["strand"])
+    mid = len(ys) // 2
+    protect[ys[mid] - 6:ys[mid] + 7, xs[mid] - 6:xs[mid] + 7] = True
+    guarded = thin_strokes(detail, base, valid, keep, protect=protect)
+    assert (parts["strand"] & protect).sum() > 5
+    assert not guarded[protect].any()
+    np.testing.assert_array_equal(guarded[~protect], found[~protect])
 
 
 def test_albedo_map_leaves_strokes_out(setup):
@@ -579,10 +588,12 @@ def test_albedo_map_leaves_strokes_out(setup):
     np.testing.assert_allclose(on[far], off[far], atol=0.01)
 
 
-def test_hidden_features_keep_the_pca_albedo(setup):
-    """Hidden eyes and brows whose mirror is visible: the PCA albedo by default
-    (no term moves a texel E_pixel leaves out), the mirror's colour with
-    ``mirror_features``."""
+def test_hidden_features_take_the_seen_ones_colour(setup):
+    """Hidden eyes and brows whose mirror is visible (dark brown, the prior's
+    are lighter): the PCA albedo with ``hidden_features="pca"`` (no term moves
+    a texel E_pixel leaves out), the seen features' colour with "colour" (the
+    default) and the mirror's with "mirror"; texels flagged as occluded keep
+    the PCA albedo with "colour" too."""
     from tf_face.uv.regions import model_feature_mask
     model, atlas, am = setup
     sh = _light(np.random.default_rng(5))
@@ -595,11 +606,53 @@ def test_hidden_features_keep_the_pca_albedo(setup):
     hidden = feats & ~visible & visible[:, ::-1]
     assert hidden.sum() > 10
     maps = {}
-    for mirror in (False, True):
-        maps[mirror], _ = fit_albedo_map(
+    for mode in ("pca", "colour", "mirror"):
+        maps[mode], _ = fit_albedo_map(
             lin, visible, s.normals, sh, am.mean, atlas.mask,
-            AlbedoMapOptions(steps=10, mirror_features=mirror), feature_mask=feats)
+            AlbedoMapOptions(steps=10, hidden_features=mode), feature_mask=feats)
     # (the skin's mirrored detail still reaches their feathered rim)
-    assert np.abs(maps[False] - am.mean)[hidden].mean() < 0.005
+    assert np.abs(maps["pca"] - am.mean)[hidden].mean() < 0.005
     err = {m: np.abs(a - truth)[hidden].mean() for m, a in maps.items()}
-    assert err[True] < 0.5 * err[False], err
+    assert err["pca"] > 0.03, err
+    assert err["mirror"] < 0.5 * err["pca"], err
+    assert err["colour"] < 0.5 * err["pca"], err
+    # occluded (e.g. a cap's brim over the brows): the prior's, as before
+    occluded = hidden & (np.arange(SIZE)[:, None] < SIZE // 2)
+    assert occluded.sum() > 3
+    covered, _ = fit_albedo_map(lin, visible, s.normals, sh, am.mean, atlas.mask,
+                                AlbedoMapOptions(steps=10), feature_mask=feats,
+                                occluded=occluded)
+    assert np.abs(covered - am.mean)[occluded].mean() < 0.005
+    np.testing.assert_allclose(covered[hidden & ~occluded], maps["colour"][hidden & ~occluded],
+                               atol=1e-4)
+
+
+def test_feature_colour_offsets_hand_made():
+    """The per-part colour ratio on hand-made maps: a part seen at twice the
+    prior's red and half its blue gets exactly that on every texel (a ratio:
+    a texel of the prior at 0.1 goes to 0.2, not 0.1 + the mean difference);
+    a part with too few seen texels, and texels outside every part, get 0;
+    the ratio is capped."""
+    from tf_face.appearance.maps import MAX_FEATURE_RATIO, feature_colour_offsets
+    size = 64
+    base = np.full((size, size, 3), 0.3, np.float32)
+    base[10:20, 10:15] = 0.1
+    part_a = np.zeros((size, size), bool)
+    part_a[5:25, 5:25] = True
+    part_b = np.zeros((size, size), bool)
+    part_b[40:50, 40:50] = True
+    part_c = np.zeros((size, size), bool)
+    part_c[40:50, 5:15] = True
+    factor = np.array([2.0, 1.0, 0.5], np.float32)
+    seen = base * factor
+    seen[part_c] = base[part_c] * 50.0          # far brighter than the prior
+    weight = np.zeros((size, size), np.float32)
+    weight[5:15, 5:25] = 1.0                   # half of part a is seen
+    weight[40:41, 40:42] = 1.0                 # 2 texels of part b
+    weight[part_c] = 1.0
+    out = feature_colour_offsets(seen - base, base, weight, [part_a, part_b, part_c])
+    np.testing.assert_allclose((base + out)[part_a], (base * factor)[part_a], rtol=1e-5)
+    assert not out[part_b].any()
+    assert not out[~(part_a | part_b | part_c)].any()
+    np.testing.assert_allclose((base + out)[part_c], base[part_c] * MAX_FEATURE_RATIO,
+                               rtol=1e-5)

@@ -22,7 +22,7 @@ def test_each_flag_reaches_its_field():
     o = fit_options_from_flags(_parse("--fit_exposure=front", "--nofit_photo_features",
                                       "--fit_align=off", "--nofit_thin_occluders",
                                       "--fit_w_a_spatial=1", "--nofit_skin_test",
-                                      "--nofit_one_colour_light"),
+                                      "--nofit_one_colour_light", "--fit_hidden_features=pca"),
                                init_displacement="refine")
     assert not o.align.enabled and AppearanceOptions().align.enabled
     assert fit_options_from_flags(_parse("--fit_align=rigid")).align.mode == "rigid"
@@ -33,6 +33,7 @@ def test_each_flag_reaches_its_field():
     assert o.light_albedo.w_a_spatial == 1.0 != AppearanceOptions().light_albedo.w_a_spatial
     assert not o.skin.enabled and AppearanceOptions().skin.enabled
     assert o.light_albedo.w_sh_chroma == 0 < AppearanceOptions().light_albedo.w_sh_chroma
+    assert o.albedo_map.hidden_features == "pca" != AppearanceOptions().albedo_map.hidden_features
     # everything else stays at the defaults
     d = AppearanceOptions()
     assert o.albedo_map.w_low == d.albedo_map.w_low and o.light_albedo.w_a == d.light_albedo.w_a

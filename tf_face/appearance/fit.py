@@ -180,6 +180,11 @@ class AppearanceFitter:
             r = max(1, int(round(2 * self.feature_mask.shape[0] / 256)))
             self.grad_skip = cv2.dilate(self.feature_mask.astype(np.uint8),
                                         np.ones((2 * r + 1, 2 * r + 1), np.uint8)) > 0
+        # the parts of one colour each: the eyes, the brows (``brows`` is the brow band)
+        self.feature_parts = self.eyes = None
+        if self.feature_mask is not None and self.brows is not None:
+            self.eyes = self.feature_mask & ~self.brows
+            self.feature_parts = [self.eyes, self.feature_mask & self.brows]
         self.stroke_keep = self.grad_skip if stroke_keep is None else np.asarray(stroke_keep, bool)
         if self.stroke_keep is not None and self.stroke_keep.shape != np.shape(atlas_mask):
             raise ValueError(f"stroke_keep {self.stroke_keep.shape} and atlas_mask "
@@ -381,7 +386,9 @@ class AppearanceFitter:
         albedo, hist_a = fit_albedo_map(tex, vis, normals, la.sh, pca, self.atlas_mask,
                                         o.albedo_map, backend=o.backend,
                                         feature_mask=self.feature_mask,
-                                        stroke_keep=self.stroke_keep, occluded=non_skin)
+                                        stroke_keep=self.stroke_keep, occluded=non_skin,
+                                        feature_parts=self.feature_parts,
+                                        eyes=self.eyes)
         timings["fit_albedo_map"] = (time.perf_counter() - t) * 1e3
         fallback = ""
         if not (np.all(np.isfinite(albedo)) and np.all(np.isfinite(rate))):

@@ -17,10 +17,21 @@
   low-passed by ``mirror_sigma`` (3 texels: the lips carry over, the other
   half's moles and freckles do not; hidden MAE on 24 tuning faces, seed
   3000: as is 0.0418, sigma 2 0.0412, sigma 3 0.0412, no mirror 0.0410, the
-  PCA fit 0.0407); the others keep R_a, and so do hidden eyes and brows
-  (``mirror_features`` False): the far side's mesh is the least accurate
-  one (the landmarker's error grows with yaw), and a mirrored brow lands off
-  the true one. Texels E_pixel leaves out keep their start (``free_unseen``
+  PCA fit 0.0407); the others keep R_a. Hidden eyes and brows do not take
+  their mirror's detail (``hidden_features`` "mirror" does): the far side's
+  mesh is the least accurate one (the landmarker's error grows with yaw),
+  and a mirrored brow lands off the true one. With "colour" (the default)
+  they keep the prior's eye and brow but in the colour of the seen ones
+  (``feature_colour_offsets``: per channel, R_a x the ratio of the delit
+  photo's mean to R_a's over the texels of that part E_pixel uses; the parts
+  are both eyes and both brows, ``feature_parts``), and the prior's
+  grey-blue eye no longer sits beside a brown one (``obama_partial_face``,
+  an eye cut off by the frame; every turned face's far eye); texels known
+  to be covered (``occluded``) keep R_a as before -- a cap's brim flags the
+  whole brow band, and a band of brow colour is no brow. "pca" keeps R_a.
+  48 faces (seed 1000, all tones): hidden MAE "pca" 0.03615, "colour"
+  0.03610 (unseen 0.03590 -> 0.03585, the PCA fit's 0.03585; occluded
+  0.03313 -> 0.03306). Texels E_pixel leaves out keep their start (``free_unseen``
   False: Adam does not move them). Hidden MAE split into texels the geometry
   hides ("unseen") and texels an occluder covers (24 faces, seed 2000; PCA
   fit 0.0406 / 0.0394): mirrored features 0.0409 / 0.0439, high-passed
@@ -31,7 +42,11 @@
   contrast in the high-pass; they are not skin detail, so they keep R_a and
   E_pixel leaves them out. Freckles and moles are discs and stay; so do
   strokes inside the eyes, brows and lips (``stroke_keep``,
-  ``regions.STROKE_KEEP``) unless 30 % of them lies outside. Occluded
+  ``regions.STROKE_KEEP``) unless 30 % of them lies outside; the eyes
+  themselves are never taken (``eyes``: crow's feet joined to an eye made a
+  stroke that took the whole visible eye, on 2 of the 56 shared photos;
+  48 synthetic faces, seed 1000: occluded 0.03306 -> 0.03308, eyes and
+  brows registered 0.02754 -> 0.02760). Occluded
   texels, 24 faces, seed 2000: 0.0439 -> 0.0421 (contrast 0.15, half-width
   3) -> 0.0413 (half-width 4) -> 0.0410 (contrast 0.1, the default; PCA fit
   0.0394); the visible and feature errors do not rise (features registered
@@ -148,6 +163,12 @@ from tf_face.detail.tf_ops import (detail_normals, displacement_from_rate, fd_or
 
 #: the feature mask's feather, Gaussian sigma in texels at 256^2
 FEATURE_FEATHER = 1.5
+#: ``AlbedoMapOptions.hidden_features``
+HIDDEN_FEATURES = ("colour", "pca", "mirror")
+#: a feature part's colour needs this many used texels (at 256^2, scaled with S^2)
+MIN_FEATURE_TEXELS = 12
+#: ... and its colour is at most this many times the prior's (per channel)
+MAX_FEATURE_RATIO = 10.0
 
 
 @dataclasses.dataclass
@@ -169,8 +190,17 @@ class AlbedoMapOptions:
     stroke_min_area: int = 12   # ... and at least this many texels (at 256^2)
     steps: int = 15             # Adam steps after the closed-form start (0: start only)
     free_unseen: bool = False   # Adam moves texels E_pixel leaves out (False: they keep the start)
-    mirror_features: bool = False  # hidden eyes, brows: their mirror's (False: the PCA albedo's)
+    # texels of the eyes and brows that E_pixel leaves out (hidden, occluded):
+    # "colour" the PCA albedo shifted by the mean delit residual of the same
+    # feature's texels that it uses (``feature_parts``), "pca" the PCA
+    # albedo's, "mirror" their mirror's (module doc)
+    hidden_features: str = "colour"
     learning_rate: float = 3e-3
+
+    def __post_init__(self):
+        if self.hidden_features not in HIDDEN_FEATURES:
+            raise ValueError(f"hidden_features must be one of {HIDDEN_FEATURES}, "
+                             f"got {self.hidden_features!r}")
 
 
 @dataclasses.dataclass
@@ -283,7 +313,8 @@ def mirror_u(x):
 
 def fit_albedo_map(texture_linear, visible, normals, sh, albedo_pca, atlas_mask,
                    opts: AlbedoMapOptions | None = None, backend: str = "auto",
-                   feature_mask=None, stroke_keep=None, occluded=None):
+                   feature_mask=None, stroke_keep=None, occluded=None, feature_parts=None,
+                   eyes=None):
     """(albedo [S,S,3] float32 linear, objective history); see the module doc.
 
     ``occluded`` [S,S] bool: texels known to show something in front of the
@@ -296,7 +327,12 @@ def fit_albedo_map(texture_linear, visible, normals, sh, albedo_pca, atlas_mask,
     ``opts.photo_features``): texels whose colour is the delit photo's --
     no low-frequency guidance, detail threshold or outlier test there.
     ``stroke_keep`` [S,S] bool: where thin strokes are the person's
-    (``thin_strokes``' ``keep``); None: nowhere."""
+    (``thin_strokes``' ``keep``); None: nowhere.
+    ``feature_parts``: [S,S] bool masks that split ``feature_mask`` into
+    parts of one colour (both eyes; both brows), for ``hidden_features``
+    "colour"; None: the feature mask is one part.
+    ``eyes`` [S,S] bool: texels the stroke test never takes (``thin_strokes``'
+    ``protect``); None: none."""
     opts = opts or AlbedoMapOptions()
     size = int(np.shape(atlas_mask)[0])
     blur = tf.constant(blur_matrix(_gaussian_kernel(opts.sigma * size / 256.0), size))
@@ -349,7 +385,7 @@ def fit_albedo_map(texture_linear, visible, normals, sh, albedo_pca, atlas_mask,
         # strokes (hair strands, glasses frames, shading lines) are not skin
         # detail: they keep the PCA albedo, and E_pixel leaves them out
         strokes = thin_strokes(high[0].numpy(), pca[0].numpy(), ok[0, ..., 0].numpy() > 0,
-                               keep=stroke_keep, opts=opts)
+                               keep=stroke_keep, opts=opts, protect=eyes)
         clear = tf.constant(1.0 - strokes.astype(np.float32))[None, ..., None]
         ok, vis = ok * clear, vis * clear
         low, high = split(ok)
@@ -359,9 +395,9 @@ def fit_albedo_map(texture_linear, visible, normals, sh, albedo_pca, atlas_mask,
     mirror_ok = mirror_u(ok) * atlas * (1 - ok) * (1.0 if opts.mirror_hidden else 0.0)
     if occluded is not None:       # occluded texels keep the PCA albedo
         mirror_ok = mirror_ok * tf.constant(1.0 - np.asarray(occluded, np.float32)[None, ..., None])
-    # hidden eyes and brows keep the PCA albedo unless ``mirror_features``:
+    # hidden eyes and brows do not take their mirror's detail unless "mirror":
     # the far side's mesh is the least accurate, and the mirrored features land off
-    mirrored = mirror_u(high if opts.mirror_features else (1.0 - feat_w) * high)
+    mirrored = mirror_u(high if opts.hidden_features == "mirror" else (1.0 - feat_w) * high)
     if opts.mirror_sigma > 0:
         # the other half's fine detail is not this half's (a mole is not
         # mirrored; the fitted UV map is ~5 texels off): keep its brows and
@@ -370,6 +406,17 @@ def fit_albedo_map(texture_linear, visible, normals, sh, albedo_pca, atlas_mask,
                                               size))
         mirrored = masked_lowpass(mirrored, mirror_u(ok), mirror_blur)
     x0 = high + mirrored * mirror_ok
+    if opts.hidden_features == "colour" and feature_mask is not None and opts.photo_features:
+        parts = [feature_mask] if feature_parts is None else feature_parts
+        # the texels E_pixel leaves out take their part's colour, where it is
+        # seen; not those known to be covered (a cap's brim over the brows
+        # flags the whole brow band, and a band of brow colour is no brow)
+        unseen = 1.0 - ok
+        if occluded is not None:
+            unseen = unseen * tf.constant(1.0 - np.asarray(occluded, np.float32)[None, ..., None])
+        x0 = x0 + feat_w * unseen * tf.constant(
+            feature_colour_offsets(resid[0].numpy(), pca[0].numpy(),
+                                   (ok * feat_w)[0, ..., 0].numpy(), parts)[None])
     features = x0 * feat_w       # what the guidance leaves alone
 
     free = atlas if opts.free_unseen else vis     # the texels Adam moves
@@ -380,7 +427,36 @@ def fit_albedo_map(texture_linear, visible, normals, sh, albedo_pca, atlas_mask,
     return albedo[0].numpy(), history
 
 
-def thin_strokes(detail, base, valid, keep=None, opts: AlbedoMapOptions | None = None):
+def feature_colour_offsets(residual, base, weight, parts) -> np.ndarray:
+    """[S,S,3] float32: what to add to ``base`` [S,S,3] (the PCA albedo) so
+    that each part's texels take the part's colour: ``base x (ratio - 1)``
+    with ``ratio`` (per channel) the ``weight``-ed mean of ``base +
+    residual`` (the delit photo) over the mean of ``base``, over that part.
+    A ratio, not a difference: a dark brow's difference, added to the prior's
+    lighter template texels, went negative in red and left them blue. 0 on a
+    part with fewer than ``MIN_FEATURE_TEXELS`` texels of weight > 0.5
+    (scaled with S^2) and outside every part. ``weight`` [S,S]: how much each
+    texel's residual is the feature's (used by E_pixel x feathered feature
+    mask)."""
+    residual = np.asarray(residual, np.float32)
+    base = np.asarray(base, np.float32)
+    weight = np.asarray(weight, np.float32)
+    size = residual.shape[0]
+    min_texels = max(3, int(round(MIN_FEATURE_TEXELS * (size / 256.0) ** 2)))
+    out = np.zeros_like(residual)
+    for part in parts:
+        part = np.asarray(part, bool)
+        w = np.where(part, weight, 0.0)[..., None]
+        if int((w > 0.5).sum()) < min_texels:
+            continue
+        seen = np.maximum(((base + residual) * w).sum((0, 1)), 0.0)
+        prior = np.maximum((base * w).sum((0, 1)), 1e-6)
+        out[part] = base[part] * (np.minimum(seen / prior, MAX_FEATURE_RATIO) - 1.0)
+    return out
+
+
+def thin_strokes(detail, base, valid, keep=None, opts: AlbedoMapOptions | None = None,
+                 protect=None):
     """[S,S] bool: the texels of thin, elongated strokes in a detail map.
 
     ``detail`` [S,S,3]: the albedo's high-pass (linear); ``base`` [S,S,3] the
@@ -396,7 +472,12 @@ def thin_strokes(detail, base, valid, keep=None, opts: AlbedoMapOptions | None =
     grown by one texel for its anti-aliased rim.
     Freckles and moles are discs and stay; hair strands, glasses frames and
     lines of shading are bands and go (sizes scale with S / 256; at least
-    one texel of half-width and three of area)."""
+    one texel of half-width and three of area).
+    ``protect`` [S,S] bool: texels never returned, whatever stroke they are
+    part of -- the eyes: crow's feet joined to an eye made one thin, elongated
+    region that took the whole visible eye with it (``obama_partial_face``,
+    ``deca_exp/4``: 44% and 25% of the visible eye texels, the photo's eye
+    replaced by the prior's grey-blue one)."""
     opts = opts or AlbedoMapOptions()
     size = int(np.shape(valid)[0])
     k = size / 256.0
@@ -425,6 +506,8 @@ def thin_strokes(detail, base, valid, keep=None, opts: AlbedoMapOptions | None =
     if out.any():
         out = cv2.dilate(out.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
         out &= np.asarray(valid, bool)
+    if protect is not None:
+        out &= ~np.asarray(protect, bool)
     return out
 
 

@@ -47,6 +47,15 @@ def define_fit_flags(flag_values=flags.FLAGS) -> None:
         "brow hair), and the displacement fit leaves their colour edges out; "
         "--nofit_photo_features: the prior's grey eye and template brow guide them like skin.",
         flag_values=flag_values)
+    flags.DEFINE_enum(
+        "fit_hidden_features", "colour", ["colour", "pca", "mirror"],
+        "Per-photo fit (with fit_photo_features): what the albedo map's eyes and brows are "
+        "where the photo does not show them (the far side of a turned face, out of the frame): "
+        "'colour' the prior's eye and brow in the colour of the ones the photo shows "
+        "(brown eyes stay brown; the default), 'pca' the prior's own (a grey-blue eye, a "
+        "template brow), 'mirror' the visible ones mirrored (sharper, but they land off on "
+        "a turned face; tf_face.appearance.maps).",
+        flag_values=flag_values)
     flags.DEFINE_bool(
         "fit_thin_occluders", True,
         "Per-photo fit: thin, elongated strokes outside the eyes, brows and lips (hair strands, "
@@ -78,7 +87,8 @@ def fit_options_from_flags(flag_values=flags.FLAGS, **kwargs):
             exposure_normals=f.fit_exposure, w_a_spatial=f.fit_w_a_spatial,
             w_sh_chroma=LightAlbedoOptions.w_sh_chroma if f.fit_one_colour_light else 0.0),
         albedo_map=AlbedoMapOptions(photo_features=f.fit_photo_features,
-                                    thin_occluders=f.fit_thin_occluders),
+                                    thin_occluders=f.fit_thin_occluders,
+                                    hidden_features=f.fit_hidden_features),
         displacement=DisplacementOptions(skip_features=f.fit_photo_features),
         align=AlignOptions(enabled=f.fit_align != "off",
                            mode=f.fit_align if f.fit_align != "off" else AlignOptions.mode),
