@@ -29,6 +29,20 @@ them. Measured on 12 faces, seed 3000 (2026-12-02): default knobs, E_grad
 ratio 0.99-1.00 at 0.3-0.6x the truth and above 1 at 1x, the fit 6.27 deg vs
 no detail 6.22; clean renders, 0.87-0.97 at 0.6x and the fit 5.25 vs 5.78;
 ``--albedo_detail=0`` alone, the fit 5.66 vs 5.76.
+
+Why E_grad barely falls at the truth even on clean renders (2026-12-04, the
+clean knobs above, seed 3000): the forward model is right -- on face 3 the
+photo's high-pass (sigma 4) over the carried wrinkles correlates 0.90 with
+the fit's shading of the true displacement (best gain 0.95, best shift 0
+texels) -- but the wrinkles cover few texels, so E_grad over the whole face
+falls only to 0.92-0.95 of "none" at the truth (0.92 with the true albedo, SH
+and base normals too), and the fit's own map scores lower still (0.76):
+it spends displacement on the residual of everything else (the PCA albedo's
+edges, the base mesh's shading). On face 4 the light barely shades the
+wrinkles (their shading's high-pass RMS 0.004 against the photo's 0.017).
+More Adam steps help a little on 8 clean faces (registered wrinkle error:
+none 6.23, 25 steps 5.73, 100 steps 5.54, 100 steps with w_smooth 5 5.48,
+the carried truth 1.43) at 4x the time.
 """
 
 from __future__ import annotations

@@ -59,7 +59,18 @@
   where 30 % of the texels within a sigma-4 window have contrast (bunched
   strands, fingers), 0.0437 -- but on the 56 shared photos it took 18 % of
   the visible texels (nose, mouth, stubble, a moustache: real skin's detail
-  is denser than the generator's).
+  is denser than the generator's). Two of the shared photos show glasses,
+  and their frames still print faintly (``vd026``'s thin metal rims,
+  ``deca_exp/0``'s thick ones): a frame's top rim lies in the brow band (kept),
+  and its lower rim joins the face's network of shading lines into one region
+  whose widest point fails the half-width test. Tried and not kept
+  (2026-12-04): cutting thin parts off thick blobs (the rims then fell in
+  pieces, most of them inside the brow or eye band); a ring-and-bridge
+  detector around the eyes (delit lightness 1.5x off the skin's in most of
+  the directions around each eye and across the bridge), which fired on
+  most faces without glasses too (shadows under the brows and eyes); filling
+  covered texels from their fitted surroundings instead of R_a (12 faces
+  with occluders, seed 1000: occluded 0.03303 -> 0.03324).
   **Features** (``feature_mask``: eyes and brows, ``tf_face.uv.regions``;
   ``photo_features``): the prior holds a grey eye and a template brow, and
   their colour is low-frequency at sigma 6, so the guidance used to paint
