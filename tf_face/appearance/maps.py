@@ -25,7 +25,7 @@
   (``feature_colour_offsets``: per channel, R_a x the ratio of the delit
   photo's mean to R_a's over the texels of that part E_pixel uses; the parts
   are both eyes and both brows, ``feature_parts``), and the prior's
-  grey-blue eye no longer sits beside a brown one (``obama_partial_face``,
+  grey-blue eye no longer sits beside a brown one (``obama_partial_face2``,
   an eye cut off by the frame; every turned face's far eye); texels known
   to be covered (``occluded``) keep R_a as before -- a cap's brim flags the
   whole brow band, and a band of brow colour is no brow. "pca" keeps R_a.
@@ -202,9 +202,9 @@ class AlbedoMapOptions:
     steps: int = 15             # Adam steps after the closed-form start (0: start only)
     free_unseen: bool = False   # Adam moves texels E_pixel leaves out (False: they keep the start)
     # texels of the eyes and brows that E_pixel leaves out (hidden, occluded):
-    # "colour" the PCA albedo shifted by the mean delit residual of the same
-    # feature's texels that it uses (``feature_parts``), "pca" the PCA
-    # albedo's, "mirror" their mirror's (module doc)
+    # "colour" the PCA albedo times the ratio of the delit photo's mean to its
+    # own over the same part's texels that it uses (``feature_parts``), "pca"
+    # the PCA albedo's, "mirror" their mirror's (module doc)
     hidden_features: str = "colour"
     learning_rate: float = 3e-3
 
