@@ -359,8 +359,10 @@ def fit_albedo_map(texture_linear, visible, normals, sh, albedo_pca, atlas_mask,
                                   FEATURE_FEATHER * size / 256.0)
     feat_w = tf.constant(feat_w[None, ..., None]) * atlas
     vis = tf.constant(np.asarray(visible, np.float32)[None, ..., None]) * atlas
-    if occluded is not None:
-        vis = vis * tf.constant(1.0 - np.asarray(occluded, np.float32)[None, ..., None])
+    # 1 where nothing is known to cover the face (``occluded``), else 0
+    uncovered = 1.0 if occluded is None else tf.constant(
+        1.0 - np.asarray(occluded, np.float32)[None, ..., None])
+    vis = vis * uncovered
     pca = tf.constant(np.asarray(albedo_pca, np.float32)[None]) * atlas
     irradiance = sh_shade(tf.ones_like(n), n, g, backend=backend)
     # closed-form start: delighted residual, high-passed, mirrored into hidden texels
@@ -404,8 +406,7 @@ def fit_albedo_map(texture_linear, visible, normals, sh, albedo_pca, atlas_mask,
         high = tf.sign(high) * tf.nn.relu(tf.abs(high) - opts.detail_threshold)
     high = (1.0 - feat_w) * high + feat_w * resid * ok    # the features: the photo, delit
     mirror_ok = mirror_u(ok) * atlas * (1 - ok) * (1.0 if opts.mirror_hidden else 0.0)
-    if occluded is not None:       # occluded texels keep the PCA albedo
-        mirror_ok = mirror_ok * tf.constant(1.0 - np.asarray(occluded, np.float32)[None, ..., None])
+    mirror_ok = mirror_ok * uncovered      # occluded texels keep the PCA albedo
     # hidden eyes and brows do not take their mirror's detail unless "mirror":
     # the far side's mesh is the least accurate, and the mirrored features land off
     mirrored = mirror_u(high if opts.hidden_features == "mirror" else (1.0 - feat_w) * high)
@@ -422,10 +423,7 @@ def fit_albedo_map(texture_linear, visible, normals, sh, albedo_pca, atlas_mask,
         # the texels E_pixel leaves out take their part's colour, where it is
         # seen; not those known to be covered (a cap's brim over the brows
         # flags the whole brow band, and a band of brow colour is no brow)
-        unseen = 1.0 - ok
-        if occluded is not None:
-            unseen = unseen * tf.constant(1.0 - np.asarray(occluded, np.float32)[None, ..., None])
-        x0 = x0 + feat_w * unseen * tf.constant(
+        x0 = x0 + feat_w * (1.0 - ok) * uncovered * tf.constant(
             feature_colour_offsets(resid[0].numpy(), pca[0].numpy(),
                                    (ok * feat_w)[0, ..., 0].numpy(), parts)[None])
     features = x0 * feat_w       # what the guidance leaves alone
