@@ -22,7 +22,8 @@ def test_each_flag_reaches_its_field():
     o = fit_options_from_flags(_parse("--fit_exposure=front", "--nofit_photo_features",
                                       "--fit_align=off", "--nofit_thin_occluders",
                                       "--fit_w_a_spatial=1", "--nofit_skin_test",
-                                      "--nofit_one_colour_light", "--fit_hidden_features=pca"),
+                                      "--nofit_one_colour_light", "--fit_hidden_features=pca",
+                                      "--fit_detail_prior=paper"),
                                init_displacement="refine")
     assert not o.align.enabled and AppearanceOptions().align.enabled
     assert fit_options_from_flags(_parse("--fit_align=rigid")).align.mode == "rigid"
@@ -34,6 +35,17 @@ def test_each_flag_reaches_its_field():
     assert not o.skin.enabled and AppearanceOptions().skin.enabled
     assert o.light_albedo.w_sh_chroma == 0 < AppearanceOptions().light_albedo.w_sh_chroma
     assert o.albedo_map.hidden_features == "pca" != AppearanceOptions().albedo_map.hidden_features
+    assert o.displacement.w_incoherent == 0 < AppearanceOptions().displacement.w_incoherent
+    assert (o.displacement.w_smooth, o.displacement.steps) == (20.0, 25)
     # everything else stays at the defaults
     d = AppearanceOptions()
     assert o.albedo_map.w_low == d.albedo_map.w_low and o.light_albedo.w_a == d.light_albedo.w_a
+
+
+def test_unknown_detail_prior_is_refused():
+    import pytest
+
+    from tf_face.appearance.maps import DisplacementOptions
+    with pytest.raises(ValueError, match="detail prior"):
+        DisplacementOptions.for_prior("wrinkly")
+    assert DisplacementOptions.for_prior("lines") == DisplacementOptions()

@@ -112,8 +112,9 @@
   0.2: 0.0355; with sigma 8: 0.0349) but prints glasses, caps, shading and
   highlights into the albedo of real photos.
 * ``fit_displacement_map``: DRN's moving rate r_d [S,S] (detail units along
-  the base normal) minimising Eq. 9,
-  ``w_grad E_grad + w_const E_const + w_smooth E_smooth``, with the shading of
+  the base normal) minimising Eq. 9 plus one term of ours,
+  ``w_grad E_grad + w_const E_const + w_smooth E_smooth + w_incoherent
+  E_incoherent``, with the shading of
   the displaced detail mesh (``tf_face.detail.tf_ops``, the one detail-normal
   formula), from 0 (or a network's output) by Adam. The paper's weights
   depend on the unit Δd is measured in, which it does not state: E_const and
@@ -134,9 +135,31 @@
   pores and freckles carry more shading-like contrast -- while on clean
   renders (no skin texture or camera noise, harsh light) it is 0.87-0.97 and
   the fit beats no detail (5.25 vs 5.78 deg over the registered wrinkles).
-  Leaving chromatic or high-contrast texels out of E_grad, or weighting it
-  by the texture's orientation coherence, only moved the fit towards "no
-  detail" (tried, not kept). The eyes and brows (``feature_mask``, and 2
+  **E_incoherent** (``w_incoherent``, 2026-12-04): the squared slope of
+  r_d x ``units_per_iod`` between each texel and its left and upper
+  neighbour, weighted by 1 - the photo's orientation coherence there
+  (``texture_coherence``: the structure tensor of the luminance high-pass,
+  ~1 along a line, ~0 on dots and grain). Wrinkles and folds are lines; the
+  skin's pores, freckles and a camera's noise have no direction, and E_grad
+  explains them as geometry just as well. So the slope is cheap along lines
+  and dear on grain, and Eq. 9's own regularisers can be weaker
+  (``w_const`` 1 -> 0.1, ``w_smooth`` 20 -> 5, 40 Adam steps of 5e-3 instead
+  of 25 of 3e-3). Registered wrinkle error (``dab``-style A/B through the
+  fitter, seed 3000; same-texel in brackets), clean renders (10 faces, the
+  knobs above) / default knobs (12 faces): no detail 6.18 (6.44) / 5.67
+  (5.89); the old weights 5.48 (6.10) / 5.73 (6.11); the new 4.75 (5.63) /
+  5.50 (6.09). The weaker regularisers alone (100 steps) 4.28 / 6.80 --
+  grain turned into noise; with E_incoherent (w 100) 4.38 / 5.61. Neighbours
+  tried: w_incoherent 400 4.90 / 5.48 (5.99), 300 with w_const 0 4.73 / 5.43
+  (6.02), w_smooth 10 4.79 / 5.49, window sigma 5 4.79 / 5.50; on the shared
+  photos 400 draws fewer folds (``obama``'s crow's feet fade). A ground-truth
+  test (``test_incoherent_term_keeps_grain_out_of_the_displacement``: folds
+  under 2% albedo grain) shows the mechanism: without the term the map is
+  further from the truth than no detail, with it closer. Weighting E_grad
+  itself by the coherence (an earlier try) only moved the fit towards "no
+  detail": it threw away the signal, where this prices the explanation.
+  Leaving chromatic or high-contrast texels out of E_grad was not kept
+  either. The eyes and brows (``feature_mask``, and 2
   texels around them at 256^2) are left out of E_grad (``skip_features``): their
   edges are colour, and the fitted maps outlined every eye and brow on real
   photos; on 24 synthetic faces (seed 1000) the relative detail error fell
@@ -174,6 +197,17 @@ from tf_face.detail.tf_ops import (detail_normals, displacement_from_rate, fd_or
 
 #: the feature mask's feather, Gaussian sigma in texels at 256^2
 FEATURE_FEATHER = 1.5
+#: ``texture_coherence``'s floor on the structure tensor's trace (squared
+#: high-pass steps per texel, linear luminance; 1e-4 per texel): flat texture has no direction
+COHERENCE_FLOOR = 1e-8
+#: ``DisplacementOptions.for_prior``: "lines" = the defaults (E_incoherent with
+#: weaker Eq. 9 regularisers), "paper" = Eq. 9 alone, with the weights and
+#: steps it had before E_incoherent (module doc)
+DETAIL_PRIORS = {
+    "lines": {},
+    "paper": {"w_const": 1.0, "w_smooth": 20.0, "w_incoherent": 0.0, "steps": 25,
+              "learning_rate": 3e-3},
+}
 #: ``AlbedoMapOptions.hidden_features``
 HIDDEN_FEATURES = ("colour", "pca", "mirror")
 #: a feature part's colour needs this many used texels (at 256^2, scaled with S^2)
@@ -216,15 +250,28 @@ class AlbedoMapOptions:
 
 @dataclasses.dataclass
 class DisplacementOptions:
-    w_grad: float = 0.5         # the paper's DRN weights (sum reductions)
-    w_const: float = 1.0
-    w_smooth: float = 20.0
+    w_grad: float = 0.5         # the paper's DRN weight for E_grad (sum reductions)
+    w_const: float = 0.1        # (the paper's 1 and 20 without E_incoherent; module doc)
+    w_smooth: float = 5.0
     units_per_iod: float = 4.0   # E_const, E_smooth take Δd x this (63: mm; module doc)
-    steps: int = 25
-    learning_rate: float = 3e-3  # largest move per step, detail units (inter-ocular distances)
+    steps: int = 40
+    learning_rate: float = 5e-3  # largest move per step, detail units (inter-ocular distances)
     max_rate: float = 0.05       # |r_d| bound, detail units (as DRN's output layer)
     skip_features: bool = True   # E_grad leaves the eyes and brows out (colour edges, not folds)
     jit_normals: bool = True     # the detail normals (pure TF) XLA-compiled (module doc)
+    # E_incoherent (ours): a slope penalty weighted by 1 - the photo's orientation
+    # coherence (``texture_coherence``): pores, freckles and noise are dots with
+    # no orientation, wrinkles and folds are lines (module doc)
+    w_incoherent: float = 200.0
+    coherence_sigma: float = 3.0  # the structure tensor's window, texels at 256^2
+
+    @classmethod
+    def for_prior(cls, prior: str, **kwargs) -> "DisplacementOptions":
+        """The options of one of ``DETAIL_PRIORS`` ("lines", "paper"), with
+        ``kwargs`` on top."""
+        if prior not in DETAIL_PRIORS:
+            raise ValueError(f"detail prior must be one of {tuple(DETAIL_PRIORS)}, got {prior!r}")
+        return cls(**{**DETAIL_PRIORS[prior], **kwargs})
 
 
 def _gaussian_kernel(sigma: float) -> np.ndarray:
@@ -572,12 +619,43 @@ class _DisplacementArgs(NamedTuple):
     texels: tf.Tensor
     row_ptr: tf.Tensor
     col_idx: tf.Tensor
+    incoherence: tf.Tensor       # [1,S,S,1] 1 - texture_coherence of the texels E_grad uses
+
+
+def texture_coherence(texture_linear, mask, sigma: float = 3.0) -> np.ndarray:
+    """[S,S] float32 in [0, 1]: how much the photo's fine detail around each
+    texel runs in one direction -- the coherence ``((l1 - l2) / (l1 + l2))^2``
+    of the structure tensor (the luminance high-pass's gradient outer
+    products, Gaussian window ``sigma`` texels at 256^2) of ``texture_linear``
+    [S,S,3] over ``mask`` [S,S]. About 1 along lines (wrinkles, folds,
+    stripes), about 0 on dots, grain and noise (no direction), 0 outside
+    ``mask`` and where the texture is flat. The high-pass (luminance minus
+    its masked sigma-4 Gaussian, then a sigma-1 blur against pixel noise) is
+    what the shading of a detail map can change; the mask's border is not an
+    edge (normalised convolution)."""
+    lum = np.asarray(texture_linear, np.float32).mean(-1)
+    m = np.asarray(mask, np.float32)
+    k = lum.shape[0] / 256.0
+    den = cv2.GaussianBlur(m, (0, 0), 4 * k)
+    low = cv2.GaussianBlur(lum * m, (0, 0), 4 * k) / np.maximum(den, 1e-3)
+    hp = cv2.GaussianBlur((lum - low) * m, (0, 0), k)
+    gx = cv2.Sobel(hp, cv2.CV_32F, 1, 0) / 8.0
+    gy = cv2.Sobel(hp, cv2.CV_32F, 0, 1) / 8.0
+    w = float(sigma) * k
+    jxx = cv2.GaussianBlur(gx * gx, (0, 0), w)
+    jyy = cv2.GaussianBlur(gy * gy, (0, 0), w)
+    jxy = cv2.GaussianBlur(gx * gy, (0, 0), w)
+    spread = np.sqrt(np.square(jxx - jyy) + 4.0 * np.square(jxy))
+    # + COHERENCE_FLOOR: flat texture has no direction
+    coherence = (spread / (jxx + jyy + COHERENCE_FLOOR)) ** 2
+    return (np.clip(coherence, 0.0, 1.0) * (m > 0)).astype(np.float32)
 
 
 def _displacement_terms(rate, args, consts):
-    """(E_grad, E_const, E_smooth) of Eq. 9 at the moving rate ``rate`` [1,S,S,1]."""
-    t, n, pos, g, a, valid, vis, orient, base, texels, row_ptr, col_idx = args
-    _, _, _, units_per_iod, backend, jit = consts
+    """(E_grad, E_const, E_smooth, E_incoherent) at the moving rate ``rate``
+    [1,S,S,1]: Eq. 9's terms and ours (``DisplacementOptions.w_incoherent``)."""
+    t, n, pos, g, a, valid, vis, orient, base, texels, row_ptr, col_idx, incoherence = args
+    units_per_iod, backend, jit = consts[4:]
     delta = displacement_from_rate(rate, n, valid)
     nd = _normals_fn(jit)(delta, n, pos, valid, orient, base)
     shaded = sh_shade(a, nd, g, backend=backend)
@@ -586,12 +664,18 @@ def _displacement_terms(rate, args, consts):
     e_const = L.displacement_const(delta_u, valid, reduction="sum")
     e_smooth = L.smoothness_loss(gather_texels(delta_u, texels), row_ptr, col_idx,
                                  reduction="sum", backend=backend)
-    return e_grad, e_const, e_smooth
+    # the squared differences of r_d x units between each texel and its left
+    # and upper neighbour, weighted by the texel's incoherence
+    r = rate * valid * units_per_iod
+    e_incoherent = (tf.reduce_sum(tf.square(r[:, :, 1:] - r[:, :, :-1]) * incoherence[:, :, 1:])
+                    + tf.reduce_sum(tf.square(r[:, 1:] - r[:, :-1]) * incoherence[:, 1:]))
+    return e_grad, e_const, e_smooth, e_incoherent
 
 
 def _weighted(terms, consts):
-    """Eq. 9: w_grad E_grad + w_const E_const + w_smooth E_smooth."""
-    return sum(w * e for w, e in zip(consts[:3], terms))
+    """Eq. 9 and ours: w_grad E_grad + w_const E_const + w_smooth E_smooth
+    + w_incoherent E_incoherent."""
+    return sum(w * e for w, e in zip(consts[:4], terms))
 
 
 def _displacement_objective(rate, args, consts):
@@ -610,10 +694,13 @@ def _displacement_problem(texture_linear, visible, normals, position_units, sh, 
     vis = tf.constant(np.asarray(visible, np.float32)[None, ..., None]) * valid
     orient = fd_orientation(pos, n, valid)
     base = grid_vertex_normals(pos, valid)       # the same every step
+    incoherence = np.zeros(valid.shape[1:3], np.float32)
+    if opts.w_incoherent > 0:
+        incoherence = 1.0 - texture_coherence(texture_linear, visible, opts.coherence_sigma)
     args = _DisplacementArgs(t, n, pos, g, a, valid, vis, orient, base, grid.texels,
-                             grid.row_ptr, grid.col_idx)
-    consts = (opts.w_grad, opts.w_const, opts.w_smooth, opts.units_per_iod, backend,
-              bool(opts.jit_normals))
+                             grid.row_ptr, grid.col_idx, tf.constant(incoherence[None, ..., None]))
+    consts = (opts.w_grad, opts.w_const, opts.w_smooth, opts.w_incoherent, opts.units_per_iod,
+              backend, bool(opts.jit_normals))
     return args, consts, valid
 
 
@@ -622,7 +709,7 @@ def displacement_terms(texture_linear, visible, normals, position_units, sh, alb
                        backend: str = "auto") -> dict:
     """Eq. 9's terms (unweighted, ``reduction="sum"``) at a given moving rate
     [S,S] (detail units), with the inputs of ``fit_displacement_map``:
-    ``{"e_grad", "e_const", "e_smooth", "objective"}`` (the weighted sum it
+    ``{"e_grad", "e_const", "e_smooth", "e_incoherent", "objective"}`` (the weighted sum it
     minimises). For diagnostics, e.g. how much a known displacement lowers
     E_grad (``eval/detail_signal.py``)."""
     opts = opts or DisplacementOptions()
@@ -630,7 +717,8 @@ def displacement_terms(texture_linear, visible, normals, position_units, sh, alb
                                                 sh, albedo, grid, opts, backend)
     rate = tf.constant(np.asarray(rate, np.float32).reshape(valid.shape)) * valid
     e = [float(v) for v in _displacement_terms(rate, args, consts)]
-    return {"e_grad": e[0], "e_const": e[1], "e_smooth": e[2], "objective": _weighted(e, consts)}
+    return {"e_grad": e[0], "e_const": e[1], "e_smooth": e[2], "e_incoherent": e[3],
+            "objective": _weighted(e, consts)}
 
 
 def fit_displacement_map(texture_linear, visible, normals, position_units, sh, albedo,

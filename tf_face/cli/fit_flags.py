@@ -56,6 +56,14 @@ def define_fit_flags(flag_values=flags.FLAGS) -> None:
         "template brow), 'mirror' the visible ones mirrored (sharper, but they land off on "
         "a turned face; tf_face.appearance.maps).",
         flag_values=flag_values)
+    flags.DEFINE_enum(
+        "fit_detail_prior", "lines", ["lines", "paper"],
+        "Per-photo fit: the displacement map's prior. 'lines' (the default): the paper's Eq. 9 "
+        "with weaker regularisers plus a slope penalty where the photo's fine detail has no "
+        "direction (pores, freckles, noise), so folds and wrinkles, which are lines, come out "
+        "and skin grain does not turn into bumps; 'paper': Eq. 9 alone, with the weights that "
+        "keep grain out by keeping every fold faint (tf_face.appearance.maps).",
+        flag_values=flag_values)
     flags.DEFINE_bool(
         "fit_thin_occluders", True,
         "Per-photo fit: thin, elongated strokes outside the eyes, brows and lips (hair strands, "
@@ -89,7 +97,8 @@ def fit_options_from_flags(flag_values=flags.FLAGS, **kwargs):
         albedo_map=AlbedoMapOptions(photo_features=f.fit_photo_features,
                                     thin_occluders=f.fit_thin_occluders,
                                     hidden_features=f.fit_hidden_features),
-        displacement=DisplacementOptions(skip_features=f.fit_photo_features),
+        displacement=DisplacementOptions.for_prior(f.fit_detail_prior,
+                                                   skip_features=f.fit_photo_features),
         align=AlignOptions(enabled=f.fit_align != "off",
                            mode=f.fit_align if f.fit_align != "off" else AlignOptions.mode),
         skin=SkinOptions(enabled=f.fit_skin_test),
