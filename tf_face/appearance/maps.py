@@ -152,7 +152,10 @@
   grain turned into noise; with E_incoherent (w 100) 4.38 / 5.61. Neighbours
   tried: w_incoherent 400 4.90 / 5.48 (5.99), 300 with w_const 0 4.73 / 5.43
   (6.02), w_smooth 10 4.79 / 5.49, window sigma 5 4.79 / 5.50; on the shared
-  photos 400 draws fewer folds (``obama``'s crow's feet fade). A ground-truth
+  photos 400 draws fewer folds (``obama``'s crow's feet fade). The cost: a
+  glasses frame is a line too, and ``deca_exp/0``'s lower rims print as
+  grooves a little deeper than before (``vd026``'s thin rims about as
+  before). A ground-truth
   test (``test_incoherent_term_keeps_grain_out_of_the_displacement``: folds
   under 2% albedo grain) shows the mechanism: without the term the map is
   further from the truth than no detail, with it closer. Weighting E_grad
