@@ -192,6 +192,7 @@ import numpy as np
 import tensorflow as tf
 
 from tf_face import losses as L
+from tf_face.appearance.skin import masked_blur
 from tf_face.render import grid_adjacency, sh_shade
 from tf_face.skin_tone import RGB_TO_XYZ
 from tf_face.detail.tf_ops import (detail_normals, displacement_from_rate, fd_orientation,
@@ -636,12 +637,10 @@ def texture_coherence(texture_linear, mask, sigma: float = 3.0) -> np.ndarray:
     its masked sigma-4 Gaussian, then a sigma-1 blur against pixel noise) is
     what the shading of a detail map can change; the mask's border is not an
     edge (normalised convolution)."""
-    lum = np.asarray(texture_linear, np.float32).mean(-1)
-    m = np.asarray(mask, np.float32)
+    lum = np.asarray(texture_linear, np.float32).mean(-1, keepdims=True)
+    m = np.asarray(mask, bool)
     k = lum.shape[0] / 256.0
-    den = cv2.GaussianBlur(m, (0, 0), 4 * k)
-    low = cv2.GaussianBlur(lum * m, (0, 0), 4 * k) / np.maximum(den, 1e-3)
-    hp = cv2.GaussianBlur((lum - low) * m, (0, 0), k)
+    hp = cv2.GaussianBlur((lum - masked_blur(lum, m, 4 * k))[..., 0] * m, (0, 0), k)
     gx = cv2.Sobel(hp, cv2.CV_32F, 1, 0) / 8.0
     gy = cv2.Sobel(hp, cv2.CV_32F, 0, 1) / 8.0
     w = float(sigma) * k
@@ -651,7 +650,7 @@ def texture_coherence(texture_linear, mask, sigma: float = 3.0) -> np.ndarray:
     spread = np.sqrt(np.square(jxx - jyy) + 4.0 * np.square(jxy))
     # + COHERENCE_FLOOR: flat texture has no direction
     coherence = (spread / (jxx + jyy + COHERENCE_FLOOR)) ** 2
-    return (np.clip(coherence, 0.0, 1.0) * (m > 0)).astype(np.float32)
+    return (np.clip(coherence, 0.0, 1.0) * m).astype(np.float32)
 
 
 def _displacement_terms(rate, args, consts):
@@ -668,10 +667,14 @@ def _displacement_terms(rate, args, consts):
     e_smooth = L.smoothness_loss(gather_texels(delta_u, texels), row_ptr, col_idx,
                                  reduction="sum", backend=backend)
     # the squared differences of r_d x units between each texel and its left
-    # and upper neighbour, weighted by the texel's incoherence
-    r = rate * valid * units_per_iod
-    e_incoherent = (tf.reduce_sum(tf.square(r[:, :, 1:] - r[:, :, :-1]) * incoherence[:, :, 1:])
-                    + tf.reduce_sum(tf.square(r[:, 1:] - r[:, :-1]) * incoherence[:, 1:]))
+    # and upper neighbour, weighted by the texel's incoherence (not computed
+    # at weight 0: "paper")
+    e_incoherent = tf.zeros([], rate.dtype)
+    if consts[3] > 0:
+        r = rate * valid * units_per_iod
+        e_incoherent = (
+            tf.reduce_sum(tf.square(r[:, :, 1:] - r[:, :, :-1]) * incoherence[:, :, 1:])
+            + tf.reduce_sum(tf.square(r[:, 1:] - r[:, :-1]) * incoherence[:, 1:]))
     return e_grad, e_const, e_smooth, e_incoherent
 
 

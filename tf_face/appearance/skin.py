@@ -115,11 +115,13 @@ class SkinOptions:
             raise ValueError(f"brow_reach must be >= 0, got {self.brow_reach}")
 
 
-def _masked_blur(x: np.ndarray, mask: np.ndarray, sigma: float) -> np.ndarray:
-    """Normalised Gaussian blur of x [S,S,3] over mask [S,S] (0 outside)."""
+def masked_blur(x: np.ndarray, mask: np.ndarray, sigma: float) -> np.ndarray:
+    """Normalised Gaussian blur of x [S,S,C] over mask [S,S] (0 outside)."""
     m = mask.astype(np.float32)
     den = cv2.GaussianBlur(m, (0, 0), sigma)
-    num = cv2.GaussianBlur(np.ascontiguousarray(x * m[..., None], np.float32), (0, 0), sigma)
+    # (cv2 drops a single channel's axis: put it back)
+    num = cv2.GaussianBlur(np.ascontiguousarray(x * m[..., None], np.float32), (0, 0),
+                           sigma).reshape(np.shape(x))
     return np.where(mask[..., None], num / np.maximum(den, 1e-6)[..., None], 0.0)
 
 
@@ -167,7 +169,7 @@ def non_skin_texels(texture_linear, visible, normals, sh, keep=None, reference=N
         return out
     delit = np.asarray(texture_linear, np.float64) / np.maximum(irradiance, 0.05)
     log_rgb = np.log(np.clip(delit, 1e-3, None))
-    log_rgb = _masked_blur(log_rgb, ok, max(opts.blur_sigma * k, 0.5))
+    log_rgb = masked_blur(log_rgb, ok, max(opts.blur_sigma * k, 0.5))
     lightness = log_rgb.mean(-1)
     chromaticity = log_rgb - lightness[..., None]
     ref = tested
