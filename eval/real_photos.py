@@ -68,7 +68,10 @@ the baseline beside DRN.
 Summary: the mean of every per-photo number over the photos that have it
 (``mean_<key>``), ``fit_beats_pca_fit_on`` = the number of photos where
 ``rerender_error_fit < rerender_error_pca_fit`` (and ``fit_beats_pca_on``
-vs B-Net with weights) out of ``photos_compared_*``.
+vs B-Net with weights) out of ``photos_compared_*``. A photo without colour
+(a greyscale photo, ``tf_face.skin_tone.is_monochrome``) gets ``monochrome``
+true and no ITA or tone group (its albedo is grey whoever it shows); the
+summary lists them in ``monochrome_photos``.
 
 With ``--out_dir``, contact sheets ``real_photos_sheet_<k>.png`` (at most
 ``--rows_per_sheet`` rows each): photo crop | unwrapped texture | fit
@@ -102,7 +105,8 @@ from tf_face.eval_metrics import json_safe  # noqa: E402,F401 - tests use it fro
 from tf_face.eval_metrics import (light_colour_cast, masked_mae,  # noqa: E402
                                   write_result_json)
 from tf_face.pipeline import GeometryPipeline, read_inputs  # noqa: E402
-from tf_face.serving.reconstruct import Reconstructor, model_kind  # noqa: E402
+from tf_face.serving.reconstruct import (Reconstructor, model_kind,  # noqa: E402
+                                         photo_is_monochrome)
 from tf_face.skin_tone import face_skin_mask, skin_ita, tone_group  # noqa: E402
 from tf_face.srgb import linear_to_srgb  # noqa: E402
 # TF-loading imports stay in functions, run after main's quiet_tensorflow() (test_import_weight)
@@ -172,7 +176,9 @@ def _finite_or_none(x):
 
 
 def _ita_keys(out: dict, name: str, albedo_linear, mask) -> None:
-    ita = skin_ita(albedo_linear, mask)
+    """``ita_<name>`` and ``tone_group_<name>``; None for a photo without colour
+    (``out["monochrome"]``): a grey albedo's ITA is +/-90 deg whoever it is."""
+    ita = float("nan") if out.get("monochrome") else skin_ita(albedo_linear, mask)
     out[f"ita_{name}"] = _finite_or_none(ita)
     out[f"tone_group_{name}"] = tone_group(ita) if np.isfinite(ita) else None
 
@@ -225,6 +231,7 @@ class RealPhotoEvaluator:
                "landmark_rmse_iod": _finite_or_none(getattr(res.fitted, "landmark_rmse_iod",
                                                             np.nan))}
         rec = {k: v for k, v in rec.items() if v is not None}
+        rec["monochrome"] = photo_is_monochrome(sample)
         _ita_keys(rec, "texture", srgb_to_linear_np(tex), self.skin_mask & vis)
         for k, v in res.timings_ms.items():
             if k != "align":
@@ -337,6 +344,8 @@ def summarize(per_photo: list, failures: list, num_photos: int) -> dict:
             out[f"photos_compared_{base}"] = len(pairs)
     fit_failures = [{"photo": r["photo"], "error": r["fit_error"]} for r in per_photo
                     if "fit_error" in r]
+    # greyscale photos: no ITA (``_ita_keys``), listed so nobody wonders where it went
+    out["monochrome_photos"] = [r["photo"] for r in per_photo if r.get("monochrome")]
     out.update({"photos": num_photos, "photos_evaluated": len(per_photo),
                 "num_failures": len(failures), "failures": failures,
                 "num_fit_failures": len(fit_failures), "fit_failures": fit_failures})
@@ -397,6 +406,7 @@ def sheet_row(rec: dict, pics: dict, atlas_mask, with_fan: bool = False) -> np.n
     if len(name) > 34:
         name = "..." + name[-31:]
     lines = [name,
+             "ITA n/a: greyscale photo" if rec.get("monochrome") else
              f"ITA tex {_fmt_ita(rec.get('ita_texture'))} fit {_fmt_ita(rec.get('ita_fit'))}"
              f" pcafit {_fmt_ita(rec.get('ita_pca_fit'))}"]
     if "rerender_error_fit" in rec:

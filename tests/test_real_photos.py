@@ -142,6 +142,17 @@ def test_report_on_a_synthetic_photo(evaluator, tmp_path):
     row = RP.sheet_row(rec2, pics, evaluator.atlas.mask)
     assert row.shape == (256, 256 * len(RP.SHEET_COLUMNS), 3)
 
+    # a greyscale photo: flagged, and no ITA (a grey albedo's is +-90 whoever it is)
+    assert rec["monochrome"] is False and r["monochrome_photos"] == []
+    grey = np.repeat(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)[..., None], 3, -1)
+    rec3, pics3 = RP.RealPhotoEvaluator.evaluate(ev2, grey, "grey.png")
+    assert rec3["monochrome"] is True
+    assert rec3["ita_texture"] is None and rec3["tone_group_texture"] is None
+    s3 = RP.summarize([rec, rec3], [], 2)
+    assert s3["monochrome_photos"] == ["grey.png"]
+    assert s3["mean_ita_texture"] == pytest.approx(rec["ita_texture"])   # the colour photo's only
+    assert RP.sheet_row(rec3, pics3, evaluator.atlas.mask).shape == row.shape
+
 
 def test_network_paths_with_random_weights(tmp_path):
     """With --weights_dir the B-Net (pca) and FAN paths appear, with their ms."""

@@ -379,23 +379,39 @@ def test_fit_appearance_needs_no_weights(tmp_path):
     weights folder, and the fitted albedo follows the photo's skin tone."""
     from tf_face.facemodel import default_model
     from tf_face.serving.reconstruct import Reconstructor, reconstruct_one
-    from tf_face.skin_tone import face_skin_mask, skin_ita
+    from tf_face.skin_tone import face_skin_mask, linear_rgb_to_lab, mean_skin_colour, skin_ita
     from tf_face.synthetic import render_face, sample_face
     from tf_face.uv import get_atlas
 
     model = default_model()
     atlas = get_atlas(model, size=256)
-    recon = Reconstructor(None, appearance="fit", log=lambda *_: None)
+    logged = []
+    recon = Reconstructor(None, appearance="fit", log=logged.append)
     assert recon.appearance == "fit" and recon.weights_dir is None
     itas = {}
-    for tone in ("very_light", "dark"):
-        face = sample_face(np.random.default_rng([7, len(itas)]), model, skin_tone=tone)
+    for tone in ("very_light", "dark", "grey"):
+        face = sample_face(np.random.default_rng([7, min(len(itas), 1)]), model,
+                           skin_tone="dark" if tone == "grey" else tone)
         image, truth = render_face(face, 384, model=model, atlas=atlas)
         path = tmp_path / f"{tone}.png"
-        cv2.imwrite(str(path), image[..., ::-1])
+        if tone == "grey":       # the dark face as a greyscale photo
+            cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_RGB2GRAY))
+        else:
+            cv2.imwrite(str(path), image[..., ::-1])
+        logged.clear()
         info = reconstruct_one(recon, path, tmp_path / tone, renders=False)
         assert "albedo.png" in info["files"] and "mesh.glb" in info["files"]
         rec = json.loads((tmp_path / tone / "reconstruction.json").read_text())
+        # a greyscale photo is said to be one: its albedo is grey, not the person's tone
+        warned = [m for m in logged if "no colour (greyscale)" in str(m)]
+        assert rec["photo_monochrome"] is (tone == "grey") and len(warned) == (tone == "grey")
+        if tone == "grey":
+            # ... and it is (its skin has chroma ~0; the colour photos' ~20)
+            albedo = cv2.imread(str(tmp_path / tone / "albedo.png"))[..., ::-1] / 255.0
+            lin = np.where(albedo <= 0.04045, albedo / 12.92, ((albedo + 0.055) / 1.055) ** 2.4)
+            lab = linear_rgb_to_lab(mean_skin_colour(lin, face_skin_mask(256)))
+            assert np.hypot(lab[1], lab[2]) < 2.0, lab
+            continue
         assert rec["appearance"] == "fit" and rec["weights"]["folder"] is None
         assert rec["appearance_options"]["light_albedo"]["exposure_normals"] == "face"
         assert rec["appearance_options"]["albedo_map"]["photo_features"] is True

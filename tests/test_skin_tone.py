@@ -123,6 +123,34 @@ def test_skin_ita():
         st.skin_ita(alb, np.ones((32, 32), bool))
 
 
+def test_is_monochrome():
+    rng = np.random.default_rng(0)
+    grey = np.repeat(rng.uniform(0.02, 0.9, (32, 32, 1)), 3, -1)
+    assert st.is_monochrome(grey)
+    # a greyscale JPEG: +-1/255 of chroma noise per channel in sRGB
+    srgb = st.srgb_to_linear(np.clip(grey ** (1 / 2.2) + rng.integers(-1, 2, grey.shape) / 255,
+                                     0, 1))
+    assert st.is_monochrome(srgb)
+    # skin of every group is coloured, and so is the least coloured shared photo's
+    # face (deca_examples/image03786 under a blue sky: L*, a*, b* ~ 55.5, 7.7, 8.0)
+    for c in list(st.GROUP_REFERENCE_LINEAR.values()) + [st.lab_to_linear_rgb([55.5, 7.7, 8.0])]:
+        assert not st.is_monochrome(np.broadcast_to(c, (8, 8, 3)))
+    # only the masked texels count, up to the 95th percentile
+    mixed = grey.copy()
+    mixed[:, :16] = st.GROUP_REFERENCE_LINEAR["tan"]
+    left = np.zeros((32, 32), bool)
+    left[:, :16] = True
+    assert st.is_monochrome(mixed, ~left) and not st.is_monochrome(mixed, left)
+    few = grey.copy()
+    few[0, :20] = st.GROUP_REFERENCE_LINEAR["tan"]        # 2% of the texels: still grey
+    assert st.is_monochrome(few)
+    assert not st.is_monochrome(grey, np.zeros((32, 32), bool))     # nothing to judge
+    with pytest.raises(ValueError):
+        st.is_monochrome(grey, np.ones((16, 16), bool))
+    with pytest.raises(ValueError):
+        st.is_monochrome(grey[..., 0])
+
+
 def test_tone_model_numbers():
     mean, axes, std = tone_model()
     np.testing.assert_allclose(mean, SKIN_LINEAR)

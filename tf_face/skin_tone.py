@@ -72,6 +72,19 @@ inside the mesh's UV footprint eroded by ``size/64`` texels.
 converted to Lab (the mean, not the median: the mean reflectance is what a
 colorimeter aperture integrates, and it is linear in the albedo, so the skin
 ITA of ``m_a + U_a p_a`` can be set exactly by solving for p_a).
+
+Photos without colour
+---------------------
+A greyscale photo (``deca_exp/2``, ``package_photos/Tom_Hanks_54745`` among
+the shared ones) has b* = 0 everywhere, so every albedo fitted to it is grey
+and its ITA is +/-90 deg: "very light" whatever the person's skin.
+``is_monochrome(rgb, mask)`` says so: the 95th percentile of the texels'
+CIELAB chroma C*ab = sqrt(a*^2 + b*^2) is below ``MONOCHROME_CHROMA``.
+Measured on the 56 shared photos (visible texels of the unwrapped face):
+the two greyscale ones 0.00, the least coloured colour photos
+(``deca_exp/1``, ``deca_examples/image03786`` under a blue sky) 15.7 and 16.0. ``reconstruct`` warns
+and records ``photo_monochrome``; ``eval/real_photos.py`` reports no ITA for
+such photos. Sepia and other one-hue photos are coloured and not caught.
 """
 
 from __future__ import annotations
@@ -327,3 +340,27 @@ def skin_ita(albedo_linear, mask=None) -> float:
     if not np.all(np.isfinite(c)):
         return float("nan")
     return float(ita_deg(linear_rgb_to_lab(c)))
+
+
+#: ``is_monochrome``: the 95th-percentile CIELAB chroma below which a photo has no colour
+MONOCHROME_CHROMA = 3.0
+
+
+def is_monochrome(rgb_linear, mask=None) -> bool:
+    """True when the texels of ``rgb_linear`` [S, S, 3] (linear RGB) under
+    ``mask`` [S, S] bool (default: all) carry no colour: the 95th percentile
+    of their CIELAB chroma is below ``MONOCHROME_CHROMA`` (a greyscale photo;
+    see the module doc). False for an empty mask (nothing to judge)."""
+    a = np.asarray(rgb_linear, np.float64)
+    if a.ndim != 3 or a.shape[-1] != 3:
+        raise ValueError(f"expected an [S,S,3] image, got shape {a.shape}")
+    m = np.ones(a.shape[:2], bool) if mask is None else np.asarray(mask, bool)
+    if m.shape != a.shape[:2]:
+        raise ValueError(f"mask {m.shape} does not match the image {a.shape[:2]}")
+    px = a[m]
+    px = px[np.all(np.isfinite(px), -1)]
+    if not len(px):
+        return False
+    lab = linear_rgb_to_lab(np.clip(px, 0.0, None))
+    chroma = np.hypot(lab[:, 1], lab[:, 2])
+    return bool(np.percentile(chroma, 95) < MONOCHROME_CHROMA)

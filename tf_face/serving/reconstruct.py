@@ -56,6 +56,9 @@ class Reconstruction:
     mesh_refinement: Optional[dict] = None  # the fit's step 0 (``refinement_json``), if it ran
     # [S, S] bool: texels the fit left out as not the face's skin (hair, a cap), if it ran
     non_skin: Optional[np.ndarray] = None
+    # the photo has no colour (a greyscale photo: ``tf_face.skin_tone.is_monochrome``):
+    # the albedo is grey and says nothing of the person's skin tone
+    photo_monochrome: bool = False
 
 
 def model_kind(spec: str) -> str:
@@ -255,8 +258,25 @@ class Reconstructor:
         timings = {k: v for k, v in result.timings_ms.items() if k != "total"}
         timings.update(nets.timings_ms)
         timings["detail_maps"] = detail_ms
+        monochrome = photo_is_monochrome(result.sample)
+        if monochrome:
+            self.log(f"warning: {MONOCHROME_WARNING}")
         return Reconstruction(result, nets, valid, disp, moved, normals, timings, note,
-                              refinement, non_skin)
+                              refinement, non_skin, monochrome)
+
+
+MONOCHROME_WARNING = ("the photo has no colour (greyscale): the albedo is grey and "
+                      "says nothing of the person's skin tone")
+
+
+def photo_is_monochrome(sample) -> bool:
+    """Whether the unwrapped face (``sample.texture``, sRGB, on its visible
+    texels ``sample.mask``) has no colour (``tf_face.skin_tone.is_monochrome``)."""
+    from tf_face.skin_tone import is_monochrome
+    from tf_face.srgb import srgb_to_linear
+
+    tex = np.clip(np.asarray(sample.texture, np.float64), 0.0, 1.0)
+    return is_monochrome(srgb_to_linear(tex), np.asarray(sample.mask, bool))
 
 
 def refinement_json(al) -> Optional[dict]:

@@ -173,6 +173,8 @@ def write_reconstruction(directory, image, rec, recon, title: str = "tf_face rec
             "face model": model.name,
             "image size": f"{image.shape[1]}x{image.shape[0]}",
             "landmark RMSE / IOD": f"{fitted.landmark_rmse_iod:.4f}",
+            **({"photo": "greyscale: the albedo is grey, not the person's skin tone"}
+               if rec.photo_monochrome else {}),
             "files": "mesh.obj/.mtl, mesh_detailed.obj/.mtl, mesh.glb, mesh_detailed.glb, "
                      "lighting.json, displacement.png (+ .json)"}
     write_report(d, title, images, maps, {k: round(v, 1) for k, v in all_timings.items()},
@@ -180,6 +182,8 @@ def write_reconstruction(directory, image, rec, recon, title: str = "tf_face rec
     write_json(d / "reconstruction.json", {
         "backend": info["backend"], "weights": cfg.to_json(),
         "appearance": recon.appearance, "appearance_note": rec.appearance_note,
+        # a greyscale photo: the albedo is grey, whatever the person's skin tone
+        "photo_monochrome": bool(rec.photo_monochrome),
         # every setting of the per-photo fit (absent with --appearance=net)
         **({"appearance_options": dataclasses.asdict(fitter.options)}
            if (fitter := getattr(recon, "fitter", None)) is not None else {}),
