@@ -37,6 +37,8 @@ def test_each_flag_reaches_its_field():
     assert o.albedo_map.hidden_features == "pca" != AppearanceOptions().albedo_map.hidden_features
     assert o.displacement.w_incoherent == 0 < AppearanceOptions().displacement.w_incoherent
     assert (o.displacement.w_smooth, o.displacement.steps) == (20.0, 25)
+    assert (o.displacement.grad_sigma, o.displacement.w_grad) == (0.0, 0.5)   # Eq. 9 as written
+    assert AppearanceOptions().displacement.grad_sigma > 0
     # everything else stays at the defaults
     d = AppearanceOptions()
     assert o.albedo_map.w_low == d.albedo_map.w_low and o.light_albedo.w_a == d.light_albedo.w_a

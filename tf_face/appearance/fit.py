@@ -20,7 +20,8 @@ right after the geometry pipeline, so the networks see the same unwrap);
    270 -> 132 ms; the refit's PCA albedo is 0.002-0.009 (linear, mean) from
    the fit from scratch's, with an objective 0.98-1.02x of it; 24 synthetic
    faces (seed 2000): albedo errors within 2e-4;
-2. displacement: DRN's Eq. 9 (+ our E_incoherent) on the moving-rate map, shading the PCA albedo
+2. displacement: DRN's Eq. 9 (its E_grad on the photo and render low-passed by 2 texels, +
+   our E_incoherent) on the moving-rate map, shading the PCA albedo
    (smooth, so the shading's high frequencies are left to geometry) --
    ``maps.fit_displacement_map``;
 3. albedo map: FAN's E_pixel with the low-frequency guidance towards the PCA

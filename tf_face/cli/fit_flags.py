@@ -60,7 +60,8 @@ def define_fit_flags(flag_values=flags.FLAGS) -> None:
         "fit_detail_prior", "lines", ["lines", "paper"],
         "Per-photo fit: the displacement map's prior. 'lines' (the default): the paper's Eq. 9 "
         "with weaker regularisers plus a slope penalty where the photo's fine detail has no "
-        "direction (pores, freckles, noise), so folds and wrinkles, which are lines, come out "
+        "direction (pores, freckles, noise), and its E_grad on the photo and render "
+        "low-passed (grain and noise are finer than folds), so folds and wrinkles come out "
         "and skin grain does not turn into bumps; 'paper': Eq. 9 alone, with the weights that "
         "keep grain out by keeping every fold faint (tf_face.appearance.maps).",
         flag_values=flag_values)
