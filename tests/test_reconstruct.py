@@ -380,6 +380,7 @@ def test_fit_appearance_needs_no_weights(tmp_path):
     from tf_face.facemodel import default_model
     from tf_face.serving.reconstruct import Reconstructor, reconstruct_one
     from tf_face.skin_tone import face_skin_mask, linear_rgb_to_lab, mean_skin_colour, skin_ita
+    from tf_face.srgb import srgb_to_linear
     from tf_face.synthetic import render_face, sample_face
     from tf_face.uv import get_atlas
 
@@ -408,7 +409,7 @@ def test_fit_appearance_needs_no_weights(tmp_path):
         if tone == "grey":
             # ... and it is (its skin has chroma ~0; the colour photos' ~20)
             albedo = cv2.imread(str(tmp_path / tone / "albedo.png"))[..., ::-1] / 255.0
-            lin = np.where(albedo <= 0.04045, albedo / 12.92, ((albedo + 0.055) / 1.055) ** 2.4)
+            lin = srgb_to_linear(albedo)
             lab = linear_rgb_to_lab(mean_skin_colour(lin, face_skin_mask(256)))
             assert np.hypot(lab[1], lab[2]) < 2.0, lab
             continue
@@ -431,7 +432,7 @@ def test_fit_appearance_needs_no_weights(tmp_path):
             (non_skin > 0).sum() / visible.sum(), abs=1e-4)
         assert rec["non_skin_fraction"] < 0.2        # a clean synthetic face: little or none
         albedo = cv2.imread(str(tmp_path / tone / "albedo.png"))[..., ::-1] / 255.0
-        lin = np.where(albedo <= 0.04045, albedo / 12.92, ((albedo + 0.055) / 1.055) ** 2.4)
+        lin = srgb_to_linear(albedo)
         itas[tone] = skin_ita(lin, face_skin_mask(256))
     assert itas["very_light"] > 41 and itas["dark"] < 10, itas
 
