@@ -455,7 +455,7 @@ def test_blur_is_the_zero_padded_gaussian_convolution():
 
 
 def test_xla_compiled_detail_normals_equal_the_plain_ones(setup):
-    """The displacement fit's XLA-compiled detail normals (jit_normals) and
+    """The displacement fit's XLA-compiled detail normals (``jit``) and
     their gradient are the un-compiled TF ones to float rounding."""
     import tensorflow as tf
 
@@ -483,6 +483,46 @@ def test_xla_compiled_detail_normals_equal_the_plain_ones(setup):
     (nd_plain, g_plain), (nd_xla, g_xla) = out
     assert np.abs(nd_plain).sum() > 0 and np.abs(g_plain).max() > 1e-3
     np.testing.assert_allclose(nd_xla, nd_plain, atol=1e-5)
+    np.testing.assert_allclose(g_xla, g_plain, atol=1e-4 * np.abs(g_plain).max())
+
+
+@pytest.mark.parametrize("backend", ["reference", "op"])
+def test_xla_compiled_step_equals_the_plain_one(setup, backend):
+    """A displacement step's objective and gradient with its pure-TF parts
+    XLA-compiled (``DisplacementOptions.jit``: normals, E_grad with its
+    low-pass, E_const, E_incoherent) are the un-compiled ones to float rounding,
+    through the custom ops or their reference."""
+    import dataclasses
+
+    import tensorflow as tf
+
+    from tf_face.appearance import maps
+    from tf_face.appearance.maps import DetailGrid, DisplacementOptions
+    from tf_face.render import ops_available
+    if backend == "op" and not ops_available():
+        pytest.skip("the custom ops are not built (make ops)")
+    _, atlas, am = setup
+    rng = np.random.default_rng(21)
+    albedo = (am.mean * (1 + 0.1 * rng.standard_normal((SIZE, SIZE, 1)))).astype(np.float32)
+    sh = _light(rng)
+    s = _sample(setup, albedo, sh)
+    lin = np.where(s.texture <= 0.04045, s.texture / 12.92, ((s.texture + 0.055) / 1.055) ** 2.4)
+    rate0 = tf.constant((rng.normal(0, 2e-3, (1, SIZE, SIZE, 1)) * atlas.mask[None, ..., None])
+                        .astype(np.float32))
+    out = {}
+    for jit in (False, True):
+        opts = dataclasses.replace(DisplacementOptions(), jit=jit)
+        args, consts, _ = maps._displacement_problem(lin, s.mask, s.normals, s.position, sh,
+                                                     albedo, DetailGrid(atlas.mask), opts,
+                                                     backend)
+        assert consts[6] is jit and consts[3] > 0 and consts[7]   # E_incoherent and blur on
+        with tf.GradientTape() as tape:
+            tape.watch(rate0)
+            loss = maps._displacement_objective(rate0, args, consts)
+        out[jit] = (float(loss), tape.gradient(loss, rate0).numpy())
+    (f_plain, g_plain), (f_xla, g_xla) = out[False], out[True]
+    assert f_plain > 0 and np.abs(g_plain).max() > 0
+    np.testing.assert_allclose(f_xla, f_plain, rtol=1e-5)
     np.testing.assert_allclose(g_xla, g_plain, atol=1e-4 * np.abs(g_plain).max())
 
 
