@@ -56,14 +56,23 @@ def test_pose_change_keeps_the_weak_perspective_model(scene):
     assert np.abs(c1 - c0).max() < 0.5 and _vertex_error(r, f) > 0.8
 
 
-def test_jacobian_matches_finite_differences(scene):
+def _face_px(fitted):
+    vi = np.asarray(fitted.vertices_image, np.float64)[:, :2]
+    return float(np.ptp(vi, axis=0).max())
+
+
+@pytest.mark.parametrize("shrink", [1.0, 0.5])
+def test_jacobian_matches_finite_differences(scene, shrink):
     """Each of the 6 columns against central differences of the residual on
     the blurred photo (smooth there, so bilinear sampling is differentiable
-    enough): a sign or axis mix-up gives a correlation far below 1."""
+    enough): a sign or axis mix-up gives a correlation far below 1. With the
+    photo's crop shrunk to half (``max_face_px``) too: the zoom's chain rule."""
     model, atlas, img, tr = scene
     f = tr.fitted()
     sample = unwrap(img, f, model, atlas)
-    prob = _Problem(img, f, atlas, sample, tr.albedo, tr.sh, AlignOptions())
+    opts = AlignOptions(max_face_px=shrink * _face_px(f) if shrink < 1 else 0.0)
+    prob = _Problem(img, f, atlas, sample, tr.albedo, tr.sh, opts)
+    assert np.allclose(prob.zoom, shrink, atol=0.01)
     prob.set_level(4.0)
     theta = np.array([0.01, -0.02, 0.01, 0.005, 0.5, -0.3])
     _, j = prob.residual(theta, jac=True)
@@ -77,15 +86,42 @@ def test_jacobian_matches_finite_differences(scene):
         assert corr > 0.95 and 0.85 < ratio < 1.15, (k, corr, ratio)
 
 
-def test_the_photo_pulls_a_moved_pose_back(scene):
+def test_shrunk_photo_is_sampled_where_the_full_one_is(scene):
+    """The residual (photo sampled at the texels' image points) and its
+    Jacobian on the blurred level are the same, to the resampling's error,
+    whether the crop is kept or shrunk to half: pixel centres and gradients
+    map through the zoom (an off-by-half-a-pixel or an unscaled gradient
+    shows as a far larger difference)."""
+    model, atlas, img, tr = scene
+    f = tr.fitted()
+    sample = unwrap(img, f, model, atlas)
+    out = []
+    for max_px in (0.0, 0.5 * _face_px(f)):
+        prob = _Problem(img, f, atlas, sample, tr.albedo, tr.sh, AlignOptions(max_face_px=max_px))
+        prob.set_level(4.0)
+        out.append(prob.residual(np.zeros(6), jac=True))
+    (r_full, j_full), (r_half, j_half) = out
+    # measured: 5 % of the residual's size; the points half a pixel off: 25 %
+    scale = np.abs(r_full).mean()
+    assert scale > 0.005 and np.abs(r_half - r_full).mean() < 0.1 * scale
+    for k in (3, 4, 5):      # the scale and shift columns: pure image gradients
+        a, b = j_full[..., k].reshape(-1), j_half[..., k].reshape(-1)
+        # measured 5-7 %; a gradient not scaled by the zoom: 100 %
+        assert np.linalg.norm(b - a) < 0.15 * np.linalg.norm(a), k
+
+
+@pytest.mark.parametrize("shrink", [1.0, 0.5])
+def test_the_photo_pulls_a_moved_pose_back(scene, shrink):
     """True albedo and light, pose moved by 4 deg yaw, 2 deg roll, 4 px: the
-    refined mesh lands far closer to the true one, and E_pixel falls."""
+    refined mesh lands far closer to the true one, and E_pixel falls; also
+    with the photo's crop shrunk to half."""
     model, atlas, img, tr = scene
     truth = tr.fitted()
     moved = _moved(truth, [0.0, 0.07, 0.035, 0.0, 3.0, -2.5])
     before = _vertex_error(moved, truth)
     sample = unwrap(img, moved, model, atlas)
-    res = align_pose(img, moved, atlas, sample, tr.albedo, tr.sh)
+    opts = AlignOptions(max_face_px=shrink * _face_px(moved) if shrink < 1 else 0.0)
+    res = align_pose(img, moved, atlas, sample, tr.albedo, tr.sh, opts)
     after = _vertex_error(res.fitted, truth)
     assert res.kept and res.energy_after < res.energy_before
     assert before > 3.0 and after < 0.3 * before, (before, after)

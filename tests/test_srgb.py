@@ -46,3 +46,18 @@ def test_tf_twins_agree_with_numpy():
         tape.watch(v)
         y = tf.reduce_sum(srgb.linear_to_srgb_tf(v))
     assert np.all(np.isfinite(tape.gradient(y, v).numpy()))
+
+
+def test_uint8_table_is_the_curve():
+    """``srgb_uint8_to_linear`` (a table) gives ``srgb_to_linear(x / 255)`` for
+    every uint8 value, in an array of any shape, and refuses other dtypes."""
+    srgb_to_linear, srgb_uint8_to_linear = srgb.srgb_to_linear, srgb.srgb_uint8_to_linear
+    x = np.arange(256, dtype=np.uint8)
+    np.testing.assert_allclose(srgb_uint8_to_linear(x), srgb_to_linear(x / 255.0), rtol=1e-6,
+                               atol=1e-9)
+    img = np.random.default_rng(0).integers(0, 256, (7, 5, 3)).astype(np.uint8)
+    got = srgb_uint8_to_linear(img)
+    assert got.shape == img.shape and got.dtype == np.float32
+    np.testing.assert_allclose(got, srgb_to_linear(img / 255.0), rtol=1e-6, atol=1e-9)
+    with pytest.raises(TypeError):
+        srgb_uint8_to_linear(img.astype(np.float32))

@@ -39,6 +39,17 @@ left as it was. Two stages (``mode``):
   fitted coefficient vector).
 * ``"both"``: rigid, a new unwrap, then warp.
 
+The photo is read only in a crop around the face (its box + a quarter),
+converted to linear RGB by a table for uint8 photos, and shrunk (area
+average) when the face box spans more than ``max_face_px`` (640) pixels:
+the texels sample it every ``stride`` texels of a 256^2 map, far more
+coarsely than a 1000-pixel face's pixels, and ``blur_px`` stays in the
+photo's pixels (scaled with the crop). On ``deca_exp/4`` and
+``deca_teaser/1`` (faces ~1000-1100 px), building the problem and its blur
+levels took 71-100 ms and takes 43-47 (the sRGB curve on a 1300^2 crop:
+81-112 ms, the table 9); their refined vertices land a median 0.5-0.7 px
+(~0.1 texel) from where the full-size crop put them.
+
 Either way ``vertices_image = model_to_image(vertices_model, s, R, t)``
 stays true (a mesh for which it does not hold is left alone). The caller
 unwraps the photo again with the new mesh (``AppearanceFitter.align``).
@@ -69,7 +80,7 @@ import cv2
 import numpy as np
 
 from tf_face.sh import sh_basis_np
-from tf_face.srgb import srgb_to_linear
+from tf_face.srgb import srgb_to_linear, srgb_uint8_to_linear
 from tf_face.types import IMAGE_FLIP, FittedFace, model_to_image
 
 
@@ -94,6 +105,9 @@ class AlignOptions:
     s_scale: float = 0.05           # prior std of the log scale change
     s_shift: float = 0.05           # prior std of the translation (IOD)
     max_rot: float = 0.35           # bound on |omega| (radians, ~20 deg)
+    # the photo's face crop is shrunk so the face box spans at most this many
+    # pixels (0: never); the texels sample it far more coarsely (module doc)
+    max_face_px: float = 640.0
 
 
 @dataclasses.dataclass
@@ -145,8 +159,20 @@ class _Problem:
         y1 = int(min(img.shape[0], np.ceil(hi[1] + pad)))
         self.offset = np.array([x0, y0], np.float64)
         img = img[y0:max(y1, y0 + 1), x0:max(x1, x0 + 1), :3]
-        img = img.astype(np.float32) / 255.0 if img.dtype == np.uint8 else img.astype(np.float32)
-        self.photo = srgb_to_linear(np.clip(img, 0.0, 1.0)).astype(np.float32)
+        if img.dtype == np.uint8:
+            photo = srgb_uint8_to_linear(img)
+        else:
+            photo = srgb_to_linear(np.clip(img.astype(np.float32), 0.0, 1.0)).astype(np.float32)
+        # crop pixel x -> (x + 0.5) * zoom - 0.5 in the (maybe shrunk) photo
+        self.zoom = np.ones(2)
+        face_px = float((hi - lo).max())
+        if opts.max_face_px > 0 and face_px > opts.max_face_px:
+            f = opts.max_face_px / face_px
+            h, w = photo.shape[:2]
+            size = (max(1, int(round(w * f))), max(1, int(round(h * f))))
+            photo = cv2.resize(photo, size, interpolation=cv2.INTER_AREA)
+            self.zoom = np.array([size[0] / w, size[1] / h])
+        self.photo = np.ascontiguousarray(photo, np.float32)
         self.t0 = np.asarray(fitted.translation, np.float64)[:2]
         cam = (vi - np.r_[self.t0, 0.0]) * IMAGE_FLIP                    # = s R X
         self.centroid = cam.mean(0)
@@ -174,14 +200,21 @@ class _Problem:
         img = self.photo
         a = self.albedo_uv
         if blur > 0:
-            img = cv2.GaussianBlur(img, (0, 0), blur)
+            # blur is in the photo's pixels; the albedo map's texels are not shrunk
+            sigma = blur * float(self.zoom.mean())
+            if sigma > 0.05:
+                img = cv2.GaussianBlur(img, (0, 0), sigma)
             a = cv2.GaussianBlur(a, (0, 0), blur)
-        gx = cv2.Scharr(img, cv2.CV_32F, 1, 0) / 32.0
-        gy = cv2.Scharr(img, cv2.CV_32F, 0, 1) / 32.0
+        # the gradients per pixel of the crop (chain rule through the zoom)
+        gx = cv2.Scharr(img, cv2.CV_32F, 1, 0) * np.float32(self.zoom[0] / 32.0)
+        gy = cv2.Scharr(img, cv2.CV_32F, 0, 1) * np.float32(self.zoom[1] / 32.0)
         self.stack = [np.ascontiguousarray(m) for m in (img, gx, gy)]     # 3 x [H, W, 3]
         self.albedo = a[self.vis].astype(np.float64)                      # [N, 3]
 
     def _sample(self, x, y):
+        """Photo, d/dx and d/dy [N, 9] at crop pixels (x, y), bilinear."""
+        x = (np.asarray(x, np.float64) + 0.5) * self.zoom[0] - 0.5
+        y = (np.asarray(y, np.float64) + 0.5) * self.zoom[1] - 0.5
         h, w = self.stack[0].shape[:2]
         n = x.size
         rows = -(-n // 256)
