@@ -39,7 +39,16 @@ the 56 shared photos 0.0343 -> 0.0339. On 60 balanced synthetic faces (seed
 and what the synthetic generator draws (``tf_face.synthetic.lighting``: mean
 front irradiance 0.8-1.1). With it the skin tone follows the photo's
 brightness, as a person judging the photo would (and an under-exposed photo
-reads as darker skin). The last term pulls the light's directional part
+reads as darker skin). Not kept (2026-12-04): the sclera as a white
+reference. On synthetic faces the brightest near-neutral delit texels of
+the eye region (90th percentile of texels with blue/red > 0.7) explain
+most of the fit's remaining exposure error (100 faces, seed 3000: log-gain
+error std 0.102, 0.048 after regressing it on them; correlation 0.88), but
+the generator's eyes are flat, unshadowed discs with a 0.46-0.58 sclera
+(that percentile 0.41-0.75, median 0.53). On the 56 shared photos 21 have
+fewer than 10 such texels (half-closed eyes, lids, lashes) and the others
+read 0.03-1.05 (median 0.35: shadowed sclera, catchlights), so the cue
+would make most real faces lighter and some far darker. The last term pulls the light's directional part
 weakly towards ambient: with dark skin the pixels constrain the direction
 little, and unconstrained SH traded against the albedo's smooth components
 (measured on 32 synthetic faces: SH RMS 0.37 -> 0.14, ITA bias across tone
