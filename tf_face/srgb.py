@@ -1,7 +1,8 @@
 """The sRGB transfer curve (IEC 61966-2-1), the one copy, numpy and TF twins.
 
 ``srgb_to_linear`` / ``linear_to_srgb`` (numpy, float64: serving, synthetic
-photos, renders, skin tones; ``srgb_uint8_to_linear``, its table for uint8 photos) and ``srgb_to_linear_tf`` / ``linear_to_srgb_tf``
+photos, renders, skin tones; ``srgb_uint8_to_linear``: the first as a table
+for uint8 photos) and ``srgb_to_linear_tf`` / ``linear_to_srgb_tf``
 (TensorFlow, differentiable: training) share the constants below. Every
 function clips its input to [0, 1] first. ``tests/test_srgb.py`` pins the
 curve at analytic points and checks that the twins agree.
@@ -35,18 +36,16 @@ def srgb_to_linear(x) -> np.ndarray:
     return np.where(x <= ENCODED_KNEE, x / SLOPE, np.power((x + A) / (1.0 + A), GAMMA))
 
 
-_UINT8_TO_LINEAR = None
+#: float32 ``srgb_to_linear(i / 255)`` for i = 0..255
+_UINT8_TO_LINEAR = srgb_to_linear(np.arange(256) / 255.0).astype(np.float32)
 
 
 def srgb_uint8_to_linear(x) -> np.ndarray:
     """``srgb_to_linear(x / 255)`` of a uint8 array, float32, by a 256-entry
     table of that function (the same values, ~10x faster on a photo)."""
-    global _UINT8_TO_LINEAR
     x = np.asarray(x)
     if x.dtype != np.uint8:
         raise TypeError(f"srgb_uint8_to_linear takes uint8, got {x.dtype}")
-    if _UINT8_TO_LINEAR is None:
-        _UINT8_TO_LINEAR = srgb_to_linear(np.arange(256) / 255.0).astype(np.float32)
     return _UINT8_TO_LINEAR[x]
 
 
