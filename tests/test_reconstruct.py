@@ -3,6 +3,7 @@ every output file, OBJ/MTL/GLB parse back, renders and relighting direction,
 batch mode with bad photos, the TFLite backend vs TF, the same one-line
 errors as the unwrap CLI, and the report in headless Chromium."""
 
+import dataclasses
 import json
 import os
 import re
@@ -456,12 +457,18 @@ def test_net_plus_fit_starts_at_the_networks_and_improves_on_them(weights, recon
         errors[name] = float(np.abs(shaded - srgb_to_linear_np(s.texture))[vis].mean())
         if name == "net+fit":
             assert {"networks", "fit_light_albedo"} <= set(rec.timings_ms)
-            # the default keeps DRN's displacement (init_displacement="keep"): DRN's
-            # output on this run's unwrap (its mesh refined against the photo first)
+            # the default refines DRN's displacement (init_displacement="refine");
+            # "keep" gives DRN's output on this run's unwrap (its mesh refined
+            # against the photo first) as it is
             drn = both.backend(s.texture).moving_rate
             valid = rec.valid
-            np.testing.assert_allclose(rec.nets.moving_rate[valid], drn[valid], atol=1e-6)
             assert np.any(drn[valid] != 0)
+            assert both.fitter.options.init_displacement == "refine"
+            assert np.abs(rec.nets.moving_rate[valid] - drn[valid]).max() > 1e-4
+            both.fitter.options = dataclasses.replace(both.fitter.options,
+                                                      init_displacement="keep")
+            kept = both.run(astronaut)
+            np.testing.assert_allclose(kept.nets.moving_rate[valid], drn[valid], atol=1e-6)
     assert errors["net+fit"] < errors["net"], errors
 
 

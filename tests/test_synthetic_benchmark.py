@@ -643,14 +643,16 @@ def test_balanced_tones_cycle_the_groups():
 def test_net_fit_keeps_drn_displacement_and_runs_the_networks(tmp_path, fast_fit_options):
     """--appearance=net_fit (reconstruct's default mode) runs and scores the
     networks too; with init_displacement="keep" its detail normals are DRN's
-    (equal scores), with "refine" they move; the fit's own albedo is scored."""
+    (equal scores), with "refine" (the default) they move; the fit's own
+    albedo is scored."""
     import dataclasses
     from tf_face.testing.random_weights import write_random_weights
     bench = _bench()
     weights = write_random_weights(tmp_path / "weights", bnet_width=4, ngf=4, p_a_std=0.3,
                                    sh_std=0.05, seed=7)
+    keep = dataclasses.replace(fast_fit_options, init_displacement="keep")
     r = bench.run_benchmark(weights, num_faces=1, seed=1001, image_size=256, progress=False,
-                            appearance="net_fit", fit_options=fast_fit_options)
+                            appearance="net_fit", fit_options=keep)
     assert r["faces_evaluated"] == 1 and r["num_appearance_failures"] == 0
     assert tuple(r["paths"]) == ("pca", "fan", "net_fit", "drn")
     assert _expected_keys(r["paths"], _occluded(r)) <= _metric_keys(r)
@@ -659,7 +661,7 @@ def test_net_fit_keeps_drn_displacement_and_runs_the_networks(tmp_path, fast_fit
                                                                   abs=1e-6)
     assert r["albedo_error_net_fit_visible"] != r["albedo_error_fan_visible"]
     assert "net+fit" in bench.format_table(r)
-    refine = dataclasses.replace(fast_fit_options, init_displacement="refine")
+    assert fast_fit_options.init_displacement == "refine"
     r2 = bench.run_benchmark(weights, num_faces=1, seed=1001, image_size=256, progress=False,
-                             appearance="net_fit", fit_options=refine)
+                             appearance="net_fit", fit_options=fast_fit_options)
     assert r2["detail_error_net_fit_deg"] != pytest.approx(r2["detail_error_drn_deg"], abs=1e-6)

@@ -36,13 +36,21 @@ leaves the high-frequency shading to the geometry.
 
 ``init`` (a ``NetworkOutputs``-like object with p_a, sh, moving_rate) starts
 the fit at a network's prediction (``--appearance=net+fit``). Its displacement
-is then DRN's as it is (``AppearanceOptions.init_displacement="keep"``, the
-default; step 2 only computes its detail normals): on 12 held-out synthetic
-faces (seed 1000, eval/synthetic_benchmark.py ``--appearance=net_fit``)
-refining it with Eq. 9 ("refine") took the wrinkle detail error from DRN's
-4.28 deg to 5.98 ("no detail": 5.93; the fit alone 6.16) and cost ~560 ms;
-the photo's shading carries too little of the wrinkles (stop 18's
-eval/detail_signal.py) for the per-photo objective to improve on DRN.
+starts at DRN's and step 2 refines it with Eq. 9
+(``AppearanceOptions.init_displacement="refine"``, the default) or keeps it as
+it is ("keep": step 2 only computes its detail normals). Measured
+(2026-12-04, shipped v4 weights): on the 56 shared photos DRN's map is
+nearly the same on every face and nearly flat (the mean correlation of two
+photos' maps 0.970; refined 0.098), so "keep" gave every person the same
+featureless detail while "refine" shows each one's forehead lines, crow's
+feet and folds (``eval/real_photos.py`` sheets); on 24 held-out synthetic
+faces (seed 1000) the wrinkle error against the truth carried into the
+pipeline's UV map is 4.91 deg kept, 4.79 refined ("no detail" 5.29), and
+same-texel 5.02 kept, 5.53 refined ("no detail" 5.64): DRN's template folds
+sit where the generator's template sites are, whoever the face is. Refining
+costs ~0.6 s (net+fit 0.66 -> 1.28 s per face). Until then "keep" was the
+default (12 faces, v2 weights: 4.28 vs 5.98 deg same-texel, before the
+detail fit had E_incoherent and the low-passed E_grad).
 
 Everything is in linear RGB. Failures a photo can cause (no visible texel
 with a normal, a black or saturated face, a non-finite solution) raise
@@ -103,9 +111,9 @@ class AppearanceOptions:
     align: AlignOptions = dataclasses.field(default_factory=AlignOptions)  # ``align``'s
     skin: SkinOptions = dataclasses.field(default_factory=SkinOptions)  # what is not skin
     backend: str = "auto"       # render ops: auto | op | reference
-    # with ``init`` (net+fit): "keep" the networks' moving rate (DRN's) as the
-    # displacement, or "refine" it with Eq. 9 like the fit without weights (module doc)
-    init_displacement: str = "keep"
+    # with ``init`` (net+fit): "refine" the networks' moving rate (DRN's) with
+    # Eq. 9 like the fit without weights, or "keep" it as the displacement (module doc)
+    init_displacement: str = "refine"
 
     def __post_init__(self):
         if self.init_displacement not in INIT_DISPLACEMENT:

@@ -66,9 +66,10 @@ flags.DEFINE_enum("tflite_precision", "float32", ["float32", "float16", "int8"],
 flags.DEFINE_string("tflite_dir", None,
                     "Folder with <net>_<precision>.tflite (train.export --tflite writes "
                     "DIR/tflite); default: convert once into the tf_face cache.")
-flags.DEFINE_enum("net_fit_displacement", "keep", ["keep", "refine"],
-                  "--appearance=net+fit: keep DRN's displacement as it is (measured better on "
-                  "wrinkles, and ~0.5 s faster) or refine it with the per-photo Eq. 9 fit.")
+flags.DEFINE_enum("net_fit_displacement", "refine", ["keep", "refine"],
+                  "--appearance=net+fit: refine DRN's displacement with the per-photo Eq. 9 "
+                  "fit (the person's wrinkles) or keep it as it is (~0.6 s faster; the "
+                  "shipped DRN's map is nearly the same on every photo).")
 define_fit_flags()
 flags.DEFINE_enum("renders", "all", ["none", "basic", "all"],
                   "renders/ (shown in report.html): none; basic = the re-render over the "
