@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from tf_face.appearance import AppearanceFitter, AppearanceOptions
-from tf_face.appearance.skin import SkinOptions, non_skin_texels
+from tf_face.appearance.skin import SkinOptions, non_skin_texels, unshadeable_texels
 from tf_face.types import UVSample
 
 SIZE = 64
@@ -132,6 +132,80 @@ def test_too_much_flagged_or_disabled_flags_nothing(face):
                 dict(max_fraction=1.5)):
         with pytest.raises(ValueError):
             SkinOptions(**bad)
+
+
+def _frame(f):
+    """A thin dark stroke across the left cheek, one texel wide at 64^2, like
+    a glasses frame's lower rim or temple arm: away from the eyes and brows
+    that E_grad leaves out anyway."""
+    import cv2
+    rows = np.nonzero(f["atlas"].mask.any(1))[0]
+    cols = np.nonzero(f["atlas"].mask.any(0))[0]
+    y = (rows[0] + rows[-1]) // 2 + 2
+    x0, x1 = cols[0] + 3, (cols[0] + cols[-1]) // 2 - 6
+    line = np.zeros(f["atlas"].mask.shape, np.uint8)
+    cv2.line(line, (int(x0), int(y)), (int(x1), int(y) - 3), 1, 1)
+    grown = cv2.dilate(f["keep"].astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+    return (line > 0) & f["atlas"].mask & ~grown
+
+
+def test_thin_dark_frames_cannot_be_shading(face):
+    """A thin black frame (one texel at 64^2) is 2.5x off the skin's delit
+    lightness: ``unshadeable_texels`` finds it whatever the skin test's region
+    rules (at 256^2 its opening drops thin frames; here a minimum area does),
+    and flags nothing on the clean, strongly side-lit face."""
+    f = face
+    frame = _frame(f)
+    assert frame.sum() > 15
+    albedo = np.array(f["am"].mean, np.float32)
+    albedo[frame] = HAIR
+    lin, s = _photo(f, albedo)
+    regions_only = SkinOptions(min_area=10_000)
+    off = unshadeable_texels(lin, s.mask, s.normals, f["sh"], reference=f["centre"],
+                             opts=regions_only)
+    assert off[frame].mean() > 0.9
+    assert not non_skin_texels(lin, s.mask, s.normals, f["sh"], f["keep"],
+                               opts=regions_only)[frame].any()
+    import cv2
+    near = cv2.dilate(frame.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+    # (the prior's dark pupils are flagged too: E_grad leaves the eyes out anyway)
+    skin = f["atlas"].mask & ~near & ~f["keep"]
+    assert not off[skin].any()
+    lin0, s0 = _photo(f, np.array(f["am"].mean, np.float32))
+    assert not unshadeable_texels(lin0, s0.mask, s0.normals, f["sh"],
+                                  reference=f["centre"])[f["atlas"].mask & ~f["keep"]].any()
+    assert not unshadeable_texels(lin, s.mask, s.normals, f["sh"],
+                                  opts=SkinOptions(enabled=False)).any()
+
+
+def test_displacement_fit_leaves_the_frame_out(face, monkeypatch):
+    """``AppearanceFitter.fit`` hands the displacement fit E_grad's texels
+    without the frame (``skip_unshadeable``, the default) and with it when
+    switched off (the skin test's region rules set so that it leaves the
+    frame, as its opening does at 256^2)."""
+    import tf_face.appearance.fit as fit_module
+    from tf_face.appearance.maps import DisplacementOptions
+    f = face
+    frame = _frame(f)
+    albedo = np.array(f["am"].mean, np.float32)
+    albedo[frame] = HAIR
+    lin, s = _photo(f, albedo)
+    seen = {}
+    real = fit_module.fit_displacement_map
+
+    def spy(tex, vis_grad, *args, **kwargs):
+        seen["vis_grad"] = np.array(vis_grad)
+        return real(tex, vis_grad, *args, **kwargs)
+
+    monkeypatch.setattr(fit_module, "fit_displacement_map", spy)
+    used = {}
+    for skip in (False, True):
+        opts = AppearanceOptions(displacement=DisplacementOptions(skip_unshadeable=skip),
+                                 skin=SkinOptions(min_area=10_000))
+        fitter = AppearanceFitter(f["am"], f["atlas"].mask, 1.0, opts, stroke_keep=f["keep"])
+        fitter.fit(s, 1.0)
+        used[skip] = seen["vis_grad"][frame].mean()
+    assert used[False] > 0.9 and used[True] == 0.0, used
 
 
 def test_fit_keeps_the_hair_out_of_the_light_and_albedo(face):

@@ -72,7 +72,7 @@ from tf_face.appearance.light_albedo import (LightAlbedoFit, LightAlbedoOptions,
                                              fit_light_albedo, mirror_gram)
 from tf_face.appearance.maps import (AlbedoMapOptions, DetailGrid, DisplacementOptions,
                                      fit_albedo_map, fit_displacement_map)
-from tf_face.appearance.skin import SkinOptions, non_skin_texels
+from tf_face.appearance.skin import SkinOptions, non_skin_texels, unshadeable_texels
 from tf_face.errors import TfFaceError
 from tf_face.srgb import srgb_to_linear
 from tf_face.types import UVSample
@@ -383,6 +383,9 @@ class AppearanceFitter:
         vis_grad = vis & ~non_skin
         if self.grad_skip is not None and disp_opts.skip_features:
             vis_grad = vis_grad & ~self.grad_skip
+        if disp_opts.skip_unshadeable and disp_opts.steps > 0:
+            vis_grad = vis_grad & ~unshadeable_texels(tex, vis, sample.normals, la.sh,
+                                                      self.skin_reference, o.skin)
         rate, detail_normals, hist_d = fit_displacement_map(
             tex, vis_grad, sample.normals, pos, la.sh, pca, self.grid, disp_opts,
             rate_init=None if init is None else init.moving_rate, backend=o.backend)
