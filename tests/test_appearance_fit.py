@@ -42,6 +42,17 @@ def _light(rng):
     return (sh * 0.95 / (FRONT_MEAN_BASIS @ sh).mean()).astype(np.float32)
 
 
+def _grainy_photo(setup, rng):
+    """(albedo: the prior's mean with 10 % per-texel grain, a light, the
+    ``UVSample`` of the frontal face under it, its texture in linear RGB)."""
+    from tf_face.srgb import srgb_to_linear
+    _, _, am = setup
+    albedo = (am.mean * (1 + 0.1 * rng.standard_normal((SIZE, SIZE, 1)))).astype(np.float32)
+    sh = _light(rng)
+    s = _sample(setup, albedo, sh)
+    return albedo, sh, s, srgb_to_linear(s.texture).astype(np.float32)
+
+
 def _shade(albedo, normals, sh):
     from tf_face.viz.image_renderer import sh_shading
     return albedo * sh_shading(normals, sh).astype(np.float32)
@@ -503,10 +514,7 @@ def test_xla_compiled_step_equals_the_plain_one(setup, backend):
         pytest.skip("the custom ops are not built (make ops)")
     _, atlas, am = setup
     rng = np.random.default_rng(21)
-    albedo = (am.mean * (1 + 0.1 * rng.standard_normal((SIZE, SIZE, 1)))).astype(np.float32)
-    sh = _light(rng)
-    s = _sample(setup, albedo, sh)
-    lin = np.where(s.texture <= 0.04045, s.texture / 12.92, ((s.texture + 0.055) / 1.055) ** 2.4)
+    albedo, sh, s, lin = _grainy_photo(setup, rng)
     rate0 = tf.constant((rng.normal(0, 2e-3, (1, SIZE, SIZE, 1)) * atlas.mask[None, ..., None])
                         .astype(np.float32))
     out = {}
@@ -735,10 +743,7 @@ def test_incoherent_term_by_hand(setup):
                                          texture_coherence)
     _, atlas, am = setup
     rng = np.random.default_rng(12)
-    albedo = (am.mean * (1 + 0.1 * rng.standard_normal((SIZE, SIZE, 1)))).astype(np.float32)
-    sh = _light(rng)
-    s = _sample(setup, albedo, sh)
-    lin = np.where(s.texture <= 0.04045, s.texture / 12.92, ((s.texture + 0.055) / 1.055) ** 2.4)
+    _, sh, s, lin = _grainy_photo(setup, rng)
     rate = (rng.normal(0, 1e-3, (SIZE, SIZE)) * atlas.mask).astype(np.float32)
     opts = DisplacementOptions(w_incoherent=7.0, coherence_sigma=2.0)
     got = displacement_terms(lin, s.mask, s.normals, s.position, sh, am.mean,
