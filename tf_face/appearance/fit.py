@@ -43,7 +43,8 @@ it is ("keep": step 2 only computes its detail normals). Measured
 nearly the same on every face and nearly flat (the mean correlation of two
 photos' maps 0.970; refined 0.098), so "keep" gave every person the same
 featureless detail while "refine" shows each one's forehead lines, crow's
-feet and folds (``eval/real_photos.py`` sheets); on 24 held-out synthetic
+feet and folds (``Reconstructor(appearance="net+fit")`` on each photo, both
+settings); on 24 held-out synthetic
 faces (seed 1000) the wrinkle error against the truth carried into the
 pipeline's UV map is 4.91 deg kept, 4.79 refined ("no detail" 5.29), and
 same-texel 5.02 kept, 5.53 refined ("no detail" 5.64): DRN's template folds
