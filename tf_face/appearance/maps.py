@@ -852,8 +852,9 @@ def fit_displacement_map(texture_linear, visible, normals, position_units, sh, a
                        opts.learning_rate, bound=float(opts.max_rate))
     x = x * valid
     n = args.n
-    normals_detail = _normals_fn(opts.jit)(displacement_from_rate(x, n, valid), n,
-                                           args.pos, valid, args.orient, args.base)
+    # the steps' own compiled cluster (no second compilation of the same normals)
+    normals_detail = _compiled(_rate_normals, opts.jit)(x, n, args.pos, valid, args.orient,
+                                                        args.base)[1]
     normals_detail = tf.where(tf.reduce_any(normals_detail != 0, -1, keepdims=True),
                               normals_detail, n)
     return x[0, ..., 0].numpy(), normals_detail[0].numpy(), history
