@@ -88,7 +88,9 @@
   than 5 texels from any texel the tests caught (occluders missed whole) and
   a third within 3 (their rims). Tried (2026-12-04, same 120 faces): strokes
   grown by 2 texels instead of 1, occluded .04172 -> .04155, hidden
-  .03673 -> .03672; no mirrored detail, hidden .03668.
+  .03673 -> .03672; no mirrored detail, hidden .03668. A segmenter trained
+  on the generator's occluders finds them (recall .91) but marks a quarter
+  of real skin (``skin`` module doc, 2026-12-05).
   **Features** (``feature_mask``: eyes and brows, ``tf_face.uv.regions``;
   ``photo_features``): the prior holds a grey eye and a template brow, and
   their colour is low-frequency at sigma 6, so the guidance used to paint

@@ -81,6 +81,28 @@ region and stubble flagged), no opening (glasses frames flagged, then
 mirrored), the median over the whole face (hair over most of it became the
 reference), a warm start for the second fit (different from the first even
 with nothing left out).
+
+Not kept (2026-12-05): **a learned occluder segmenter** in place of, or
+beside, these rules -- a 5-level UNet (250k parameters) on 13 features per
+texel (the delit log colour minus the skin's median and minus the PCA
+albedo's, the photo, visibility, normal z, the texel's u and v), trained on
+2131 synthetic faces (seed 7000: an occluder on 80 %, a fringe or cap on
+25 %) put through the real pipeline and step 0, with the occluders'
+coverage at each texel's image point as the target (12 epochs of 128^2
+crops, 7 min on 2 cores). On 237 held-out faces of that set it found 91 %
+of the occluded texels at 92 % precision (these rules on the 120 default
+benchmark faces: 9 % at 30 %), and on the shared photos it outlined
+``deca_exp/0``'s whole frame and ``deca_exp/1``'s fringe. But it marked a
+median 23 % of every real face's texels (up to 53 %): the lower face's
+grain and stubble, the nasolabial folds, lips, eye sockets, wrinkles --
+the generator's skin is smooth, so whatever real skin shows that it does
+not reads as an occluder. Training with that nuisance added (smooth fields
+of delit lightness and chroma, soft light and dark blobs) left it at 23 %;
+keeping only flags whose blurred delit colour is also off the skin's
+(|log lightness| > 0.5 or chroma > 0.3) still marked a median 11 % (up to
+46 %) while the synthetic recall fell to 59 %. A segmenter needs real skin
+in its training (labelled occluders, or at least unlabelled real faces as
+negatives); on synthetic faces alone it learns the generator.
 """
 
 from __future__ import annotations
