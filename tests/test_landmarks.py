@@ -11,7 +11,7 @@ from tf_face.errors import LandmarkError, NoFaceError
 from tf_face.image_io import load_image
 from tf_face.landmarks import (FaceDetector, FaceMeshLandmarker, detect_landmarks,
                                read_landmark_file, write_landmark_file)
-from tf_face.landmarks.facemesh import crop_affine
+from tf_face.landmarks.facemesh import crop_affine, mirrored_affine
 
 # MediaPipe canonical indices (subject's sides)
 R_EYE = [33, 133, 159, 145]       # outer, inner, upper, lower lid
@@ -126,6 +126,50 @@ def test_mirror_consistency(detector, landmarker, astronaut, astro_result):
     print(f"\nmirror: mean {err.mean():.4f} max {err.max():.4f} x IOD")
     assert err.mean() < 0.035 and err.max() < 0.12
     assert np.abs(pts[:, 2] - ref[perm, 2]).mean() < 0.03 * _iod(ref)
+
+
+def test_mirrored_affine_maps_the_mirrored_crop():
+    a = crop_affine((100.0, 50.0), (1.0, 0.3), side=96.0)
+    m = mirrored_affine(a)
+    for u, v in [(0, 0), (10, 20), (191, 5), (95.5, 95.5)]:
+        np.testing.assert_allclose(m[:, :2] @ [u, v] + m[:, 2], a[:, :2] @ [191 - u, v] + a[:, 2],
+                                   atol=1e-9)
+    np.testing.assert_allclose(mirrored_affine(m), a, atol=1e-12)     # its own inverse
+
+
+def test_flip_average(detector, landmarker, astronaut, astro_result):
+    """With ``mirror``, the last pass is averaged with its run on the mirrored
+    crop (points renamed by ``mirror``): the result is that average, keeps the
+    plain run's score and crop, and a mirrored photo gives the mirrored points
+    far more closely than without it."""
+    from tf_face.facemodel import default_model
+    perm = default_model().mirror
+    det, plain = astro_result
+    one = FaceMeshLandmarker()
+    np.testing.assert_array_equal(one(astronaut, det), plain)
+    tta = FaceMeshLandmarker(mirror=perm)
+    pts = tta(astronaut, det)
+    assert pts.shape == (468, 3) and pts.dtype == np.float32
+    np.testing.assert_allclose(tta.last_affine, one.last_affine)
+    assert tta.last_score == pytest.approx(one.last_score)
+    flipped_run = FaceMeshLandmarker().run_crop(astronaut, mirrored_affine(one.last_affine))
+    np.testing.assert_allclose(pts, (plain + flipped_run[perm]) / 2, atol=1e-3)
+    assert 0.005 * _iod(plain) < np.abs(pts[:, :2] - plain[:, :2]).mean() < 0.05 * _iod(plain)
+    # mirror consistency, with and without
+    flipped = np.ascontiguousarray(astronaut[:, ::-1])
+    d = detector(flipped)[0]
+    errs = {}
+    for name, lm, ref in (("plain", landmarker, plain), ("flip", tta, pts)):
+        back = lm(flipped, d).astype(np.float64)
+        back[:, 0] = astronaut.shape[1] - 1 - back[:, 0]
+        errs[name] = (np.linalg.norm(back[perm, :2] - ref[:, :2], axis=1) / _iod(ref)).mean()
+    print(f"\nmirror consistency: plain {errs['plain']:.4f}, "
+          f"flip-averaged {errs['flip']:.4f} x IOD")
+    assert errs["flip"] < 0.5 * errs["plain"]
+    with pytest.raises(ValueError, match="own inverse"):
+        FaceMeshLandmarker(mirror=np.arange(467))
+    with pytest.raises(ValueError, match="own inverse"):
+        FaceMeshLandmarker(mirror=np.roll(np.arange(468), 1))
 
 
 def test_refinement_reduces_rotation_error(detector, astronaut, astro_result):
@@ -312,3 +356,10 @@ def test_tflite_wrapper_reads_outputs_by_name():
     # one presence threshold for the detector and the landmark model
     assert FaceDetector().min_score == MIN_FACE_SCORE == 0.5
     assert detect_landmarks.__defaults__[1] == MIN_FACE_SCORE
+
+
+def test_pipeline_flip_averages_its_landmarks():
+    from tf_face.facemodel import default_model
+    from tf_face.pipeline import GeometryPipeline
+    np.testing.assert_array_equal(GeometryPipeline().landmarker.mirror, default_model().mirror)
+    assert GeometryPipeline(landmark_flip=False).landmarker.mirror is None

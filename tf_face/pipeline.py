@@ -98,7 +98,7 @@ class GeometryPipeline:
     """Loads a face model, its UV atlas and the TFLite models once; runs photos."""
 
     def __init__(self, model: str = "default", uv_size: int = 256, min_cos: float = 0.2,
-                 fit_options=None):
+                 fit_options=None, landmark_flip: bool = True):
         # lazy: tf_face.fitting loads scipy.linalg (~150 ms); every CLI imports pipeline for --help
         from tf_face.fitting import FitOptions
 
@@ -108,6 +108,9 @@ class GeometryPipeline:
         self.atlas = get_atlas(self.model, size=uv_size)
         self.min_cos = float(min_cos)
         self.fit_options = fit_options if fit_options is not None else FitOptions()
+        # the landmarker's last pass averaged with its mirror image (facemesh module doc);
+        # the default model's vertices are the landmarker's points
+        self.landmark_flip = bool(landmark_flip)
         self._detector = None
         self._landmarker = None
         self.load_ms = (time.perf_counter() - t0) * 1e3
@@ -121,7 +124,8 @@ class GeometryPipeline:
     @property
     def landmarker(self):
         if self._landmarker is None:
-            self._landmarker = FaceMeshLandmarker()
+            self._landmarker = FaceMeshLandmarker(
+                mirror=self.default.mirror if self.landmark_flip else None)
         return self._landmarker
 
     def _fit_landmarks(self, landmarks: np.ndarray, source: str) -> np.ndarray:
