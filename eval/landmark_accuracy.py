@@ -58,6 +58,9 @@ flags.DEFINE_string("compare", None, "A JSON written by an earlier run: print be
 flags.DEFINE_string("faces_dir", str(REPO.parent / "shared" / "data" / "faces"),
                     "Photo folder: its */*.jpg and */*.png are used.")
 flags.DEFINE_boolean("progress", True, "Show a progress bar.")
+flags.DEFINE_boolean("landmark_flip", True,
+                     "Average the landmarker's last pass with its mirrored crop's "
+                     "(GeometryPipeline(landmark_flip=...)); --nolandmark_flip: one crop.")
 flags.DEFINE_boolean("contour_along_jaw", True,
                      "FitOptions.contour_along_jaw (jaw landmarks may slide along the jaw).")
 
@@ -90,9 +93,10 @@ def summarise(obs: np.ndarray, pred: np.ndarray) -> dict:
             "per_landmark": [round(float(x), 5) for x in e]}
 
 
-def run(model_spec: str, faces_dir: Path, progress: bool = True, fit_options=None) -> dict:
+def run(model_spec: str, faces_dir: Path, progress: bool = True, fit_options=None,
+        landmark_flip: bool = True) -> dict:
     photos = list_photos(faces_dir)
-    pipe = GeometryPipeline(model_spec, fit_options=fit_options)
+    pipe = GeometryPipeline(model_spec, fit_options=fit_options, landmark_flip=landmark_flip)
     it = photos
     if progress:
         it = tqdm(photos, desc="photos", unit="photo", file=sys.stderr)
@@ -155,8 +159,9 @@ def main(argv):
     # lazy: tf_face.fitting loads scipy.linalg (~150 ms), not needed for --help
     from tf_face.fitting import FitOptions
     out = run(FLAGS.model, faces, FLAGS.progress,
-              FitOptions(contour_along_jaw=FLAGS.contour_along_jaw))
+              FitOptions(contour_along_jaw=FLAGS.contour_along_jaw), FLAGS.landmark_flip)
     out["contour_along_jaw"] = FLAGS.contour_along_jaw
+    out["landmark_flip"] = FLAGS.landmark_flip
     old = json.loads(Path(FLAGS.compare).read_text()) if FLAGS.compare else None
     print(table(out, old))
     nan = float("nan")

@@ -237,6 +237,9 @@ def define_knob_flags() -> None:
     d = Difficulty()
     for k in KNOBS:
         flags.DEFINE_float(k, float(getattr(d, k)), f"Generator knob Difficulty.{k}.")
+    flags.DEFINE_bool("landmark_flip", True, "Average the landmarker's last pass with its "
+                      "mirrored crop's (GeometryPipeline(landmark_flip=...)); "
+                      "--nolandmark_flip: one crop.")
     flags.DEFINE_bool("progress", True, "Show a progress bar (--noprogress: none).")
     flags.DEFINE_bool("debug", False, "Show tracebacks of internal errors.")
 
@@ -806,13 +809,15 @@ def run_face(i, face, image, truth, res, paths, ctx, stage1=None) -> tuple:
 
 def run_benchmark(weights_dir=None, num_faces: int = 12, seed: int = 1000,
                   image_size: int = 512, out_dir=None, ict_npz=None, progress: bool = True,
-                  appearance=None, difficulty=None, skin_tone=None, fit_options=None) -> dict:
+                  appearance=None, difficulty=None, skin_tone=None, fit_options=None,
+                  landmark_flip: bool = True) -> dict:
     """Run the benchmark (module doc); returns the result dict (the JSON).
 
     ``appearance``: paths (comma string or list; None = all that can run);
     ``difficulty``: a ``Difficulty`` (None = defaults); ``skin_tone``: None /
     "all" / "balanced" (face i: group i mod 6) / a group, for ``sample_face``; ``fit_options``: the
-    ``AppearanceOptions`` of the fit (None = its defaults).
+    ``AppearanceOptions`` of the fit (None = its defaults); ``landmark_flip``:
+    ``GeometryPipeline``'s (the landmarker's flip average).
     """
     from tf_face.synthetic import render_face
     from tf_face.uv.albedo_model import uv_albedo_model
@@ -839,7 +844,7 @@ def run_benchmark(weights_dir=None, num_faces: int = 12, seed: int = 1000,
                                                    ctx["detail_unit"], fit_options)
         ctx["fitter"].warm_up()   # the first face's ms_per_photo_fit warm like the others
         ctx["light_fit"] = _LightFit(ctx["fitter"])
-    pipe = GeometryPipeline("default", uv_size=256)
+    pipe = GeometryPipeline("default", uv_size=256, landmark_flip=landmark_flip)
     ict = None
     if ict_npz:
         ict = IctShapes.load(ict_npz, model)
@@ -890,7 +895,7 @@ def run_benchmark(weights_dir=None, num_faces: int = 12, seed: int = 1000,
                      "image_size": int(image_size), "ict": bool(ict_npz),
                      "appearance": list(paths), "skin_tone": skin_tone or None,
                      "difficulty": dataclasses.asdict(difficulty),
-                     "detail_unit": ctx["detail_unit"]},
+                     "detail_unit": ctx["detail_unit"], "landmark_flip": bool(landmark_flip)},
         "seconds": time.perf_counter() - t0,
     })
     if "fitter" in ctx:
@@ -1023,7 +1028,8 @@ def main(argv):
                              FLAGS.image_size, FLAGS.out_dir, FLAGS.ict_npz or None,
                              progress=FLAGS.progress, appearance=FLAGS.appearance or None,
                              difficulty=difficulty, skin_tone=FLAGS.skin_tone or None,
-                             fit_options=fit_options_from_flags())
+                             fit_options=fit_options_from_flags(),
+                             landmark_flip=FLAGS.landmark_flip)
 
     def table(r):
         return format_table(r) + (f"\ncontact sheet: {r['sheet']}" if r.get("sheet") else "")
