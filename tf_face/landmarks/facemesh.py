@@ -62,7 +62,11 @@ Cost: the landmark step 4.1 -> 6.1 ms (median, 56 shared photos).
 ``facemodel.build`` observed the faces the default model was built from.
 Not kept: two more crops, 0.9x and 1.1x the size, each with its mirror (six
 runs): on the same 60 faces no better than the flip alone (misregistration
-mean 4.24 vs 4.20 texels, 25 of 60 better).
+mean 4.24 vs 4.20 texels, 25 of 60 better). Nor a third refinement pass on
+every face before the flip: on those 60 faces 468-point error mean 0.0442
+-> 0.0424 IOD (42 better), but on 30 faces of seed 2000 0.0503 -> 0.0500
+(15 better, misregistration 12 of 30 better) and on the 25 real photos'
+5-point files 0.0547 -> 0.0544 mean, 0.0534 -> 0.0543 median.
 """
 
 from __future__ import annotations
