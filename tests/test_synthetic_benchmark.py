@@ -328,7 +328,7 @@ def test_face_metrics_on_hand_made_face():
                 for p in ("visible", "hidden", "visible_gain_invariant", "hidden_unseen",
                           "hidden_occluded")}
     expected |= {f"ita_{a}" for a in albedo_ms} | {f"ita_error_{a}" for a in albedo_ms}
-    regions = ("", "_wrinkle", "_visible", "_bare")
+    regions = ("", "_wrinkle", "_visible", "_bare", "_wrinkle_visible")
     expected |= {f"normal_error_{b}{r}_deg" for b in ("base", "truth_base", "drn") for r in regions}
     expected |= {f"detail_error_{d}{r}_deg" for d in ("none", "drn") for r in regions}
     expected |= {"sh_error", "sh_error_scale_invariant", "sh_error_relative", "exposure_error",
@@ -409,6 +409,70 @@ def test_registered_metrics_compare_with_the_carried_truth():
     assert m["registration_shift_texels"] == pytest.approx(1.0)
     assert m["albedo_error_fan_visible_registered"] == pytest.approx(0.0, abs=1e-6)
     assert m["albedo_error_pca_visible_registered"] > 0.01
+
+
+def test_carried_truth_is_the_same_texel_ceiling(monkeypatch):
+    """The carried ceiling: with the identity registration the carried truth
+    is exact (0 error; at the PCA fit's exposure, the exposure's error); with
+    the truth carried one texel along u it scores what the shifted truth
+    scores at the same texel, and texels that carry nothing take the PCA fit
+    (albedo) or no detail."""
+    bench = _bench()
+    truth, sample, skin = _hand_made_face(np.random.default_rng(6))
+    s = truth.atlas_mask.shape[0]
+    monkeypatch.setattr(bench, "CARRIED_BLUR", 256.0 / s)     # 1 texel at this size
+    gy, gx = np.mgrid[0:s, 0:s].astype(np.float32)
+    vis = truth.atlas_mask & sample.mask & ~truth.occlusion
+    wr = truth.atlas_mask & (truth.displacement < 0)
+    pca_fit = truth.albedo * np.array([1.2, 1.2, 0.9])
+    pred = {"albedo": {"pca_fit": pca_fit}, "detail": {"none": sample.normals}}
+    ident = np.stack([gx, gy], -1)
+    m = bench.face_metrics(truth, sample, pred, skin_mask=skin,
+                           registration=(ident, truth.atlas_mask.copy()))
+    assert m["albedo_error_carried_visible"] == pytest.approx(0.0, abs=1e-6)
+    assert m["albedo_error_carried_visible_gain_invariant"] == pytest.approx(0.0, abs=1e-6)
+    want = np.abs(pca_fit - truth.albedo)[vis].mean()
+    assert m["albedo_error_carried_exposed_visible"] == pytest.approx(want, rel=1e-5)
+    # hidden texels carry nothing (no detail: the truth's 10 deg tilt)
+    atlas = truth.atlas_mask
+    assert m["detail_error_carried_deg"] == pytest.approx(
+        10.0 * (atlas & ~vis).sum() / atlas.sum(), rel=1e-4)
+    assert m["detail_error_carried_wrinkle_visible_deg"] == pytest.approx(0.0, abs=1e-3)
+    assert m["detail_error_none_wrinkle_visible_deg"] == pytest.approx(10.0)
+    # the hedge: a uniform tilt survives the blur; the random albedo does not
+    assert m["detail_error_carried_blurred_wrinkle_visible_deg"] == pytest.approx(0.0, abs=1e-3)
+    assert m["albedo_error_carried_blurred_visible_gain_invariant"] > 0.005
+    # shifted by one texel: the carried albedo is the truth's right neighbour
+    shifted = np.stack([gx + 1, gy], -1)
+    valid = truth.atlas_mask & np.roll(truth.atlas_mask, -1, 1)
+    m = bench.face_metrics(truth, sample, pred, skin_mask=skin, registration=(shifted, valid))
+    ok = vis & valid
+    carried = np.where(ok[..., None], np.roll(truth.albedo, -1, 1), pca_fit)
+    assert m["albedo_error_carried_visible"] == pytest.approx(
+        np.abs(carried - truth.albedo)[vis].mean(), rel=1e-5)
+    assert m["albedo_error_carried_visible"] > 0.005
+    # detail: every texel has the same tilt, so wherever it carries it is exact
+    # and only the texels that carry nothing (no detail: 10 deg) cost
+    lost = (truth.atlas_mask & ~ok).sum()
+    assert m["detail_error_carried_deg"] == pytest.approx(10.0 * lost / truth.atlas_mask.sum(),
+                                                          rel=1e-4)
+    assert m["detail_error_carried_wrinkle_deg"] == pytest.approx(
+        10.0 * (wr & ~ok).sum() / wr.sum(), rel=1e-4)
+    # without a PCA fit there is no albedo ceiling (nothing to fill with)
+    m = bench.face_metrics(truth, sample, {"detail": {"none": sample.normals}}, skin_mask=skin,
+                           registration=(ident, truth.atlas_mask.copy()))
+    assert "albedo_error_carried_visible" not in m and "detail_error_carried_deg" in m
+    m = bench.face_metrics(truth, sample, {"albedo": {"pca_fit": pca_fit}}, skin_mask=skin,
+                           registration=(ident, truth.atlas_mask.copy()))
+    assert "albedo_error_carried_visible" in m and "detail_error_carried_deg" not in m
+
+
+def test_channel_gain():
+    from tf_face import eval_metrics as M
+    t = np.random.default_rng(0).uniform(0.1, 0.5, (4, 4, 3))
+    m = np.ones((4, 4), bool)
+    np.testing.assert_allclose(M.channel_gain(t * [2.0, 1.0, 0.5], t, m), [2.0, 1.0, 0.5], rtol=1e-6)
+    np.testing.assert_array_equal(M.channel_gain(t, t, np.zeros((4, 4), bool)), [1, 1, 1])
 
 
 def test_summary_tone_groups_and_bias():
@@ -507,7 +571,15 @@ def _expected_keys(paths, occluded=False):
     keys |= {f"albedo_error_{m}_{r}_registered" for m in albedo if m != "oracle_pca"
              for r in ("visible", "features")}
     keys.add("registration_shift_texels")
-    regions = ("", "_wrinkle", "_visible", "_bare")
+    # the carried truth's ceiling (albedo: where the PCA fit ran, to fill with)
+    if any(d in paths for d in ("none", "drn", "fit", "net_fit")):
+        keys |= {f"detail_error_{c}{r}_deg" for c in ("carried", "carried_blurred")
+                 for r in ("", "_wrinkle", "_wrinkle_visible")}
+    if "pca_fit" in albedo:
+        keys |= {"albedo_error_carried_visible", "albedo_error_carried_visible_gain_invariant",
+                 "albedo_error_carried_exposed_visible",
+                 "albedo_error_carried_blurred_visible_gain_invariant"}
+    regions = ("", "_wrinkle", "_visible", "_bare", "_wrinkle_visible")
     keys |= {f"normal_error_{b}{r}_deg" for b in ("base", "truth_base") for r in regions}
     for d in ("none", "drn", "fit", "net_fit"):
         if d in paths:

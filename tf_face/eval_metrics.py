@@ -71,6 +71,19 @@ def gain_invariant_mae(pred, truth, mask):
     return float(np.abs(k * p - t).mean()), n
 
 
+def channel_gain(pred, truth, mask) -> np.ndarray:
+    """[C] float32: per channel, the mean of ``pred`` over the mean of ``truth``
+    over the masked texels (1 where the truth's mean is ~0 or nothing is masked):
+    the colour and exposure of ``pred`` relative to ``truth``."""
+    m = np.asarray(mask, bool)
+    p = np.asarray(pred, np.float64)
+    t = np.asarray(truth, np.float64)
+    if not m.any():
+        return np.ones(p.shape[-1], np.float32)
+    mp, mt = p[m].mean(0), t[m].mean(0)
+    return np.where(mt > _EPS, mp / np.maximum(mt, _EPS), 1.0).astype(np.float32)
+
+
 def angular_error_map(a, b) -> np.ndarray:
     """Per-texel angle in degrees between a and b [..., 3]; NaN where either is ~0."""
     a = np.asarray(a, np.float64)
