@@ -471,7 +471,8 @@ def test_channel_gain():
     from tf_face import eval_metrics as M
     t = np.random.default_rng(0).uniform(0.1, 0.5, (4, 4, 3))
     m = np.ones((4, 4), bool)
-    np.testing.assert_allclose(M.channel_gain(t * [2.0, 1.0, 0.5], t, m), [2.0, 1.0, 0.5], rtol=1e-6)
+    np.testing.assert_allclose(M.channel_gain(t * [2.0, 1.0, 0.5], t, m), [2.0, 1.0, 0.5],
+                               rtol=1e-6)
     np.testing.assert_array_equal(M.channel_gain(t, t, np.zeros((4, 4), bool)), [1, 1, 1])
 
 

@@ -33,7 +33,7 @@ grid triangle). 0 outside ``valid``.
 predicts a moving rate ``r_d`` in *detail units* (the face model's mean-shape
 inter-ocular distance ``detail_unit``, in model units):
 
-* training (``tf_face.training.jobs._scaled_batch``): positions
+* training (``tf_face.training.jobs.scaled_batch``): positions
   ``P / (s * detail_unit)`` (UV-sample position map in photo pixels, ``s`` the
   fit's weak-perspective scale, pixels per model unit), ``Δd = r_d * n_ref``;
 * serving / export: positions in pixels, ``d_px = r_d * s * detail_unit``,

@@ -165,7 +165,7 @@ def _loop_config(cfg: JobConfig):
                       progress=cfg.progress)
 
 
-def _scaled_batch(batch, ctx):
+def scaled_batch(batch, ctx):
     """Positions in detail units: camera pixels / (fit scale * model IOD)."""
     import tensorflow as tf
     out = dict(batch)
@@ -293,7 +293,7 @@ def train_drn(cfg: JobConfig) -> dict:
         opt.build(drn.trainable_variables)
 
     def forward(batch, training):
-        return drn_forward(drn, fan, bnet, _scaled_batch(batch, ctx), ctx, training=training)
+        return drn_forward(drn, fan, bnet, scaled_batch(batch, ctx), ctx, training=training)
 
     step_fn = _one_network_step(drn, opt, forward, strategy.num_replicas_in_sync)
     return run_training("drn", strategy, _loop_config(cfg), {"drn": drn}, {"drn": opt},

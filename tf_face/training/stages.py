@@ -160,7 +160,7 @@ def drn_forward(drn, fan, bnet, batch, ctx: StageContext, training: bool = True)
 
     Shading uses FAN's albedo, B-Net's lighting and the normals of the
     displaced detail mesh (``tf_face.detail.tf_ops``; ``batch["scale"]`` is
-    the fit scale times the detail unit, ``jobs._scaled_batch``, so positions
+    the fit scale times the detail unit, ``jobs.scaled_batch``, so positions
     and Δd are in inter-ocular distances -- conventions in
     ``tf_face.detail.np_ops``).
     """
