@@ -28,7 +28,11 @@ left as it was. Two stages (``mode``):
 
   W the texels' vertex weights, L the mesh's uniform graph Laplacian (a
   smooth deformation is cheap, a crumpled one is not); J^T W J is assembled
-  block-wise from W and the 936 x 936 system solved by Cholesky. Only for
+  block-wise from W, sparse (each block has the mesh's pattern: vertices
+  that share a triangle, two rings for the prior), and the 936 x 936 system
+  solved by sparse LU (2026-12-05: the dense Cholesky it replaces took the
+  warp stage a median 216 ms on the 56 shared photos, the sparse solve 133
+  ms, in one run; the refined vertices are the same to float32). Only for
   models whose mesh is the landmarker's own (``observed_shape``: the
   default model); the model-frame shape is recomputed under the same pose.
 * ``"rigid"``: the weak-perspective pose only, theta = (omega [3]: a
@@ -393,10 +397,11 @@ class _WarpProblem(_Problem):
         return o.w_warp * (float(np.sum(delta ** 2)) / sm + float(np.sum(ld ** 2)) / ss)
 
     def prior_matrix(self):
+        """The prior's [V, V] Hessian block (the same for x and y), sparse."""
         o = self.opts
         sm, ss = (o.s_warp * self.iod) ** 2, (o.s_warp_smooth * self.iod) ** 2
         p = (self.sp.identity(self.nv) / sm + (self.lap.T @ self.lap) / ss) * o.w_warp
-        return p.toarray()
+        return p.tocsr()
 
     def energy_warp(self, delta, r=None):
         if r is None:
@@ -407,7 +412,8 @@ class _WarpProblem(_Problem):
 def warp_mesh(image, fitted: FittedFace, atlas, sample, albedo, sh, triangles,
               opts: AlignOptions | None = None) -> AlignResult:
     """The non-rigid stage: every vertex moved in the image (module doc)."""
-    import scipy.linalg
+    import scipy.sparse
+    import scipy.sparse.linalg
     opts = opts or AlignOptions()
     t = time.perf_counter()
     nv = atlas.num_vertices
@@ -419,7 +425,6 @@ def warp_mesh(image, fitted: FittedFace, atlas, sample, albedo, sh, triangles,
         return AlignResult(fitted, np.zeros(6), delta, float("nan"), float("nan"), False, 0.0)
     e_start = prob.energy_warp(delta)
     pm = prob.prior_matrix()
-    big = np.zeros((2 * nv, 2 * nv))
     wt = prob.w.T.tocsr()
     for blur in opts.blur_px:
         prob.set_level(float(blur))
@@ -428,17 +433,24 @@ def warp_mesh(image, fitted: FittedFace, atlas, sample, albedo, sh, triangles,
         damping = 1e-3
         for _ in range(int(opts.warp_iterations)):
             om = 1.0 / np.maximum(np.abs(r), opts.irls_floor) / len(r)     # [N, 3]
-            # J^T W J in blocks: J's rows are (g_x, g_y) x the texel's 3 vertex weights
-            big[:nv, :nv] = (wt @ prob.w.multiply((om * gx * gx).sum(1)[:, None])).toarray() + pm
-            big[:nv, nv:] = (wt @ prob.w.multiply((om * gx * gy).sum(1)[:, None])).toarray()
-            big[nv:, :nv] = big[:nv, nv:].T
-            big[nv:, nv:] = (wt @ prob.w.multiply((om * gy * gy).sum(1)[:, None])).toarray() + pm
+            # J^T W J in blocks: J's rows are (g_x, g_y) x the texel's 3 vertex
+            # weights, so each block has the mesh's sparsity (vertices that share
+            # a triangle; the prior's: two rings); solved sparse (a dense
+            # Cholesky of the 2V x 2V system took ~14 ms a step)
+            axy = wt @ prob.w.multiply((om * gx * gy).sum(1)[:, None])
+            big = scipy.sparse.bmat(
+                [[wt @ prob.w.multiply((om * gx * gx).sum(1)[:, None]) + pm, axy],
+                 [axy.T, wt @ prob.w.multiply((om * gy * gy).sum(1)[:, None]) + pm]],
+                format="csc")
             g = np.r_[wt @ (om * gx * r).sum(1) + pm @ delta[:, 0],
                       wt @ (om * gy * r).sum(1) + pm @ delta[:, 1]]
-            a = big + damping * np.diag(np.diag(big))
+            a = (big + damping * scipy.sparse.diags(big.diagonal())).tocsc()
             try:
-                step = scipy.linalg.cho_solve(scipy.linalg.cho_factor(a), -g)
-            except np.linalg.LinAlgError:
+                step = scipy.sparse.linalg.splu(a, permc_spec="MMD_AT_PLUS_A").solve(-g)
+            except RuntimeError:                  # exactly singular
+                damping *= 10.0
+                continue
+            if not np.all(np.isfinite(step)):
                 damping *= 10.0
                 continue
             new = delta + np.stack([step[:nv], step[nv:]], 1)
