@@ -424,6 +424,58 @@ def test_bad_photos_give_one_line_errors(setup, case):
     assert "\n" not in str(e.value)
 
 
+def test_degenerate_light_is_a_one_line_error(setup, monkeypatch):
+    """A light/albedo fit that returns NaN (a degenerate light) is refused with
+    one line, never passed on to the maps."""
+    import dataclasses
+
+    import tf_face.appearance.fit as F
+    _, atlas, am = setup
+    s = _sample(setup, am.mean, _light(np.random.default_rng(6)))
+    real = F.fit_light_albedo
+
+    def nan_light(*a, **k):
+        la = real(*a, **k)
+        return dataclasses.replace(la, sh=np.full_like(la.sh, np.nan))
+    monkeypatch.setattr(F, "fit_light_albedo", nan_light)
+    with pytest.raises(F.AppearanceFitError, match="non-finite") as e:
+        AppearanceFitter(am, atlas.mask, 1.0).fit(s, 1.0)
+    assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("which", ["displacement", "albedo"])
+def test_non_finite_maps_fall_back_to_the_pca_fit(setup, monkeypatch, which):
+    """A map fit that returns NaN: the result is the PCA fit with no detail,
+    flagged in ``fallback``, and finite."""
+    import tf_face.appearance.fit as F
+    _, atlas, am = setup
+    s = _sample(setup, am.mean, _light(np.random.default_rng(7)))
+    opts = AppearanceOptions()
+    opts.displacement.steps = 2
+    opts.albedo_map.steps = 2
+    if which == "displacement":
+        real = F.fit_displacement_map
+
+        def broken(*a, **k):
+            rate, normals, hist = real(*a, **k)
+            return np.full_like(rate, np.nan), normals, hist
+        monkeypatch.setattr(F, "fit_displacement_map", broken)
+    else:
+        real = F.fit_albedo_map
+
+        def broken(*a, **k):
+            albedo, hist = real(*a, **k)
+            albedo = albedo.copy()
+            albedo[5, 5] = np.nan
+            return albedo, hist
+        monkeypatch.setattr(F, "fit_albedo_map", broken)
+    res = AppearanceFitter(am, atlas.mask, 1.0, opts).fit(s, 1.0)
+    assert "PCA fit" in res.fallback and "\n" not in res.fallback
+    np.testing.assert_array_equal(res.albedo, res.albedo_pca)
+    assert np.all(res.moving_rate == 0)
+    assert np.all(np.isfinite(res.albedo)) and np.all(np.isfinite(res.sh))
+
+
 def test_non_finite_normals_are_dropped_not_propagated(setup):
     """A broken (NaN) region of the normal map: finite maps, no fallback needed."""
     _, atlas, am = setup
