@@ -38,6 +38,7 @@ TF_FREE = [
     "eval.synthetic_benchmark",
     "eval.real_photos",
     "eval.landmark_accuracy",
+    "eval.loss_terms",
     "eval.bench_geometry",
     "eval.bench_input",
     "eval.bench_ops",

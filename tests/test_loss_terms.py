@@ -1,21 +1,12 @@
 """eval/loss_terms.py: each weighted training term, fresh vs given weights."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 
+from eval import loss_terms
 from tf_face.errors import TfFaceError
-
-
-def _module():
-    path = Path(__file__).resolve().parents[1] / "eval" / "loss_terms.py"
-    spec = importlib.util.spec_from_file_location("loss_terms_under_test", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +45,7 @@ def test_terms_are_the_stage_objectives_weighted(tmp_path, shards):
     from tf_face.serving.weights import load_networks
     from tf_face.training.jobs import scaled_batch
     from tf_face.training.stages import bnet_forward, bnet_predict, drn_forward
-    mod = _module()
+    mod = loss_terms
     weights = _weights(tmp_path / "w", w_sup_fan=0.0)
     r = mod.measure(weights, shards, init_seed=1, batch_size=2, progress=False)
     rows = {(x["stage"], x["term"]): x for x in r["terms"]}
@@ -91,7 +82,7 @@ def test_terms_are_the_stage_objectives_weighted(tmp_path, shards):
 
 def test_folder_without_stage_weights_is_refused(tmp_path, shards):
     from tf_face.testing.random_weights import write_random_weights
-    mod = _module()
+    mod = loss_terms
     weights = write_random_weights(tmp_path / "w", bnet_width=4, ngf=4)
     with pytest.raises(TfFaceError, match="loss weights"):
         mod.measure(weights, shards, progress=False)
