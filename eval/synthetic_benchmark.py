@@ -117,8 +117,10 @@ from the JSON, never 0 or null.**
   the best same-texel score under a misregistration, a hedge is (40 faces,
   seed 1000, sigma 0/1/2/3/4/6 texels: gain-invariant albedo .0183 / .0165 /
   .0167 / .0178 / .0192 / .0217 over the texels that carry, wrinkles 4.61 /
-  4.38 / 4.40 / 4.59 / 4.81 / 5.17 deg; none 5.73). A same-texel goal below the ceiling
-  cannot be met on this geometry by any appearance method. The
+  4.38 / 4.40 / 4.59 / 4.81 / 5.17 deg; none 5.73). A same-texel goal
+  below these is out of reach of recovering the photo exactly, hedged by a
+  blur or not, on this geometry (a method with a better prior of where
+  things are could hedge better still; none here does). The
   ``_wrinkle_visible`` keys (every detail method) score the wrinkles the
   photo shows; ``_wrinkle`` includes hidden ones, where a photo-based
   method can only mirror or guess.
