@@ -45,9 +45,8 @@ def test_terms_are_the_stage_objectives_weighted(tmp_path, shards):
     from tf_face.serving.weights import load_networks
     from tf_face.training.jobs import scaled_batch
     from tf_face.training.stages import bnet_forward, bnet_predict, drn_forward
-    mod = loss_terms
     weights = _weights(tmp_path / "w", w_sup_fan=0.0)
-    r = mod.measure(weights, shards, init_seed=1, batch_size=2, progress=False)
+    r = loss_terms.measure(weights, shards, init_seed=1, batch_size=2, progress=False)
     rows = {(x["stage"], x["term"]): x for x in r["terms"]}
     assert ("fan", "E_sup") not in rows                      # w_sup 0 for FAN
     assert rows[("fan", "E_gan")]["trained"] is None and rows[("fan", "E_gan")]["init"] > 0
@@ -60,11 +59,11 @@ def test_terms_are_the_stage_objectives_weighted(tmp_path, shards):
     atlas = get_atlas(face, size=256)
     albedo = uv_albedo_model(face, atlas, cfg["num_albedo"])
     batch = next(iter(make_dataset(shards, batch_size=2, shuffle=False)))
-    ctx_b = mod._stage_context(cfg, "bnet", face, atlas, albedo)
+    ctx_b = loss_terms._stage_context(cfg, "bnet", face, atlas, albedo)
     _, terms, _ = bnet_forward(nets["bnet"], batch, ctx_b, training=False)
     assert rows[("bnet", "E_pixel")]["trained"] == pytest.approx(float(terms["pixel"]), rel=1e-5)
     assert rows[("bnet", "E_a")]["trained"] == pytest.approx(float(terms["albedo_reg"]), rel=1e-5)
-    ctx_d = mod._stage_context(cfg, "drn", face, atlas, albedo)
+    ctx_d = loss_terms._stage_context(cfg, "drn", face, atlas, albedo)
     _, terms, _ = drn_forward(nets["drn"], nets["fan"], nets["bnet"], scaled_batch(batch, ctx_d),
                               ctx_d, training=False)
     assert rows[("drn", "E_const")]["weight"] == 2.0
@@ -77,12 +76,11 @@ def test_terms_are_the_stage_objectives_weighted(tmp_path, shards):
     assert r["p_a_norm"]["trained"]["mean"] == pytest.approx(float(np.mean(norms)), rel=1e-5)
     # fresh weights are other weights
     assert rows[("bnet", "E_pixel")]["init"] != pytest.approx(rows[("bnet", "E_pixel")]["trained"])
-    assert "B-Net |p_a|" in mod.format_table(r)
+    assert "B-Net |p_a|" in loss_terms.format_table(r)
 
 
 def test_folder_without_stage_weights_is_refused(tmp_path, shards):
     from tf_face.testing.random_weights import write_random_weights
-    mod = loss_terms
     weights = write_random_weights(tmp_path / "w", bnet_width=4, ngf=4)
     with pytest.raises(TfFaceError, match="loss weights"):
-        mod.measure(weights, shards, progress=False)
+        loss_terms.measure(weights, shards, progress=False)
